@@ -1,0 +1,243 @@
+//! Agent cards as clients see them through the gateway.
+//!
+//! An agent's cached card is rewritten so that every interface a client could use points at
+//! the gateway (`{public base}/agents/{id}`), never at the agent behind it: 1.0
+//! `supportedInterfaces[]` and the 0.3 `url`/`additionalInterfaces`. The gateway serves
+//! JSON-RPC in both versions for every agent (it translates), so the card advertises exactly
+//! that: interfaces of bindings the gateway does not serve are dropped, JSON-RPC 1.0 comes
+//! first, and 0.3 is added unless the strict 1.0 mode is on (which also drops every 0.3-only
+//! field). Unknown fields are kept. Signatures are dropped: they no longer match a rewritten
+//! card. Capabilities the gateway does not offer yet are switched off.
+
+use serde_json::{Map, Value, json};
+
+use super::ProtocolVersion;
+
+/// How cards are served.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CardOptions {
+    /// Serve a strict 1.0 card: no 0.3 fields or interfaces.
+    pub strict_v10: bool,
+}
+
+const V03_ONLY_FIELDS: [&str; 5] =
+    ["url", "preferredTransport", "protocolVersion", "additionalInterfaces", "supportsAuthenticatedExtendedCard"];
+
+/// The agent's card with every interface pointing at `agent_url` (the gateway's URL for it).
+pub fn rewrite_agent_card(card: &Value, agent_url: &str, options: CardOptions) -> Value {
+    let mut out = card.as_object().cloned().unwrap_or_default();
+    out.remove("signatures");
+    let interfaces = rewrite_interfaces(out.get("supportedInterfaces"), agent_url, options);
+    out.insert("supportedInterfaces".into(), Value::Array(interfaces));
+    gate_capabilities(&mut out);
+    if options.strict_v10 {
+        for key in V03_ONLY_FIELDS {
+            out.remove(key);
+        }
+        if let Some(Value::Object(caps)) = out.get_mut("capabilities") {
+            caps.remove("stateTransitionHistory");
+        }
+        if let Some(security) = out.remove("security") {
+            out.entry("securityRequirements").or_insert_with(|| security_requirements(security));
+        }
+    } else {
+        out.insert("url".into(), json!(agent_url));
+        out.insert("preferredTransport".into(), json!("JSONRPC"));
+        let legacy = out.get("protocolVersion").and_then(Value::as_str);
+        if legacy.and_then(ProtocolVersion::from_card_value) != Some(ProtocolVersion::V03) {
+            out.insert("protocolVersion".into(), json!("0.3.0"));
+        }
+        if out.contains_key("additionalInterfaces") {
+            out.insert("additionalInterfaces".into(), json!([{"url": agent_url, "transport": "JSONRPC"}]));
+        }
+        out.insert("supportsAuthenticatedExtendedCard".into(), json!(false));
+    }
+    Value::Object(out)
+}
+
+/// JSON-RPC interfaces, re-anchored at the gateway, 1.0 first; other bindings dropped.
+fn rewrite_interfaces(existing: Option<&Value>, agent_url: &str, options: CardOptions) -> Vec<Value> {
+    let mut v10 = Vec::new();
+    let mut v03 = Vec::new();
+    for iface in existing.and_then(Value::as_array).into_iter().flatten() {
+        let Some(obj) = iface.as_object() else { continue };
+        if obj.get("protocolBinding").and_then(Value::as_str) != Some("JSONRPC") {
+            continue;
+        }
+        let version = obj.get("protocolVersion").and_then(Value::as_str).and_then(ProtocolVersion::from_card_value);
+        let mut rewritten = obj.clone();
+        rewritten.insert("url".into(), json!(agent_url));
+        let bucket = match version {
+            Some(ProtocolVersion::V10) => &mut v10,
+            Some(ProtocolVersion::V03) => &mut v03,
+            None => continue,
+        };
+        if !bucket.contains(&Value::Object(rewritten.clone())) {
+            bucket.push(Value::Object(rewritten));
+        }
+    }
+    let default = |version: &str| json!({"url": agent_url, "protocolBinding": "JSONRPC", "protocolVersion": version});
+    if v10.is_empty() {
+        v10.push(default("1.0"));
+    }
+    if options.strict_v10 {
+        return v10;
+    }
+    if v03.is_empty() {
+        v03.push(default("0.3"));
+    }
+    v10.extend(v03);
+    v10
+}
+
+/// Switches off what the gateway does not serve yet (streaming, push notifications, the
+/// extended card), so SDK clients never pick a method the gateway would refuse.
+fn gate_capabilities(card: &mut Map<String, Value>) {
+    let caps = card.entry("capabilities").or_insert_with(|| json!({}));
+    if let Value::Object(caps) = caps {
+        caps.insert("streaming".into(), json!(false));
+        caps.insert("pushNotifications".into(), json!(false));
+        if caps.contains_key("extendedAgentCard") {
+            caps.insert("extendedAgentCard".into(), json!(false));
+        }
+    }
+}
+
+/// 0.3 `security: [{scheme: [scopes]}]` as 1.0 `securityRequirements: [{schemes: {scheme: {list}}}]`.
+fn security_requirements(security: Value) -> Value {
+    let items = security.as_array().cloned().unwrap_or_default();
+    Value::Array(
+        items
+            .into_iter()
+            .filter_map(|req| {
+                let schemes: Map<String, Value> = req
+                    .as_object()?
+                    .iter()
+                    .map(|(name, scopes)| (name.clone(), json!({ "list": scopes })))
+                    .collect();
+                Some(json!({ "schemes": schemes }))
+            })
+            .collect(),
+    )
+}
+
+/// One skill of the gateway's own card: an agent it routes to.
+pub struct AgentSkill<'a> {
+    pub id: &'a str,
+    pub card: Option<&'a Value>,
+    pub card_url: String,
+}
+
+/// The gateway's own card: one skill per registered agent.
+pub fn gateway_card(base: &str, name: &str, skills: &[AgentSkill<'_>], options: CardOptions) -> Value {
+    let rpc = format!("{base}/rpc");
+    let skills: Vec<Value> = skills
+        .iter()
+        .map(|s| {
+            let card = s.card.cloned().unwrap_or(Value::Null);
+            let title = card["name"].as_str().unwrap_or(s.id);
+            let about = card["description"].as_str().unwrap_or("A2A agent");
+            let mut tags = vec![json!("agent")];
+            for skill in card["skills"].as_array().into_iter().flatten() {
+                tags.extend(skill["tags"].as_array().into_iter().flatten().cloned());
+            }
+            tags.dedup();
+            json!({
+                "id": s.id,
+                "name": title,
+                "description": format!("{about} (card: {})", s.card_url),
+                "tags": tags,
+            })
+        })
+        .collect();
+    let mut card = json!({
+        "name": name,
+        "description": "superx A2A gateway: routes each call to one of its registered agents",
+        "version": env!("CARGO_PKG_VERSION"),
+        "supportedInterfaces": [{"url": rpc, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
+        "capabilities": {"streaming": false, "pushNotifications": false},
+        "defaultInputModes": ["text/plain"],
+        "defaultOutputModes": ["text/plain"],
+        "skills": skills,
+    });
+    if !options.strict_v10 {
+        card["supportedInterfaces"].as_array_mut().map(|a| {
+            a.push(json!({"url": rpc, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"}))
+        });
+        card["url"] = json!(rpc);
+        card["preferredTransport"] = json!("JSONRPC");
+        card["protocolVersion"] = json!("0.3.0");
+    }
+    card
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "https://gw.example.com/agents/echo";
+
+    fn golden(input: &str, expected: &str, options: CardOptions) {
+        let input: Value = serde_json::from_str(input).unwrap();
+        let expected: Value = serde_json::from_str(expected).unwrap();
+        let got = rewrite_agent_card(&input, URL, options);
+        assert_eq!(got, expected, "got:\n{}", serde_json::to_string_pretty(&got).unwrap());
+    }
+
+    #[test]
+    fn sdk_dual_card() {
+        golden(include_str!("golden/sdk_dual.in.json"), include_str!("golden/sdk_dual.out.json"), CardOptions::default());
+    }
+
+    #[test]
+    fn sdk_dual_card_strict() {
+        golden(
+            include_str!("golden/sdk_dual.in.json"),
+            include_str!("golden/sdk_dual.strict.json"),
+            CardOptions { strict_v10: true },
+        );
+    }
+
+    #[test]
+    fn legacy_03_card() {
+        golden(include_str!("golden/legacy_03.in.json"), include_str!("golden/legacy_03.out.json"), CardOptions::default());
+    }
+
+    #[test]
+    fn legacy_03_card_strict() {
+        golden(
+            include_str!("golden/legacy_03.in.json"),
+            include_str!("golden/legacy_03.strict.json"),
+            CardOptions { strict_v10: true },
+        );
+    }
+
+    #[test]
+    fn no_agent_url_survives_rewriting() {
+        for input in [include_str!("golden/sdk_dual.in.json"), include_str!("golden/legacy_03.in.json")] {
+            let card: Value = serde_json::from_str(input).unwrap();
+            for strict_v10 in [false, true] {
+                let text = rewrite_agent_card(&card, URL, CardOptions { strict_v10 }).to_string();
+                assert!(!text.contains("127.0.0.1"), "{text}");
+                assert!(!text.contains("agent.internal"), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn gateway_card_lists_agents_as_skills() {
+        let agent_card = json!({"name": "Echo", "description": "Echoes", "skills": [{"tags": ["echo"]}]});
+        let skills = [
+            AgentSkill { id: "echo", card: Some(&agent_card), card_url: "u1".into() },
+            AgentSkill { id: "bare", card: None, card_url: "u2".into() },
+        ];
+        let card = gateway_card("http://gw", "superx", &skills, CardOptions::default());
+        assert_eq!(card["skills"][0]["id"], "echo");
+        assert_eq!(card["skills"][0]["name"], "Echo");
+        assert_eq!(card["skills"][0]["tags"], json!(["agent", "echo"]));
+        assert_eq!(card["skills"][1]["name"], "bare");
+        assert_eq!(card["url"], "http://gw/rpc");
+        let strict = gateway_card("http://gw", "superx", &skills, CardOptions { strict_v10: true });
+        assert!(strict.get("url").is_none());
+    }
+}

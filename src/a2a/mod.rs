@@ -1,0 +1,178 @@
+//! A2A wire types and translations: the only module that knows the JSON shapes of A2A 1.0
+//! and 0.3.
+//!
+//! Inside the gateway everything is the 1.0 model (proto-shaped JSON, `TASK_STATE_*` enums,
+//! member-discriminated parts and events). A 0.3 call is translated to 1.0 on the way in
+//! ([`v03`]) and back on the way out; the stored `state::Task` is converted from and to wire
+//! JSON in [`task`]. Agent cards are rewritten for clients in [`card`].
+
+pub mod card;
+pub mod task;
+pub mod v03;
+
+use std::fmt;
+
+/// The A2A protocol generations superx speaks, on either side of the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProtocolVersion {
+    /// A2A 0.3: slash method names, `kind` discriminators, lowercase enums.
+    V03,
+    /// A2A 1.0: PascalCase methods, wrapped results, `TASK_STATE_*` enums.
+    V10,
+}
+
+impl ProtocolVersion {
+    /// Reads an `A2A-Version` service parameter. Empty means 0.3 (spec §3.6.2); patch
+    /// versions are ignored (`1.0.1` is 1.0). Anything else is unsupported.
+    pub fn from_header(value: Option<&str>) -> Result<Self, String> {
+        let raw = value.map(str::trim).unwrap_or("");
+        if raw.is_empty() {
+            return Ok(Self::V03);
+        }
+        let mut parts = raw.split('.');
+        let major = parts.next().unwrap_or("");
+        let minor = parts.next().unwrap_or("0");
+        let patch_ok = parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        match (major, minor, patch_ok) {
+            ("1", "0", true) => Ok(Self::V10),
+            ("0", "3", true) => Ok(Self::V03),
+            _ => Err(raw.to_owned()),
+        }
+    }
+
+    /// The value sent in the `A2A-Version` header.
+    pub fn header_value(self) -> &'static str {
+        match self {
+            Self::V03 => "0.3",
+            Self::V10 => "1.0",
+        }
+    }
+
+    /// Reads a card's `protocolVersion` (e.g. "0.3.0", "1.0") by major.minor.
+    pub fn from_card_value(value: &str) -> Option<Self> {
+        match Self::from_header(Some(value)) {
+            Ok(v) if !value.trim().is_empty() => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.header_value())
+    }
+}
+
+/// `TaskState`, with its 1.0 (ProtoJSON) and 0.3 spellings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bincode::Encode, bincode::Decode)]
+pub enum TaskState {
+    Submitted,
+    Working,
+    InputRequired,
+    AuthRequired,
+    Completed,
+    Failed,
+    Canceled,
+    Rejected,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 8] = [
+        Self::Submitted,
+        Self::Working,
+        Self::InputRequired,
+        Self::AuthRequired,
+        Self::Completed,
+        Self::Failed,
+        Self::Canceled,
+        Self::Rejected,
+    ];
+
+    /// Terminal tasks never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Canceled | Self::Rejected)
+    }
+
+    /// Interrupted tasks wait for the client: a blocking send and a stream end there.
+    pub fn is_interrupted(self) -> bool {
+        matches!(self, Self::InputRequired | Self::AuthRequired)
+    }
+
+    pub fn v10_name(self) -> &'static str {
+        match self {
+            Self::Submitted => "TASK_STATE_SUBMITTED",
+            Self::Working => "TASK_STATE_WORKING",
+            Self::InputRequired => "TASK_STATE_INPUT_REQUIRED",
+            Self::AuthRequired => "TASK_STATE_AUTH_REQUIRED",
+            Self::Completed => "TASK_STATE_COMPLETED",
+            Self::Failed => "TASK_STATE_FAILED",
+            Self::Canceled => "TASK_STATE_CANCELED",
+            Self::Rejected => "TASK_STATE_REJECTED",
+        }
+    }
+
+    pub fn v03_name(self) -> &'static str {
+        match self {
+            Self::Submitted => "submitted",
+            Self::Working => "working",
+            Self::InputRequired => "input-required",
+            Self::AuthRequired => "auth-required",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// Parses a 1.0 name. `TASK_STATE_UNSPECIFIED` is not a state a task can be in.
+    pub fn from_v10(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.v10_name() == name)
+    }
+
+    pub fn from_v03(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.v03_name() == name)
+    }
+}
+
+/// A 1.0 `google.rpc.ErrorInfo` for the `data` array of a JSON-RPC error.
+pub fn error_info(reason: &str) -> serde_json::Value {
+    serde_json::json!({
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": reason,
+        "domain": "a2a-protocol.org",
+        "metadata": {},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_header_rules() {
+        assert_eq!(ProtocolVersion::from_header(None), Ok(ProtocolVersion::V03));
+        assert_eq!(ProtocolVersion::from_header(Some(" ")), Ok(ProtocolVersion::V03));
+        assert_eq!(ProtocolVersion::from_header(Some("0.3")), Ok(ProtocolVersion::V03));
+        assert_eq!(ProtocolVersion::from_header(Some("0.3.0")), Ok(ProtocolVersion::V03));
+        assert_eq!(ProtocolVersion::from_header(Some("1.0")), Ok(ProtocolVersion::V10));
+        assert_eq!(ProtocolVersion::from_header(Some("1.0.1")), Ok(ProtocolVersion::V10));
+        assert_eq!(ProtocolVersion::from_header(Some("1")), Ok(ProtocolVersion::V10));
+        assert!(ProtocolVersion::from_header(Some("9.9")).is_err());
+        assert!(ProtocolVersion::from_header(Some("1.1")).is_err());
+        assert!(ProtocolVersion::from_header(Some("1.0.x")).is_err());
+        assert!(ProtocolVersion::from_header(Some("abc")).is_err());
+    }
+
+    #[test]
+    fn state_names_round_trip_and_classes() {
+        for s in TaskState::ALL {
+            assert_eq!(TaskState::from_v10(s.v10_name()), Some(s));
+            assert_eq!(TaskState::from_v03(s.v03_name()), Some(s));
+            assert!(!(s.is_terminal() && s.is_interrupted()));
+        }
+        assert_eq!(TaskState::from_v10("TASK_STATE_UNSPECIFIED"), None);
+        assert_eq!(TaskState::from_v03("unknown"), None);
+        let terminal: Vec<_> = TaskState::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(terminal.len(), 4);
+    }
+}

@@ -1,0 +1,241 @@
+//! Calls to agents: JSON-RPC requests in the version the agent's card prefers (translating
+//! the gateway's 1.0 model when the agent speaks 0.3), and agent card fetches.
+//!
+//! Every call carries `A2A-Version`, the agent's bearer, a deadline, and the client's
+//! `A2A-Extensions`; answers are size-limited and checked before anything is believed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::a2a::ProtocolVersion;
+use crate::a2a::v03;
+use crate::config::AgentsConfig;
+use crate::jsonrpc::RpcError;
+use crate::state::{AgentRecord, Upstream};
+
+pub const A2A_VERSION: &str = "a2a-version";
+pub const A2A_EXTENSIONS: &str = "a2a-extensions";
+pub const X_A2A_EXTENSIONS: &str = "x-a2a-extensions";
+
+/// The agent-side operations the gateway performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamMethod {
+    SendMessage,
+    GetTask,
+    CancelTask,
+}
+
+impl UpstreamMethod {
+    fn name(self, version: ProtocolVersion) -> &'static str {
+        match (self, version) {
+            (Self::SendMessage, ProtocolVersion::V10) => "SendMessage",
+            (Self::SendMessage, ProtocolVersion::V03) => "message/send",
+            (Self::GetTask, ProtocolVersion::V10) => "GetTask",
+            (Self::GetTask, ProtocolVersion::V03) => "tasks/get",
+            (Self::CancelTask, ProtocolVersion::V10) => "CancelTask",
+            (Self::CancelTask, ProtocolVersion::V03) => "tasks/cancel",
+        }
+    }
+}
+
+/// Where one call goes, with what it needs.
+pub struct CallTarget<'a> {
+    pub agent_id: &'a str,
+    pub upstream: &'a Upstream,
+    pub bearer: Option<&'a str>,
+    pub timeout: Duration,
+    /// The client's `A2A-Extensions`, forwarded.
+    pub extensions: Option<&'a HeaderValue>,
+}
+
+/// A successful answer, in the 1.0 model.
+pub struct UpstreamReply {
+    pub result: Value,
+    /// The agent's `A2A-Extensions` response header, passed back to the client.
+    pub extensions: Option<HeaderValue>,
+}
+
+pub struct AgentClient {
+    http: reqwest::Client,
+    limits: AgentsConfig,
+    next_id: AtomicU64,
+}
+
+impl AgentClient {
+    pub fn new(limits: &AgentsConfig) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(limits.connect_timeout_ms))
+            .pool_max_idle_per_host(limits.pool_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("superx/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(AgentClient { http, limits: limits.clone(), next_id: AtomicU64::new(1) })
+    }
+
+    /// Calls one method on an agent. `params` are 1.0-shaped; the reply is 1.0-shaped.
+    pub async fn call(&self, target: &CallTarget<'_>, method: UpstreamMethod, params: Value) -> Result<UpstreamReply, RpcError> {
+        let version = target.upstream.version;
+        let params = match (method, version) {
+            (UpstreamMethod::SendMessage, ProtocolVersion::V03) => v03::send_params_from_v10(params),
+            _ => params,
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method.name(version), "params": params});
+        let mut request = self
+            .http
+            .post(&target.upstream.url)
+            .timeout(target.timeout)
+            .header(CONTENT_TYPE, "application/json")
+            .header(A2A_VERSION, version.header_value())
+            .body(serde_json::to_vec(&body).expect("JSON values serialize"));
+        if let Some(bearer) = target.bearer {
+            request = request.bearer_auth(bearer);
+        }
+        if let Some(ext) = target.extensions {
+            let name = if version == ProtocolVersion::V03 { X_A2A_EXTENSIONS } else { A2A_EXTENSIONS };
+            request = request.header(name, ext.clone());
+        }
+        let response = request.send().await.map_err(|e| transport_error(target, e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(RpcError::AgentUnavailable(format!("agent {} answered HTTP {}", target.agent_id, status.as_u16())));
+        }
+        let extensions = response
+            .headers()
+            .get(A2A_EXTENSIONS)
+            .or_else(|| response.headers().get(X_A2A_EXTENSIONS))
+            .cloned();
+        let bytes = read_limited(response, self.limits.response_bytes_max)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => invalid(target, format!("response exceeds {} bytes", self.limits.response_bytes_max)),
+                ReadError::Transport(e) => transport_error(target, e),
+            })?;
+        let result = parse_reply(target, &bytes, id)?;
+        let result = to_v10(method, version, result).map_err(|e| invalid(target, e.0))?;
+        Ok(UpstreamReply { result, extensions })
+    }
+
+    /// Fetches an agent's card: `/.well-known/agent-card.json`, then the pre-0.3
+    /// `/.well-known/agent.json`. The card must be a JSON object with a name.
+    pub async fn fetch_card(&self, agent: &AgentRecord) -> Result<(Value, String), String> {
+        let base = agent.url.trim_end_matches('/');
+        let mut last_error = String::new();
+        for path in ["/.well-known/agent-card.json", "/.well-known/agent.json"] {
+            let url = format!("{base}{path}");
+            let mut request = self.http.get(&url).timeout(Duration::from_millis(self.limits.card_timeout_ms));
+            if let Some(bearer) = &agent.bearer {
+                request = request.bearer_auth(bearer);
+            }
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) => return Err(format!("fetching {url}: {}", describe(&e))),
+            };
+            let status = response.status();
+            if status == reqwest::StatusCode::NOT_FOUND {
+                last_error = format!("{url} answered HTTP 404");
+                continue;
+            }
+            if !status.is_success() {
+                return Err(format!("{url} answered HTTP {}", status.as_u16()));
+            }
+            let bytes = read_limited(response, self.limits.card_bytes_max).await.map_err(|e| match e {
+                ReadError::TooLarge => format!("{url}: card exceeds {} bytes", self.limits.card_bytes_max),
+                ReadError::Transport(e) => format!("reading {url}: {}", describe(&e)),
+            })?;
+            let card: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{url}: card is not JSON: {e}"))?;
+            if !card.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+                return Err(format!("{url}: card is not an object with a name"));
+            }
+            return Ok((card, url));
+        }
+        Err(last_error)
+    }
+}
+
+fn invalid(target: &CallTarget<'_>, detail: String) -> RpcError {
+    RpcError::InvalidAgentResponse(format!("agent {}: {detail}", target.agent_id))
+}
+
+fn describe(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "transport error"
+    }
+}
+
+fn transport_error(target: &CallTarget<'_>, e: reqwest::Error) -> RpcError {
+    let id = target.agent_id;
+    if e.is_timeout() {
+        RpcError::AgentUnavailable(format!("agent {id} did not answer within {} ms", target.timeout.as_millis()))
+    } else if e.is_connect() {
+        RpcError::AgentUnavailable(format!("agent {id} is unreachable"))
+    } else {
+        RpcError::AgentUnavailable(format!("agent {id}: transport error"))
+    }
+}
+
+enum ReadError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(1024).min(max as u64) as usize);
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if body.len() + chunk.len() > max {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads a JSON-RPC response: its result, or the agent's error as an `RpcError`.
+fn parse_reply(target: &CallTarget<'_>, bytes: &[u8], id: u64) -> Result<Value, RpcError> {
+    let mut reply: serde_json::Map<String, Value> = match serde_json::from_slice(bytes) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => return Err(invalid(target, "response is not a JSON-RPC object".into())),
+        Err(e) => return Err(invalid(target, format!("response is not JSON: {e}"))),
+    };
+    if reply.get("id").and_then(Value::as_u64) != Some(id) && !reply.contains_key("error") {
+        return Err(invalid(target, "response id does not match the request".into()));
+    }
+    if let Some(error) = reply.remove("error") {
+        return Err(upstream_error(target, error));
+    }
+    reply.remove("result").ok_or_else(|| invalid(target, "response has neither result nor error".into()))
+}
+
+/// An agent's JSON-RPC error. A2A and application codes pass through; codes that describe the
+/// gateway's own request to the agent become a clear -32603.
+fn upstream_error(target: &CallTarget<'_>, error: Value) -> RpcError {
+    let code = error.get("code").and_then(Value::as_i64);
+    let message = error.get("message").and_then(Value::as_str).unwrap_or("agent error").to_owned();
+    match code {
+        None => invalid(target, "error without a code".into()),
+        Some(c @ (-32700 | -32600 | -32601 | -32009)) => {
+            RpcError::AgentUnavailable(format!("agent {} refused the gateway's request ({c}): {message}", target.agent_id))
+        }
+        Some(code) => RpcError::Upstream { code, message, data: error.get("data").cloned() },
+    }
+}
+
+fn to_v10(method: UpstreamMethod, version: ProtocolVersion, result: Value) -> Result<Value, v03::WireError> {
+    match (method, version) {
+        (_, ProtocolVersion::V10) => Ok(result),
+        (UpstreamMethod::SendMessage, ProtocolVersion::V03) => v03::result_to_v10(result),
+        (UpstreamMethod::GetTask | UpstreamMethod::CancelTask, ProtocolVersion::V03) => v03::task_to_v10(result),
+    }
+}

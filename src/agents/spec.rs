@@ -1,0 +1,181 @@
+//! How operators describe agents: the agents YAML file (SuperX's map form, or a list), the
+//! `A2A_REMOTE_URL` variable, and `agents/upsert` params all parse into an [`AgentSpec`].
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::codec::Json;
+use crate::state::{AgentRecord, AgentSettings};
+
+/// One agent as an operator writes it (camelCase keys, as in SuperX).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentSpec {
+    #[serde(default)]
+    pub id: String,
+    pub url: String,
+    #[serde(default)]
+    pub bearer: Option<String>,
+    /// Only `a2a` is served.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub protocol_version: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+    #[serde(default)]
+    pub failure_threshold: Option<u32>,
+    #[serde(default)]
+    pub failure_window_ms: Option<u64>,
+    #[serde(default)]
+    pub cooldown_ms: Option<u64>,
+    #[serde(default, alias = "timeoutMs")]
+    pub call_timeout_ms: Option<u64>,
+    #[serde(skip)]
+    pub source: String,
+}
+
+impl AgentSpec {
+    pub fn from_env(url: &str, bearer: Option<String>) -> Self {
+        AgentSpec {
+            id: "default".into(),
+            url: url.into(),
+            bearer: bearer.filter(|b| !b.is_empty()),
+            protocol: None,
+            protocol_version: None,
+            metadata: Some(serde_json::json!({"source": "environment"})),
+            max_in_flight: None,
+            failure_threshold: None,
+            failure_window_ms: None,
+            cooldown_ms: None,
+            call_timeout_ms: None,
+            source: "env".into(),
+        }
+    }
+
+    /// Checks what a parse cannot: the id's charset, the URL's scheme, positive knobs.
+    pub fn validate(&self) -> Result<(), String> {
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 64
+            && self.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !id_ok {
+            return Err(format!("agent id {:?} must be 1-64 characters of A-Z a-z 0-9 . _ -", self.id));
+        }
+        let url = self.url.as_str();
+        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) || reqwest::Url::parse(url).is_err() {
+            return Err(format!("agent {}: url {url:?} must be an http(s) URL", self.id));
+        }
+        if let Some(p) = self.protocol.as_deref().filter(|p| *p != "a2a") {
+            return Err(format!("agent {}: protocol {p:?} is not supported (only a2a)", self.id));
+        }
+        let zero = [self.max_in_flight.map(u64::from), self.failure_threshold.map(u64::from), self.call_timeout_ms]
+            .contains(&Some(0));
+        if zero {
+            return Err(format!("agent {}: maxInFlight, failureThreshold and callTimeoutMs must be > 0", self.id));
+        }
+        Ok(())
+    }
+
+    pub fn into_record(self) -> AgentRecord {
+        AgentRecord {
+            id: self.id,
+            url: self.url,
+            bearer: self.bearer.filter(|b| !b.is_empty()),
+            protocol_version: self.protocol_version,
+            metadata: self.metadata.map(Json),
+            settings: AgentSettings {
+                max_in_flight: self.max_in_flight,
+                failure_threshold: self.failure_threshold,
+                failure_window_ms: self.failure_window_ms,
+                cooldown_ms: self.cooldown_ms,
+                call_timeout_ms: self.call_timeout_ms,
+            },
+            source: self.source,
+        }
+    }
+}
+
+/// Parses an agents YAML file: `agents: {id: {url, ...}}` (SuperX) or `agents: [{id, url, ...}]`.
+/// Returns every problem found.
+pub fn load_agents_file(path: &Path) -> Result<Vec<AgentSpec>, Vec<String>> {
+    let where_ = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("agents file {where_}: {e}")])?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| vec![format!("agents file {where_}: {e}")])?;
+    let entries: Vec<(Option<String>, serde_yaml::Value)> = match doc.get("agents") {
+        Some(serde_yaml::Value::Mapping(map)) => map
+            .iter()
+            .map(|(k, v)| (k.as_str().map(str::to_owned).or_else(|| Some(format!("{k:?}"))), v.clone()))
+            .collect(),
+        Some(serde_yaml::Value::Sequence(items)) => items.iter().map(|v| (None, v.clone())).collect(),
+        Some(serde_yaml::Value::Null) => vec![],
+        _ => return Err(vec![format!("agents file {where_}: expected a top-level `agents:` map or list")]),
+    };
+    let mut specs = Vec::new();
+    let mut errors = Vec::new();
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        let label = key.clone().unwrap_or_else(|| format!("#{i}"));
+        match serde_yaml::from_value::<AgentSpec>(value) {
+            Ok(mut spec) => {
+                if let Some(key) = key {
+                    if !spec.id.is_empty() && spec.id != key {
+                        errors.push(format!("agents file {where_}: agent {label}: id {:?} differs from its key", spec.id));
+                    }
+                    spec.id = key;
+                }
+                spec.source = "file".into();
+                match spec.validate() {
+                    Ok(()) => specs.push(spec),
+                    Err(e) => errors.push(format!("agents file {where_}: {e}")),
+                }
+            }
+            Err(e) => errors.push(format!("agents file {where_}: agent {label}: {e}")),
+        }
+    }
+    if errors.is_empty() { Ok(specs) } else { Err(errors) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(text: &str) -> Result<Vec<AgentSpec>, Vec<String>> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        load_agents_file(f.path())
+    }
+
+    #[test]
+    fn superx_map_form() {
+        let specs = load(
+            "agents:\n  check_prime_agent:\n    url: http://localhost:8001/a2a/check_prime_agent\n    bearer: \"\"\n    protocol: a2a\n    protocolVersion: 0.3.0\n    metadata:\n      agentCard: {name: x}\n",
+        )
+        .unwrap();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].id, "check_prime_agent");
+        let record = specs[0].clone().into_record();
+        assert_eq!(record.bearer, None, "an empty bearer means none");
+        assert_eq!(record.source, "file");
+    }
+
+    #[test]
+    fn list_form_with_knobs() {
+        let specs = load("agents:\n  - id: a\n    url: https://a.example/\n    cooldownMs: 5\n  - id: b\n    url: http://b/\n").unwrap();
+        assert_eq!(specs.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(specs[0].cooldown_ms, Some(5));
+    }
+
+    #[test]
+    fn every_bad_agent_is_reported() {
+        let errors = load("agents:\n  bad id:\n    url: http://x/\n  noscheme:\n    url: x.example\n  typo:\n    url: http://x/\n    bearr: y\n  mcp:\n    url: http://x/\n    protocol: mcp\n").unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(load("nothing: here\n").is_err());
+        assert!(load("agents: [").is_err());
+    }
+}

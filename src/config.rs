@@ -1,0 +1,454 @@
+//! Configuration: one tree, loaded once at startup.
+//!
+//! Layers, later ones winning: built-in defaults, the TOML file (`--config`), environment
+//! variables (`SUPERX_SECTION__KEY`, then the SuperX variables such as `PORT` or
+//! `AGENT_CALL_TIMEOUT`), then command-line flags. The environment is passed in as a map, never
+//! read globally, so loading is testable. Unknown keys are rejected, and every problem found is
+//! reported together.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use toml::Value as Toml;
+
+use crate::agents::spec::{AgentSpec, load_agents_file};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub agents: AgentsConfig,
+    pub cards: CardsConfig,
+    pub tasks: TasksConfig,
+    pub log: LogConfig,
+    /// The agents registered at startup (from the agents file and `A2A_REMOTE_URL`); not a
+    /// config key.
+    #[serde(skip)]
+    pub initial_agents: Vec<AgentSpec>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Public API listener. `PORT` sets its port.
+    pub listen: String,
+    /// The base URL clients reach this gateway at (e.g. `https://a2a.example.com`), used in
+    /// agent cards. Empty: taken from `X-Forwarded-*` headers, else the `Host` header.
+    pub public_url: String,
+    /// Whether `X-Forwarded-Proto`/`X-Forwarded-Host` are believed (true behind a load
+    /// balancer that sets them; set false when clients reach the gateway directly).
+    pub trust_forwarded_headers: bool,
+    /// Local state (raft log and snapshots).
+    pub data_dir: String,
+    /// This node's id in the cluster.
+    pub node_id: u64,
+    /// Largest request body accepted. 4 MiB fits messages with inline files; larger bodies
+    /// are refused before they are read in full.
+    pub body_bytes_max: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// YAML file of agents to register at startup (`AGENTS_FILE`).
+    pub file: String,
+    /// Calls in flight to one agent before new ones are refused (per node).
+    pub max_in_flight: u32,
+    /// Failures within `failure_window_ms` that open an agent's circuit breaker.
+    pub failure_threshold: u32,
+    pub failure_window_ms: u64,
+    /// How long an open breaker refuses calls before it lets a probe through.
+    pub cooldown_ms: u64,
+    /// Deadline of one call to an agent. A blocking SendMessage waits for the agent up to
+    /// this long; 15 s as SuperX had.
+    pub call_timeout_ms: u64,
+    /// Deadline of one agent card fetch.
+    pub card_timeout_ms: u64,
+    /// TCP connect deadline to an agent: loopback and LAN agents connect in well under this.
+    pub connect_timeout_ms: u64,
+    /// Idle keep-alive connections kept per agent host.
+    pub pool_idle_per_host: usize,
+    /// Largest response body accepted from an agent.
+    pub response_bytes_max: usize,
+    /// Largest agent card accepted.
+    pub card_bytes_max: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CardsConfig {
+    /// `Cache-Control: max-age` of served cards.
+    pub max_age_secs: u64,
+    /// Serve strict A2A 1.0 cards (no 0.3 fields or interfaces).
+    pub strict_v10: bool,
+    /// Name of the gateway's own card.
+    pub gateway_name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// Tasks kept in memory on every node. When full, the task that became terminal longest
+    /// ago is evicted. 100k tasks of a few KiB each stay well under a GiB.
+    pub memory_max: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter (`superx=debug`).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            agents: AgentsConfig::default(),
+            cards: CardsConfig::default(),
+            tasks: TasksConfig::default(),
+            log: LogConfig::default(),
+            initial_agents: Vec::new(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:4000".into(),
+            public_url: String::new(),
+            trust_forwarded_headers: true,
+            data_dir: "./superx-data".into(),
+            node_id: 1,
+            body_bytes_max: 4 << 20,
+        }
+    }
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        AgentsConfig {
+            file: String::new(),
+            max_in_flight: 10,
+            failure_threshold: 5,
+            failure_window_ms: 30_000,
+            cooldown_ms: 30_000,
+            call_timeout_ms: 15_000,
+            card_timeout_ms: 5_000,
+            connect_timeout_ms: 2_000,
+            pool_idle_per_host: 64,
+            response_bytes_max: 8 << 20,
+            card_bytes_max: 1 << 20,
+        }
+    }
+}
+
+impl Default for CardsConfig {
+    fn default() -> Self {
+        CardsConfig { max_age_secs: 60, strict_v10: false, gateway_name: "superx".into() }
+    }
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig { memory_max: 100_000 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: "text".into() }
+    }
+}
+
+/// Command-line values that override everything else.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<String>,
+    pub agents_file: Option<String>,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, PartialEq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} configuration error(s):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// SuperX's variables and the config key each one sets.
+const LEGACY_ENV: [(&str, &str); 8] = [
+    ("AGENTS_FILE", "agents.file"),
+    ("SUPERX_AGENTS_FILE", "agents.file"),
+    ("AGENT_MAX_IN_FLIGHT", "agents.max_in_flight"),
+    ("AGENT_FAILURE_THRESHOLD", "agents.failure_threshold"),
+    ("AGENT_FAILURE_WINDOW_MS", "agents.failure_window_ms"),
+    ("AGENT_COOLDOWN_MS", "agents.cooldown_ms"),
+    ("AGENT_CALL_TIMEOUT", "agents.call_timeout_ms"),
+    ("LOG_LEVEL", "log.level"),
+];
+
+impl Config {
+    /// Loads the whole configuration, or every problem with it.
+    pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let defaults = Toml::try_from(Config::default()).expect("defaults serialize");
+        let mut tree = defaults.clone();
+        if let Some(path) = &overrides.config_file {
+            match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|text| {
+                text.parse::<toml::Table>().map_err(|e| e.to_string())
+            }) {
+                Ok(file) => merge_file(&mut tree, &defaults, file, &mut errors),
+                Err(e) => errors.push(format!("config file {}: {e}", path.display())),
+            }
+        }
+        apply_env(&mut tree, &defaults, env, &mut errors);
+        apply_flags(&mut tree, overrides);
+        let mut config: Config = match tree.try_into() {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(e.to_string());
+                return Err(ConfigErrors(errors));
+            }
+        };
+        config.validate(&mut errors);
+        config.initial_agents = config.load_initial_agents(env, &mut errors);
+        if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
+    }
+
+    fn validate(&self, errors: &mut Vec<String>) {
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            errors.push(format!("server.listen: {:?} is not an address like 0.0.0.0:4000", self.server.listen));
+        }
+        let url = self.server.public_url.trim_end_matches('/');
+        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+            errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
+        }
+        let positive: [(&str, u64); 9] = [
+            ("server.body_bytes_max", self.server.body_bytes_max as u64),
+            ("agents.max_in_flight", self.agents.max_in_flight.into()),
+            ("agents.failure_threshold", self.agents.failure_threshold.into()),
+            ("agents.call_timeout_ms", self.agents.call_timeout_ms),
+            ("agents.card_timeout_ms", self.agents.card_timeout_ms),
+            ("agents.connect_timeout_ms", self.agents.connect_timeout_ms),
+            ("agents.response_bytes_max", self.agents.response_bytes_max as u64),
+            ("agents.card_bytes_max", self.agents.card_bytes_max as u64),
+            ("tasks.memory_max", self.tasks.memory_max as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                errors.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            errors.push(format!("log.format: {:?} must be text or json", self.log.format));
+        }
+        if tracing_subscriber::EnvFilter::try_new(crate::telemetry::filter_directive(&self.log.level)).is_err() {
+            errors.push(format!("log.level: {:?} is not a level or filter", self.log.level));
+        }
+    }
+
+    fn load_initial_agents(&self, env: &HashMap<String, String>, errors: &mut Vec<String>) -> Vec<AgentSpec> {
+        let mut agents = Vec::new();
+        if !self.agents.file.is_empty() {
+            match load_agents_file(std::path::Path::new(&self.agents.file)) {
+                Ok(list) => agents.extend(list),
+                Err(file_errors) => errors.extend(file_errors),
+            }
+        }
+        if let Some(url) = env.get("A2A_REMOTE_URL").filter(|u| !u.is_empty()) {
+            let spec = AgentSpec::from_env(url, env.get("A2A_REMOTE_BEARER").cloned());
+            match spec.validate() {
+                Ok(()) => agents.push(spec),
+                Err(e) => errors.push(format!("A2A_REMOTE_URL: {e}")),
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for a in &agents {
+            if !seen.insert(a.id.clone()) {
+                errors.push(format!("agent {:?} is defined more than once", a.id));
+            }
+        }
+        agents
+    }
+}
+
+/// Merges the file into the tree, refusing keys the defaults do not have and values of the
+/// wrong type.
+fn merge_file(tree: &mut Toml, defaults: &Toml, file: toml::Table, errors: &mut Vec<String>) {
+    for (section, value) in file {
+        let Some(default_section) = defaults.get(&section).and_then(Toml::as_table) else {
+            errors.push(format!("unknown config section [{section}]"));
+            continue;
+        };
+        let Toml::Table(entries) = value else {
+            errors.push(format!("[{section}] must be a table"));
+            continue;
+        };
+        for (key, value) in entries {
+            match default_section.get(&key) {
+                None => errors.push(format!("unknown config key {section}.{key}")),
+                Some(d) if d.type_str() != value.type_str() => errors.push(format!(
+                    "{section}.{key}: expected {}, found {}",
+                    d.type_str(),
+                    value.type_str()
+                )),
+                Some(_) => set(tree, &section, &key, value),
+            }
+        }
+    }
+}
+
+fn set(tree: &mut Toml, section: &str, key: &str, value: Toml) {
+    if let Some(Toml::Table(t)) = tree.get_mut(section) {
+        t.insert(key.to_owned(), value);
+    }
+}
+
+/// Parses an environment string as the type of the default at that key.
+fn parse_like(default: &Toml, raw: &str) -> Result<Toml, String> {
+    match default {
+        Toml::Integer(_) => raw.trim().parse::<i64>().map(Toml::Integer).map_err(|_| format!("{raw:?} is not an integer")),
+        Toml::Boolean(_) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(Toml::Boolean(true)),
+            "false" | "0" | "no" => Ok(Toml::Boolean(false)),
+            _ => Err(format!("{raw:?} is not a boolean")),
+        },
+        _ => Ok(Toml::String(raw.to_owned())),
+    }
+}
+
+fn apply_env(tree: &mut Toml, defaults: &Toml, env: &HashMap<String, String>, errors: &mut Vec<String>) {
+    let mut assignments: BTreeMap<String, (String, String)> = BTreeMap::new();
+    // SuperX variables first, so SUPERX_* (more specific) win over them.
+    for (var, key) in LEGACY_ENV {
+        if let Some(raw) = env.get(var) {
+            let raw = if var == "LOG_LEVEL" && raw == "warning" { "warn".to_owned() } else { raw.clone() };
+            assignments.insert(key.to_owned(), (var.to_owned(), raw));
+        }
+    }
+    let mut superx: Vec<_> = env.iter().filter(|(k, _)| k.starts_with("SUPERX_")).collect();
+    superx.sort();
+    for (var, raw) in superx {
+        if LEGACY_ENV.iter().any(|(v, _)| v == var) {
+            continue;
+        }
+        let Some((section, key)) = var["SUPERX_".len()..].split_once("__") else {
+            errors.push(format!("{var}: expected SUPERX_SECTION__KEY (e.g. SUPERX_AGENTS__CALL_TIMEOUT_MS)"));
+            continue;
+        };
+        let key = format!("{}.{}", section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        assignments.insert(key, (var.clone(), raw.clone()));
+    }
+    for (key, (var, raw)) in assignments {
+        let (section, name) = key.split_once('.').expect("keys are section.key");
+        let Some(default) = defaults.get(section).and_then(|s| s.get(name)) else {
+            errors.push(format!("{var}: unknown config key {key}"));
+            continue;
+        };
+        match parse_like(default, &raw) {
+            Ok(value) => set(tree, section, name, value),
+            Err(e) => errors.push(format!("{var} ({key}): {e}")),
+        }
+    }
+    if let Some(port) = env.get("PORT") {
+        match port.trim().parse::<u16>() {
+            Ok(port) => {
+                let listen = tree["server"]["listen"].as_str().unwrap_or_default().to_owned();
+                let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("0.0.0.0");
+                set(tree, "server", "listen", Toml::String(format!("{host}:{port}")));
+            }
+            Err(_) => errors.push(format!("PORT: {port:?} is not a port number")),
+        }
+    }
+}
+
+fn apply_flags(tree: &mut Toml, o: &Overrides) {
+    if let Some(listen) = &o.listen {
+        set(tree, "server", "listen", Toml::String(listen.clone()));
+    }
+    if let Some(dir) = &o.data_dir {
+        set(tree, "server", "data_dir", Toml::String(dir.clone()));
+    }
+    if let Some(file) = &o.agents_file {
+        set(tree, "agents", "file", Toml::String(file.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_load() {
+        let c = Config::load(&Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:4000");
+        assert_eq!(c.server.data_dir, "./superx-data");
+        assert!(c.initial_agents.is_empty());
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let f = file("[agents]\ncall_timeout_ms = 1000\nmax_in_flight = 3\n[server]\nlisten = \"127.0.0.1:5000\"\n");
+        let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
+        let c = Config::load(&o, &env(&[("AGENT_CALL_TIMEOUT", "2000"), ("PORT", "6000")])).unwrap();
+        assert_eq!(c.agents.call_timeout_ms, 2000, "env overrides file");
+        assert_eq!(c.agents.max_in_flight, 3, "file overrides default");
+        assert_eq!(c.server.listen, "127.0.0.1:6000", "PORT sets the port only");
+        let c = Config::load(&o, &env(&[("AGENT_CALL_TIMEOUT", "2000"), ("SUPERX_AGENTS__CALL_TIMEOUT_MS", "3000")])).unwrap();
+        assert_eq!(c.agents.call_timeout_ms, 3000, "SUPERX_ overrides SuperX variables");
+        let o = Overrides { listen: Some("127.0.0.1:7000".into()), ..o };
+        let c = Config::load(&o, &env(&[("PORT", "6000")])).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:7000", "flags override env");
+    }
+
+    #[test]
+    fn every_error_is_reported_together() {
+        let f = file("[server]\nlisten = \"nonsense\"\nbogus = 1\n[agents]\nmax_in_flight = \"ten\"\n[nope]\nx = 1\n");
+        let o = Overrides { config_file: Some(f.path().into()), agents_file: Some("/nonexistent/agents.yml".into()), ..Default::default() };
+        let e = Config::load(&o, &env(&[("SUPERX_TASKS__MEMORY_MAX", "lots"), ("SUPERX_WHAT", "1"), ("PORT", "x"), ("A2A_REMOTE_URL", "ftp://x")])).unwrap_err();
+        let text = e.to_string();
+        for needle in ["server.bogus", "agents.max_in_flight: expected integer", "[nope]", "SUPERX_TASKS__MEMORY_MAX", "SUPERX_WHAT", "PORT", "server.listen", "/nonexistent/agents.yml", "A2A_REMOTE_URL"] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(e.0.len(), 9, "{text}");
+    }
+
+    #[test]
+    fn agents_from_file_and_env() {
+        let f = file("agents:\n  echo:\n    url: http://127.0.0.1:9/\n    bearer: s3cret\n    maxInFlight: 4\n");
+        let o = Overrides { agents_file: Some(f.path().to_string_lossy().into()), ..Default::default() };
+        let c = Config::load(&o, &env(&[("A2A_REMOTE_URL", "http://127.0.0.1:8/"), ("A2A_REMOTE_BEARER", "b")])).unwrap();
+        let ids: Vec<_> = c.initial_agents.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["echo", "default"]);
+        assert_eq!(c.initial_agents[0].max_in_flight, Some(4));
+        assert_eq!(c.initial_agents[1].bearer.as_deref(), Some("b"));
+    }
+}

@@ -1,0 +1,134 @@
+//! The gateway: the state every request handler shares (config, replica, agent client,
+//! per-agent counters) and the operations that combine them (registering agents, fetching
+//! cards, calling agents with accounting).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::agents::client::UpstreamReply;
+use crate::agents::spec::AgentSpec;
+use crate::agents::{AgentClient, AgentStats, CallTarget, UpstreamMethod};
+use crate::codec::Json;
+use crate::config::Config;
+use crate::jsonrpc::RpcError;
+use crate::state::{CachedCard, Command, Replica, TableLimits};
+
+/// Startup card fetches run this many at a time.
+const STARTUP_CARD_FETCHES_MAX: usize = 16;
+
+pub struct Gateway {
+    pub config: Config,
+    pub replica: Replica,
+    pub client: AgentClient,
+    pub stats: AgentStats,
+    ready: AtomicBool,
+}
+
+/// Unix milliseconds as RFC 3339 UTC with milliseconds.
+pub fn rfc3339_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> anyhow::Result<Arc<Gateway>> {
+        let client = AgentClient::new(&config.agents)?;
+        let limits = TableLimits { tasks_max: config.tasks.memory_max };
+        let replica = Replica::new(config.server.node_id, limits);
+        Ok(Arc::new(Gateway { config, replica, client, stats: AgentStats::default(), ready: AtomicBool::new(false) }))
+    }
+
+    /// Wall-clock time for the proposer to stamp into commands (never read inside apply).
+    pub fn now_ms(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
+    /// True once startup registration is done and the replica can serve.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && self.replica.is_ready()
+    }
+
+    /// Calls an agent, counting the call for `agents/health`.
+    pub async fn call_agent(
+        &self,
+        target: &CallTarget<'_>,
+        method: UpstreamMethod,
+        params: Value,
+    ) -> Result<UpstreamReply, RpcError> {
+        let guard = self.stats.begin(target.agent_id);
+        let result = self.client.call(target, method, params).await;
+        let failure = match &result {
+            Err(e @ (RpcError::AgentUnavailable(_) | RpcError::InvalidAgentResponse(_))) => Some(e.to_string()),
+            _ => None,
+        };
+        if let Some(error) = &failure {
+            tracing::warn!(agent_id = target.agent_id, ?method, error = %error, "agent call failed");
+        }
+        guard.finish(self.now_ms(), failure);
+        result
+    }
+
+    /// Registers (or re-registers) an agent, fetching its card first. The agent is registered
+    /// even when its card cannot be fetched; the fetch error is returned for the caller to show.
+    pub async fn register(&self, spec: AgentSpec) -> Result<Option<String>, String> {
+        let record = spec.into_record();
+        let id = record.id.clone();
+        let card = self.client.fetch_card(&record).await;
+        let now = self.now_ms();
+        self.replica.propose(Command::UpsertAgent { agent: record, at_ms: now }).await.map_err(|e| e.to_string())?;
+        match card {
+            Ok((card, source_url)) => {
+                let card = CachedCard { card: Json(card), source_url, fetched_at_ms: now };
+                self.replica.propose(Command::SetAgentCard { id, card }).await.map_err(|e| e.to_string())?;
+                Ok(None)
+            }
+            Err(error) => {
+                tracing::warn!(agent_id = %id, %error, "agent registered without a card");
+                Ok(Some(error))
+            }
+        }
+    }
+
+    /// Fetches an agent's card again and caches it.
+    pub async fn refresh_card(&self, id: &str) -> Result<(), RpcError> {
+        let record = self
+            .replica
+            .read(|t| t.agent(id).map(|e| e.record.clone()))
+            .ok_or_else(|| RpcError::AgentNotFound(id.to_owned()))?;
+        let (card, source_url) = self
+            .client
+            .fetch_card(&record)
+            .await
+            .map_err(|e| RpcError::AgentUnavailable(format!("agent {id}: card fetch failed: {e}")))?;
+        let card = CachedCard { card: Json(card), source_url, fetched_at_ms: self.now_ms() };
+        self.replica
+            .propose(Command::SetAgentCard { id: id.to_owned(), card })
+            .await
+            .map_err(|e| match e {
+                crate::state::ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => RpcError::AgentNotFound(id),
+                other => RpcError::Internal(other.to_string()),
+            })
+    }
+
+    /// Registers the agents from the config (file and environment), then marks the node ready.
+    pub async fn register_initial_agents(self: &Arc<Self>) {
+        let specs = self.config.initial_agents.clone();
+        let count = specs.len();
+        futures::stream::iter(specs)
+            .for_each_concurrent(STARTUP_CARD_FETCHES_MAX, |spec| {
+                let gw = self.clone();
+                async move {
+                    let id = spec.id.clone();
+                    if let Err(error) = gw.register(spec).await {
+                        tracing::error!(agent_id = %id, %error, "agent registration failed");
+                    }
+                }
+            })
+            .await;
+        tracing::info!(agents = count, "startup agents registered");
+        self.ready.store(true, Ordering::Release);
+    }
+}

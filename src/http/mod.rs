@@ -1,0 +1,182 @@
+//! The public HTTP API (axum): the router, the JSON-RPC endpoint handler and the plain
+//! endpoints (`/health`, `/ready`, `/metrics`). Agent cards are served from [`cards`].
+//!
+//! The JSON-RPC handler is the edge: it checks the Content-Type, reads a size-limited body,
+//! parses the envelope, works out the client's protocol version, and turns every failure into
+//! a JSON-RPC error with HTTP 200. Internal errors are logged here, once, and answered with a
+//! generic message.
+
+mod cards;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+
+use crate::a2a::ProtocolVersion;
+use crate::agents::client::{A2A_EXTENSIONS, A2A_VERSION, X_A2A_EXTENSIONS};
+use crate::gateway::Gateway;
+use crate::jsonrpc::{self, RpcError};
+use crate::rpc::{Call, Method, Scope};
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/rpc", post(rpc_gateway))
+        .route("/agents/{id}", post(rpc_agent))
+        .route("/agents/{id}/", post(rpc_agent))
+        .route("/agents/{id}/.well-known/agent-card.json", get(cards::agent_card))
+        .route("/agents/{id}/.well-known/agent.json", get(cards::agent_card))
+        .route("/.well-known/agent-card.json", get(cards::gateway_card))
+        .route("/.well-known/agent.json", get(cards::gateway_card))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(gw)
+}
+
+async fn rpc_gateway(State(gw): State<Arc<Gateway>>, query: RawQuery, headers: HeaderMap, body: Body) -> Response {
+    handle_rpc(&gw, Scope::Gateway, query.0.as_deref(), &headers, body).await
+}
+
+async fn rpc_agent(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle_rpc(&gw, Scope::Agent(id), query.0.as_deref(), &headers, body).await
+}
+
+/// The client's `A2A-Version`: the header, else the `A2A-Version` query parameter.
+fn requested_version<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+    if let Some(v) = headers.get(A2A_VERSION) {
+        return Some(v.to_str().unwrap_or("?"));
+    }
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| k.eq_ignore_ascii_case("a2a-version"))
+        .map(|(_, v)| v)
+}
+
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        // Lenient with clients that send none; anything that is declared must be JSON.
+        return true;
+    };
+    let Ok(value) = value.to_str() else { return false };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+async fn handle_rpc(gw: &Gateway, scope: Scope, query: Option<&str>, headers: &HeaderMap, body: Body) -> Response {
+    let version_header = requested_version(headers, query);
+    let version = ProtocolVersion::from_header(version_header);
+    // Errors before the version is known are rendered in 0.3 form unless 1.0 was asked for.
+    let render_version = *version.as_ref().unwrap_or(&ProtocolVersion::V03);
+    if !is_json_content_type(headers) {
+        let e = RpcError::ContentTypeNotSupported("Content-Type must be application/json".into());
+        return rpc_response(jsonrpc::failure_bytes(&serde_json::Value::Null, &e, render_version), None);
+    }
+    let max = gw.config.server.body_bytes_max;
+    let bytes = match read_body(body, max).await {
+        Ok(b) => b,
+        Err(e) => return rpc_response(jsonrpc::failure_bytes(&serde_json::Value::Null, &e, render_version), None),
+    };
+    let request = match jsonrpc::parse_request(&bytes) {
+        Ok(r) => r,
+        Err((id, e)) => return rpc_response(jsonrpc::failure_bytes(&id, &e, render_version), None),
+    };
+    let version = match version {
+        Ok(v) => v,
+        Err(raw) => {
+            let e = RpcError::VersionNotSupported(format!("A2A version {raw:?} is not supported; use 1.0 or 0.3"));
+            return rpc_response(jsonrpc::failure_bytes(&request.id, &e, render_version), None);
+        }
+    };
+    let call = Call {
+        version,
+        scope,
+        extensions: headers.get(A2A_EXTENSIONS).or_else(|| headers.get(X_A2A_EXTENSIONS)).cloned(),
+        base_url: cards::public_base(gw, headers),
+    };
+    let method_name = request.method;
+    let outcome = match Method::parse(&method_name, request.params, &call) {
+        Ok(method) => method.run(gw, &call).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(reply) => rpc_response(jsonrpc::success_bytes(&request.id, &reply.result), reply.extensions),
+        Err(e) => {
+            if let RpcError::Internal(detail) = &e {
+                tracing::error!(method = %method_name, %detail, "internal error");
+            }
+            rpc_response(jsonrpc::failure_bytes(&request.id, &e, version), None)
+        }
+    }
+}
+
+async fn read_body(body: Body, max: usize) -> Result<Bytes, RpcError> {
+    let limited = http_body_util::Limited::new(body, max);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(RpcError::InvalidRequest(format!("request body exceeds {max} bytes")))
+        }
+        Err(_) => Err(RpcError::InvalidRequest("request body could not be read".into())),
+    }
+}
+
+fn rpc_response(body: Vec<u8>, extensions: Option<HeaderValue>) -> Response {
+    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+        .into_response();
+    if let Some(ext) = extensions {
+        response.headers_mut().insert(A2A_EXTENSIONS, ext);
+    }
+    response
+}
+
+async fn health() -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
+}
+
+async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
+    let status = gw.replica.status();
+    let ready = gw.is_ready();
+    let body = serde_json::json!({"ready": ready, "nodeId": status.node_id, "appliedIndex": status.applied_index});
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// Prometheus text exposition of the node's counters.
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering;
+    let (tasks, evicted, applied, agents) =
+        gw.replica.read(|t| (t.task_count(), t.tasks_evicted_total(), t.applied_commands(), t.agents().count()));
+    let mut out = String::new();
+    let _ = writeln!(out, "# TYPE superx_tasks_in_memory gauge\nsuperx_tasks_in_memory {tasks}");
+    let _ = writeln!(out, "# TYPE superx_tasks_evicted_total counter\nsuperx_tasks_evicted_total {evicted}");
+    let _ = writeln!(out, "# TYPE superx_commands_applied_total counter\nsuperx_commands_applied_total {applied}");
+    let _ = writeln!(out, "# TYPE superx_agents gauge\nsuperx_agents {agents}");
+    let _ = writeln!(out, "# TYPE superx_agent_calls_total counter");
+    let stats = gw.stats.snapshot();
+    for (id, c) in &stats {
+        let _ = writeln!(out, "superx_agent_calls_total{{agent=\"{id}\"}} {}", c.calls_total.load(Ordering::Relaxed));
+    }
+    let _ = writeln!(out, "# TYPE superx_agent_call_failures_total counter");
+    for (id, c) in &stats {
+        let _ = writeln!(out, "superx_agent_call_failures_total{{agent=\"{id}\"}} {}", c.failures_total.load(Ordering::Relaxed));
+    }
+    let _ = writeln!(out, "# TYPE superx_agent_calls_in_flight gauge");
+    for (id, c) in &stats {
+        let _ = writeln!(out, "superx_agent_calls_in_flight{{agent=\"{id}\"}} {}", c.in_flight.load(Ordering::Relaxed));
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

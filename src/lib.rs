@@ -1,0 +1,24 @@
+//! superx: a clustered gateway for the Agent2Agent (A2A) protocol.
+//!
+//! Layout, in the order a request meets it:
+//! - [`http`]: the axum router, the JSON-RPC edge, card endpoints, health.
+//! - [`jsonrpc`]: the envelope and [`jsonrpc::RpcError`], the one place error codes are chosen.
+//! - [`rpc`]: the closed `Method` enum and one file per method.
+//! - [`a2a`]: A2A wire JSON (1.0 and 0.3), translation, card rewriting.
+//! - [`agents`]: agent specs, the upstream client, per-agent counters.
+//! - [`gateway`]: the shared state handlers work with.
+//! - [`state`]: `Command`, the deterministic `apply`, the in-memory tables, the replica.
+//! - [`codec`]: the one bincode codec for stored bytes.
+//! - [`config`], [`telemetry`]: startup.
+#![forbid(unsafe_code)]
+
+pub mod a2a;
+pub mod agents;
+pub mod codec;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod jsonrpc;
+pub mod rpc;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,102 @@
+//! The `superx` command: `superx serve` runs a gateway node.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use superx::config::{Config, Overrides};
+use superx::gateway::Gateway;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "superx", version, about = "A clustered gateway for the Agent2Agent (A2A) protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a gateway node.
+    Serve {
+        /// Public API address (default 0.0.0.0:4000; env PORT sets the port).
+        #[arg(long)]
+        listen: Option<String>,
+        /// TOML config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Directory for local state (default ./superx-data).
+        #[arg(long)]
+        data_dir: Option<String>,
+        /// YAML file of agents to register at startup (env AGENTS_FILE).
+        #[arg(long)]
+        agents_file: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Serve { listen, config, data_dir, agents_file } = cli.command;
+    let overrides = Overrides { config_file: config, listen, data_dir, agents_file };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = match Config::load(&overrides, &env) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprint!("superx: {errors}");
+            return ExitCode::from(2);
+        }
+    };
+    superx::telemetry::init(&config.log.level, &config.log.format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("superx: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "superx stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    std::fs::create_dir_all(&config.server.data_dir)
+        .with_context(|| format!("creating data dir {}", config.server.data_dir))?;
+    let listen = config.server.listen.clone();
+    let gw = Gateway::new(config)?;
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+    tracing::info!(%listen, "superx listening");
+    let startup = gw.clone();
+    tokio::spawn(async move { startup.register_initial_agents().await });
+    axum::serve(listener, superx::http::router(gw))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

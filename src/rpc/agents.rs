@@ -1,0 +1,141 @@
+//! The control plane on `/rpc`: `agents/list`, `agents/get`, `agents/upsert`,
+//! `agents/delete`, `agents/health`, `agents/refreshCard` (and SuperX's dotted names).
+//!
+//! Agents are shown without their bearer (only whether one is set).
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+
+use super::{Call, RpcError};
+use crate::agents::spec::AgentSpec;
+use crate::gateway::Gateway;
+use crate::state::{AgentEntry, Command};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdParams {
+    #[serde(alias = "agentId")]
+    id: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthParams {
+    #[serde(default, alias = "agentId")]
+    id: Option<String>,
+}
+
+pub struct UpsertParams(AgentSpec);
+
+impl UpsertParams {
+    /// `{agent: {id, url, ...}}` (SuperX) or the agent itself as params.
+    pub fn parse(params: Value) -> Result<Self, RpcError> {
+        let agent = match params {
+            Value::Object(mut p) if p.contains_key("agent") => p.remove("agent").unwrap_or(Value::Null),
+            other => other,
+        };
+        let mut spec: AgentSpec =
+            serde_json::from_value(agent).map_err(|e| RpcError::InvalidParams(format!("invalid agent: {e}")))?;
+        spec.source = "api".into();
+        spec.validate().map_err(RpcError::InvalidParams)?;
+        Ok(UpsertParams(spec))
+    }
+}
+
+/// An agent as the control plane shows it.
+pub(crate) fn agent_view(gw: &Gateway, call_base: &str, e: &AgentEntry) -> Value {
+    let r = &e.record;
+    let s = &r.settings;
+    let d = &gw.config.agents;
+    json!({
+        "id": r.id,
+        "url": r.url,
+        "hasBearer": r.bearer.is_some(),
+        "protocolVersion": r.protocol_version,
+        "metadata": r.metadata.as_ref().map(|m| m.0.clone()),
+        "source": r.source,
+        "settings": {
+            "maxInFlight": s.max_in_flight.unwrap_or(d.max_in_flight),
+            "failureThreshold": s.failure_threshold.unwrap_or(d.failure_threshold),
+            "failureWindowMs": s.failure_window_ms.unwrap_or(d.failure_window_ms),
+            "cooldownMs": s.cooldown_ms.unwrap_or(d.cooldown_ms),
+            "callTimeoutMs": s.call_timeout_ms.unwrap_or(d.call_timeout_ms),
+        },
+        "upstream": {"url": e.upstream.url, "protocolVersion": e.upstream.version.header_value()},
+        "card": e.card.as_ref().map(|c| json!({
+            "name": c.card.0["name"],
+            "sourceUrl": c.source_url,
+            "fetchedAt": crate::gateway::rfc3339_ms(c.fetched_at_ms),
+        })),
+        "cardUrl": format!("{call_base}/agents/{}/.well-known/agent-card.json", r.id),
+        "a2aUrl": format!("{call_base}/agents/{}", r.id),
+    })
+}
+
+pub fn list(gw: &Gateway, call: &Call) -> Value {
+    gw.replica.read(|t| t.agents().map(|e| agent_view(gw, &call.base_url, e)).collect())
+}
+
+pub fn get(gw: &Gateway, call: &Call, p: IdParams) -> Result<Value, RpcError> {
+    gw.replica
+        .read(|t| t.agent(&p.id).map(|e| agent_view(gw, &call.base_url, e)))
+        .ok_or(RpcError::AgentNotFound(p.id))
+}
+
+pub async fn upsert(gw: &Gateway, call: &Call, p: UpsertParams) -> Result<Value, RpcError> {
+    let id = p.0.id.clone();
+    let card_error = gw.register(p.0).await.map_err(RpcError::Internal)?;
+    let mut view = get(gw, call, IdParams { id })?;
+    if let Some(error) = card_error {
+        view["cardError"] = json!(error);
+    }
+    Ok(view)
+}
+
+pub async fn delete(gw: &Gateway, p: IdParams) -> Result<Value, RpcError> {
+    gw.replica
+        .propose(Command::DeleteAgent { id: p.id })
+        .await
+        .map_err(|e| RpcError::Internal(e.to_string()))?;
+    Ok(json!(true))
+}
+
+pub fn health(gw: &Gateway, p: HealthParams) -> Result<Value, RpcError> {
+    let single = p.id.is_some();
+    let ids: Vec<String> = match p.id {
+        Some(id) => {
+            if gw.replica.read(|t| t.agent(&id).is_none()) {
+                return Err(RpcError::AgentNotFound(id));
+            }
+            vec![id]
+        }
+        None => gw.replica.read(|t| t.agents().map(|e| e.record.id.clone()).collect()),
+    };
+    let node = gw.replica.status().node_id;
+    let reports: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let c = gw.stats.get(id);
+            let last = c.last();
+            let card = gw.replica.read(|t| t.agent(id).map(|e| e.card.is_some()).unwrap_or(false));
+            json!({
+                "agentId": id,
+                "node": node,
+                "inFlight": c.in_flight.load(Ordering::Relaxed),
+                "callsTotal": c.calls_total.load(Ordering::Relaxed),
+                "failuresTotal": c.failures_total.load(Ordering::Relaxed),
+                "lastSuccessAt": last.success_at_ms.map(crate::gateway::rfc3339_ms),
+                "lastFailureAt": last.failure_at_ms.map(crate::gateway::rfc3339_ms),
+                "lastError": last.error,
+                "cardCached": card,
+            })
+        })
+        .collect();
+    Ok(if single { reports.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(reports) })
+}
+
+pub async fn refresh_card(gw: &Gateway, call: &Call, p: IdParams) -> Result<Value, RpcError> {
+    gw.refresh_card(&p.id).await?;
+    get(gw, call, p)
+}

@@ -1,0 +1,360 @@
+//! The RPC layer: one closed [`Method`] enum for every JSON-RPC method the gateway answers,
+//! parsed once (one `match` on the name, with the version rules) and run once.
+//!
+//! A request's life: `http` reads the envelope and builds a [`Call`] (client protocol version,
+//! scope, forwarded extensions); [`Method::parse`] checks the name against the version,
+//! translates 0.3 params to the 1.0 model and types them; [`Method::run`] hands them to the
+//! method's file, which answers in the client's version.
+
+mod agents;
+mod cancel_task;
+mod get_task;
+mod list_tasks;
+mod send_message;
+
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::a2a::{ProtocolVersion, v03};
+use crate::agents::CallTarget;
+use crate::gateway::Gateway;
+use crate::jsonrpc::RpcError;
+use crate::state::Upstream;
+
+/// Which endpoint a call came in on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// `POST /agents/{id}`: the agent is given by the path; only A2A methods.
+    Agent(String),
+    /// `POST /rpc`: the agent is named by `params.agentId` (or found from the task); A2A
+    /// methods and the control plane.
+    Gateway,
+}
+
+/// What the gateway knows about one call besides its params.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The client's protocol version (from `A2A-Version`; absent means 0.3).
+    pub version: ProtocolVersion,
+    pub scope: Scope,
+    /// The client's `A2A-Extensions`, forwarded to the agent.
+    pub extensions: Option<HeaderValue>,
+    /// The gateway's public base URL as this client sees it.
+    pub base_url: String,
+}
+
+/// A method's answer: its JSON-RPC `result`, in the client's version.
+pub struct Reply {
+    pub result: Value,
+    /// The agent's `A2A-Extensions`, passed back.
+    pub extensions: Option<HeaderValue>,
+}
+
+impl Reply {
+    pub fn plain(result: Value) -> Self {
+        Reply { result, extensions: None }
+    }
+}
+
+/// The operation behind a method name, and which naming family the name belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    SendMessage,
+    SendStreamingMessage,
+    GetTask,
+    ListTasks,
+    CancelTask,
+    SubscribeToTask,
+    PushConfig,
+    GetExtendedAgentCard,
+    AgentsList,
+    AgentsGet,
+    AgentsUpsert,
+    AgentsDelete,
+    AgentsHealth,
+    AgentsRefreshCard,
+    ClusterStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    /// PascalCase: A2A 1.0 only.
+    V10,
+    /// slash names: A2A 0.3 only.
+    V03,
+    /// SuperX's dotted aliases: shapes follow the client's version.
+    Dotted,
+    /// The gateway's control plane (`/rpc` only).
+    Control,
+}
+
+fn lookup(name: &str) -> Option<(Op, Family)> {
+    use Family::*;
+    use Op::*;
+    Some(match name {
+        "SendMessage" => (SendMessage, V10),
+        "message/send" => (SendMessage, V03),
+        "message.send" => (SendMessage, Dotted),
+        "SendStreamingMessage" => (SendStreamingMessage, V10),
+        "message/stream" => (SendStreamingMessage, V03),
+        "message.stream" => (SendStreamingMessage, Dotted),
+        "GetTask" => (GetTask, V10),
+        "tasks/get" => (GetTask, V03),
+        "tasks.get" => (GetTask, Dotted),
+        "ListTasks" => (ListTasks, V10),
+        "tasks/list" => (ListTasks, V03),
+        "tasks.list" => (ListTasks, Dotted),
+        "CancelTask" => (CancelTask, V10),
+        "tasks/cancel" => (CancelTask, V03),
+        "tasks.cancel" => (CancelTask, Dotted),
+        "SubscribeToTask" => (SubscribeToTask, V10),
+        "tasks/resubscribe" => (SubscribeToTask, V03),
+        "tasks/subscribe" | "tasks.subscribe" => (SubscribeToTask, Dotted),
+        "CreateTaskPushNotificationConfig"
+        | "SetTaskPushNotificationConfig"
+        | "GetTaskPushNotificationConfig"
+        | "ListTaskPushNotificationConfigs"
+        | "ListTaskPushNotificationConfig"
+        | "DeleteTaskPushNotificationConfig" => (PushConfig, V10),
+        "tasks/pushNotificationConfig/set"
+        | "tasks/pushNotificationConfig/get"
+        | "tasks/pushNotificationConfig/list"
+        | "tasks/pushNotificationConfig/delete" => (PushConfig, V03),
+        "tasks.pushNotificationConfig.set"
+        | "tasks.pushNotificationConfig.get"
+        | "tasks.pushNotificationConfig.list"
+        | "tasks.pushNotificationConfig.delete" => (PushConfig, Dotted),
+        "GetExtendedAgentCard" => (GetExtendedAgentCard, V10),
+        "agent/getAuthenticatedExtendedCard" => (GetExtendedAgentCard, V03),
+        "agents/list" | "agents.list" => (AgentsList, Control),
+        "agents/get" | "agents.get" => (AgentsGet, Control),
+        "agents/upsert" | "agents.upsert" => (AgentsUpsert, Control),
+        "agents/delete" | "agents.delete" => (AgentsDelete, Control),
+        "agents/health" | "agents.health" => (AgentsHealth, Control),
+        "agents/refreshCard" | "agents.refreshCard" => (AgentsRefreshCard, Control),
+        "cluster/status" | "cluster.status" => (ClusterStatus, Control),
+        _ => return None,
+    })
+}
+
+/// Every method, with its params typed and in the 1.0 model.
+pub enum Method {
+    SendMessage(send_message::Params),
+    GetTask(get_task::Params),
+    ListTasks(list_tasks::Params),
+    CancelTask(cancel_task::Params),
+    /// Known methods the gateway does not offer (yet), with the A2A error they answer.
+    Unsupported(RpcError),
+    AgentsList,
+    AgentsGet(agents::IdParams),
+    AgentsUpsert(Box<agents::UpsertParams>),
+    AgentsDelete(agents::IdParams),
+    AgentsHealth(agents::HealthParams),
+    AgentsRefreshCard(agents::IdParams),
+    ClusterStatus,
+}
+
+impl Method {
+    /// Parses a method name and its params for a call. Unknown names are -32601; a name of
+    /// the other protocol version is -32009; bad params are -32602.
+    pub fn parse(name: &str, params: Value, call: &Call) -> Result<Method, RpcError> {
+        let (op, family) = lookup(name).ok_or_else(|| RpcError::MethodNotFound(name.to_owned()))?;
+        match (family, call.version, &call.scope) {
+            (Family::V10, ProtocolVersion::V03, _) => {
+                return Err(RpcError::VersionNotSupported(format!(
+                    "method {name} is A2A 1.0: send it with the header A2A-Version: 1.0"
+                )));
+            }
+            (Family::V03, ProtocolVersion::V10, _) => {
+                return Err(RpcError::VersionNotSupported(format!(
+                    "method {name} is A2A 0.3: with A2A-Version: 1.0 use its 1.0 name"
+                )));
+            }
+            (Family::Control, _, Scope::Agent(_)) => return Err(RpcError::MethodNotFound(name.to_owned())),
+            _ => {}
+        }
+        Ok(match op {
+            Op::SendMessage => Method::SendMessage(send_message::Params::parse(params, call)?),
+            Op::GetTask => Method::GetTask(typed(params)?),
+            Op::ListTasks => Method::ListTasks(list_tasks::Params::parse(params, call)?),
+            Op::CancelTask => Method::CancelTask(typed(params)?),
+            Op::SendStreamingMessage | Op::SubscribeToTask => {
+                Method::Unsupported(RpcError::UnsupportedOperation("streaming is not offered by this gateway yet".into()))
+            }
+            Op::PushConfig => Method::Unsupported(RpcError::PushNotSupported),
+            Op::GetExtendedAgentCard => {
+                Method::Unsupported(RpcError::UnsupportedOperation("the extended agent card is not offered".into()))
+            }
+            Op::AgentsList => Method::AgentsList,
+            Op::AgentsGet => Method::AgentsGet(typed(params)?),
+            Op::AgentsUpsert => Method::AgentsUpsert(Box::new(agents::UpsertParams::parse(params)?)),
+            Op::AgentsDelete => Method::AgentsDelete(typed(params)?),
+            Op::AgentsHealth => Method::AgentsHealth(typed_or_default(params)?),
+            Op::AgentsRefreshCard => Method::AgentsRefreshCard(typed(params)?),
+            Op::ClusterStatus => Method::ClusterStatus,
+        })
+    }
+
+    /// Runs the method.
+    pub async fn run(self, gw: &Gateway, call: &Call) -> Result<Reply, RpcError> {
+        match self {
+            Method::SendMessage(p) => send_message::run(gw, call, p).await,
+            Method::GetTask(p) => get_task::run(gw, call, p).await,
+            Method::ListTasks(p) => list_tasks::run(gw, call, p),
+            Method::CancelTask(p) => cancel_task::run(gw, call, p).await,
+            Method::Unsupported(e) => Err(e),
+            Method::AgentsList => Ok(Reply::plain(agents::list(gw, call))),
+            Method::AgentsGet(p) => agents::get(gw, call, p).map(Reply::plain),
+            Method::AgentsUpsert(p) => agents::upsert(gw, call, *p).await.map(Reply::plain),
+            Method::AgentsDelete(p) => agents::delete(gw, p).await.map(Reply::plain),
+            Method::AgentsHealth(p) => agents::health(gw, p).map(Reply::plain),
+            Method::AgentsRefreshCard(p) => agents::refresh_card(gw, call, p).await.map(Reply::plain),
+            Method::ClusterStatus => Ok(Reply::plain(serde_json::to_value(gw.replica.status()).expect("status serializes"))),
+        }
+    }
+}
+
+/// Deserializes params into a typed struct; missing or mistyped members are -32602.
+fn typed<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
+    let params = if params.is_null() { Value::Object(Default::default()) } else { params };
+    serde_json::from_value(params).map_err(|e| RpcError::InvalidParams(format!("invalid params: {e}")))
+}
+
+fn typed_or_default<T: DeserializeOwned + Default>(params: Value) -> Result<T, RpcError> {
+    if params.is_null() { Ok(T::default()) } else { typed(params) }
+}
+
+/// A `historyLength` as given (`None` = all).
+fn history_length(value: Option<i64>) -> Result<Option<usize>, RpcError> {
+    match value {
+        None => Ok(None),
+        Some(n) if n >= 0 => Ok(Some(n as usize)),
+        Some(_) => Err(RpcError::InvalidParams("historyLength must not be negative".into())),
+    }
+}
+
+/// Renders a 1.0 Task for the client.
+fn task_out(call: &Call, task: Value) -> Value {
+    match call.version {
+        ProtocolVersion::V10 => task,
+        ProtocolVersion::V03 => v03::task_from_v10(task),
+    }
+}
+
+/// An agent call target, owned, resolved from the tables.
+struct Target {
+    agent_id: String,
+    upstream: Upstream,
+    bearer: Option<String>,
+    timeout: Duration,
+}
+
+impl Target {
+    fn call_target<'a>(&'a self, call: &'a Call) -> CallTarget<'a> {
+        CallTarget {
+            agent_id: &self.agent_id,
+            upstream: &self.upstream,
+            bearer: self.bearer.as_deref(),
+            timeout: self.timeout,
+            extensions: call.extensions.as_ref(),
+        }
+    }
+}
+
+/// Finds the agent a call goes to: the path's agent, or `params.agentId` on `/rpc`.
+fn resolve_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<Target, RpcError> {
+    let id = match (&call.scope, agent_id) {
+        (Scope::Agent(id), _) => id.as_str(),
+        (Scope::Gateway, Some(id)) => id,
+        (Scope::Gateway, None) => return Err(RpcError::InvalidParams("agentId is required".into())),
+    };
+    gw.replica.read(|t| {
+        let entry = t.agent(id).ok_or_else(|| RpcError::AgentNotFound(id.to_owned()))?;
+        let timeout_ms = entry.record.settings.call_timeout_ms.unwrap_or(gw.config.agents.call_timeout_ms);
+        Ok(Target {
+            agent_id: id.to_owned(),
+            upstream: entry.upstream.clone(),
+            bearer: entry.record.bearer.clone(),
+            timeout: Duration::from_millis(timeout_ms),
+        })
+    })
+}
+
+/// What a call needs to know of a stored task before acting on it.
+struct TaskRef {
+    agent_id: String,
+    context_id: String,
+    state: crate::a2a::TaskState,
+}
+
+/// Looks a task up, as the caller may see it: a task of another agent than the path's is
+/// "not found" (its existence is not revealed).
+fn find_task(gw: &Gateway, call: &Call, task_id: &str) -> Result<TaskRef, RpcError> {
+    let found = gw.replica.read(|t| {
+        t.task(task_id).map(|e| TaskRef {
+            agent_id: e.agent_id.clone(),
+            context_id: e.task.context_id.clone(),
+            state: e.task.status.state,
+        })
+    });
+    match (found, &call.scope) {
+        (Some(task), Scope::Agent(agent)) if task.agent_id != *agent => Err(RpcError::TaskNotFound(task_id.to_owned())),
+        (Some(task), _) => Ok(task),
+        (None, _) => Err(RpcError::TaskNotFound(task_id.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn call(version: ProtocolVersion, scope: Scope) -> Call {
+        Call { version, scope, extensions: None, base_url: "http://gw".into() }
+    }
+
+    fn code(name: &str, params: Value, c: &Call) -> i64 {
+        match Method::parse(name, params, c) {
+            Ok(_) => 0,
+            Err(e) => e.code(),
+        }
+    }
+
+    #[test]
+    fn names_versions_and_scopes() {
+        let v10 = call(ProtocolVersion::V10, Scope::Agent("a".into()));
+        let v03 = call(ProtocolVersion::V03, Scope::Agent("a".into()));
+        let rpc = call(ProtocolVersion::V03, Scope::Gateway);
+        let get = json!({"id": "t"});
+        assert_eq!(code("GetTask", get.clone(), &v10), 0);
+        assert_eq!(code("GetTask", get.clone(), &v03), -32009);
+        assert_eq!(code("tasks/get", get.clone(), &v10), -32009);
+        assert_eq!(code("tasks/get", get.clone(), &v03), 0);
+        assert_eq!(code("tasks.get", json!({"taskId": "t"}), &v10), 0);
+        assert_eq!(code("NoSuchMethod", get.clone(), &v10), -32601);
+        assert_eq!(code("agents/list", Value::Null, &v03), -32601, "control plane only on /rpc");
+        assert_eq!(code("agents/list", Value::Null, &rpc), 0);
+        assert_eq!(code("agents.list", Value::Null, &rpc), 0);
+        assert_eq!(code("GetTask", json!({"id": 5}), &v10), -32602);
+        assert_eq!(code("GetTask", json!({}), &v10), -32602);
+        assert_eq!(code("GetTask", json!({"id": "t", "historyLength": "x"}), &v10), -32602);
+    }
+
+    #[test]
+    fn unsupported_methods_answer_their_a2a_code() {
+        let v10 = call(ProtocolVersion::V10, Scope::Agent("a".into()));
+        for (name, expected) in [
+            ("CreateTaskPushNotificationConfig", -32003),
+            ("ListTaskPushNotificationConfigs", -32003),
+            ("SendStreamingMessage", -32004),
+            ("SubscribeToTask", -32004),
+            ("GetExtendedAgentCard", -32004),
+        ] {
+            let Ok(Method::Unsupported(e)) = Method::parse(name, json!({}), &v10) else { panic!("{name}") };
+            assert_eq!(e.code(), expected, "{name}");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Stored agents: the registry entry an operator gives (url, bearer, per-agent knobs) and the
+//! agent card the gateway fetched for it.
+
+use crate::a2a::ProtocolVersion;
+use crate::codec::Json;
+
+/// A registered remote A2A agent, as stored in the log and the tables.
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct AgentRecord {
+    /// `[A-Za-z0-9._-]{1,64}`: it appears in URLs (`/agents/{id}`).
+    pub id: String,
+    /// Base URL of the agent (http or https); its card lives under `/.well-known/`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer …` on every call to the agent. Never shown to clients.
+    pub bearer: Option<String>,
+    /// The protocol version to assume when the agent publishes no usable card.
+    pub protocol_version: Option<String>,
+    /// Free-form operator metadata (SuperX's `metadata`), shown by `agents/get`.
+    pub metadata: Option<Json>,
+    pub settings: AgentSettings,
+    /// Where the registration came from: `file`, `env` or `api`.
+    pub source: String,
+}
+
+/// Per-agent overrides of the `[agents]` defaults in the config. `None` means the default.
+#[derive(Clone, Debug, Default, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct AgentSettings {
+    pub max_in_flight: Option<u32>,
+    pub failure_threshold: Option<u32>,
+    pub failure_window_ms: Option<u64>,
+    pub cooldown_ms: Option<u64>,
+    pub call_timeout_ms: Option<u64>,
+}
+
+/// The agent's own card, as fetched, plus what the gateway derived from it.
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct CachedCard {
+    pub card: Json,
+    /// Where it was fetched from.
+    pub source_url: String,
+    /// Proposer-stamped fetch time (Unix ms): the card's `Last-Modified`.
+    pub fetched_at_ms: u64,
+}
+
+/// Where and how the gateway calls an agent: chosen from its card, preferring 1.0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub url: String,
+    pub version: ProtocolVersion,
+    pub streaming: bool,
+}
+
+impl Upstream {
+    /// Picks the agent's JSON-RPC interface. 1.0 cards list `supportedInterfaces` in
+    /// preference order; the gateway prefers a 1.0 JSONRPC interface, then 0.3 ones, then the
+    /// 0.3 card's `url`. Without a card: the registered URL at the registered version (0.3 if
+    /// none, as SuperX assumed).
+    pub fn choose(record: &AgentRecord, card: Option<&CachedCard>) -> Upstream {
+        let fallback_version = record
+            .protocol_version
+            .as_deref()
+            .and_then(ProtocolVersion::from_card_value)
+            .unwrap_or(ProtocolVersion::V03);
+        let Some(card) = card.map(|c| &c.card.0) else {
+            return Upstream { url: record.url.clone(), version: fallback_version, streaming: false };
+        };
+        let streaming = card["capabilities"]["streaming"].as_bool().unwrap_or(false);
+        let jsonrpc: Vec<(&str, ProtocolVersion)> = card["supportedInterfaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["protocolBinding"].as_str() == Some("JSONRPC"))
+            .filter_map(|i| {
+                let url = i["url"].as_str()?;
+                let version = ProtocolVersion::from_card_value(i["protocolVersion"].as_str()?)?;
+                Some((url, version))
+            })
+            .collect();
+        let chosen = jsonrpc
+            .iter()
+            .find(|(_, v)| *v == ProtocolVersion::V10)
+            .or_else(|| jsonrpc.first())
+            .map(|(u, v)| ((*u).to_owned(), *v));
+        let legacy = || {
+            let transport = card["preferredTransport"].as_str().unwrap_or("JSONRPC");
+            let url = card["url"].as_str().filter(|_| transport == "JSONRPC")?;
+            Some((url.to_owned(), ProtocolVersion::V03))
+        };
+        let (url, version) = chosen
+            .or_else(legacy)
+            .unwrap_or_else(|| (record.url.clone(), fallback_version));
+        Upstream { url, version, streaming }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record() -> AgentRecord {
+        AgentRecord {
+            id: "a".into(),
+            url: "http://agent:1/".into(),
+            bearer: None,
+            protocol_version: None,
+            metadata: None,
+            settings: AgentSettings::default(),
+            source: "api".into(),
+        }
+    }
+
+    fn cached(card: serde_json::Value) -> CachedCard {
+        CachedCard { card: Json(card), source_url: String::new(), fetched_at_ms: 0 }
+    }
+
+    #[test]
+    fn prefers_v10_jsonrpc_interface() {
+        let card = cached(json!({
+            "capabilities": {"streaming": true},
+            "supportedInterfaces": [
+                {"url": "http://a/grpc", "protocolBinding": "GRPC", "protocolVersion": "1.0"},
+                {"url": "http://a/v03", "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+                {"url": "http://a/v1", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}
+            ],
+            "url": "http://a/legacy"
+        }));
+        let up = Upstream::choose(&record(), Some(&card));
+        assert_eq!(up, Upstream { url: "http://a/v1".into(), version: ProtocolVersion::V10, streaming: true });
+    }
+
+    #[test]
+    fn legacy_card_and_no_card() {
+        let card = cached(json!({"url": "http://a/rpc", "protocolVersion": "0.3.0"}));
+        let up = Upstream::choose(&record(), Some(&card));
+        assert_eq!((up.url.as_str(), up.version), ("http://a/rpc", ProtocolVersion::V03));
+        let up = Upstream::choose(&record(), None);
+        assert_eq!((up.url.as_str(), up.version), ("http://agent:1/", ProtocolVersion::V03));
+        let mut r = record();
+        r.protocol_version = Some("1.0".into());
+        assert_eq!(Upstream::choose(&r, None).version, ProtocolVersion::V10);
+    }
+}

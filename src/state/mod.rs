@@ -1,0 +1,163 @@
+//! The state machine: `Command`s and the deterministic `apply` that turns them into the
+//! per-node in-memory [`Tables`].
+//!
+//! Every state change in superx is a `Command`, proposed through the [`Replica`] and applied
+//! here in log order. `apply` reads no clock, draws no random numbers and does no I/O: the
+//! proposer stamps time and ids into the command, so every node that applies the same log
+//! holds the same tables. Side effects (upstream calls, webhooks, archive writes) happen
+//! outside, before proposing or after the commit.
+
+pub mod agent;
+mod replica;
+mod tables;
+pub mod task;
+
+pub use agent::{AgentRecord, AgentSettings, CachedCard, Upstream};
+pub use replica::{ProposeError, Replica, ReplicaStatus};
+pub use tables::{AgentEntry, ListQuery, ListPage, TableLimits, Tables, TaskEntry};
+pub use task::{Artifact, ArtifactUpdate, StatusUpdate, Task, TaskStatus, TransitionError};
+
+/// A state change, as stored in the log. Stored type: changing it is a compatibility change,
+/// so new shapes get a new [`VersionedCommand`] variant rather than an edit.
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub enum Command {
+    /// Registers an agent or replaces its registration (its card is kept).
+    UpsertAgent { agent: AgentRecord, at_ms: u64 },
+    /// Removes an agent. Its tasks stay readable.
+    DeleteAgent { id: String },
+    /// Caches the card fetched for an agent.
+    SetAgentCard { id: String, card: CachedCard },
+    /// Records a task snapshot returned by its agent.
+    RecordTask { agent_id: String, task: Task, at_ms: u64 },
+    /// Applies a status update event from the agent.
+    UpdateStatus { agent_id: String, update: StatusUpdate, at_ms: u64 },
+    /// Applies an artifact update event from the agent.
+    UpdateArtifact { agent_id: String, update: ArtifactUpdate, at_ms: u64 },
+}
+
+/// The envelope written to the log: a version tag before every command.
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub enum VersionedCommand {
+    V1(Command),
+}
+
+/// Why `apply` refused a command. A refused command changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("task {task} belongs to agent {owner}")]
+    OwnedByOtherAgent { task: String, owner: String },
+    #[error("task {0} not found")]
+    TaskNotFound(String),
+    #[error("agent {0} not found")]
+    AgentNotFound(String),
+    #[error("the task table is full of active tasks ({0})")]
+    TableFull(usize),
+}
+
+impl Tables {
+    /// Applies one committed command. Deterministic: the same tables and command give the
+    /// same tables and result on every node.
+    pub fn apply(&mut self, command: Command) -> Result<(), Refusal> {
+        self.applied_commands += 1;
+        match command {
+            Command::UpsertAgent { agent, at_ms } => {
+                self.upsert_agent(agent, at_ms);
+                Ok(())
+            }
+            Command::DeleteAgent { id } => {
+                self.delete_agent(&id);
+                Ok(())
+            }
+            Command::SetAgentCard { id, card } => self.set_card(&id, card),
+            Command::RecordTask { agent_id, task, at_ms } => {
+                self.record_task(agent_id, task, at_ms)
+            }
+            Command::UpdateStatus { agent_id, update, at_ms } => {
+                let id = update.task_id.clone();
+                self.update_task(&agent_id, &id, at_ms, |t| task::apply_status(t, update))
+            }
+            Command::UpdateArtifact { agent_id, update, at_ms } => {
+                let id = update.task_id.clone();
+                self.update_task(&agent_id, &id, at_ms, |t| task::apply_artifact(t, update))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::a2a::TaskState;
+    use crate::codec;
+    use task::tests::task;
+
+    fn limits(tasks_max: usize) -> TableLimits {
+        TableLimits { tasks_max }
+    }
+
+    fn record(agent: &str, t: Task, at_ms: u64) -> Command {
+        Command::RecordTask { agent_id: agent.into(), task: t, at_ms }
+    }
+
+    #[test]
+    fn commands_round_trip_through_the_codec() {
+        let cmd = VersionedCommand::V1(record("a", task("t1", TaskState::Working), 5));
+        let bytes = codec::encode(&cmd);
+        assert_eq!(codec::decode::<VersionedCommand>(&bytes).unwrap(), cmd);
+    }
+
+    #[test]
+    fn terminal_tasks_are_immutable_through_apply() {
+        let mut tables = Tables::new(limits(10));
+        tables.apply(record("a", task("t1", TaskState::Completed), 1)).unwrap();
+        let refused = tables.apply(record("a", task("t1", TaskState::Working), 2));
+        assert_eq!(refused, Err(Refusal::Transition(TransitionError::Terminal("t1".into()))));
+        assert_eq!(tables.task("t1").unwrap().task.status.state, TaskState::Completed);
+        assert_eq!(tables.task("t1").unwrap().updated_at_ms, 1);
+    }
+
+    #[test]
+    fn a_task_stays_with_its_agent() {
+        let mut tables = Tables::new(limits(10));
+        tables.apply(record("a", task("t1", TaskState::Working), 1)).unwrap();
+        let refused = tables.apply(record("b", task("t1", TaskState::Completed), 2));
+        assert!(matches!(refused, Err(Refusal::OwnedByOtherAgent { .. })));
+        assert_eq!(tables.task("t1").unwrap().agent_id, "a");
+    }
+
+    #[test]
+    fn oldest_terminal_task_is_evicted_first() {
+        let mut tables = Tables::new(limits(3));
+        tables.apply(record("a", task("active", TaskState::Working), 1)).unwrap();
+        tables.apply(record("a", task("done1", TaskState::Completed), 2)).unwrap();
+        tables.apply(record("a", task("done2", TaskState::Failed), 3)).unwrap();
+        tables.apply(record("a", task("new", TaskState::Working), 4)).unwrap();
+        assert!(tables.task("done1").is_none());
+        assert!(tables.task("done2").is_some() && tables.task("active").is_some());
+        assert_eq!(tables.tasks_evicted_total(), 1);
+        // Now two active and one terminal: one more evicts done2, then the table is full.
+        tables.apply(record("a", task("new2", TaskState::Working), 5)).unwrap();
+        assert!(tables.task("done2").is_none());
+        let refused = tables.apply(record("a", task("new3", TaskState::Working), 6));
+        assert_eq!(refused, Err(Refusal::TableFull(3)));
+        assert_eq!(tables.task_count(), 3);
+    }
+
+    #[test]
+    fn same_log_same_tables() {
+        let log = vec![
+            record("a", task("t1", TaskState::Working), 1),
+            record("a", task("t2", TaskState::Completed), 2),
+            record("a", task("t1", TaskState::Completed), 3),
+            record("b", task("t1", TaskState::Working), 4),
+        ];
+        let run = || {
+            let mut t = Tables::new(limits(10));
+            let results: Vec<_> = log.iter().cloned().map(|c| t.apply(c)).collect();
+            (format!("{:?}", t.debug_fingerprint()), results)
+        };
+        assert_eq!(run(), run());
+    }
+}

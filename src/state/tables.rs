@@ -1,0 +1,305 @@
+//! The per-node in-memory tables that `apply` writes and every read is served from: tasks
+//! with their agent (the task→agent index), and agents with their cached cards.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::agent::{AgentRecord, CachedCard, Upstream};
+use super::task::{self, Task, TransitionError};
+use super::Refusal;
+use crate::a2a::TaskState;
+
+/// Limits that `apply` enforces. They are part of the state machine, so every node of a
+/// cluster must run with the same values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableLimits {
+    /// Tasks kept in memory. When full, the task that became terminal longest ago is evicted
+    /// (and later read from the archive); if every task is active, new tasks are refused.
+    pub tasks_max: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct TaskEntry {
+    pub task: Task,
+    pub agent_id: String,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// Position in the update order (`Tables::recency`), the ListTasks cursor.
+    pub seq: u64,
+    terminal_seq: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentEntry {
+    pub record: AgentRecord,
+    pub card: Option<CachedCard>,
+    /// Derived from the record and card on every change.
+    pub upstream: Upstream,
+    pub registered_at_ms: u64,
+}
+
+#[derive(Debug)]
+pub struct Tables {
+    limits: TableLimits,
+    tasks: HashMap<String, TaskEntry>,
+    /// Update sequence → task id, newest last: ListTasks order.
+    recency: BTreeMap<u64, String>,
+    /// Sequence at which a task became terminal → task id: eviction order.
+    terminal: BTreeMap<u64, String>,
+    agents: BTreeMap<String, AgentEntry>,
+    seq: u64,
+    tasks_evicted_total: u64,
+    pub(super) applied_commands: u64,
+}
+
+/// A ListTasks query over the tables.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery<'a> {
+    pub agent_id: Option<&'a str>,
+    pub context_id: Option<&'a str>,
+    pub state: Option<TaskState>,
+    /// Only tasks updated at or after this time (Unix ms).
+    pub updated_after_ms: Option<u64>,
+    /// Continue below this update sequence (from a page token).
+    pub before_seq: Option<u64>,
+    pub page_size: usize,
+}
+
+pub struct ListPage<'a> {
+    pub tasks: Vec<&'a TaskEntry>,
+    /// The cursor for the next page, if there is one.
+    pub next_before_seq: Option<u64>,
+    pub total_size: usize,
+}
+
+impl Tables {
+    pub fn new(limits: TableLimits) -> Self {
+        Tables {
+            limits,
+            tasks: HashMap::new(),
+            recency: BTreeMap::new(),
+            terminal: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            seq: 0,
+            tasks_evicted_total: 0,
+            applied_commands: 0,
+        }
+    }
+
+    pub fn task(&self, id: &str) -> Option<&TaskEntry> {
+        self.tasks.get(id)
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Terminal tasks evicted to stay within `tasks_max`, since this node started applying.
+    pub fn tasks_evicted_total(&self) -> u64 {
+        self.tasks_evicted_total
+    }
+
+    pub fn applied_commands(&self) -> u64 {
+        self.applied_commands
+    }
+
+    pub fn agent(&self, id: &str) -> Option<&AgentEntry> {
+        self.agents.get(id)
+    }
+
+    pub fn agents(&self) -> impl Iterator<Item = &AgentEntry> {
+        self.agents.values()
+    }
+
+    /// Tasks matching the query, most recently updated first, one page at a time.
+    pub fn list_tasks(&self, q: &ListQuery<'_>) -> ListPage<'_> {
+        let upper = q.before_seq.unwrap_or(u64::MAX);
+        let matching = self
+            .recency
+            .range(..upper)
+            .rev()
+            .filter_map(|(_, id)| self.tasks.get(id))
+            .filter(|e| q.agent_id.is_none_or(|a| e.agent_id == a))
+            .filter(|e| q.context_id.is_none_or(|c| e.task.context_id == c))
+            .filter(|e| q.state.is_none_or(|s| e.task.status.state == s))
+            .filter(|e| q.updated_after_ms.is_none_or(|t| e.updated_at_ms >= t));
+        let mut tasks = Vec::with_capacity(q.page_size.min(128));
+        let mut remaining = 0usize;
+        for entry in matching {
+            if tasks.len() < q.page_size {
+                tasks.push(entry);
+            } else {
+                remaining += 1;
+            }
+        }
+        let before_cursor = self.count_newer_matching(q, upper);
+        let next_before_seq = (remaining > 0).then(|| tasks.last().map(|e| e.seq)).flatten();
+        ListPage { total_size: before_cursor + tasks.len() + remaining, tasks, next_before_seq }
+    }
+
+    /// Matching tasks above the cursor, so `totalSize` counts the whole result set on every page.
+    fn count_newer_matching(&self, q: &ListQuery<'_>, upper: u64) -> usize {
+        if upper == u64::MAX {
+            return 0;
+        }
+        self.recency
+            .range(upper..)
+            .filter_map(|(_, id)| self.tasks.get(id))
+            .filter(|e| q.agent_id.is_none_or(|a| e.agent_id == a))
+            .filter(|e| q.context_id.is_none_or(|c| e.task.context_id == c))
+            .filter(|e| q.state.is_none_or(|s| e.task.status.state == s))
+            .filter(|e| q.updated_after_ms.is_none_or(|t| e.updated_at_ms >= t))
+            .count()
+    }
+
+    pub(super) fn upsert_agent(&mut self, record: AgentRecord, at_ms: u64) {
+        let (card, registered_at_ms) = match self.agents.remove(&record.id) {
+            Some(old) => (old.card, old.registered_at_ms),
+            None => (None, at_ms),
+        };
+        let upstream = Upstream::choose(&record, card.as_ref());
+        let id = record.id.clone();
+        self.agents.insert(id, AgentEntry { record, card, upstream, registered_at_ms });
+    }
+
+    pub(super) fn delete_agent(&mut self, id: &str) {
+        self.agents.remove(id);
+    }
+
+    pub(super) fn set_card(&mut self, id: &str, card: CachedCard) -> Result<(), Refusal> {
+        let entry = self.agents.get_mut(id).ok_or_else(|| Refusal::AgentNotFound(id.into()))?;
+        entry.upstream = Upstream::choose(&entry.record, Some(&card));
+        entry.card = Some(card);
+        Ok(())
+    }
+
+    pub(super) fn record_task(&mut self, agent_id: String, snapshot: Task, at_ms: u64) -> Result<(), Refusal> {
+        let id = snapshot.id.clone();
+        match self.tasks.get(&id) {
+            Some(entry) if entry.agent_id != agent_id => {
+                return Err(Refusal::OwnedByOtherAgent { task: id, owner: entry.agent_id.clone() });
+            }
+            Some(entry) => {
+                let next = task::replace(Some(&entry.task), snapshot)?;
+                return self.update_task(&agent_id, &id, at_ms, move |t| {
+                    *t = next;
+                    Ok::<(), TransitionError>(())
+                });
+            }
+            None => {}
+        }
+        self.make_room()?;
+        self.seq += 1;
+        let seq = self.seq;
+        let terminal_seq = snapshot.status.state.is_terminal().then_some(seq);
+        if let Some(ts) = terminal_seq {
+            self.terminal.insert(ts, id.clone());
+        }
+        self.recency.insert(seq, id.clone());
+        let entry = TaskEntry {
+            task: snapshot,
+            agent_id,
+            created_at_ms: at_ms,
+            updated_at_ms: at_ms,
+            seq,
+            terminal_seq,
+        };
+        self.tasks.insert(id, entry);
+        Ok(())
+    }
+
+    /// Changes an existing task through a transition function; on refusal nothing changes
+    /// (transition functions leave the task as it was when they refuse).
+    pub(super) fn update_task(
+        &mut self,
+        agent_id: &str,
+        id: &str,
+        at_ms: u64,
+        change: impl FnOnce(&mut Task) -> Result<(), TransitionError>,
+    ) -> Result<(), Refusal> {
+        let entry = self.tasks.get_mut(id).ok_or_else(|| Refusal::TaskNotFound(id.into()))?;
+        if entry.agent_id != agent_id {
+            return Err(Refusal::OwnedByOtherAgent { task: id.into(), owner: entry.agent_id.clone() });
+        }
+        change(&mut entry.task)?;
+        self.seq += 1;
+        self.recency.remove(&entry.seq);
+        entry.seq = self.seq;
+        self.recency.insert(self.seq, id.to_owned());
+        entry.updated_at_ms = at_ms;
+        if entry.terminal_seq.is_none() && entry.task.status.state.is_terminal() {
+            entry.terminal_seq = Some(self.seq);
+            self.terminal.insert(self.seq, id.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Evicts the task that became terminal longest ago when the table is full.
+    fn make_room(&mut self) -> Result<(), Refusal> {
+        if self.tasks.len() < self.limits.tasks_max {
+            return Ok(());
+        }
+        let Some((_, id)) = self.terminal.pop_first() else {
+            return Err(Refusal::TableFull(self.limits.tasks_max));
+        };
+        if let Some(entry) = self.tasks.remove(&id) {
+            self.recency.remove(&entry.seq);
+        }
+        self.tasks_evicted_total += 1;
+        Ok(())
+    }
+
+    /// A stable rendering of the whole table contents, for determinism tests.
+    #[cfg(test)]
+    pub(crate) fn debug_fingerprint(&self) -> String {
+        let mut ids: Vec<_> = self.tasks.keys().collect();
+        ids.sort();
+        let tasks: Vec<_> = ids.iter().map(|id| format!("{:?}", self.tasks[*id])).collect();
+        format!("{tasks:?} {:?} {:?} {} {}", self.recency, self.terminal, self.seq, self.tasks_evicted_total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Command;
+    use crate::state::task::tests::task;
+
+    fn filled() -> Tables {
+        let mut t = Tables::new(TableLimits { tasks_max: 100 });
+        for i in 0..7 {
+            let mut tk = task(&format!("t{i}"), if i % 2 == 0 { TaskState::Completed } else { TaskState::Working });
+            tk.context_id = if i < 4 { "c1".into() } else { "c2".into() };
+            t.apply(Command::RecordTask { agent_id: "a".into(), task: tk, at_ms: i }).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn pages_walk_every_match_newest_first() {
+        let t = filled();
+        let mut seen = vec![];
+        let mut cursor = None;
+        loop {
+            let page = t.list_tasks(&ListQuery { before_seq: cursor, page_size: 3, ..Default::default() });
+            assert_eq!(page.total_size, 7);
+            seen.extend(page.tasks.iter().map(|e| e.task.id.clone()));
+            match page.next_before_seq {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["t6", "t5", "t4", "t3", "t2", "t1", "t0"]);
+    }
+
+    #[test]
+    fn filters_combine() {
+        let t = filled();
+        let q = ListQuery { context_id: Some("c1"), state: Some(TaskState::Completed), page_size: 50, ..Default::default() };
+        let ids: Vec<_> = t.list_tasks(&q).tasks.iter().map(|e| e.task.id.as_str()).collect();
+        assert_eq!(ids, ["t2", "t0"]);
+        let q = ListQuery { agent_id: Some("other"), page_size: 50, ..Default::default() };
+        assert_eq!(t.list_tasks(&q).total_size, 0);
+        let q = ListQuery { updated_after_ms: Some(5), page_size: 50, ..Default::default() };
+        assert_eq!(t.list_tasks(&q).total_size, 2);
+    }
+}

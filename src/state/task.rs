@@ -1,0 +1,247 @@
+//! Stored tasks and their pure state transitions.
+//!
+//! A `Task` here is the gateway's record of an A2A task in the 1.0 model. Messages, parts and
+//! metadata stay opaque [`Json`]; what the gateway reasons about (state, ids, artifacts by id)
+//! is typed. Every change goes through a function in this file, called only from `apply`, so
+//! the rules (terminal tasks never change; artifacts merge by id) hold on every node alike.
+
+use crate::a2a::TaskState;
+use crate::codec::Json;
+
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct Task {
+    pub id: String,
+    pub context_id: String,
+    pub status: TaskStatus,
+    pub artifacts: Vec<Artifact>,
+    /// 1.0-shaped messages, oldest first.
+    pub history: Vec<Json>,
+    pub metadata: Option<Json>,
+}
+
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    pub message: Option<Json>,
+    /// ISO 8601 UTC, as the agent sent it.
+    pub timestamp: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct Artifact {
+    pub artifact_id: String,
+    pub parts: Vec<Json>,
+    /// Every other member of the wire artifact (name, description, metadata, extensions),
+    /// kept as a JSON object so nothing the agent sent is lost.
+    pub rest: Json,
+}
+
+/// A status change reported by the agent (`TaskStatusUpdateEvent`).
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct StatusUpdate {
+    pub task_id: String,
+    pub context_id: String,
+    pub status: TaskStatus,
+    pub metadata: Option<Json>,
+}
+
+/// An artifact chunk reported by the agent (`TaskArtifactUpdateEvent`).
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct ArtifactUpdate {
+    pub task_id: String,
+    pub context_id: String,
+    pub artifact: Artifact,
+    pub append: bool,
+    pub last_chunk: bool,
+}
+
+/// Why a transition was refused. Refusals change nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("task {0} is in a terminal state and cannot change")]
+    Terminal(String),
+    #[error("event is for task {event}, not {task}")]
+    WrongTask { task: String, event: String },
+    #[error("event context {event} does not match task context {task}")]
+    WrongContext { task: String, event: String },
+}
+
+/// Replaces a stored task by a newer snapshot from its agent.
+///
+/// The agent is the authority on its task, so the snapshot wins, except that a terminal task
+/// is immutable: a snapshot that differs from a terminal task is refused; an identical one is
+/// accepted (idempotent replays).
+pub fn replace(current: Option<&Task>, snapshot: Task) -> Result<Task, TransitionError> {
+    match current {
+        Some(cur) if cur.status.state.is_terminal() && *cur != snapshot => {
+            Err(TransitionError::Terminal(cur.id.clone()))
+        }
+        _ => Ok(snapshot),
+    }
+}
+
+/// Applies a status update. As the A2A SDK does, the message of the status being replaced
+/// moves into history, so history reads as the conversation so far.
+pub fn apply_status(task: &mut Task, update: StatusUpdate) -> Result<(), TransitionError> {
+    check_event(task, &update.task_id, &update.context_id)?;
+    let previous = std::mem::replace(&mut task.status, update.status);
+    if let Some(message) = previous.message {
+        task.history.push(message);
+    }
+    if let Some(metadata) = update.metadata {
+        task.metadata = Some(metadata);
+    }
+    Ok(())
+}
+
+/// Applies an artifact chunk: `append` adds its parts to the artifact with the same id (or
+/// starts it); otherwise the artifact replaces the one with its id, or is added at the end.
+pub fn apply_artifact(task: &mut Task, update: ArtifactUpdate) -> Result<(), TransitionError> {
+    check_event(task, &update.task_id, &update.context_id)?;
+    let incoming = update.artifact;
+    let existing = task
+        .artifacts
+        .iter_mut()
+        .find(|a| a.artifact_id == incoming.artifact_id);
+    match (existing, update.append) {
+        (Some(artifact), true) => artifact.parts.extend(incoming.parts),
+        (Some(artifact), false) => *artifact = incoming,
+        (None, _) => task.artifacts.push(incoming),
+    }
+    Ok(())
+}
+
+fn check_event(task: &Task, task_id: &str, context_id: &str) -> Result<(), TransitionError> {
+    if task.status.state.is_terminal() {
+        return Err(TransitionError::Terminal(task.id.clone()));
+    }
+    if task.id != task_id {
+        return Err(TransitionError::WrongTask { task: task.id.clone(), event: task_id.into() });
+    }
+    if !context_id.is_empty() && task.context_id != context_id {
+        return Err(TransitionError::WrongContext {
+            task: task.context_id.clone(),
+            event: context_id.into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn task(id: &str, state: TaskState) -> Task {
+        Task {
+            id: id.into(),
+            context_id: "ctx".into(),
+            status: TaskStatus { state, message: None, timestamp: None },
+            artifacts: vec![],
+            history: vec![Json(json!({"messageId": "m1", "role": "ROLE_USER", "parts": []}))],
+            metadata: None,
+        }
+    }
+
+    fn status(id: &str, state: TaskState, text: Option<&str>) -> StatusUpdate {
+        StatusUpdate {
+            task_id: id.into(),
+            context_id: "ctx".into(),
+            status: TaskStatus {
+                state,
+                message: text.map(|t| Json(json!({"messageId": t, "parts": [{"text": t}]}))),
+                timestamp: Some("2026-01-01T00:00:00.000Z".into()),
+            },
+            metadata: None,
+        }
+    }
+
+    fn chunk(id: &str, artifact: &str, text: &str, append: bool) -> ArtifactUpdate {
+        ArtifactUpdate {
+            task_id: id.into(),
+            context_id: "ctx".into(),
+            artifact: Artifact {
+                artifact_id: artifact.into(),
+                parts: vec![Json(json!({"text": text}))],
+                rest: Json(json!({"name": artifact})),
+            },
+            append,
+            last_chunk: false,
+        }
+    }
+
+    /// Every (from, to) pair of states: a terminal task refuses every change, any other task
+    /// accepts every change; refusals leave the task as it was.
+    #[test]
+    fn every_status_transition() {
+        for from in TaskState::ALL {
+            for to in TaskState::ALL {
+                let mut t = task("t", from);
+                let before = t.clone();
+                let result = apply_status(&mut t, status("t", to, None));
+                if from.is_terminal() {
+                    assert_eq!(result, Err(TransitionError::Terminal("t".into())), "{from:?}->{to:?}");
+                    assert_eq!(t, before);
+                } else {
+                    assert!(result.is_ok(), "{from:?}->{to:?}");
+                    assert_eq!(t.status.state, to);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_snapshot_replacement() {
+        for from in TaskState::ALL {
+            for to in TaskState::ALL {
+                let cur = task("t", from);
+                let result = replace(Some(&cur), task("t", to));
+                let same = from == to;
+                assert_eq!(result.is_ok(), !from.is_terminal() || same, "{from:?}->{to:?}");
+            }
+        }
+        assert!(replace(None, task("t", TaskState::Completed)).is_ok());
+    }
+
+    #[test]
+    fn status_message_moves_to_history() {
+        let mut t = task("t", TaskState::Submitted);
+        apply_status(&mut t, status("t", TaskState::Working, Some("echoing"))).unwrap();
+        assert_eq!(t.history.len(), 1);
+        apply_status(&mut t, status("t", TaskState::Completed, Some("done"))).unwrap();
+        assert_eq!(t.history.len(), 2);
+        assert_eq!(t.history[1].0["messageId"], "echoing");
+        assert_eq!(t.status.message.as_ref().unwrap().0["messageId"], "done");
+    }
+
+    #[test]
+    fn artifacts_merge_by_id() {
+        let mut t = task("t", TaskState::Working);
+        apply_artifact(&mut t, chunk("t", "a", "one ", false)).unwrap();
+        apply_artifact(&mut t, chunk("t", "a", "two", true)).unwrap();
+        apply_artifact(&mut t, chunk("t", "b", "x", true)).unwrap();
+        assert_eq!(t.artifacts.len(), 2);
+        assert_eq!(t.artifacts[0].parts.len(), 2);
+        assert_eq!(t.artifacts[0].parts[1].0["text"], "two");
+        apply_artifact(&mut t, chunk("t", "a", "fresh", false)).unwrap();
+        assert_eq!(t.artifacts[0].parts.len(), 1);
+        assert_eq!(t.artifacts[0].parts[0].0["text"], "fresh");
+        assert_eq!(t.artifacts[1].artifact_id, "b");
+    }
+
+    #[test]
+    fn events_for_other_tasks_or_contexts_are_refused() {
+        let mut t = task("t", TaskState::Working);
+        assert!(matches!(
+            apply_status(&mut t, status("u", TaskState::Completed, None)),
+            Err(TransitionError::WrongTask { .. })
+        ));
+        let mut wrong_ctx = chunk("t", "a", "x", false);
+        wrong_ctx.context_id = "other".into();
+        assert!(matches!(
+            apply_artifact(&mut t, wrong_ctx),
+            Err(TransitionError::WrongContext { .. })
+        ));
+        assert_eq!(t, task("t", TaskState::Working));
+    }
+}

@@ -1,0 +1,282 @@
+"""Session fixtures for the superx end-to-end tests.
+
+Two real A2A agents built on the official Python SDK (tests/agents/sdk_agent.py) run as
+processes: `tasks` (the task agent) and `chat` (the message agent). By default the gateway
+binary runs in front of them and every test talks to the gateway:
+
+    SUPERX_BIN=target/debug/superx .venv/bin/pytest tests/e2e
+
+With SUPERX_E2E_DIRECT=1 the same client tests talk to the SDK agents directly and the
+gateway is not started; tests marked `gateway_only` are skipped. That mode checks the tests
+themselves against the reference implementation.
+
+Nothing here sleeps for a guessed time: agents announce `READY <port>` on stdout, and the
+gateway is polled on `/ready` until a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+AGENT_SCRIPT = REPO_ROOT / 'tests' / 'agents' / 'sdk_agent.py'
+AGENT_READY_SECONDS_MAX = 30.0
+GATEWAY_READY_SECONDS_MAX = 30.0
+PROCESS_STOP_SECONDS_MAX = 10.0
+
+# The running session's E2E, for the report hook.
+_SESSION: dict[str, 'E2E'] = {}
+
+# The agent ids the gateway is configured with, and the kind of SDK agent behind each.
+AGENTS = {'tasks': 'task', 'chat': 'message'}
+
+
+def direct_mode() -> bool:
+    return os.environ.get('SUPERX_E2E_DIRECT', '') not in ('', '0', 'false', 'no')
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        'markers', 'gateway_only: needs the superx gateway; skipped with SUPERX_E2E_DIRECT=1'
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not direct_mode():
+        return
+    skip = pytest.mark.skip(reason='gateway-only test (SUPERX_E2E_DIRECT=1)')
+    for item in items:
+        if 'gateway_only' in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            text = self.log_path.read_text(errors='replace')
+        except OSError as e:
+            return f'<no log: {e}>'
+        return '\n'.join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.popen.poll() is not None:
+            return
+        self.popen.terminate()
+        try:
+            self.popen.wait(PROCESS_STOP_SECONDS_MAX)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(PROCESS_STOP_SECONDS_MAX)
+
+
+@dataclass
+class E2E:
+    """Where the tests send their requests, in either mode."""
+
+    direct: bool
+    agent_ports: dict[str, int]
+    gateway: str | None = None  # e.g. http://127.0.0.1:4000
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    def upstream_url(self, agent_id: str) -> str:
+        return f'http://127.0.0.1:{self.agent_ports[agent_id]}/'
+
+    def agent_url(self, agent_id: str) -> str:
+        """The JSON-RPC endpoint a client uses for this agent."""
+        if self.direct:
+            return self.upstream_url(agent_id)
+        return f'{self.gateway}/agents/{agent_id}'
+
+    def card_base(self, agent_id: str) -> str:
+        """The base URL the SDK's card resolver appends the well-known path to."""
+        if self.direct:
+            return self.upstream_url(agent_id).rstrip('/')
+        return f'{self.gateway}/agents/{agent_id}'
+
+    def card_url(self, agent_id: str) -> str:
+        return f'{self.card_base(agent_id)}/.well-known/agent-card.json'
+
+    @property
+    def rpc_url(self) -> str:
+        assert self.gateway, 'the /rpc endpoint exists only in gateway mode'
+        return f'{self.gateway}/rpc'
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _read_ready_line(proc: Proc, deadline: float) -> int:
+    """Waits for the agent's `READY <port>` line and returns the port."""
+    out = proc.popen.stdout
+    assert out is not None
+    buf = b''
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            break
+        ready, _, _ = select.select([out], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            continue
+        chunk = os.read(out.fileno(), 4096)
+        if not chunk:
+            break
+        buf += chunk
+        for line in buf.decode(errors='replace').splitlines():
+            if line.startswith('READY '):
+                return int(line.split()[1])
+    raise RuntimeError(
+        f'agent {proc.name} did not print READY in time (exit={proc.popen.poll()})\n'
+        f'stdout: {buf.decode(errors="replace")}\nstderr:\n{proc.log_tail()}'
+    )
+
+
+def _start_agent(agent_id: str, kind: str, log_dir: Path) -> tuple[Proc, int]:
+    log_path = log_dir / f'agent-{agent_id}.log'
+    popen = subprocess.Popen(
+        [sys.executable, str(AGENT_SCRIPT), '--port', '0', '--kind', kind],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log_path.open('wb'),
+        cwd=REPO_ROOT,
+    )
+    proc = Proc(agent_id, popen, log_path)
+    try:
+        port = _read_ready_line(proc, time.monotonic() + AGENT_READY_SECONDS_MAX)
+    except Exception:
+        proc.stop()
+        raise
+    return proc, port
+
+
+def _abort(message: str) -> None:
+    """Stops the whole session: without a gateway no test can run, and one clear message
+    beats the same error repeated on every test."""
+    pytest.exit(message, returncode=1)
+
+
+def _gateway_bin() -> Path:
+    path = Path(os.environ.get('SUPERX_BIN', 'target/debug/superx'))
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    return path
+
+
+def _start_gateway(agent_ports: dict[str, int], work: Path) -> tuple[Proc, str]:
+    binary = _gateway_bin()
+    if not binary.exists():
+        _abort(f'gateway binary {binary} not found (build it, or set SUPERX_BIN)')
+    agents_file = work / 'agents.yaml'
+    lines = ['agents:']
+    for agent_id, port in agent_ports.items():
+        lines += [f'  {agent_id}:', f'    url: http://127.0.0.1:{port}/']
+    agents_file.write_text('\n'.join(lines) + '\n')
+    data_dir = work / 'data'
+    data_dir.mkdir()
+    port = _free_port()
+    log_path = work / 'gateway.log'
+    env = dict(os.environ, LOG_LEVEL='info')
+    popen = subprocess.Popen(
+        [
+            str(binary), 'serve',
+            '--listen', f'127.0.0.1:{port}',
+            '--data-dir', str(data_dir),
+            '--agents-file', str(agents_file),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log_path.open('wb'),
+        stderr=subprocess.STDOUT,
+        cwd=work,
+        env=env,
+    )
+    proc = Proc('gateway', popen, log_path)
+    base = f'http://127.0.0.1:{port}'
+    try:
+        _wait_ready(proc, f'{base}/ready', time.monotonic() + GATEWAY_READY_SECONDS_MAX)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, base
+
+
+def _wait_ready(proc: Proc, url: str, deadline: float) -> None:
+    last = 'no answer'
+    with httpx.Client(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if proc.popen.poll() is not None:
+                _abort(
+                    f'gateway exited with {proc.popen.returncode} before it was ready\n'
+                    f'{proc.log_tail()}'
+                )
+            try:
+                r = http.get(url)
+                if r.status_code == 200:
+                    return
+                last = f'HTTP {r.status_code}: {r.text[:200]}'
+            except httpx.TransportError as e:
+                last = repr(e)
+            # Polling interval, not a guess at readiness: the deadline bounds the wait.
+            time.sleep(0.05)
+    _abort(
+        f'gateway not ready at {url} within {GATEWAY_READY_SECONDS_MAX}s (last: {last})\n'
+        f'{proc.log_tail()}'
+    )
+
+
+@pytest.fixture(scope='session')
+def e2e(tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp('superx-e2e')
+    procs: dict[str, Proc] = {}
+    try:
+        ports: dict[str, int] = {}
+        for agent_id, kind in AGENTS.items():
+            procs[agent_id], ports[agent_id] = _start_agent(agent_id, kind, work)
+        env = E2E(direct=direct_mode(), agent_ports=ports, procs=procs)
+        if not env.direct:
+            procs['gateway'], env.gateway = _start_gateway(ports, work)
+        _SESSION['env'] = env
+        yield env
+    finally:
+        _SESSION.pop('env', None)
+        for proc in reversed(list(procs.values())):
+            proc.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Attaches the gateway's log tail to a failed test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != 'call' or not report.failed:
+        return
+    env = _SESSION.get('env')
+    if env is not None and 'gateway' in env.procs:
+        report.sections.append(('gateway log (tail)', env.procs['gateway'].log_tail()))
+
+
+@pytest.fixture(scope='session')
+def extra_agent(e2e: E2E, tmp_path_factory: pytest.TempPathFactory):
+    """A third task agent, not in the agents file, for `agents/upsert`. Yields its URL."""
+    proc, port = _start_agent('extra', 'task', tmp_path_factory.mktemp('extra-agent'))
+    try:
+        yield f'http://127.0.0.1:{port}/'
+    finally:
+        proc.stop()

@@ -1,0 +1,219 @@
+"""Helpers shared by the end-to-end tests: SDK clients for A2A 1.0 and 0.3, raw JSON-RPC
+calls, and checks of the JSON-RPC error shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+from typing import Any
+
+import httpx
+
+from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory, create_client
+from a2a.client.transports.jsonrpc import JsonRpcTransport
+from a2a.compat.v0_3.jsonrpc_transport import CompatJsonRpcTransport
+from a2a.types import (
+    AgentCard,
+    Message,
+    Part,
+    Role,
+    SendMessageConfiguration,
+    SendMessageRequest,
+    StreamResponse,
+    Task,
+    TaskState,
+)
+
+
+HTTP_TIMEOUT_SECONDS = 15.0
+"""Every HTTP call in the tests is bounded, so a hung gateway fails a test instead of the
+suite. A blocking send of a normal task takes milliseconds."""
+
+ERROR_INFO_TYPE = 'type.googleapis.com/google.rpc.ErrorInfo'
+TERMINAL_STATES = {
+    TaskState.TASK_STATE_COMPLETED,
+    TaskState.TASK_STATE_FAILED,
+    TaskState.TASK_STATE_CANCELED,
+    TaskState.TASK_STATE_REJECTED,
+}
+
+VERSIONS = ['1.0', '0.3']
+
+
+def run(coro):
+    """Runs one test's async body (pytest-asyncio is not a dependency)."""
+    return asyncio.run(coro)
+
+
+def new_id(prefix: str = 'm') -> str:
+    return f'{prefix}-{uuid.uuid4()}'
+
+
+# --- SDK clients -------------------------------------------------------------------------
+
+
+async def fetch_card(card_base: str) -> AgentCard:
+    """Resolves the card the way the SDK does: `<base>/.well-known/agent-card.json`."""
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as http:
+        return await A2ACardResolver(http, card_base).get_agent_card()
+
+
+async def sdk_client(card_base: str, version: str, streaming: bool = False) -> Client:
+    """An SDK client speaking A2A `version` ("1.0" or "0.3") to the agent whose card is
+    served under `card_base`.
+
+    The SDK always prefers a 1.0 interface when the card has one, so the 1.0 client is
+    exactly `create_client(url)`. A 0.3 client is made by keeping only the card's 0.3
+    JSONRPC interface before `ClientFactory.create`, which then picks the SDK's
+    `CompatJsonRpcTransport` (slash methods, `A2A-Version: 0.3`).
+    """
+    config = ClientConfig(streaming=streaming)
+    if version == '1.0':
+        client = await create_client(card_base, config)
+        assert isinstance(client._transport, JsonRpcTransport), type(client._transport)
+        return client
+    card = await fetch_card(card_base)
+    legacy = [
+        i for i in card.supported_interfaces
+        if i.protocol_binding == 'JSONRPC' and i.protocol_version.startswith('0.3')
+    ]
+    assert legacy, f'card has no JSONRPC 0.3 interface: {card.supported_interfaces}'
+    del card.supported_interfaces[:]
+    card.supported_interfaces.extend(legacy)
+    client = ClientFactory(config).create(card)
+    assert isinstance(client._transport, CompatJsonRpcTransport), type(client._transport)
+    return client
+
+
+def user_message(text: str, task_id: str = '', context_id: str = '') -> Message:
+    return Message(
+        message_id=new_id(),
+        role=Role.ROLE_USER,
+        parts=[Part(text=text)],
+        task_id=task_id,
+        context_id=context_id,
+    )
+
+
+async def send(
+    client: Client, message: Message, return_immediately: bool = False
+) -> list[StreamResponse]:
+    """Sends one message and returns every StreamResponse the client yields."""
+    request = SendMessageRequest(
+        message=message,
+        configuration=SendMessageConfiguration(return_immediately=return_immediately),
+    )
+    return [event async for event in client.send_message(request)]
+
+
+async def send_for_task(client: Client, message: Message, **kw: Any) -> Task:
+    events = await send(client, message, **kw)
+    assert len(events) == 1 and events[0].HasField('task'), events
+    return events[0].task
+
+
+def artifact_texts(task: Task) -> dict[str, str]:
+    """Artifact id -> its text parts joined."""
+    return {a.artifact_id: ''.join(p.text for p in a.parts) for a in task.artifacts}
+
+
+def message_text(message: Message) -> str:
+    return ''.join(p.text for p in message.parts)
+
+
+# --- raw JSON-RPC ------------------------------------------------------------------------
+
+
+def msg10(text: str, **fields: Any) -> dict:
+    return {'messageId': new_id(), 'role': 'ROLE_USER', 'parts': [{'text': text}], **fields}
+
+
+def msg03(text: str, **fields: Any) -> dict:
+    return {
+        'kind': 'message',
+        'messageId': new_id(),
+        'role': 'user',
+        'parts': [{'kind': 'text', 'text': text}],
+        **fields,
+    }
+
+
+def post(
+    url: str,
+    body: Any = None,
+    *,
+    version: str | None = None,
+    raw: str | bytes | None = None,
+    content_type: str = 'application/json',
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    h = {'Content-Type': content_type}
+    if version is not None:
+        h['A2A-Version'] = version
+    h.update(headers or {})
+    content = raw if raw is not None else json.dumps(body)
+    return httpx.post(url, content=content, headers=h, timeout=HTTP_TIMEOUT_SECONDS)
+
+
+def rpc(
+    url: str,
+    method: str,
+    params: Any,
+    *,
+    version: str | None = None,
+    rpc_id: Any = 1,
+    headers: dict[str, str] | None = None,
+) -> dict:
+    """One JSON-RPC call; asserts HTTP 200 and a JSON-RPC 2.0 response echoing the id."""
+    body = {'jsonrpc': '2.0', 'id': rpc_id, 'method': method, 'params': params}
+    r = post(url, body, version=version, headers=headers)
+    assert r.status_code == 200, (r.status_code, r.text)
+    doc = r.json()
+    assert doc.get('jsonrpc') == '2.0', doc
+    assert doc.get('id') == rpc_id, doc
+    assert ('result' in doc) != ('error' in doc), doc
+    return doc
+
+
+def result_of(doc: dict) -> Any:
+    assert 'error' not in doc, doc
+    return doc['result']
+
+
+def error_of(doc: dict, code: int) -> dict:
+    assert 'error' in doc, doc
+    err = doc['error']
+    assert err.get('code') == code, doc
+    assert isinstance(err.get('message'), str) and err['message'], doc
+    return err
+
+
+def error_infos(err: dict) -> list[dict]:
+    data = err.get('data')
+    if not isinstance(data, list):
+        return []
+    return [d for d in data if isinstance(d, dict) and d.get('@type') == ERROR_INFO_TYPE]
+
+
+def assert_error_info(err: dict, reason: str) -> None:
+    """1.0 form: `data` is an array holding a google.rpc.ErrorInfo with this reason."""
+    assert isinstance(err.get('data'), list), err
+    infos = error_infos(err)
+    assert infos, err
+    assert infos[0].get('reason') == reason, err
+    assert infos[0].get('domain') == 'a2a-protocol.org', err
+
+
+def assert_no_error_info(err: dict) -> None:
+    """0.3 form: no google.rpc `data` array (0.3's `data` is free-form, never that list)."""
+    assert not isinstance(err.get('data'), list), err
+
+
+def task_state_name(task: dict) -> str:
+    """The state of a task in either JSON form, as the 1.0 enum name."""
+    state = task['status']['state']
+    if state.startswith('TASK_STATE_'):
+        return state
+    return 'TASK_STATE_' + state.upper().replace('-', '_')

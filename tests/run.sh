@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The test command of the project:  bash tests/run.sh [extra pytest args]
+#
+# Works on a fresh machine, non-interactively: makes the Python venv for the end-to-end
+# tests (.venv, pinned packages) if it is missing or stale, builds the workspace (debug),
+# runs the Rust tests (cargo nextest, or cargo test when nextest is absent), then runs the
+# end-to-end tests in tests/e2e against target/debug/superx with real A2A SDK agents.
+# Exits non-zero if any step fails.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+
+# Python packages of the end-to-end tests. Changing a pin here re-installs on the next run.
+PY_PINS=(
+  "a2a-sdk[http-server]==1.3.0"
+  "uvicorn==0.54.0"
+  "pytest==9.2.0"
+  "httpx==0.28.1"
+)
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+export PIP_NO_INPUT=1
+export PYTHONDONTWRITEBYTECODE=1
+
+step() { printf '\n==> %s\n' "$*"; }
+
+venv_is_current() {
+  [ -x "$PY" ] || return 1
+  "$PY" - "${PY_PINS[@]}" <<'EOF'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+for pin in sys.argv[1:]:
+    name, want = pin.split('==')
+    name = name.split('[')[0]
+    try:
+        have = version(name)
+    except PackageNotFoundError:
+        sys.exit(1)
+    if have != want:
+        sys.exit(1)
+EOF
+}
+
+ensure_venv() {
+  if venv_is_current; then
+    echo "reusing $VENV"
+    return
+  fi
+  if [ ! -x "$PY" ]; then
+    local python="${PYTHON:-python3}"
+    command -v "$python" >/dev/null || { echo "error: $python not found (need Python >= 3.10)" >&2; exit 1; }
+    "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+      || { echo "error: $python is older than 3.10 (a2a-sdk needs >= 3.10)" >&2; exit 1; }
+    echo "creating $VENV"
+    "$python" -m venv "$VENV" || {
+      echo "error: '$python -m venv' failed; install the venv module (e.g. apt-get install python3-venv)" >&2
+      exit 1
+    }
+  fi
+  echo "installing ${PY_PINS[*]}"
+  "$PY" -m pip install --quiet --upgrade pip
+  "$PY" -m pip install --quiet "${PY_PINS[@]}"
+  venv_is_current || { echo "error: $VENV does not have the pinned packages after install" >&2; exit 1; }
+}
+
+step "python venv"
+ensure_venv
+
+step "cargo build --workspace"
+cargo build --workspace
+
+step "rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-tests=warn
+else
+  echo "(cargo-nextest not installed; using cargo test)"
+  cargo test --workspace
+fi
+
+step "end-to-end tests (tests/e2e)"
+export SUPERX_BIN="${SUPERX_BIN:-${CARGO_TARGET_DIR:-target}/debug/superx}"
+unset SUPERX_E2E_DIRECT
+"$PY" -m pytest tests/e2e -p no:cacheprovider -q "$@"
