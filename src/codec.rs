@@ -55,8 +55,8 @@ impl From<Value> for Json {
 
 impl bincode::Encode for Json {
     fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), EncodeError> {
-        let text = serde_json::to_string(&self.0)
-            .map_err(|e| EncodeError::OtherString(e.to_string()))?;
+        let text =
+            serde_json::to_string(&self.0).map_err(|e| EncodeError::OtherString(e.to_string()))?;
         text.encode(encoder)
     }
 }
@@ -105,7 +105,12 @@ mod tests {
 
     #[test]
     fn trailing_and_truncated_bytes_are_errors() {
-        let s = Sample { id: "a".into(), n: 1, body: Json(json!(1)), maybe: Some(Json(json!([]))) };
+        let s = Sample {
+            id: "a".into(),
+            n: 1,
+            body: Json(json!(1)),
+            maybe: Some(Json(json!([]))),
+        };
         let mut bytes = encode(&s);
         bytes.push(0);
         assert!(decode::<Sample>(&bytes).is_err());

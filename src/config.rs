@@ -16,7 +16,7 @@ use toml::Value as Toml;
 
 use crate::agents::spec::{AgentSpec, load_agents_file};
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -105,19 +105,6 @@ pub struct LogConfig {
     pub format: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            agents: AgentsConfig::default(),
-            cards: CardsConfig::default(),
-            tasks: TasksConfig::default(),
-            log: LogConfig::default(),
-            initial_agents: Vec::new(),
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -151,19 +138,28 @@ impl Default for AgentsConfig {
 
 impl Default for CardsConfig {
     fn default() -> Self {
-        CardsConfig { max_age_secs: 60, strict_v10: false, gateway_name: "superx".into() }
+        CardsConfig {
+            max_age_secs: 60,
+            strict_v10: false,
+            gateway_name: "superx".into(),
+        }
     }
 }
 
 impl Default for TasksConfig {
     fn default() -> Self {
-        TasksConfig { memory_max: 100_000 }
+        TasksConfig {
+            memory_max: 100_000,
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into(), format: "text".into() }
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
     }
 }
 
@@ -206,14 +202,18 @@ const LEGACY_ENV: [(&str, &str); 8] = [
 
 impl Config {
     /// Loads the whole configuration, or every problem with it.
-    pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+    pub fn load(
+        overrides: &Overrides,
+        env: &HashMap<String, String>,
+    ) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let defaults = Toml::try_from(Config::default()).expect("defaults serialize");
         let mut tree = defaults.clone();
         if let Some(path) = &overrides.config_file {
-            match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|text| {
-                text.parse::<toml::Table>().map_err(|e| e.to_string())
-            }) {
+            match std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| text.parse::<toml::Table>().map_err(|e| e.to_string()))
+            {
                 Ok(file) => merge_file(&mut tree, &defaults, file, &mut errors),
                 Err(e) => errors.push(format!("config file {}: {e}", path.display())),
             }
@@ -229,25 +229,40 @@ impl Config {
         };
         config.validate(&mut errors);
         config.initial_agents = config.load_initial_agents(env, &mut errors);
-        if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     fn validate(&self, errors: &mut Vec<String>) {
         if self.server.listen.parse::<SocketAddr>().is_err() {
-            errors.push(format!("server.listen: {:?} is not an address like 0.0.0.0:4000", self.server.listen));
+            errors.push(format!(
+                "server.listen: {:?} is not an address like 0.0.0.0:4000",
+                self.server.listen
+            ));
         }
         let url = self.server.public_url.trim_end_matches('/');
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
-            errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            errors.push(format!(
+                "server.public_url: {url:?} must start with http:// or https://"
+            ));
         }
         let positive: [(&str, u64); 9] = [
             ("server.body_bytes_max", self.server.body_bytes_max as u64),
             ("agents.max_in_flight", self.agents.max_in_flight.into()),
-            ("agents.failure_threshold", self.agents.failure_threshold.into()),
+            (
+                "agents.failure_threshold",
+                self.agents.failure_threshold.into(),
+            ),
             ("agents.call_timeout_ms", self.agents.call_timeout_ms),
             ("agents.card_timeout_ms", self.agents.card_timeout_ms),
             ("agents.connect_timeout_ms", self.agents.connect_timeout_ms),
-            ("agents.response_bytes_max", self.agents.response_bytes_max as u64),
+            (
+                "agents.response_bytes_max",
+                self.agents.response_bytes_max as u64,
+            ),
             ("agents.card_bytes_max", self.agents.card_bytes_max as u64),
             ("tasks.memory_max", self.tasks.memory_max as u64),
         ];
@@ -257,14 +272,28 @@ impl Config {
             }
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            errors.push(format!("log.format: {:?} must be text or json", self.log.format));
+            errors.push(format!(
+                "log.format: {:?} must be text or json",
+                self.log.format
+            ));
         }
-        if tracing_subscriber::EnvFilter::try_new(crate::telemetry::filter_directive(&self.log.level)).is_err() {
-            errors.push(format!("log.level: {:?} is not a level or filter", self.log.level));
+        if tracing_subscriber::EnvFilter::try_new(crate::telemetry::filter_directive(
+            &self.log.level,
+        ))
+        .is_err()
+        {
+            errors.push(format!(
+                "log.level: {:?} is not a level or filter",
+                self.log.level
+            ));
         }
     }
 
-    fn load_initial_agents(&self, env: &HashMap<String, String>, errors: &mut Vec<String>) -> Vec<AgentSpec> {
+    fn load_initial_agents(
+        &self,
+        env: &HashMap<String, String>,
+        errors: &mut Vec<String>,
+    ) -> Vec<AgentSpec> {
         let mut agents = Vec::new();
         if !self.agents.file.is_empty() {
             match load_agents_file(std::path::Path::new(&self.agents.file)) {
@@ -324,7 +353,11 @@ fn set(tree: &mut Toml, section: &str, key: &str, value: Toml) {
 /// Parses an environment string as the type of the default at that key.
 fn parse_like(default: &Toml, raw: &str) -> Result<Toml, String> {
     match default {
-        Toml::Integer(_) => raw.trim().parse::<i64>().map(Toml::Integer).map_err(|_| format!("{raw:?} is not an integer")),
+        Toml::Integer(_) => raw
+            .trim()
+            .parse::<i64>()
+            .map(Toml::Integer)
+            .map_err(|_| format!("{raw:?} is not an integer")),
         Toml::Boolean(_) => match raw.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok(Toml::Boolean(true)),
             "false" | "0" | "no" => Ok(Toml::Boolean(false)),
@@ -334,26 +367,43 @@ fn parse_like(default: &Toml, raw: &str) -> Result<Toml, String> {
     }
 }
 
-fn apply_env(tree: &mut Toml, defaults: &Toml, env: &HashMap<String, String>, errors: &mut Vec<String>) {
+fn apply_env(
+    tree: &mut Toml,
+    defaults: &Toml,
+    env: &HashMap<String, String>,
+    errors: &mut Vec<String>,
+) {
     let mut assignments: BTreeMap<String, (String, String)> = BTreeMap::new();
     // SuperX variables first, so SUPERX_* (more specific) win over them.
     for (var, key) in LEGACY_ENV {
         if let Some(raw) = env.get(var) {
-            let raw = if var == "LOG_LEVEL" && raw == "warning" { "warn".to_owned() } else { raw.clone() };
+            let raw = if var == "LOG_LEVEL" && raw == "warning" {
+                "warn".to_owned()
+            } else {
+                raw.clone()
+            };
             assignments.insert(key.to_owned(), (var.to_owned(), raw));
         }
     }
-    let mut superx: Vec<_> = env.iter().filter(|(k, _)| k.starts_with("SUPERX_")).collect();
+    let mut superx: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("SUPERX_"))
+        .collect();
     superx.sort();
     for (var, raw) in superx {
         if LEGACY_ENV.iter().any(|(v, _)| v == var) {
             continue;
         }
+        // Only SUPERX_SECTION__KEY names are config; other SUPERX_ variables belong to
+        // tools around superx (test runners, scripts) and are left alone.
         let Some((section, key)) = var["SUPERX_".len()..].split_once("__") else {
-            errors.push(format!("{var}: expected SUPERX_SECTION__KEY (e.g. SUPERX_AGENTS__CALL_TIMEOUT_MS)"));
             continue;
         };
-        let key = format!("{}.{}", section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let key = format!(
+            "{}.{}",
+            section.to_ascii_lowercase(),
+            key.to_ascii_lowercase()
+        );
         assignments.insert(key, (var.clone(), raw.clone()));
     }
     for (key, (var, raw)) in assignments {
@@ -370,9 +420,17 @@ fn apply_env(tree: &mut Toml, defaults: &Toml, env: &HashMap<String, String>, er
     if let Some(port) = env.get("PORT") {
         match port.trim().parse::<u16>() {
             Ok(port) => {
-                let listen = tree["server"]["listen"].as_str().unwrap_or_default().to_owned();
+                let listen = tree["server"]["listen"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("0.0.0.0");
-                set(tree, "server", "listen", Toml::String(format!("{host}:{port}")));
+                set(
+                    tree,
+                    "server",
+                    "listen",
+                    Toml::String(format!("{host}:{port}")),
+                );
             }
             Err(_) => errors.push(format!("PORT: {port:?} is not a port number")),
         }
@@ -397,7 +455,10 @@ mod tests {
     use std::io::Write;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
@@ -416,26 +477,74 @@ mod tests {
 
     #[test]
     fn layers_override_in_order() {
-        let f = file("[agents]\ncall_timeout_ms = 1000\nmax_in_flight = 3\n[server]\nlisten = \"127.0.0.1:5000\"\n");
-        let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
-        let c = Config::load(&o, &env(&[("AGENT_CALL_TIMEOUT", "2000"), ("PORT", "6000")])).unwrap();
+        let f = file(
+            "[agents]\ncall_timeout_ms = 1000\nmax_in_flight = 3\n[server]\nlisten = \"127.0.0.1:5000\"\n",
+        );
+        let o = Overrides {
+            config_file: Some(f.path().into()),
+            ..Default::default()
+        };
+        let c = Config::load(
+            &o,
+            &env(&[("AGENT_CALL_TIMEOUT", "2000"), ("PORT", "6000")]),
+        )
+        .unwrap();
         assert_eq!(c.agents.call_timeout_ms, 2000, "env overrides file");
         assert_eq!(c.agents.max_in_flight, 3, "file overrides default");
         assert_eq!(c.server.listen, "127.0.0.1:6000", "PORT sets the port only");
-        let c = Config::load(&o, &env(&[("AGENT_CALL_TIMEOUT", "2000"), ("SUPERX_AGENTS__CALL_TIMEOUT_MS", "3000")])).unwrap();
-        assert_eq!(c.agents.call_timeout_ms, 3000, "SUPERX_ overrides SuperX variables");
-        let o = Overrides { listen: Some("127.0.0.1:7000".into()), ..o };
+        let c = Config::load(
+            &o,
+            &env(&[
+                ("AGENT_CALL_TIMEOUT", "2000"),
+                ("SUPERX_AGENTS__CALL_TIMEOUT_MS", "3000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.agents.call_timeout_ms, 3000,
+            "SUPERX_ overrides SuperX variables"
+        );
+        let o = Overrides {
+            listen: Some("127.0.0.1:7000".into()),
+            ..o
+        };
         let c = Config::load(&o, &env(&[("PORT", "6000")])).unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:7000", "flags override env");
     }
 
     #[test]
     fn every_error_is_reported_together() {
-        let f = file("[server]\nlisten = \"nonsense\"\nbogus = 1\n[agents]\nmax_in_flight = \"ten\"\n[nope]\nx = 1\n");
-        let o = Overrides { config_file: Some(f.path().into()), agents_file: Some("/nonexistent/agents.yml".into()), ..Default::default() };
-        let e = Config::load(&o, &env(&[("SUPERX_TASKS__MEMORY_MAX", "lots"), ("SUPERX_WHAT", "1"), ("PORT", "x"), ("A2A_REMOTE_URL", "ftp://x")])).unwrap_err();
+        let f = file(
+            "[server]\nlisten = \"nonsense\"\nbogus = 1\n[agents]\nmax_in_flight = \"ten\"\n[nope]\nx = 1\n",
+        );
+        let o = Overrides {
+            config_file: Some(f.path().into()),
+            agents_file: Some("/nonexistent/agents.yml".into()),
+            ..Default::default()
+        };
+        let e = Config::load(
+            &o,
+            &env(&[
+                ("SUPERX_TASKS__MEMORY_MAX", "lots"),
+                ("SUPERX_WHAT__EVER", "1"),
+                ("SUPERX_BIN", "ignored"),
+                ("PORT", "x"),
+                ("A2A_REMOTE_URL", "ftp://x"),
+            ]),
+        )
+        .unwrap_err();
         let text = e.to_string();
-        for needle in ["server.bogus", "agents.max_in_flight: expected integer", "[nope]", "SUPERX_TASKS__MEMORY_MAX", "SUPERX_WHAT", "PORT", "server.listen", "/nonexistent/agents.yml", "A2A_REMOTE_URL"] {
+        for needle in [
+            "server.bogus",
+            "agents.max_in_flight: expected integer",
+            "[nope]",
+            "SUPERX_TASKS__MEMORY_MAX",
+            "SUPERX_WHAT__EVER",
+            "PORT",
+            "server.listen",
+            "/nonexistent/agents.yml",
+            "A2A_REMOTE_URL",
+        ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
         assert_eq!(e.0.len(), 9, "{text}");
@@ -443,9 +552,21 @@ mod tests {
 
     #[test]
     fn agents_from_file_and_env() {
-        let f = file("agents:\n  echo:\n    url: http://127.0.0.1:9/\n    bearer: s3cret\n    maxInFlight: 4\n");
-        let o = Overrides { agents_file: Some(f.path().to_string_lossy().into()), ..Default::default() };
-        let c = Config::load(&o, &env(&[("A2A_REMOTE_URL", "http://127.0.0.1:8/"), ("A2A_REMOTE_BEARER", "b")])).unwrap();
+        let f = file(
+            "agents:\n  echo:\n    url: http://127.0.0.1:9/\n    bearer: s3cret\n    maxInFlight: 4\n",
+        );
+        let o = Overrides {
+            agents_file: Some(f.path().to_string_lossy().into()),
+            ..Default::default()
+        };
+        let c = Config::load(
+            &o,
+            &env(&[
+                ("A2A_REMOTE_URL", "http://127.0.0.1:8/"),
+                ("A2A_REMOTE_BEARER", "b"),
+            ]),
+        )
+        .unwrap();
         let ids: Vec<_> = c.initial_agents.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids, ["echo", "default"]);
         assert_eq!(c.initial_agents[0].max_in_flight, Some(4));

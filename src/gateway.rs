@@ -36,14 +36,25 @@ pub fn rfc3339_ms(ms: u64) -> String {
 impl Gateway {
     pub fn new(config: Config) -> anyhow::Result<Arc<Gateway>> {
         let client = AgentClient::new(&config.agents)?;
-        let limits = TableLimits { tasks_max: config.tasks.memory_max };
+        let limits = TableLimits {
+            tasks_max: config.tasks.memory_max,
+        };
         let replica = Replica::new(config.server.node_id, limits);
-        Ok(Arc::new(Gateway { config, replica, client, stats: AgentStats::default(), ready: AtomicBool::new(false) }))
+        Ok(Arc::new(Gateway {
+            config,
+            replica,
+            client,
+            stats: AgentStats::default(),
+            ready: AtomicBool::new(false),
+        }))
     }
 
     /// Wall-clock time for the proposer to stamp into commands (never read inside apply).
     pub fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
     }
 
     /// True once startup registration is done and the replica can serve.
@@ -61,7 +72,9 @@ impl Gateway {
         let guard = self.stats.begin(target.agent_id);
         let result = self.client.call(target, method, params).await;
         let failure = match &result {
-            Err(e @ (RpcError::AgentUnavailable(_) | RpcError::InvalidAgentResponse(_))) => Some(e.to_string()),
+            Err(e @ (RpcError::AgentUnavailable(_) | RpcError::InvalidAgentResponse(_))) => {
+                Some(e.to_string())
+            }
             _ => None,
         };
         if let Some(error) = &failure {
@@ -78,11 +91,24 @@ impl Gateway {
         let id = record.id.clone();
         let card = self.client.fetch_card(&record).await;
         let now = self.now_ms();
-        self.replica.propose(Command::UpsertAgent { agent: record, at_ms: now }).await.map_err(|e| e.to_string())?;
+        self.replica
+            .propose(Command::UpsertAgent {
+                agent: record,
+                at_ms: now,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
         match card {
             Ok((card, source_url)) => {
-                let card = CachedCard { card: Json(card), source_url, fetched_at_ms: now };
-                self.replica.propose(Command::SetAgentCard { id, card }).await.map_err(|e| e.to_string())?;
+                let card = CachedCard {
+                    card: Json(card),
+                    source_url,
+                    fetched_at_ms: now,
+                };
+                self.replica
+                    .propose(Command::SetAgentCard { id, card })
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(None)
             }
             Err(error) => {
@@ -98,17 +124,24 @@ impl Gateway {
             .replica
             .read(|t| t.agent(id).map(|e| e.record.clone()))
             .ok_or_else(|| RpcError::AgentNotFound(id.to_owned()))?;
-        let (card, source_url) = self
-            .client
-            .fetch_card(&record)
-            .await
-            .map_err(|e| RpcError::AgentUnavailable(format!("agent {id}: card fetch failed: {e}")))?;
-        let card = CachedCard { card: Json(card), source_url, fetched_at_ms: self.now_ms() };
+        let (card, source_url) = self.client.fetch_card(&record).await.map_err(|e| {
+            RpcError::AgentUnavailable(format!("agent {id}: card fetch failed: {e}"))
+        })?;
+        let card = CachedCard {
+            card: Json(card),
+            source_url,
+            fetched_at_ms: self.now_ms(),
+        };
         self.replica
-            .propose(Command::SetAgentCard { id: id.to_owned(), card })
+            .propose(Command::SetAgentCard {
+                id: id.to_owned(),
+                card,
+            })
             .await
             .map_err(|e| match e {
-                crate::state::ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => RpcError::AgentNotFound(id),
+                crate::state::ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => {
+                    RpcError::AgentNotFound(id)
+                }
                 other => RpcError::Internal(other.to_string()),
             })
     }

@@ -20,8 +20,13 @@ pub struct CardOptions {
     pub strict_v10: bool,
 }
 
-const V03_ONLY_FIELDS: [&str; 5] =
-    ["url", "preferredTransport", "protocolVersion", "additionalInterfaces", "supportsAuthenticatedExtendedCard"];
+const V03_ONLY_FIELDS: [&str; 5] = [
+    "url",
+    "preferredTransport",
+    "protocolVersion",
+    "additionalInterfaces",
+    "supportsAuthenticatedExtendedCard",
+];
 
 /// The agent's card with every interface pointing at `agent_url` (the gateway's URL for it).
 pub fn rewrite_agent_card(card: &Value, agent_url: &str, options: CardOptions) -> Value {
@@ -38,7 +43,8 @@ pub fn rewrite_agent_card(card: &Value, agent_url: &str, options: CardOptions) -
             caps.remove("stateTransitionHistory");
         }
         if let Some(security) = out.remove("security") {
-            out.entry("securityRequirements").or_insert_with(|| security_requirements(security));
+            out.entry("securityRequirements")
+                .or_insert_with(|| security_requirements(security));
         }
     } else {
         out.insert("url".into(), json!(agent_url));
@@ -48,7 +54,10 @@ pub fn rewrite_agent_card(card: &Value, agent_url: &str, options: CardOptions) -
             out.insert("protocolVersion".into(), json!("0.3.0"));
         }
         if out.contains_key("additionalInterfaces") {
-            out.insert("additionalInterfaces".into(), json!([{"url": agent_url, "transport": "JSONRPC"}]));
+            out.insert(
+                "additionalInterfaces".into(),
+                json!([{"url": agent_url, "transport": "JSONRPC"}]),
+            );
         }
         out.insert("supportsAuthenticatedExtendedCard".into(), json!(false));
     }
@@ -56,15 +65,24 @@ pub fn rewrite_agent_card(card: &Value, agent_url: &str, options: CardOptions) -
 }
 
 /// JSON-RPC interfaces, re-anchored at the gateway, 1.0 first; other bindings dropped.
-fn rewrite_interfaces(existing: Option<&Value>, agent_url: &str, options: CardOptions) -> Vec<Value> {
+fn rewrite_interfaces(
+    existing: Option<&Value>,
+    agent_url: &str,
+    options: CardOptions,
+) -> Vec<Value> {
     let mut v10 = Vec::new();
     let mut v03 = Vec::new();
     for iface in existing.and_then(Value::as_array).into_iter().flatten() {
-        let Some(obj) = iface.as_object() else { continue };
+        let Some(obj) = iface.as_object() else {
+            continue;
+        };
         if obj.get("protocolBinding").and_then(Value::as_str) != Some("JSONRPC") {
             continue;
         }
-        let version = obj.get("protocolVersion").and_then(Value::as_str).and_then(ProtocolVersion::from_card_value);
+        let version = obj
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .and_then(ProtocolVersion::from_card_value);
         let mut rewritten = obj.clone();
         rewritten.insert("url".into(), json!(agent_url));
         let bucket = match version {
@@ -129,7 +147,12 @@ pub struct AgentSkill<'a> {
 }
 
 /// The gateway's own card: one skill per registered agent.
-pub fn gateway_card(base: &str, name: &str, skills: &[AgentSkill<'_>], options: CardOptions) -> Value {
+pub fn gateway_card(
+    base: &str,
+    name: &str,
+    skills: &[AgentSkill<'_>],
+    options: CardOptions,
+) -> Value {
     let rpc = format!("{base}/rpc");
     let skills: Vec<Value> = skills
         .iter()
@@ -161,9 +184,9 @@ pub fn gateway_card(base: &str, name: &str, skills: &[AgentSkill<'_>], options: 
         "skills": skills,
     });
     if !options.strict_v10 {
-        card["supportedInterfaces"].as_array_mut().map(|a| {
-            a.push(json!({"url": rpc, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"}))
-        });
+        if let Some(a) = card["supportedInterfaces"].as_array_mut() {
+            a.push(json!({"url": rpc, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"}));
+        }
         card["url"] = json!(rpc);
         card["preferredTransport"] = json!("JSONRPC");
         card["protocolVersion"] = json!("0.3.0");
@@ -181,12 +204,21 @@ mod tests {
         let input: Value = serde_json::from_str(input).unwrap();
         let expected: Value = serde_json::from_str(expected).unwrap();
         let got = rewrite_agent_card(&input, URL, options);
-        assert_eq!(got, expected, "got:\n{}", serde_json::to_string_pretty(&got).unwrap());
+        assert_eq!(
+            got,
+            expected,
+            "got:\n{}",
+            serde_json::to_string_pretty(&got).unwrap()
+        );
     }
 
     #[test]
     fn sdk_dual_card() {
-        golden(include_str!("golden/sdk_dual.in.json"), include_str!("golden/sdk_dual.out.json"), CardOptions::default());
+        golden(
+            include_str!("golden/sdk_dual.in.json"),
+            include_str!("golden/sdk_dual.out.json"),
+            CardOptions::default(),
+        );
     }
 
     #[test]
@@ -200,7 +232,11 @@ mod tests {
 
     #[test]
     fn legacy_03_card() {
-        golden(include_str!("golden/legacy_03.in.json"), include_str!("golden/legacy_03.out.json"), CardOptions::default());
+        golden(
+            include_str!("golden/legacy_03.in.json"),
+            include_str!("golden/legacy_03.out.json"),
+            CardOptions::default(),
+        );
     }
 
     #[test]
@@ -214,7 +250,10 @@ mod tests {
 
     #[test]
     fn no_agent_url_survives_rewriting() {
-        for input in [include_str!("golden/sdk_dual.in.json"), include_str!("golden/legacy_03.in.json")] {
+        for input in [
+            include_str!("golden/sdk_dual.in.json"),
+            include_str!("golden/legacy_03.in.json"),
+        ] {
             let card: Value = serde_json::from_str(input).unwrap();
             for strict_v10 in [false, true] {
                 let text = rewrite_agent_card(&card, URL, CardOptions { strict_v10 }).to_string();
@@ -226,10 +265,19 @@ mod tests {
 
     #[test]
     fn gateway_card_lists_agents_as_skills() {
-        let agent_card = json!({"name": "Echo", "description": "Echoes", "skills": [{"tags": ["echo"]}]});
+        let agent_card =
+            json!({"name": "Echo", "description": "Echoes", "skills": [{"tags": ["echo"]}]});
         let skills = [
-            AgentSkill { id: "echo", card: Some(&agent_card), card_url: "u1".into() },
-            AgentSkill { id: "bare", card: None, card_url: "u2".into() },
+            AgentSkill {
+                id: "echo",
+                card: Some(&agent_card),
+                card_url: "u1".into(),
+            },
+            AgentSkill {
+                id: "bare",
+                card: None,
+                card_url: "u2".into(),
+            },
         ];
         let card = gateway_card("http://gw", "superx", &skills, CardOptions::default());
         assert_eq!(card["skills"][0]["id"], "echo");
@@ -237,7 +285,12 @@ mod tests {
         assert_eq!(card["skills"][0]["tags"], json!(["agent", "echo"]));
         assert_eq!(card["skills"][1]["name"], "bare");
         assert_eq!(card["url"], "http://gw/rpc");
-        let strict = gateway_card("http://gw", "superx", &skills, CardOptions { strict_v10: true });
+        let strict = gateway_card(
+            "http://gw",
+            "superx",
+            &skills,
+            CardOptions { strict_v10: true },
+        );
         assert!(strict.get("url").is_none());
     }
 }

@@ -74,18 +74,30 @@ impl AgentClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("superx/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(AgentClient { http, limits: limits.clone(), next_id: AtomicU64::new(1) })
+        Ok(AgentClient {
+            http,
+            limits: limits.clone(),
+            next_id: AtomicU64::new(1),
+        })
     }
 
     /// Calls one method on an agent. `params` are 1.0-shaped; the reply is 1.0-shaped.
-    pub async fn call(&self, target: &CallTarget<'_>, method: UpstreamMethod, params: Value) -> Result<UpstreamReply, RpcError> {
+    pub async fn call(
+        &self,
+        target: &CallTarget<'_>,
+        method: UpstreamMethod,
+        params: Value,
+    ) -> Result<UpstreamReply, RpcError> {
         let version = target.upstream.version;
         let params = match (method, version) {
-            (UpstreamMethod::SendMessage, ProtocolVersion::V03) => v03::send_params_from_v10(params),
+            (UpstreamMethod::SendMessage, ProtocolVersion::V03) => {
+                v03::send_params_from_v10(params)
+            }
             _ => params,
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method.name(version), "params": params});
+        let body =
+            json!({"jsonrpc": "2.0", "id": id, "method": method.name(version), "params": params});
         let mut request = self
             .http
             .post(&target.upstream.url)
@@ -97,13 +109,24 @@ impl AgentClient {
             request = request.bearer_auth(bearer);
         }
         if let Some(ext) = target.extensions {
-            let name = if version == ProtocolVersion::V03 { X_A2A_EXTENSIONS } else { A2A_EXTENSIONS };
+            let name = if version == ProtocolVersion::V03 {
+                X_A2A_EXTENSIONS
+            } else {
+                A2A_EXTENSIONS
+            };
             request = request.header(name, ext.clone());
         }
-        let response = request.send().await.map_err(|e| transport_error(target, e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(target, e))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(RpcError::AgentUnavailable(format!("agent {} answered HTTP {}", target.agent_id, status.as_u16())));
+            return Err(RpcError::AgentUnavailable(format!(
+                "agent {} answered HTTP {}",
+                target.agent_id,
+                status.as_u16()
+            )));
         }
         let extensions = response
             .headers()
@@ -113,7 +136,10 @@ impl AgentClient {
         let bytes = read_limited(response, self.limits.response_bytes_max)
             .await
             .map_err(|e| match e {
-                ReadError::TooLarge => invalid(target, format!("response exceeds {} bytes", self.limits.response_bytes_max)),
+                ReadError::TooLarge => invalid(
+                    target,
+                    format!("response exceeds {} bytes", self.limits.response_bytes_max),
+                ),
                 ReadError::Transport(e) => transport_error(target, e),
             })?;
         let result = parse_reply(target, &bytes, id)?;
@@ -128,7 +154,10 @@ impl AgentClient {
         let mut last_error = String::new();
         for path in ["/.well-known/agent-card.json", "/.well-known/agent.json"] {
             let url = format!("{base}{path}");
-            let mut request = self.http.get(&url).timeout(Duration::from_millis(self.limits.card_timeout_ms));
+            let mut request = self
+                .http
+                .get(&url)
+                .timeout(Duration::from_millis(self.limits.card_timeout_ms));
             if let Some(bearer) = &agent.bearer {
                 request = request.bearer_auth(bearer);
             }
@@ -144,12 +173,21 @@ impl AgentClient {
             if !status.is_success() {
                 return Err(format!("{url} answered HTTP {}", status.as_u16()));
             }
-            let bytes = read_limited(response, self.limits.card_bytes_max).await.map_err(|e| match e {
-                ReadError::TooLarge => format!("{url}: card exceeds {} bytes", self.limits.card_bytes_max),
-                ReadError::Transport(e) => format!("reading {url}: {}", describe(&e)),
-            })?;
-            let card: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{url}: card is not JSON: {e}"))?;
-            if !card.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+            let bytes = read_limited(response, self.limits.card_bytes_max)
+                .await
+                .map_err(|e| match e {
+                    ReadError::TooLarge => {
+                        format!("{url}: card exceeds {} bytes", self.limits.card_bytes_max)
+                    }
+                    ReadError::Transport(e) => format!("reading {url}: {}", describe(&e)),
+                })?;
+            let card: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{url}: card is not JSON: {e}"))?;
+            if card
+                .get("name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 return Err(format!("{url}: card is not an object with a name"));
             }
             return Ok((card, url));
@@ -175,7 +213,10 @@ fn describe(e: &reqwest::Error) -> &'static str {
 fn transport_error(target: &CallTarget<'_>, e: reqwest::Error) -> RpcError {
     let id = target.agent_id;
     if e.is_timeout() {
-        RpcError::AgentUnavailable(format!("agent {id} did not answer within {} ms", target.timeout.as_millis()))
+        RpcError::AgentUnavailable(format!(
+            "agent {id} did not answer within {} ms",
+            target.timeout.as_millis()
+        ))
     } else if e.is_connect() {
         RpcError::AgentUnavailable(format!("agent {id} is unreachable"))
     } else {
@@ -192,7 +233,8 @@ async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Vec
     if response.content_length().is_some_and(|n| n > max as u64) {
         return Err(ReadError::TooLarge);
     }
-    let mut body = Vec::with_capacity(response.content_length().unwrap_or(1024).min(max as u64) as usize);
+    let mut body =
+        Vec::with_capacity(response.content_length().unwrap_or(1024).min(max as u64) as usize);
     while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
         if body.len() + chunk.len() > max {
             return Err(ReadError::TooLarge);
@@ -210,32 +252,52 @@ fn parse_reply(target: &CallTarget<'_>, bytes: &[u8], id: u64) -> Result<Value, 
         Err(e) => return Err(invalid(target, format!("response is not JSON: {e}"))),
     };
     if reply.get("id").and_then(Value::as_u64) != Some(id) && !reply.contains_key("error") {
-        return Err(invalid(target, "response id does not match the request".into()));
+        return Err(invalid(
+            target,
+            "response id does not match the request".into(),
+        ));
     }
     if let Some(error) = reply.remove("error") {
         return Err(upstream_error(target, error));
     }
-    reply.remove("result").ok_or_else(|| invalid(target, "response has neither result nor error".into()))
+    reply
+        .remove("result")
+        .ok_or_else(|| invalid(target, "response has neither result nor error".into()))
 }
 
 /// An agent's JSON-RPC error. A2A and application codes pass through; codes that describe the
 /// gateway's own request to the agent become a clear -32603.
 fn upstream_error(target: &CallTarget<'_>, error: Value) -> RpcError {
     let code = error.get("code").and_then(Value::as_i64);
-    let message = error.get("message").and_then(Value::as_str).unwrap_or("agent error").to_owned();
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("agent error")
+        .to_owned();
     match code {
         None => invalid(target, "error without a code".into()),
-        Some(c @ (-32700 | -32600 | -32601 | -32009)) => {
-            RpcError::AgentUnavailable(format!("agent {} refused the gateway's request ({c}): {message}", target.agent_id))
-        }
-        Some(code) => RpcError::Upstream { code, message, data: error.get("data").cloned() },
+        Some(c @ (-32700 | -32600 | -32601 | -32009)) => RpcError::AgentUnavailable(format!(
+            "agent {} refused the gateway's request ({c}): {message}",
+            target.agent_id
+        )),
+        Some(code) => RpcError::Upstream {
+            code,
+            message,
+            data: error.get("data").cloned(),
+        },
     }
 }
 
-fn to_v10(method: UpstreamMethod, version: ProtocolVersion, result: Value) -> Result<Value, v03::WireError> {
+fn to_v10(
+    method: UpstreamMethod,
+    version: ProtocolVersion,
+    result: Value,
+) -> Result<Value, v03::WireError> {
     match (method, version) {
         (_, ProtocolVersion::V10) => Ok(result),
         (UpstreamMethod::SendMessage, ProtocolVersion::V03) => v03::result_to_v10(result),
-        (UpstreamMethod::GetTask | UpstreamMethod::CancelTask, ProtocolVersion::V03) => v03::task_to_v10(result),
+        (UpstreamMethod::GetTask | UpstreamMethod::CancelTask, ProtocolVersion::V03) => {
+            v03::task_to_v10(result)
+        }
     }
 }

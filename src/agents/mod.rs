@@ -9,9 +9,9 @@ pub mod client;
 pub mod spec;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 pub use client::{AgentClient, CallTarget, UpstreamMethod};
 

@@ -29,8 +29,14 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/rpc", post(rpc_gateway))
         .route("/agents/{id}", post(rpc_agent))
         .route("/agents/{id}/", post(rpc_agent))
-        .route("/agents/{id}/.well-known/agent-card.json", get(cards::agent_card))
-        .route("/agents/{id}/.well-known/agent.json", get(cards::agent_card))
+        .route(
+            "/agents/{id}/.well-known/agent-card.json",
+            get(cards::agent_card),
+        )
+        .route(
+            "/agents/{id}/.well-known/agent.json",
+            get(cards::agent_card),
+        )
         .route("/.well-known/agent-card.json", get(cards::gateway_card))
         .route("/.well-known/agent.json", get(cards::gateway_card))
         .route("/health", get(health))
@@ -39,7 +45,12 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
-async fn rpc_gateway(State(gw): State<Arc<Gateway>>, query: RawQuery, headers: HeaderMap, body: Body) -> Response {
+async fn rpc_gateway(
+    State(gw): State<Arc<Gateway>>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     handle_rpc(&gw, Scope::Gateway, query.0.as_deref(), &headers, body).await
 }
 
@@ -70,54 +81,85 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
         // Lenient with clients that send none; anything that is declared must be JSON.
         return true;
     };
-    let Ok(value) = value.to_str() else { return false };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-async fn handle_rpc(gw: &Gateway, scope: Scope, query: Option<&str>, headers: &HeaderMap, body: Body) -> Response {
-    let version_header = requested_version(headers, query);
-    let version = ProtocolVersion::from_header(version_header);
-    // Errors before the version is known are rendered in 0.3 form unless 1.0 was asked for.
-    let render_version = *version.as_ref().unwrap_or(&ProtocolVersion::V03);
+async fn handle_rpc(
+    gw: &Gateway,
+    scope: Scope,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let version = ProtocolVersion::from_header(requested_version(headers, query));
+    // Until the method is known, errors are rendered in the requested version (0.3 when the
+    // header is absent or unsupported).
+    let header_version = *version.as_ref().unwrap_or(&ProtocolVersion::V03);
+    let fail = |id: &serde_json::Value, e: &RpcError, v| {
+        rpc_response(jsonrpc::failure_bytes(id, e, v), None)
+    };
+    let bytes = match read_body(body, gw.config.server.body_bytes_max).await {
+        Ok(b) => b,
+        Err(e) => return fail(&serde_json::Value::Null, &e, header_version),
+    };
     if !is_json_content_type(headers) {
         let e = RpcError::ContentTypeNotSupported("Content-Type must be application/json".into());
-        return rpc_response(jsonrpc::failure_bytes(&serde_json::Value::Null, &e, render_version), None);
+        let id = jsonrpc::parse_request(&bytes)
+            .map(|r| r.id)
+            .unwrap_or(serde_json::Value::Null);
+        return fail(&id, &e, header_version);
     }
-    let max = gw.config.server.body_bytes_max;
-    let bytes = match read_body(body, max).await {
-        Ok(b) => b,
-        Err(e) => return rpc_response(jsonrpc::failure_bytes(&serde_json::Value::Null, &e, render_version), None),
-    };
     let request = match jsonrpc::parse_request(&bytes) {
         Ok(r) => r,
-        Err((id, e)) => return rpc_response(jsonrpc::failure_bytes(&id, &e, render_version), None),
+        Err((id, e)) => return fail(&id, &e, header_version),
     };
+    // A method name of one generation gets its errors in that generation's form.
+    let render_version = crate::rpc::naming_version(&request.method).unwrap_or(header_version);
     let version = match version {
         Ok(v) => v,
         Err(raw) => {
-            let e = RpcError::VersionNotSupported(format!("A2A version {raw:?} is not supported; use 1.0 or 0.3"));
-            return rpc_response(jsonrpc::failure_bytes(&request.id, &e, render_version), None);
+            let e = RpcError::VersionNotSupported(format!(
+                "A2A version {raw:?} is not supported; use 1.0 or 0.3"
+            ));
+            return fail(&request.id, &e, render_version);
         }
     };
     let call = Call {
         version,
         scope,
-        extensions: headers.get(A2A_EXTENSIONS).or_else(|| headers.get(X_A2A_EXTENSIONS)).cloned(),
+        extensions: headers
+            .get(A2A_EXTENSIONS)
+            .or_else(|| headers.get(X_A2A_EXTENSIONS))
+            .cloned(),
         base_url: cards::public_base(gw, headers),
     };
     let method_name = request.method;
-    let outcome = match Method::parse(&method_name, request.params, &call) {
+    let parsed = Method::parse(&method_name, request.params, &call);
+    let outcome = match parsed {
         Ok(method) => method.run(gw, &call).await,
+        Err(e @ RpcError::VersionNotSupported(_)) => return fail(&request.id, &e, render_version),
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(reply) => rpc_response(jsonrpc::success_bytes(&request.id, &reply.result), reply.extensions),
+        Ok(reply) => rpc_response(
+            jsonrpc::success_bytes(&request.id, &reply.result),
+            reply.extensions,
+        ),
         Err(e) => {
             if let RpcError::Internal(detail) = &e {
                 tracing::error!(method = %method_name, %detail, "internal error");
             }
-            rpc_response(jsonrpc::failure_bytes(&request.id, &e, version), None)
+            fail(&request.id, &e, version)
         }
     }
 }
@@ -126,15 +168,29 @@ async fn read_body(body: Body, max: usize) -> Result<Bytes, RpcError> {
     let limited = http_body_util::Limited::new(body, max);
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(RpcError::InvalidRequest(format!("request body exceeds {max} bytes")))
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(RpcError::InvalidRequest(format!(
+                "request body exceeds {max} bytes"
+            )))
         }
-        Err(_) => Err(RpcError::InvalidRequest("request body could not be read".into())),
+        Err(_) => Err(RpcError::InvalidRequest(
+            "request body could not be read".into(),
+        )),
     }
 }
 
 fn rpc_response(body: Vec<u8>, extensions: Option<HeaderValue>) -> Response {
-    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+    let mut response = (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
         .into_response();
     if let Some(ext) = extensions {
         response.headers_mut().insert(A2A_EXTENSIONS, ext);
@@ -143,40 +199,86 @@ fn rpc_response(body: Vec<u8>, extensions: Option<HeaderValue>) -> Response {
 }
 
 async fn health() -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
 }
 
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
     let status = gw.replica.status();
     let ready = gw.is_ready();
     let body = serde_json::json!({"ready": ready, "nodeId": status.node_id, "appliedIndex": status.applied_index});
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Prometheus text exposition of the node's counters.
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     use std::fmt::Write;
     use std::sync::atomic::Ordering;
-    let (tasks, evicted, applied, agents) =
-        gw.replica.read(|t| (t.task_count(), t.tasks_evicted_total(), t.applied_commands(), t.agents().count()));
+    let (tasks, evicted, applied, agents) = gw.replica.read(|t| {
+        (
+            t.task_count(),
+            t.tasks_evicted_total(),
+            t.applied_commands(),
+            t.agents().count(),
+        )
+    });
     let mut out = String::new();
-    let _ = writeln!(out, "# TYPE superx_tasks_in_memory gauge\nsuperx_tasks_in_memory {tasks}");
-    let _ = writeln!(out, "# TYPE superx_tasks_evicted_total counter\nsuperx_tasks_evicted_total {evicted}");
-    let _ = writeln!(out, "# TYPE superx_commands_applied_total counter\nsuperx_commands_applied_total {applied}");
+    let _ = writeln!(
+        out,
+        "# TYPE superx_tasks_in_memory gauge\nsuperx_tasks_in_memory {tasks}"
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE superx_tasks_evicted_total counter\nsuperx_tasks_evicted_total {evicted}"
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE superx_commands_applied_total counter\nsuperx_commands_applied_total {applied}"
+    );
     let _ = writeln!(out, "# TYPE superx_agents gauge\nsuperx_agents {agents}");
     let _ = writeln!(out, "# TYPE superx_agent_calls_total counter");
     let stats = gw.stats.snapshot();
     for (id, c) in &stats {
-        let _ = writeln!(out, "superx_agent_calls_total{{agent=\"{id}\"}} {}", c.calls_total.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "superx_agent_calls_total{{agent=\"{id}\"}} {}",
+            c.calls_total.load(Ordering::Relaxed)
+        );
     }
     let _ = writeln!(out, "# TYPE superx_agent_call_failures_total counter");
     for (id, c) in &stats {
-        let _ = writeln!(out, "superx_agent_call_failures_total{{agent=\"{id}\"}} {}", c.failures_total.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "superx_agent_call_failures_total{{agent=\"{id}\"}} {}",
+            c.failures_total.load(Ordering::Relaxed)
+        );
     }
     let _ = writeln!(out, "# TYPE superx_agent_calls_in_flight gauge");
     for (id, c) in &stats {
-        let _ = writeln!(out, "superx_agent_calls_in_flight{{agent=\"{id}\"}} {}", c.in_flight.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "superx_agent_calls_in_flight{{agent=\"{id}\"}} {}",
+            c.in_flight.load(Ordering::Relaxed)
+        );
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
 }

@@ -32,11 +32,13 @@ impl UpsertParams {
     /// `{agent: {id, url, ...}}` (SuperX) or the agent itself as params.
     pub fn parse(params: Value) -> Result<Self, RpcError> {
         let agent = match params {
-            Value::Object(mut p) if p.contains_key("agent") => p.remove("agent").unwrap_or(Value::Null),
+            Value::Object(mut p) if p.contains_key("agent") => {
+                p.remove("agent").unwrap_or(Value::Null)
+            }
             other => other,
         };
-        let mut spec: AgentSpec =
-            serde_json::from_value(agent).map_err(|e| RpcError::InvalidParams(format!("invalid agent: {e}")))?;
+        let mut spec: AgentSpec = serde_json::from_value(agent)
+            .map_err(|e| RpcError::InvalidParams(format!("invalid agent: {e}")))?;
         spec.source = "api".into();
         spec.validate().map_err(RpcError::InvalidParams)?;
         Ok(UpsertParams(spec))
@@ -74,7 +76,11 @@ pub(crate) fn agent_view(gw: &Gateway, call_base: &str, e: &AgentEntry) -> Value
 }
 
 pub fn list(gw: &Gateway, call: &Call) -> Value {
-    gw.replica.read(|t| t.agents().map(|e| agent_view(gw, &call.base_url, e)).collect())
+    gw.replica.read(|t| {
+        t.agents()
+            .map(|e| agent_view(gw, &call.base_url, e))
+            .collect()
+    })
 }
 
 pub fn get(gw: &Gateway, call: &Call, p: IdParams) -> Result<Value, RpcError> {
@@ -110,7 +116,9 @@ pub fn health(gw: &Gateway, p: HealthParams) -> Result<Value, RpcError> {
             }
             vec![id]
         }
-        None => gw.replica.read(|t| t.agents().map(|e| e.record.id.clone()).collect()),
+        None => gw
+            .replica
+            .read(|t| t.agents().map(|e| e.record.id.clone()).collect()),
     };
     let node = gw.replica.status().node_id;
     let reports: Vec<Value> = ids
@@ -118,7 +126,9 @@ pub fn health(gw: &Gateway, p: HealthParams) -> Result<Value, RpcError> {
         .map(|id| {
             let c = gw.stats.get(id);
             let last = c.last();
-            let card = gw.replica.read(|t| t.agent(id).map(|e| e.card.is_some()).unwrap_or(false));
+            let card = gw
+                .replica
+                .read(|t| t.agent(id).map(|e| e.card.is_some()).unwrap_or(false));
             json!({
                 "agentId": id,
                 "node": node,
@@ -132,7 +142,11 @@ pub fn health(gw: &Gateway, p: HealthParams) -> Result<Value, RpcError> {
             })
         })
         .collect();
-    Ok(if single { reports.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(reports) })
+    Ok(if single {
+        reports.into_iter().next().unwrap_or(Value::Null)
+    } else {
+        Value::Array(reports)
+    })
 }
 
 pub async fn refresh_card(gw: &Gateway, call: &Call, p: IdParams) -> Result<Value, RpcError> {

@@ -23,12 +23,15 @@ pub struct Params {
 }
 
 pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError> {
-    let view = TaskView { history_length: history_length(p.history_length)?, include_artifacts: true };
+    let view = TaskView {
+        history_length: history_length(p.history_length)?,
+        include_artifacts: true,
+    };
     let task = find_task(gw, call, &p.id)?;
-    if !task.state.is_terminal() {
-        if let Some(refreshed) = refresh(gw, call, &task.agent_id, &p.id, view).await {
-            return Ok(Reply::plain(task_out(call, refreshed)));
-        }
+    if !task.state.is_terminal()
+        && let Some(refreshed) = refresh(gw, call, &task.agent_id, &p.id, view).await
+    {
+        return Ok(Reply::plain(task_out(call, refreshed)));
     }
     let stored = gw
         .replica
@@ -37,9 +40,29 @@ pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError
     Ok(Reply::plain(task_out(call, stored)))
 }
 
-async fn refresh(gw: &Gateway, call: &Call, agent_id: &str, task_id: &str, view: TaskView) -> Option<serde_json::Value> {
-    let target = resolve_agent(gw, &super::Call { scope: super::Scope::Agent(agent_id.to_owned()), ..call.clone() }, None).ok()?;
-    let reply = gw.call_agent(&target.call_target(call), UpstreamMethod::GetTask, json!({"id": task_id})).await;
+async fn refresh(
+    gw: &Gateway,
+    call: &Call,
+    agent_id: &str,
+    task_id: &str,
+    view: TaskView,
+) -> Option<serde_json::Value> {
+    let target = resolve_agent(
+        gw,
+        &super::Call {
+            scope: super::Scope::Agent(agent_id.to_owned()),
+            ..call.clone()
+        },
+        None,
+    )
+    .ok()?;
+    let reply = gw
+        .call_agent(
+            &target.call_target(call),
+            UpstreamMethod::GetTask,
+            json!({"id": task_id}),
+        )
+        .await;
     match reply {
         Ok(reply) => match record(gw, agent_id, reply.result, view).await {
             Ok(task) => Some(task),

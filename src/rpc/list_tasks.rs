@@ -45,14 +45,24 @@ pub struct Params {
 
 impl Params {
     pub fn parse(params: Value, call: &Call) -> Result<Params, RpcError> {
-        let raw: Raw = if params.is_null() { Raw::default() } else { super::typed(params)? };
+        let raw: Raw = if params.is_null() {
+            Raw::default()
+        } else {
+            super::typed(params)?
+        };
         let bad = |m: String| RpcError::InvalidParams(m);
-        let state = match raw.status.as_deref().filter(|s| !s.is_empty() && *s != "TASK_STATE_UNSPECIFIED") {
+        let state = match raw
+            .status
+            .as_deref()
+            .filter(|s| !s.is_empty() && *s != "TASK_STATE_UNSPECIFIED")
+        {
             None => None,
             Some(s) => Some(
                 match call.version {
                     ProtocolVersion::V10 => TaskState::from_v10(s),
-                    ProtocolVersion::V03 => TaskState::from_v03(s).or_else(|| TaskState::from_v10(s)),
+                    ProtocolVersion::V03 => {
+                        TaskState::from_v03(s).or_else(|| TaskState::from_v10(s))
+                    }
                 }
                 .ok_or_else(|| bad(format!("status {s:?} is not a task state")))?,
             ),
@@ -60,21 +70,39 @@ impl Params {
         let page_size = match raw.page_size {
             None | Some(0) => PAGE_SIZE_DEFAULT,
             Some(n) if (1..=PAGE_SIZE_MAX as i64).contains(&n) => n as usize,
-            Some(n) => return Err(bad(format!("pageSize {n} must be between 1 and {PAGE_SIZE_MAX}"))),
+            Some(n) => {
+                return Err(bad(format!(
+                    "pageSize {n} must be between 1 and {PAGE_SIZE_MAX}"
+                )));
+            }
         };
         let before_seq = match raw.page_token.as_deref().filter(|t| !t.is_empty()) {
             None => None,
-            Some(token) => Some(decode_token(token).ok_or_else(|| bad("pageToken is not valid".into()))?),
+            Some(token) => {
+                Some(decode_token(token).ok_or_else(|| bad("pageToken is not valid".into()))?)
+            }
         };
         let updated_after_ms = match raw.status_timestamp_after.as_deref() {
             None | Some("") => None,
-            Some(ts) => Some(parse_timestamp(ts).ok_or_else(|| bad(format!("statusTimestampAfter {ts:?} is not an RFC 3339 time")))?),
+            Some(ts) => Some(parse_timestamp(ts).ok_or_else(|| {
+                bad(format!(
+                    "statusTimestampAfter {ts:?} is not an RFC 3339 time"
+                ))
+            })?),
         };
         let view = TaskView {
             history_length: history_length(raw.history_length)?,
             include_artifacts: raw.include_artifacts.unwrap_or(false),
         };
-        Ok(Params { agent_id: raw.agent_id, context_id: raw.context_id, state, page_size, before_seq, view, updated_after_ms })
+        Ok(Params {
+            agent_id: raw.agent_id,
+            context_id: raw.context_id,
+            state,
+            page_size,
+            before_seq,
+            view,
+            updated_after_ms,
+        })
     }
 }
 
@@ -90,7 +118,9 @@ fn encode_token(seq: u64) -> String {
 
 fn parse_timestamp(ts: &str) -> Option<u64> {
     let t = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z')).ok()?;
-    t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64)
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as u64)
 }
 
 pub fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError> {
@@ -108,7 +138,11 @@ pub fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError> {
     };
     let (tasks, next, total) = gw.replica.read(|t| {
         let page = t.list_tasks(&query);
-        let tasks: Vec<Value> = page.tasks.iter().map(|e| task_out(call, task_to_wire(&e.task, p.view))).collect();
+        let tasks: Vec<Value> = page
+            .tasks
+            .iter()
+            .map(|e| task_out(call, task_to_wire(&e.task, p.view)))
+            .collect();
         (tasks, page.next_before_seq, page.total_size)
     });
     Ok(Reply::plain(json!({

@@ -55,7 +55,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn plain(result: Value) -> Self {
-        Reply { result, extensions: None }
+        Reply {
+            result,
+            extensions: None,
+        }
     }
 }
 
@@ -140,6 +143,16 @@ fn lookup(name: &str) -> Option<(Op, Family)> {
     })
 }
 
+/// The protocol generation a method name belongs to, if it belongs to one (SuperX's dotted
+/// names and the control plane do not).
+pub fn naming_version(name: &str) -> Option<ProtocolVersion> {
+    match lookup(name)?.1 {
+        Family::V10 => Some(ProtocolVersion::V10),
+        Family::V03 => Some(ProtocolVersion::V03),
+        Family::Dotted | Family::Control => None,
+    }
+}
+
 /// Every method, with its params typed and in the 1.0 model.
 pub enum Method {
     SendMessage(send_message::Params),
@@ -173,7 +186,9 @@ impl Method {
                     "method {name} is A2A 0.3: with A2A-Version: 1.0 use its 1.0 name"
                 )));
             }
-            (Family::Control, _, Scope::Agent(_)) => return Err(RpcError::MethodNotFound(name.to_owned())),
+            (Family::Control, _, Scope::Agent(_)) => {
+                return Err(RpcError::MethodNotFound(name.to_owned()));
+            }
             _ => {}
         }
         Ok(match op {
@@ -182,15 +197,19 @@ impl Method {
             Op::ListTasks => Method::ListTasks(list_tasks::Params::parse(params, call)?),
             Op::CancelTask => Method::CancelTask(typed(params)?),
             Op::SendStreamingMessage | Op::SubscribeToTask => {
-                Method::Unsupported(RpcError::UnsupportedOperation("streaming is not offered by this gateway yet".into()))
+                Method::Unsupported(RpcError::UnsupportedOperation(
+                    "streaming is not offered by this gateway yet".into(),
+                ))
             }
             Op::PushConfig => Method::Unsupported(RpcError::PushNotSupported),
-            Op::GetExtendedAgentCard => {
-                Method::Unsupported(RpcError::UnsupportedOperation("the extended agent card is not offered".into()))
-            }
+            Op::GetExtendedAgentCard => Method::Unsupported(RpcError::UnsupportedOperation(
+                "the extended agent card is not offered".into(),
+            )),
             Op::AgentsList => Method::AgentsList,
             Op::AgentsGet => Method::AgentsGet(typed(params)?),
-            Op::AgentsUpsert => Method::AgentsUpsert(Box::new(agents::UpsertParams::parse(params)?)),
+            Op::AgentsUpsert => {
+                Method::AgentsUpsert(Box::new(agents::UpsertParams::parse(params)?))
+            }
             Op::AgentsDelete => Method::AgentsDelete(typed(params)?),
             Op::AgentsHealth => Method::AgentsHealth(typed_or_default(params)?),
             Op::AgentsRefreshCard => Method::AgentsRefreshCard(typed(params)?),
@@ -211,20 +230,33 @@ impl Method {
             Method::AgentsUpsert(p) => agents::upsert(gw, call, *p).await.map(Reply::plain),
             Method::AgentsDelete(p) => agents::delete(gw, p).await.map(Reply::plain),
             Method::AgentsHealth(p) => agents::health(gw, p).map(Reply::plain),
-            Method::AgentsRefreshCard(p) => agents::refresh_card(gw, call, p).await.map(Reply::plain),
-            Method::ClusterStatus => Ok(Reply::plain(serde_json::to_value(gw.replica.status()).expect("status serializes"))),
+            Method::AgentsRefreshCard(p) => {
+                agents::refresh_card(gw, call, p).await.map(Reply::plain)
+            }
+            Method::ClusterStatus => Ok(Reply::plain(
+                serde_json::to_value(gw.replica.status()).expect("status serializes"),
+            )),
         }
     }
 }
 
 /// Deserializes params into a typed struct; missing or mistyped members are -32602.
 fn typed<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
-    let params = if params.is_null() { Value::Object(Default::default()) } else { params };
-    serde_json::from_value(params).map_err(|e| RpcError::InvalidParams(format!("invalid params: {e}")))
+    let params = if params.is_null() {
+        Value::Object(Default::default())
+    } else {
+        params
+    };
+    serde_json::from_value(params)
+        .map_err(|e| RpcError::InvalidParams(format!("invalid params: {e}")))
 }
 
 fn typed_or_default<T: DeserializeOwned + Default>(params: Value) -> Result<T, RpcError> {
-    if params.is_null() { Ok(T::default()) } else { typed(params) }
+    if params.is_null() {
+        Ok(T::default())
+    } else {
+        typed(params)
+    }
 }
 
 /// A `historyLength` as given (`None` = all).
@@ -232,7 +264,9 @@ fn history_length(value: Option<i64>) -> Result<Option<usize>, RpcError> {
     match value {
         None => Ok(None),
         Some(n) if n >= 0 => Ok(Some(n as usize)),
-        Some(_) => Err(RpcError::InvalidParams("historyLength must not be negative".into())),
+        Some(_) => Err(RpcError::InvalidParams(
+            "historyLength must not be negative".into(),
+        )),
     }
 }
 
@@ -269,11 +303,19 @@ fn resolve_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<Ta
     let id = match (&call.scope, agent_id) {
         (Scope::Agent(id), _) => id.as_str(),
         (Scope::Gateway, Some(id)) => id,
-        (Scope::Gateway, None) => return Err(RpcError::InvalidParams("agentId is required".into())),
+        (Scope::Gateway, None) => {
+            return Err(RpcError::InvalidParams("agentId is required".into()));
+        }
     };
     gw.replica.read(|t| {
-        let entry = t.agent(id).ok_or_else(|| RpcError::AgentNotFound(id.to_owned()))?;
-        let timeout_ms = entry.record.settings.call_timeout_ms.unwrap_or(gw.config.agents.call_timeout_ms);
+        let entry = t
+            .agent(id)
+            .ok_or_else(|| RpcError::AgentNotFound(id.to_owned()))?;
+        let timeout_ms = entry
+            .record
+            .settings
+            .call_timeout_ms
+            .unwrap_or(gw.config.agents.call_timeout_ms);
         Ok(Target {
             agent_id: id.to_owned(),
             upstream: entry.upstream.clone(),
@@ -301,7 +343,9 @@ fn find_task(gw: &Gateway, call: &Call, task_id: &str) -> Result<TaskRef, RpcErr
         })
     });
     match (found, &call.scope) {
-        (Some(task), Scope::Agent(agent)) if task.agent_id != *agent => Err(RpcError::TaskNotFound(task_id.to_owned())),
+        (Some(task), Scope::Agent(agent)) if task.agent_id != *agent => {
+            Err(RpcError::TaskNotFound(task_id.to_owned()))
+        }
         (Some(task), _) => Ok(task),
         (None, _) => Err(RpcError::TaskNotFound(task_id.to_owned())),
     }
@@ -313,7 +357,12 @@ mod tests {
     use serde_json::json;
 
     fn call(version: ProtocolVersion, scope: Scope) -> Call {
-        Call { version, scope, extensions: None, base_url: "http://gw".into() }
+        Call {
+            version,
+            scope,
+            extensions: None,
+            base_url: "http://gw".into(),
+        }
     }
 
     fn code(name: &str, params: Value, c: &Call) -> i64 {
@@ -335,12 +384,19 @@ mod tests {
         assert_eq!(code("tasks/get", get.clone(), &v03), 0);
         assert_eq!(code("tasks.get", json!({"taskId": "t"}), &v10), 0);
         assert_eq!(code("NoSuchMethod", get.clone(), &v10), -32601);
-        assert_eq!(code("agents/list", Value::Null, &v03), -32601, "control plane only on /rpc");
+        assert_eq!(
+            code("agents/list", Value::Null, &v03),
+            -32601,
+            "control plane only on /rpc"
+        );
         assert_eq!(code("agents/list", Value::Null, &rpc), 0);
         assert_eq!(code("agents.list", Value::Null, &rpc), 0);
         assert_eq!(code("GetTask", json!({"id": 5}), &v10), -32602);
         assert_eq!(code("GetTask", json!({}), &v10), -32602);
-        assert_eq!(code("GetTask", json!({"id": "t", "historyLength": "x"}), &v10), -32602);
+        assert_eq!(
+            code("GetTask", json!({"id": "t", "historyLength": "x"}), &v10),
+            -32602
+        );
     }
 
     #[test]
@@ -353,7 +409,9 @@ mod tests {
             ("SubscribeToTask", -32004),
             ("GetExtendedAgentCard", -32004),
         ] {
-            let Ok(Method::Unsupported(e)) = Method::parse(name, json!({}), &v10) else { panic!("{name}") };
+            let Ok(Method::Unsupported(e)) = Method::parse(name, json!({}), &v10) else {
+                panic!("{name}")
+            };
             assert_eq!(e.code(), expected, "{name}");
         }
     }

@@ -33,35 +33,60 @@ impl Params {
             ProtocolVersion::V10 => params,
         };
         let Value::Object(mut request) = params else {
-            return Err(RpcError::InvalidParams("params must be an object with a message".into()));
+            return Err(RpcError::InvalidParams(
+                "params must be an object with a message".into(),
+            ));
         };
         let agent_id = take_opt_string(&mut request, "agentId")?;
         // SuperX's `message.send` may carry taskId/contextId beside the message.
         let outer_task = take_opt_string(&mut request, "taskId")?;
         let outer_context = take_opt_string(&mut request, "contextId")?;
-        let message = request.get_mut("message").ok_or_else(|| RpcError::InvalidParams("message is required".into()))?;
+        let message = request
+            .get_mut("message")
+            .ok_or_else(|| RpcError::InvalidParams("message is required".into()))?;
         validate_message(message).map_err(bad)?;
         for (key, value) in [("taskId", outer_task), ("contextId", outer_context)] {
             if let Some(v) = value {
-                message.as_object_mut().expect("validated").entry(key).or_insert(json!(v));
+                message
+                    .as_object_mut()
+                    .expect("validated")
+                    .entry(key)
+                    .or_insert(json!(v));
             }
         }
         let task_id = message["taskId"].as_str().map(str::to_owned);
         let config = request.get("configuration").cloned().unwrap_or(Value::Null);
         if !config.is_null() && !config.is_object() {
-            return Err(RpcError::InvalidParams("configuration must be an object".into()));
+            return Err(RpcError::InvalidParams(
+                "configuration must be an object".into(),
+            ));
         }
-        if config.get("returnImmediately").is_some_and(|v| !v.is_boolean()) {
-            return Err(RpcError::InvalidParams("configuration.returnImmediately must be a boolean".into()));
+        if config
+            .get("returnImmediately")
+            .is_some_and(|v| !v.is_boolean())
+        {
+            return Err(RpcError::InvalidParams(
+                "configuration.returnImmediately must be a boolean".into(),
+            ));
         }
         let history = match config.get("historyLength") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| RpcError::InvalidParams("configuration.historyLength must be an integer".into()))?),
+            Some(v) => Some(v.as_i64().ok_or_else(|| {
+                RpcError::InvalidParams("configuration.historyLength must be an integer".into())
+            })?),
         };
-        if config.get("taskPushNotificationConfig").is_some_and(|v| !v.is_null()) {
+        if config
+            .get("taskPushNotificationConfig")
+            .is_some_and(|v| !v.is_null())
+        {
             return Err(RpcError::PushNotSupported);
         }
-        Ok(Params { agent_id, request, task_id, history_length: history_length(history)? })
+        Ok(Params {
+            agent_id,
+            request,
+            task_id,
+            history_length: history_length(history)?,
+        })
     }
 }
 
@@ -79,14 +104,26 @@ pub async fn run(gw: &Gateway, call: &Call, mut p: Params) -> Result<Reply, RpcE
         None => p.agent_id.take(),
     };
     let target = resolve_agent(gw, call, agent_id.as_deref())?;
-    let reply = gw.call_agent(&target.call_target(call), UpstreamMethod::SendMessage, Value::Object(p.request)).await?;
+    let reply = gw
+        .call_agent(
+            &target.call_target(call),
+            UpstreamMethod::SendMessage,
+            Value::Object(p.request),
+        )
+        .await?;
     let extensions = reply.extensions;
     let mut result = reply.result;
     if let Some(task) = result.get_mut("task") {
-        let view = TaskView { history_length: p.history_length, include_artifacts: true };
+        let view = TaskView {
+            history_length: p.history_length,
+            include_artifacts: true,
+        };
         *task = record(gw, &target.agent_id, task.take(), view).await?;
     } else if !result.get("message").is_some_and(Value::is_object) {
-        return Err(RpcError::InvalidAgentResponse(format!("agent {}: result is neither a task nor a message", target.agent_id)));
+        return Err(RpcError::InvalidAgentResponse(format!(
+            "agent {}: result is neither a task nor a message",
+            target.agent_id
+        )));
     }
     let result = match call.version {
         ProtocolVersion::V10 => result,
@@ -96,12 +133,21 @@ pub async fn run(gw: &Gateway, call: &Call, mut p: Params) -> Result<Reply, RpcE
 }
 
 /// Checks a follow-up message against its task and returns the task's agent.
-fn continue_task(gw: &Gateway, call: &Call, task_id: &str, request: &mut Map<String, Value>) -> Result<String, RpcError> {
+fn continue_task(
+    gw: &Gateway,
+    call: &Call,
+    task_id: &str,
+    request: &mut Map<String, Value>,
+) -> Result<String, RpcError> {
     let task = super::find_task(gw, call, task_id)?;
-    let message = request["message"].as_object_mut().expect("validated message");
+    let message = request["message"]
+        .as_object_mut()
+        .expect("validated message");
     match message.get("contextId").and_then(Value::as_str) {
         Some(ctx) if ctx != task.context_id => {
-            return Err(RpcError::InvalidParams(format!("contextId {ctx} does not match the context of task {task_id}")));
+            return Err(RpcError::InvalidParams(format!(
+                "contextId {ctx} does not match the context of task {task_id}"
+            )));
         }
         Some(_) => {}
         None if !task.context_id.is_empty() => {
@@ -110,15 +156,27 @@ fn continue_task(gw: &Gateway, call: &Call, task_id: &str, request: &mut Map<Str
         None => {}
     }
     if task.state.is_terminal() {
-        return Err(RpcError::UnsupportedOperation(format!("task {task_id} is in a terminal state and accepts no more messages")));
+        return Err(RpcError::UnsupportedOperation(format!(
+            "task {task_id} is in a terminal state and accepts no more messages"
+        )));
     }
     Ok(task.agent_id)
 }
 
 /// Commits a task snapshot from an agent and renders what is stored for the client.
-pub(super) async fn record(gw: &Gateway, agent_id: &str, task: Value, view: TaskView) -> Result<Value, RpcError> {
-    let task = task_from_wire(task).map_err(|e| RpcError::InvalidAgentResponse(format!("agent {agent_id}: {}", e.0)))?;
-    let command = Command::RecordTask { agent_id: agent_id.to_owned(), task: task.clone(), at_ms: gw.now_ms() };
+pub(super) async fn record(
+    gw: &Gateway,
+    agent_id: &str,
+    task: Value,
+    view: TaskView,
+) -> Result<Value, RpcError> {
+    let task = task_from_wire(task)
+        .map_err(|e| RpcError::InvalidAgentResponse(format!("agent {agent_id}: {}", e.0)))?;
+    let command = Command::RecordTask {
+        agent_id: agent_id.to_owned(),
+        task: task.clone(),
+        at_ms: gw.now_ms(),
+    };
     match gw.replica.propose(command).await {
         Ok(()) => Ok(task_to_wire(&task, view)),
         // The stored task is terminal and stays as it is: answer with it.
@@ -126,9 +184,11 @@ pub(super) async fn record(gw: &Gateway, agent_id: &str, task: Value, view: Task
             .replica
             .read(|t| t.task(&task.id).map(|e| task_to_wire(&e.task, view)))
             .ok_or_else(|| RpcError::TaskNotFound(task.id.clone())),
-        Err(ProposeError::Refused(Refusal::OwnedByOtherAgent { task, .. })) => Err(RpcError::InvalidAgentResponse(format!(
-            "agent {agent_id} answered with task {task}, which belongs to another agent"
-        ))),
+        Err(ProposeError::Refused(Refusal::OwnedByOtherAgent { task, .. })) => {
+            Err(RpcError::InvalidAgentResponse(format!(
+                "agent {agent_id} answered with task {task}, which belongs to another agent"
+            )))
+        }
         Err(e) => Err(RpcError::Internal(e.to_string())),
     }
 }

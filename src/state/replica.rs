@@ -35,7 +35,10 @@ pub struct ReplicaStatus {
 
 impl Replica {
     pub fn new(node_id: u64, limits: TableLimits) -> Self {
-        Replica { node_id, tables: RwLock::new(Tables::new(limits)) }
+        Replica {
+            node_id,
+            tables: RwLock::new(Tables::new(limits)),
+        }
     }
 
     /// Commits and applies a command; answers after it is applied.

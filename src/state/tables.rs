@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::Refusal;
 use super::agent::{AgentRecord, CachedCard, Upstream};
 use super::task::{self, Task, TransitionError};
-use super::Refusal;
 use crate::a2a::TaskState;
 
 /// Limits that `apply` enforces. They are part of the state machine, so every node of a
@@ -132,8 +132,14 @@ impl Tables {
             }
         }
         let before_cursor = self.count_newer_matching(q, upper);
-        let next_before_seq = (remaining > 0).then(|| tasks.last().map(|e| e.seq)).flatten();
-        ListPage { total_size: before_cursor + tasks.len() + remaining, tasks, next_before_seq }
+        let next_before_seq = (remaining > 0)
+            .then(|| tasks.last().map(|e| e.seq))
+            .flatten();
+        ListPage {
+            total_size: before_cursor + tasks.len() + remaining,
+            tasks,
+            next_before_seq,
+        }
     }
 
     /// Matching tasks above the cursor, so `totalSize` counts the whole result set on every page.
@@ -158,7 +164,15 @@ impl Tables {
         };
         let upstream = Upstream::choose(&record, card.as_ref());
         let id = record.id.clone();
-        self.agents.insert(id, AgentEntry { record, card, upstream, registered_at_ms });
+        self.agents.insert(
+            id,
+            AgentEntry {
+                record,
+                card,
+                upstream,
+                registered_at_ms,
+            },
+        );
     }
 
     pub(super) fn delete_agent(&mut self, id: &str) {
@@ -166,17 +180,28 @@ impl Tables {
     }
 
     pub(super) fn set_card(&mut self, id: &str, card: CachedCard) -> Result<(), Refusal> {
-        let entry = self.agents.get_mut(id).ok_or_else(|| Refusal::AgentNotFound(id.into()))?;
+        let entry = self
+            .agents
+            .get_mut(id)
+            .ok_or_else(|| Refusal::AgentNotFound(id.into()))?;
         entry.upstream = Upstream::choose(&entry.record, Some(&card));
         entry.card = Some(card);
         Ok(())
     }
 
-    pub(super) fn record_task(&mut self, agent_id: String, snapshot: Task, at_ms: u64) -> Result<(), Refusal> {
+    pub(super) fn record_task(
+        &mut self,
+        agent_id: String,
+        snapshot: Task,
+        at_ms: u64,
+    ) -> Result<(), Refusal> {
         let id = snapshot.id.clone();
         match self.tasks.get(&id) {
             Some(entry) if entry.agent_id != agent_id => {
-                return Err(Refusal::OwnedByOtherAgent { task: id, owner: entry.agent_id.clone() });
+                return Err(Refusal::OwnedByOtherAgent {
+                    task: id,
+                    owner: entry.agent_id.clone(),
+                });
             }
             Some(entry) => {
                 let next = task::replace(Some(&entry.task), snapshot)?;
@@ -216,9 +241,15 @@ impl Tables {
         at_ms: u64,
         change: impl FnOnce(&mut Task) -> Result<(), TransitionError>,
     ) -> Result<(), Refusal> {
-        let entry = self.tasks.get_mut(id).ok_or_else(|| Refusal::TaskNotFound(id.into()))?;
+        let entry = self
+            .tasks
+            .get_mut(id)
+            .ok_or_else(|| Refusal::TaskNotFound(id.into()))?;
         if entry.agent_id != agent_id {
-            return Err(Refusal::OwnedByOtherAgent { task: id.into(), owner: entry.agent_id.clone() });
+            return Err(Refusal::OwnedByOtherAgent {
+                task: id.into(),
+                owner: entry.agent_id.clone(),
+            });
         }
         change(&mut entry.task)?;
         self.seq += 1;
@@ -253,8 +284,14 @@ impl Tables {
     pub(crate) fn debug_fingerprint(&self) -> String {
         let mut ids: Vec<_> = self.tasks.keys().collect();
         ids.sort();
-        let tasks: Vec<_> = ids.iter().map(|id| format!("{:?}", self.tasks[*id])).collect();
-        format!("{tasks:?} {:?} {:?} {} {}", self.recency, self.terminal, self.seq, self.tasks_evicted_total)
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|id| format!("{:?}", self.tasks[*id]))
+            .collect();
+        format!(
+            "{tasks:?} {:?} {:?} {} {}",
+            self.recency, self.terminal, self.seq, self.tasks_evicted_total
+        )
     }
 }
 
@@ -267,9 +304,21 @@ mod tests {
     fn filled() -> Tables {
         let mut t = Tables::new(TableLimits { tasks_max: 100 });
         for i in 0..7 {
-            let mut tk = task(&format!("t{i}"), if i % 2 == 0 { TaskState::Completed } else { TaskState::Working });
+            let mut tk = task(
+                &format!("t{i}"),
+                if i % 2 == 0 {
+                    TaskState::Completed
+                } else {
+                    TaskState::Working
+                },
+            );
             tk.context_id = if i < 4 { "c1".into() } else { "c2".into() };
-            t.apply(Command::RecordTask { agent_id: "a".into(), task: tk, at_ms: i }).unwrap();
+            t.apply(Command::RecordTask {
+                agent_id: "a".into(),
+                task: tk,
+                at_ms: i,
+            })
+            .unwrap();
         }
         t
     }
@@ -280,7 +329,11 @@ mod tests {
         let mut seen = vec![];
         let mut cursor = None;
         loop {
-            let page = t.list_tasks(&ListQuery { before_seq: cursor, page_size: 3, ..Default::default() });
+            let page = t.list_tasks(&ListQuery {
+                before_seq: cursor,
+                page_size: 3,
+                ..Default::default()
+            });
             assert_eq!(page.total_size, 7);
             seen.extend(page.tasks.iter().map(|e| e.task.id.clone()));
             match page.next_before_seq {
@@ -294,12 +347,30 @@ mod tests {
     #[test]
     fn filters_combine() {
         let t = filled();
-        let q = ListQuery { context_id: Some("c1"), state: Some(TaskState::Completed), page_size: 50, ..Default::default() };
-        let ids: Vec<_> = t.list_tasks(&q).tasks.iter().map(|e| e.task.id.as_str()).collect();
+        let q = ListQuery {
+            context_id: Some("c1"),
+            state: Some(TaskState::Completed),
+            page_size: 50,
+            ..Default::default()
+        };
+        let ids: Vec<_> = t
+            .list_tasks(&q)
+            .tasks
+            .iter()
+            .map(|e| e.task.id.as_str())
+            .collect();
         assert_eq!(ids, ["t2", "t0"]);
-        let q = ListQuery { agent_id: Some("other"), page_size: 50, ..Default::default() };
+        let q = ListQuery {
+            agent_id: Some("other"),
+            page_size: 50,
+            ..Default::default()
+        };
         assert_eq!(t.list_tasks(&q).total_size, 0);
-        let q = ListQuery { updated_after_ms: Some(5), page_size: 50, ..Default::default() };
+        let q = ListQuery {
+            updated_after_ms: Some(5),
+            page_size: 50,
+            ..Default::default()
+        };
         assert_eq!(t.list_tasks(&q).total_size, 2);
     }
 }

@@ -116,7 +116,10 @@ fn check_event(task: &Task, task_id: &str, context_id: &str) -> Result<(), Trans
         return Err(TransitionError::Terminal(task.id.clone()));
     }
     if task.id != task_id {
-        return Err(TransitionError::WrongTask { task: task.id.clone(), event: task_id.into() });
+        return Err(TransitionError::WrongTask {
+            task: task.id.clone(),
+            event: task_id.into(),
+        });
     }
     if !context_id.is_empty() && task.context_id != context_id {
         return Err(TransitionError::WrongContext {
@@ -136,9 +139,15 @@ pub(crate) mod tests {
         Task {
             id: id.into(),
             context_id: "ctx".into(),
-            status: TaskStatus { state, message: None, timestamp: None },
+            status: TaskStatus {
+                state,
+                message: None,
+                timestamp: None,
+            },
             artifacts: vec![],
-            history: vec![Json(json!({"messageId": "m1", "role": "ROLE_USER", "parts": []}))],
+            history: vec![Json(
+                json!({"messageId": "m1", "role": "ROLE_USER", "parts": []}),
+            )],
             metadata: None,
         }
     }
@@ -180,7 +189,11 @@ pub(crate) mod tests {
                 let before = t.clone();
                 let result = apply_status(&mut t, status("t", to, None));
                 if from.is_terminal() {
-                    assert_eq!(result, Err(TransitionError::Terminal("t".into())), "{from:?}->{to:?}");
+                    assert_eq!(
+                        result,
+                        Err(TransitionError::Terminal("t".into())),
+                        "{from:?}->{to:?}"
+                    );
                     assert_eq!(t, before);
                 } else {
                     assert!(result.is_ok(), "{from:?}->{to:?}");
@@ -197,7 +210,11 @@ pub(crate) mod tests {
                 let cur = task("t", from);
                 let result = replace(Some(&cur), task("t", to));
                 let same = from == to;
-                assert_eq!(result.is_ok(), !from.is_terminal() || same, "{from:?}->{to:?}");
+                assert_eq!(
+                    result.is_ok(),
+                    !from.is_terminal() || same,
+                    "{from:?}->{to:?}"
+                );
             }
         }
         assert!(replace(None, task("t", TaskState::Completed)).is_ok());
