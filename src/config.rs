@@ -475,6 +475,18 @@ mod tests {
         assert!(c.initial_agents.is_empty());
     }
 
+    /// The documented example file sets every key to its default, so it stays true.
+    #[test]
+    fn example_file_is_the_defaults() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/superx.example.toml");
+        let o = Overrides {
+            config_file: Some(path),
+            ..Default::default()
+        };
+        assert_eq!(Config::load(&o, &env(&[])).unwrap(), Config::default());
+    }
+
     #[test]
     fn layers_override_in_order() {
         let f = file(

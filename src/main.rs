@@ -86,7 +86,6 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     std::fs::create_dir_all(&config.server.data_dir)
         .with_context(|| format!("creating data dir {}", config.server.data_dir))?;
     let listen = config.server.listen.clone();

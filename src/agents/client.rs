@@ -66,6 +66,9 @@ pub struct AgentClient {
 
 impl AgentClient {
     pub fn new(limits: &AgentsConfig) -> anyhow::Result<Self> {
+        // reqwest is built without a default TLS crypto provider; ring is ours. Installing
+        // twice is harmless (the second call reports the first provider and changes nothing).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(limits.connect_timeout_ms))
             .pool_max_idle_per_host(limits.pool_idle_per_host)

@@ -1,0 +1,7 @@
+//! Integration tests that run the real `superx` binary as a process on loopback.
+//!
+//! One test binary with modules (fast to link); each test starts its own node on a free port
+//! and waits on conditions with deadlines, never on guessed sleeps.
+
+mod config;
+mod support;
