@@ -11,10 +11,11 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::a2a::ProtocolVersion;
+use crate::a2a::task::task_from_wire;
 use crate::a2a::v03;
 use crate::config::AgentsConfig;
 use crate::jsonrpc::RpcError;
-use crate::state::{AgentRecord, Upstream};
+use crate::state::{AgentRecord, Task, Upstream};
 
 pub const A2A_VERSION: &str = "a2a-version";
 pub const A2A_EXTENSIONS: &str = "a2a-extensions";
@@ -51,9 +52,17 @@ pub struct CallTarget<'a> {
     pub extensions: Option<&'a HeaderValue>,
 }
 
-/// A successful answer, in the 1.0 model.
+/// What an agent answered, checked and typed.
+#[derive(Debug)]
+pub enum Answer {
+    Task(Task),
+    /// A 1.0 `Message` (SendMessage only).
+    Message(Value),
+}
+
+/// A successful answer.
 pub struct UpstreamReply {
-    pub result: Value,
+    pub answer: Answer,
     /// The agent's `A2A-Extensions` response header, passed back to the client.
     pub extensions: Option<HeaderValue>,
 }
@@ -146,8 +155,8 @@ impl AgentClient {
                 ReadError::Transport(e) => transport_error(target, e),
             })?;
         let result = parse_reply(target, &bytes, id)?;
-        let result = to_v10(method, version, result).map_err(|e| invalid(target, e.0))?;
-        Ok(UpstreamReply { result, extensions })
+        let answer = to_answer(method, version, result).map_err(|e| invalid(target, e.0))?;
+        Ok(UpstreamReply { answer, extensions })
     }
 
     /// Fetches an agent's card: `/.well-known/agent-card.json`, then the pre-0.3
@@ -291,16 +300,31 @@ fn upstream_error(target: &CallTarget<'_>, error: Value) -> RpcError {
     }
 }
 
-fn to_v10(
+/// Checks a result against what the method returns, in the 1.0 model: SendMessage a task or
+/// a message, GetTask and CancelTask a task.
+fn to_answer(
     method: UpstreamMethod,
     version: ProtocolVersion,
     result: Value,
-) -> Result<Value, v03::WireError> {
-    match (method, version) {
-        (_, ProtocolVersion::V10) => Ok(result),
-        (UpstreamMethod::SendMessage, ProtocolVersion::V03) => v03::result_to_v10(result),
+) -> Result<Answer, v03::WireError> {
+    let result = match (method, version) {
+        (_, ProtocolVersion::V10) => result,
+        (UpstreamMethod::SendMessage, ProtocolVersion::V03) => v03::result_to_v10(result)?,
         (UpstreamMethod::GetTask | UpstreamMethod::CancelTask, ProtocolVersion::V03) => {
-            v03::task_to_v10(result)
+            v03::task_to_v10(result)?
         }
+    };
+    if method != UpstreamMethod::SendMessage {
+        return task_from_wire(result).map(Answer::Task);
+    }
+    let Value::Object(mut wrapped) = result else {
+        return Err(v03::WireError("result must be an object".into()));
+    };
+    match (wrapped.remove("task"), wrapped.remove("message")) {
+        (Some(task), None) => task_from_wire(task).map(Answer::Task),
+        (None, Some(message @ Value::Object(_))) => Ok(Answer::Message(message)),
+        _ => Err(v03::WireError(
+            "result is neither a task nor a message".into(),
+        )),
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use client::{AgentClient, CallTarget, UpstreamMethod};
+pub use client::{AgentClient, Answer, CallTarget, UpstreamMethod};
 
 /// Node-local call counters of one agent.
 #[derive(Default, Debug)]

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::send_message::record;
-use super::{Call, Reply, RpcError, Scope, find_task, resolve_agent, task_out};
+use super::{Call, Reply, RpcError, Scope, expect_task, find_task, resolve_agent, task_out};
 use crate::a2a::task::TaskView;
 use crate::agents::UpstreamMethod;
 use crate::gateway::Gateway;
@@ -40,7 +40,8 @@ pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError
             params,
         )
         .await?;
-    let task = record(gw, &task.agent_id, reply.result, TaskView::FULL).await?;
+    let answered = expect_task(&task.agent_id, &p.id, reply.answer)?;
+    let task = record(gw, &task.agent_id, answered, TaskView::FULL).await?;
     Ok(Reply {
         result: task_out(call, task),
         extensions: reply.extensions,

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::send_message::record;
-use super::{Call, Reply, RpcError, find_task, history_length, resolve_agent, task_out};
+use super::{
+    Call, Reply, RpcError, expect_task, find_task, history_length, resolve_agent, task_out,
+};
 use crate::a2a::task::{TaskView, task_to_wire};
 use crate::agents::UpstreamMethod;
 use crate::gateway::Gateway;
@@ -64,7 +66,17 @@ async fn refresh(
         )
         .await;
     match reply {
-        Ok(reply) => match record(gw, agent_id, reply.result, view).await {
+        Ok(reply) => match async {
+            record(
+                gw,
+                agent_id,
+                expect_task(agent_id, task_id, reply.answer)?,
+                view,
+            )
+            .await
+        }
+        .await
+        {
             Ok(task) => Some(task),
             Err(e) => {
                 tracing::warn!(task_id, agent_id, error = %e, "task refresh from agent not recorded");

@@ -19,10 +19,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::a2a::{ProtocolVersion, v03};
-use crate::agents::CallTarget;
+use crate::agents::{Answer, CallTarget};
 use crate::gateway::Gateway;
 use crate::jsonrpc::RpcError;
-use crate::state::Upstream;
+use crate::state::{Task, Upstream};
 
 /// Which endpoint a call came in on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -323,6 +323,20 @@ fn resolve_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<Ta
             timeout: Duration::from_millis(timeout_ms),
         })
     })
+}
+
+/// The task an agent answered GetTask or CancelTask with, which must be the one asked for.
+fn expect_task(agent_id: &str, task_id: &str, answer: Answer) -> Result<Task, RpcError> {
+    match answer {
+        Answer::Task(task) if task.id == task_id => Ok(task),
+        Answer::Task(task) => Err(RpcError::InvalidAgentResponse(format!(
+            "agent {agent_id} answered with task {} instead of {task_id}",
+            task.id
+        ))),
+        Answer::Message(_) => Err(RpcError::InvalidAgentResponse(format!(
+            "agent {agent_id} answered with a message instead of task {task_id}"
+        ))),
+    }
 }
 
 /// What a call needs to know of a stored task before acting on it.

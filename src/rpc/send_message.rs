@@ -10,11 +10,11 @@
 use serde_json::{Map, Value, json};
 
 use super::{Call, Reply, RpcError, history_length, resolve_agent};
-use crate::a2a::task::{TaskView, task_from_wire, task_to_wire, validate_message};
+use crate::a2a::task::{TaskView, task_to_wire, validate_message};
 use crate::a2a::{ProtocolVersion, v03};
-use crate::agents::UpstreamMethod;
+use crate::agents::{Answer, UpstreamMethod};
 use crate::gateway::Gateway;
-use crate::state::{Command, ProposeError, Refusal};
+use crate::state::{Command, ProposeError, Refusal, Task};
 
 pub struct Params {
     /// `params.agentId` (on `/rpc`).
@@ -111,25 +111,24 @@ pub async fn run(gw: &Gateway, call: &Call, mut p: Params) -> Result<Reply, RpcE
             Value::Object(p.request),
         )
         .await?;
-    let extensions = reply.extensions;
-    let mut result = reply.result;
-    if let Some(task) = result.get_mut("task") {
-        let view = TaskView {
-            history_length: p.history_length,
-            include_artifacts: true,
-        };
-        *task = record(gw, &target.agent_id, task.take(), view).await?;
-    } else if !result.get("message").is_some_and(Value::is_object) {
-        return Err(RpcError::InvalidAgentResponse(format!(
-            "agent {}: result is neither a task nor a message",
-            target.agent_id
-        )));
-    }
+    let result = match reply.answer {
+        Answer::Task(task) => {
+            let view = TaskView {
+                history_length: p.history_length,
+                include_artifacts: true,
+            };
+            json!({ "task": record(gw, &target.agent_id, task, view).await? })
+        }
+        Answer::Message(message) => json!({ "message": message }),
+    };
     let result = match call.version {
         ProtocolVersion::V10 => result,
         ProtocolVersion::V03 => v03::result_from_v10(result),
     };
-    Ok(Reply { result, extensions })
+    Ok(Reply {
+        result,
+        extensions: reply.extensions,
+    })
 }
 
 /// Checks a follow-up message against its task and returns the task's agent.
@@ -167,11 +166,9 @@ fn continue_task(
 pub(super) async fn record(
     gw: &Gateway,
     agent_id: &str,
-    task: Value,
+    task: Task,
     view: TaskView,
 ) -> Result<Value, RpcError> {
-    let task = task_from_wire(task)
-        .map_err(|e| RpcError::InvalidAgentResponse(format!("agent {agent_id}: {}", e.0)))?;
     let command = Command::RecordTask {
         agent_id: agent_id.to_owned(),
         task: task.clone(),
