@@ -169,18 +169,21 @@ pub(super) async fn record(
     task: Task,
     view: TaskView,
 ) -> Result<Value, RpcError> {
+    // Rendered before the task moves into the command: the client sees exactly what is stored.
+    let rendered = task_to_wire(&task, view);
+    let task_id = task.id.clone();
     let command = Command::RecordTask {
         agent_id: agent_id.to_owned(),
-        task: task.clone(),
+        task,
         at_ms: gw.now_ms(),
     };
     match gw.replica.propose(command).await {
-        Ok(()) => Ok(task_to_wire(&task, view)),
+        Ok(()) => Ok(rendered),
         // The stored task is terminal and stays as it is: answer with it.
         Err(ProposeError::Refused(Refusal::Transition(_))) => gw
             .replica
-            .read(|t| t.task(&task.id).map(|e| task_to_wire(&e.task, view)))
-            .ok_or_else(|| RpcError::TaskNotFound(task.id.clone())),
+            .read(|t| t.task(&task_id).map(|e| task_to_wire(&e.task, view)))
+            .ok_or(RpcError::TaskNotFound(task_id)),
         Err(ProposeError::Refused(Refusal::OwnedByOtherAgent { task, .. })) => {
             Err(RpcError::InvalidAgentResponse(format!(
                 "agent {agent_id} answered with task {task}, which belongs to another agent"
