@@ -20,5 +20,6 @@ pub mod gateway;
 pub mod http;
 pub mod jsonrpc;
 pub mod rpc;
+pub mod sse;
 pub mod state;
 pub mod telemetry;
