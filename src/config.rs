@@ -23,6 +23,7 @@ pub struct Config {
     pub agents: AgentsConfig,
     pub cards: CardsConfig,
     pub tasks: TasksConfig,
+    pub streams: StreamsConfig,
     pub log: LogConfig,
     /// The agents registered at startup (from the agents file and `A2A_REMOTE_URL`); not a
     /// config key.
@@ -98,6 +99,29 @@ pub struct TasksConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct StreamsConfig {
+    /// Largest single SSE event accepted from an agent.
+    pub event_bytes_max: usize,
+    /// Events a subscriber may fall behind before it is cut off with an error. 256 events
+    /// covers a burst of artifact chunks; a subscriber further behind is not keeping up.
+    pub subscriber_buffer_events: usize,
+    /// Subscribers of one task on one node.
+    pub task_subscribers_max: usize,
+    /// Events buffered between an agent's stream and the client that started it; when the
+    /// client reads slower, the gateway stops forwarding to it but keeps recording.
+    pub client_buffer_events: usize,
+    /// A keep-alive comment is sent on a stream idle this long.
+    pub keepalive_ms: u64,
+    /// Reconnections (SubscribeToTask to the agent) after an agent's stream drops early.
+    pub upstream_resubscribe_attempts: u32,
+    /// Deadline for an agent to answer a stream request with its headers.
+    pub upstream_open_timeout_ms: u64,
+    /// Longest silence accepted from an agent's stream before it counts as dropped.
+    pub upstream_idle_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter (`superx=debug`).
     pub level: String,
@@ -150,6 +174,21 @@ impl Default for TasksConfig {
     fn default() -> Self {
         TasksConfig {
             memory_max: 100_000,
+        }
+    }
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            event_bytes_max: 1 << 20,
+            subscriber_buffer_events: 256,
+            task_subscribers_max: 4096,
+            client_buffer_events: 64,
+            keepalive_ms: 15_000,
+            upstream_resubscribe_attempts: 3,
+            upstream_open_timeout_ms: 15_000,
+            upstream_idle_timeout_ms: 300_000,
         }
     }
 }
@@ -249,7 +288,24 @@ impl Config {
                 "server.public_url: {url:?} must start with http:// or https://"
             ));
         }
-        let positive: [(&str, u64); 9] = [
+        let positive: [(&str, u64); 14] = [
+            (
+                "streams.event_bytes_max",
+                self.streams.event_bytes_max as u64,
+            ),
+            (
+                "streams.subscriber_buffer_events",
+                self.streams.subscriber_buffer_events as u64,
+            ),
+            (
+                "streams.task_subscribers_max",
+                self.streams.task_subscribers_max as u64,
+            ),
+            (
+                "streams.client_buffer_events",
+                self.streams.client_buffer_events as u64,
+            ),
+            ("streams.keepalive_ms", self.streams.keepalive_ms),
             ("server.body_bytes_max", self.server.body_bytes_max as u64),
             ("agents.max_in_flight", self.agents.max_in_flight.into()),
             (

@@ -16,6 +16,7 @@ use crate::codec::Json;
 use crate::config::Config;
 use crate::jsonrpc::RpcError;
 use crate::state::{CachedCard, Command, Replica, TableLimits};
+use crate::tasks::Subscriptions;
 
 /// Startup card fetches run this many at a time.
 const STARTUP_CARD_FETCHES_MAX: usize = 16;
@@ -39,7 +40,12 @@ impl Gateway {
         let limits = TableLimits {
             tasks_max: config.tasks.memory_max,
         };
-        let replica = Replica::new(config.server.node_id, limits);
+        let streams = &config.streams;
+        let subscriptions = Arc::new(Subscriptions::new(
+            streams.subscriber_buffer_events,
+            streams.task_subscribers_max,
+        ));
+        let replica = Replica::new(config.server.node_id, limits, subscriptions);
         Ok(Arc::new(Gateway {
             config,
             replica,

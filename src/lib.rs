@@ -7,6 +7,7 @@
 //! - [`a2a`]: A2A wire JSON (1.0 and 0.3), translation, card rewriting.
 //! - [`agents`]: agent specs, the upstream client, per-agent counters.
 //! - [`gateway`]: the shared state handlers work with.
+//! - [`tasks`]: subscriptions to tasks' committed events.
 //! - [`state`]: `Command`, the deterministic `apply`, the in-memory tables, the replica.
 //! - [`codec`]: the one bincode codec for stored bytes.
 //! - [`config`], [`telemetry`]: startup.
@@ -22,4 +23,5 @@ pub mod jsonrpc;
 pub mod rpc;
 pub mod sse;
 pub mod state;
+pub mod tasks;
 pub mod telemetry;

@@ -15,7 +15,11 @@ pub mod task;
 pub use agent::{AgentRecord, AgentSettings, CachedCard, Upstream};
 pub use replica::{ProposeError, Replica, ReplicaStatus};
 pub use tables::{AgentEntry, ListPage, ListQuery, TableLimits, Tables, TaskEntry};
-pub use task::{Artifact, ArtifactUpdate, StatusUpdate, Task, TaskStatus, TransitionError};
+pub use task::{
+    Artifact, ArtifactUpdate, StatusUpdate, Task, TaskChange, TaskStatus, TransitionError,
+};
+
+use crate::a2a::TaskState;
 
 /// A state change, as stored in the log. Stored type: changing it is a compatibility change,
 /// so new shapes get a new [`VersionedCommand`] variant rather than an edit.
@@ -47,6 +51,20 @@ pub enum Command {
     },
 }
 
+/// What a committed command did to one task: the subscribers of that task get it, on every
+/// node, in apply order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskEvent {
+    pub task_id: String,
+    pub context_id: String,
+    /// The task's update sequence after this change (subscribers skip events at or below the
+    /// sequence of the snapshot they started from).
+    pub seq: u64,
+    /// The task's state after the change.
+    pub state: TaskState,
+    pub changes: Vec<TaskChange>,
+}
+
 /// The envelope written to the log: a version tag before every command.
 #[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
 pub enum VersionedCommand {
@@ -71,23 +89,23 @@ pub enum Refusal {
 impl Tables {
     /// Applies one committed command. Deterministic: the same tables and command give the
     /// same tables and result on every node.
-    pub fn apply(&mut self, command: Command) -> Result<(), Refusal> {
+    pub fn apply(&mut self, command: Command) -> Result<Option<TaskEvent>, Refusal> {
         self.applied_commands += 1;
         match command {
             Command::UpsertAgent { agent, at_ms } => {
                 self.upsert_agent(agent, at_ms);
-                Ok(())
+                Ok(None)
             }
             Command::DeleteAgent { id } => {
                 self.delete_agent(&id);
-                Ok(())
+                Ok(None)
             }
-            Command::SetAgentCard { id, card } => self.set_card(&id, card),
+            Command::SetAgentCard { id, card } => self.set_card(&id, card).map(|()| None),
             Command::RecordTask {
                 agent_id,
                 task,
                 at_ms,
-            } => self.record_task(agent_id, task, at_ms),
+            } => self.record_task(agent_id, task, at_ms).map(Some),
             Command::UpdateStatus {
                 agent_id,
                 update,
@@ -95,6 +113,7 @@ impl Tables {
             } => {
                 let id = update.task_id.clone();
                 self.update_task(&agent_id, &id, at_ms, |t| task::apply_status(t, update))
+                    .map(Some)
             }
             Command::UpdateArtifact {
                 agent_id,
@@ -103,6 +122,7 @@ impl Tables {
             } => {
                 let id = update.task_id.clone();
                 self.update_task(&agent_id, &id, at_ms, |t| task::apply_artifact(t, update))
+                    .map(Some)
             }
         }
     }

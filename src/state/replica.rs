@@ -5,9 +5,10 @@
 //! changing its callers: `propose` answers only once the command is committed and applied,
 //! and reads see every command proposed before them.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use super::{Command, Refusal, TableLimits, Tables};
+use crate::tasks::Subscriptions;
 
 /// Why a proposal did not take effect.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,7 @@ pub enum ProposeError {
 pub struct Replica {
     node_id: u64,
     tables: RwLock<Tables>,
+    subscriptions: Arc<Subscriptions>,
 }
 
 /// A point-in-time view of replication, for `cluster/status`.
@@ -34,17 +36,27 @@ pub struct ReplicaStatus {
 }
 
 impl Replica {
-    pub fn new(node_id: u64, limits: TableLimits) -> Self {
+    pub fn new(node_id: u64, limits: TableLimits, subscriptions: Arc<Subscriptions>) -> Self {
         Replica {
             node_id,
             tables: RwLock::new(Tables::new(limits)),
+            subscriptions,
         }
+    }
+
+    /// The subscriptions that applied task events are published to.
+    pub fn subscriptions(&self) -> &Subscriptions {
+        &self.subscriptions
     }
 
     /// Commits and applies a command; answers after it is applied.
     pub async fn propose(&self, command: Command) -> Result<(), ProposeError> {
         let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
-        tables.apply(command).map_err(ProposeError::from)
+        // Published under the write lock, so subscribers see events in apply order.
+        if let Some(event) = tables.apply(command)? {
+            self.subscriptions.publish(event);
+        }
+        Ok(())
     }
 
     /// Runs a read against the local tables.

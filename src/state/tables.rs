@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::Refusal;
+use super::TaskEvent;
 use super::agent::{AgentRecord, CachedCard, Upstream};
-use super::task::{self, Task, TransitionError};
+use super::task::{self, Task, TaskChange, TransitionError};
 use crate::a2a::TaskState;
 
 /// Limits that `apply` enforces. They are part of the state machine, so every node of a
@@ -216,7 +217,7 @@ impl Tables {
         agent_id: String,
         snapshot: Task,
         at_ms: u64,
-    ) -> Result<(), Refusal> {
+    ) -> Result<TaskEvent, Refusal> {
         let id = snapshot.id.clone();
         match self.tasks.get(&id) {
             Some(entry) if entry.agent_id != agent_id => {
@@ -228,8 +229,9 @@ impl Tables {
             Some(entry) => {
                 let next = task::replace(Some(&entry.task), snapshot)?;
                 return self.update_task(&agent_id, &id, at_ms, move |t| {
+                    let changes = task::diff(t, &next);
                     *t = next;
-                    Ok::<(), TransitionError>(())
+                    Ok::<_, TransitionError>(changes)
                 });
             }
             None => {}
@@ -242,6 +244,13 @@ impl Tables {
             self.terminal.insert(ts, id.clone());
         }
         self.recency.insert(seq, id.clone());
+        let event = TaskEvent {
+            task_id: id.clone(),
+            context_id: snapshot.context_id.clone(),
+            seq,
+            state: snapshot.status.state,
+            changes: vec![TaskChange::Created],
+        };
         let entry = TaskEntry {
             task: snapshot,
             agent_id,
@@ -251,7 +260,7 @@ impl Tables {
             terminal_seq,
         };
         self.tasks.insert(id, entry);
-        Ok(())
+        Ok(event)
     }
 
     /// Changes an existing task through a transition function; on refusal nothing changes
@@ -261,8 +270,8 @@ impl Tables {
         agent_id: &str,
         id: &str,
         at_ms: u64,
-        change: impl FnOnce(&mut Task) -> Result<(), TransitionError>,
-    ) -> Result<(), Refusal> {
+        change: impl FnOnce(&mut Task) -> Result<Vec<TaskChange>, TransitionError>,
+    ) -> Result<TaskEvent, Refusal> {
         let entry = self
             .tasks
             .get_mut(id)
@@ -273,7 +282,7 @@ impl Tables {
                 owner: entry.agent_id.clone(),
             });
         }
-        change(&mut entry.task)?;
+        let changes = change(&mut entry.task)?;
         self.seq += 1;
         self.recency.remove(&entry.seq);
         entry.seq = self.seq;
@@ -283,7 +292,13 @@ impl Tables {
             entry.terminal_seq = Some(self.seq);
             self.terminal.insert(self.seq, id.to_owned());
         }
-        Ok(())
+        Ok(TaskEvent {
+            task_id: id.to_owned(),
+            context_id: entry.task.context_id.clone(),
+            seq: self.seq,
+            state: entry.task.status.state,
+            changes,
+        })
     }
 
     /// Evicts the task that became terminal longest ago when the table is full.

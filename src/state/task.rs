@@ -55,6 +55,22 @@ pub struct ArtifactUpdate {
     pub last_chunk: bool,
 }
 
+/// What a transition changed, for the task's subscribers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskChange {
+    /// The task was recorded for the first time.
+    Created,
+    Status {
+        status: TaskStatus,
+        metadata: Option<Json>,
+    },
+    Artifact {
+        artifact: Artifact,
+        append: bool,
+        last_chunk: bool,
+    },
+}
+
 /// Why a transition was refused. Refusals change nothing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
@@ -82,8 +98,15 @@ pub fn replace(current: Option<&Task>, snapshot: Task) -> Result<Task, Transitio
 
 /// Applies a status update. As the A2A SDK does, the message of the status being replaced
 /// moves into history, so history reads as the conversation so far.
-pub fn apply_status(task: &mut Task, update: StatusUpdate) -> Result<(), TransitionError> {
+pub fn apply_status(
+    task: &mut Task,
+    update: StatusUpdate,
+) -> Result<Vec<TaskChange>, TransitionError> {
     check_event(task, &update.task_id, &update.context_id)?;
+    let change = TaskChange::Status {
+        status: update.status.clone(),
+        metadata: update.metadata.clone(),
+    };
     let previous = std::mem::replace(&mut task.status, update.status);
     if let Some(message) = previous.message {
         task.history.push(message);
@@ -91,13 +114,47 @@ pub fn apply_status(task: &mut Task, update: StatusUpdate) -> Result<(), Transit
     if let Some(metadata) = update.metadata {
         task.metadata = Some(metadata);
     }
-    Ok(())
+    Ok(vec![change])
+}
+
+/// What replacing `old` by `new` changed: the status if it differs, and every artifact that is
+/// new or different (as a whole-artifact replacement).
+pub fn diff(old: &Task, new: &Task) -> Vec<TaskChange> {
+    let mut changes = Vec::new();
+    if old.status != new.status {
+        changes.push(TaskChange::Status {
+            status: new.status.clone(),
+            metadata: None,
+        });
+    }
+    for artifact in &new.artifacts {
+        let before = old
+            .artifacts
+            .iter()
+            .find(|a| a.artifact_id == artifact.artifact_id);
+        if before != Some(artifact) {
+            changes.push(TaskChange::Artifact {
+                artifact: artifact.clone(),
+                append: false,
+                last_chunk: true,
+            });
+        }
+    }
+    changes
 }
 
 /// Applies an artifact chunk: `append` adds its parts to the artifact with the same id (or
 /// starts it); otherwise the artifact replaces the one with its id, or is added at the end.
-pub fn apply_artifact(task: &mut Task, update: ArtifactUpdate) -> Result<(), TransitionError> {
+pub fn apply_artifact(
+    task: &mut Task,
+    update: ArtifactUpdate,
+) -> Result<Vec<TaskChange>, TransitionError> {
     check_event(task, &update.task_id, &update.context_id)?;
+    let change = TaskChange::Artifact {
+        artifact: update.artifact.clone(),
+        append: update.append,
+        last_chunk: update.last_chunk,
+    };
     let incoming = update.artifact;
     let existing = task
         .artifacts
@@ -108,7 +165,7 @@ pub fn apply_artifact(task: &mut Task, update: ArtifactUpdate) -> Result<(), Tra
         (Some(artifact), false) => *artifact = incoming,
         (None, _) => task.artifacts.push(incoming),
     }
-    Ok(())
+    Ok(vec![change])
 }
 
 fn check_event(task: &Task, task_id: &str, context_id: &str) -> Result<(), TransitionError> {
