@@ -28,10 +28,7 @@ pub fn encode<T: bincode::Encode>(value: &T) -> Vec<u8> {
 pub fn decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (value, read) = bincode::decode_from_slice(bytes, config())?;
     if read != bytes.len() {
-        return Err(DecodeError::OtherString(format!(
-            "{} trailing bytes after a stored value",
-            bytes.len() - read
-        )));
+        return Err(DecodeError::OtherString(format!("{} trailing bytes after a stored value", bytes.len() - read)));
     }
     Ok(value)
 }
@@ -55,8 +52,7 @@ impl From<Value> for Json {
 
 impl bincode::Encode for Json {
     fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), EncodeError> {
-        let text =
-            serde_json::to_string(&self.0).map_err(|e| EncodeError::OtherString(e.to_string()))?;
+        let text = serde_json::to_string(&self.0).map_err(|e| EncodeError::OtherString(e.to_string()))?;
         text.encode(encoder)
     }
 }
@@ -64,16 +60,12 @@ impl bincode::Encode for Json {
 impl<C> bincode::Decode<C> for Json {
     fn decode<D: Decoder<Context = C>>(decoder: &mut D) -> Result<Self, DecodeError> {
         let text = String::decode(decoder)?;
-        serde_json::from_str(&text)
-            .map(Json)
-            .map_err(|e| DecodeError::OtherString(format!("stored json: {e}")))
+        serde_json::from_str(&text).map(Json).map_err(|e| DecodeError::OtherString(format!("stored json: {e}")))
     }
 }
 
 impl<'de, C> bincode::BorrowDecode<'de, C> for Json {
-    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = C>>(
-        decoder: &mut D,
-    ) -> Result<Self, DecodeError> {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = C>>(decoder: &mut D) -> Result<Self, DecodeError> {
         <Self as bincode::Decode<C>>::decode(decoder)
     }
 }
@@ -93,24 +85,15 @@ mod tests {
 
     #[test]
     fn round_trip_with_json() {
-        let s = Sample {
-            id: "t-1".into(),
-            n: 7,
-            body: Json(json!({"parts": [{"text": "hi"}], "x": null})),
-            maybe: None,
-        };
+        let s =
+            Sample { id: "t-1".into(), n: 7, body: Json(json!({"parts": [{"text": "hi"}], "x": null})), maybe: None };
         let bytes = encode(&s);
         assert_eq!(decode::<Sample>(&bytes).unwrap(), s);
     }
 
     #[test]
     fn trailing_and_truncated_bytes_are_errors() {
-        let s = Sample {
-            id: "a".into(),
-            n: 1,
-            body: Json(json!(1)),
-            maybe: Some(Json(json!([]))),
-        };
+        let s = Sample { id: "a".into(), n: 1, body: Json(json!(1)), maybe: Some(Json(json!([]))) };
         let mut bytes = encode(&s);
         bytes.push(0);
         assert!(decode::<Sample>(&bytes).is_err());

@@ -162,19 +162,13 @@ impl Default for AgentsConfig {
 
 impl Default for CardsConfig {
     fn default() -> Self {
-        CardsConfig {
-            max_age_secs: 60,
-            strict_v10: false,
-            gateway_name: "superx".into(),
-        }
+        CardsConfig { max_age_secs: 60, strict_v10: false, gateway_name: "superx".into() }
     }
 }
 
 impl Default for TasksConfig {
     fn default() -> Self {
-        TasksConfig {
-            memory_max: 100_000,
-        }
+        TasksConfig { memory_max: 100_000 }
     }
 }
 
@@ -195,10 +189,7 @@ impl Default for StreamsConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            level: "info".into(),
-            format: "text".into(),
-        }
+        LogConfig { level: "info".into(), format: "text".into() }
     }
 }
 
@@ -241,10 +232,7 @@ const LEGACY_ENV: [(&str, &str); 8] = [
 
 impl Config {
     /// Loads the whole configuration, or every problem with it.
-    pub fn load(
-        overrides: &Overrides,
-        env: &HashMap<String, String>,
-    ) -> Result<Config, ConfigErrors> {
+    pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let defaults = Toml::try_from(Config::default()).expect("defaults serialize");
         let mut tree = defaults.clone();
@@ -268,57 +256,30 @@ impl Config {
         };
         config.validate(&mut errors);
         config.initial_agents = config.load_initial_agents(env, &mut errors);
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
     }
 
     fn validate(&self, errors: &mut Vec<String>) {
         if self.server.listen.parse::<SocketAddr>().is_err() {
-            errors.push(format!(
-                "server.listen: {:?} is not an address like 0.0.0.0:4000",
-                self.server.listen
-            ));
+            errors.push(format!("server.listen: {:?} is not an address like 0.0.0.0:4000", self.server.listen));
         }
         let url = self.server.public_url.trim_end_matches('/');
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
-            errors.push(format!(
-                "server.public_url: {url:?} must start with http:// or https://"
-            ));
+            errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
         }
         let positive: [(&str, u64); 14] = [
-            (
-                "streams.event_bytes_max",
-                self.streams.event_bytes_max as u64,
-            ),
-            (
-                "streams.subscriber_buffer_events",
-                self.streams.subscriber_buffer_events as u64,
-            ),
-            (
-                "streams.task_subscribers_max",
-                self.streams.task_subscribers_max as u64,
-            ),
-            (
-                "streams.client_buffer_events",
-                self.streams.client_buffer_events as u64,
-            ),
+            ("streams.event_bytes_max", self.streams.event_bytes_max as u64),
+            ("streams.subscriber_buffer_events", self.streams.subscriber_buffer_events as u64),
+            ("streams.task_subscribers_max", self.streams.task_subscribers_max as u64),
+            ("streams.client_buffer_events", self.streams.client_buffer_events as u64),
             ("streams.keepalive_ms", self.streams.keepalive_ms),
             ("server.body_bytes_max", self.server.body_bytes_max as u64),
             ("agents.max_in_flight", self.agents.max_in_flight.into()),
-            (
-                "agents.failure_threshold",
-                self.agents.failure_threshold.into(),
-            ),
+            ("agents.failure_threshold", self.agents.failure_threshold.into()),
             ("agents.call_timeout_ms", self.agents.call_timeout_ms),
             ("agents.card_timeout_ms", self.agents.card_timeout_ms),
             ("agents.connect_timeout_ms", self.agents.connect_timeout_ms),
-            (
-                "agents.response_bytes_max",
-                self.agents.response_bytes_max as u64,
-            ),
+            ("agents.response_bytes_max", self.agents.response_bytes_max as u64),
             ("agents.card_bytes_max", self.agents.card_bytes_max as u64),
             ("tasks.memory_max", self.tasks.memory_max as u64),
         ];
@@ -328,28 +289,14 @@ impl Config {
             }
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            errors.push(format!(
-                "log.format: {:?} must be text or json",
-                self.log.format
-            ));
+            errors.push(format!("log.format: {:?} must be text or json", self.log.format));
         }
-        if tracing_subscriber::EnvFilter::try_new(crate::telemetry::filter_directive(
-            &self.log.level,
-        ))
-        .is_err()
-        {
-            errors.push(format!(
-                "log.level: {:?} is not a level or filter",
-                self.log.level
-            ));
+        if tracing_subscriber::EnvFilter::try_new(crate::telemetry::filter_directive(&self.log.level)).is_err() {
+            errors.push(format!("log.level: {:?} is not a level or filter", self.log.level));
         }
     }
 
-    fn load_initial_agents(
-        &self,
-        env: &HashMap<String, String>,
-        errors: &mut Vec<String>,
-    ) -> Vec<AgentSpec> {
+    fn load_initial_agents(&self, env: &HashMap<String, String>, errors: &mut Vec<String>) -> Vec<AgentSpec> {
         let mut agents = Vec::new();
         if !self.agents.file.is_empty() {
             match load_agents_file(std::path::Path::new(&self.agents.file)) {
@@ -389,11 +336,9 @@ fn merge_file(tree: &mut Toml, defaults: &Toml, file: toml::Table, errors: &mut 
         for (key, value) in entries {
             match default_section.get(&key) {
                 None => errors.push(format!("unknown config key {section}.{key}")),
-                Some(d) if d.type_str() != value.type_str() => errors.push(format!(
-                    "{section}.{key}: expected {}, found {}",
-                    d.type_str(),
-                    value.type_str()
-                )),
+                Some(d) if d.type_str() != value.type_str() => {
+                    errors.push(format!("{section}.{key}: expected {}, found {}", d.type_str(), value.type_str()))
+                }
                 Some(_) => set(tree, &section, &key, value),
             }
         }
@@ -409,11 +354,9 @@ fn set(tree: &mut Toml, section: &str, key: &str, value: Toml) {
 /// Parses an environment string as the type of the default at that key.
 fn parse_like(default: &Toml, raw: &str) -> Result<Toml, String> {
     match default {
-        Toml::Integer(_) => raw
-            .trim()
-            .parse::<i64>()
-            .map(Toml::Integer)
-            .map_err(|_| format!("{raw:?} is not an integer")),
+        Toml::Integer(_) => {
+            raw.trim().parse::<i64>().map(Toml::Integer).map_err(|_| format!("{raw:?} is not an integer"))
+        }
         Toml::Boolean(_) => match raw.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok(Toml::Boolean(true)),
             "false" | "0" | "no" => Ok(Toml::Boolean(false)),
@@ -423,28 +366,16 @@ fn parse_like(default: &Toml, raw: &str) -> Result<Toml, String> {
     }
 }
 
-fn apply_env(
-    tree: &mut Toml,
-    defaults: &Toml,
-    env: &HashMap<String, String>,
-    errors: &mut Vec<String>,
-) {
+fn apply_env(tree: &mut Toml, defaults: &Toml, env: &HashMap<String, String>, errors: &mut Vec<String>) {
     let mut assignments: BTreeMap<String, (String, String)> = BTreeMap::new();
     // SuperX variables first, so SUPERX_* (more specific) win over them.
     for (var, key) in LEGACY_ENV {
         if let Some(raw) = env.get(var) {
-            let raw = if var == "LOG_LEVEL" && raw == "warning" {
-                "warn".to_owned()
-            } else {
-                raw.clone()
-            };
+            let raw = if var == "LOG_LEVEL" && raw == "warning" { "warn".to_owned() } else { raw.clone() };
             assignments.insert(key.to_owned(), (var.to_owned(), raw));
         }
     }
-    let mut superx: Vec<_> = env
-        .iter()
-        .filter(|(k, _)| k.starts_with("SUPERX_"))
-        .collect();
+    let mut superx: Vec<_> = env.iter().filter(|(k, _)| k.starts_with("SUPERX_")).collect();
     superx.sort();
     for (var, raw) in superx {
         if LEGACY_ENV.iter().any(|(v, _)| v == var) {
@@ -455,11 +386,7 @@ fn apply_env(
         let Some((section, key)) = var["SUPERX_".len()..].split_once("__") else {
             continue;
         };
-        let key = format!(
-            "{}.{}",
-            section.to_ascii_lowercase(),
-            key.to_ascii_lowercase()
-        );
+        let key = format!("{}.{}", section.to_ascii_lowercase(), key.to_ascii_lowercase());
         assignments.insert(key, (var.clone(), raw.clone()));
     }
     for (key, (var, raw)) in assignments {
@@ -476,17 +403,9 @@ fn apply_env(
     if let Some(port) = env.get("PORT") {
         match port.trim().parse::<u16>() {
             Ok(port) => {
-                let listen = tree["server"]["listen"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
+                let listen = tree["server"]["listen"].as_str().unwrap_or_default().to_owned();
                 let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("0.0.0.0");
-                set(
-                    tree,
-                    "server",
-                    "listen",
-                    Toml::String(format!("{host}:{port}")),
-                );
+                set(tree, "server", "listen", Toml::String(format!("{host}:{port}")));
             }
             Err(_) => errors.push(format!("PORT: {port:?} is not a port number")),
         }
@@ -511,10 +430,7 @@ mod tests {
     use std::io::Write;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
@@ -534,57 +450,30 @@ mod tests {
     /// The documented example file sets every key to its default, so it stays true.
     #[test]
     fn example_file_is_the_defaults() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/superx.example.toml");
-        let o = Overrides {
-            config_file: Some(path),
-            ..Default::default()
-        };
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/superx.example.toml");
+        let o = Overrides { config_file: Some(path), ..Default::default() };
         assert_eq!(Config::load(&o, &env(&[])).unwrap(), Config::default());
     }
 
     #[test]
     fn layers_override_in_order() {
-        let f = file(
-            "[agents]\ncall_timeout_ms = 1000\nmax_in_flight = 3\n[server]\nlisten = \"127.0.0.1:5000\"\n",
-        );
-        let o = Overrides {
-            config_file: Some(f.path().into()),
-            ..Default::default()
-        };
-        let c = Config::load(
-            &o,
-            &env(&[("AGENT_CALL_TIMEOUT", "2000"), ("PORT", "6000")]),
-        )
-        .unwrap();
+        let f = file("[agents]\ncall_timeout_ms = 1000\nmax_in_flight = 3\n[server]\nlisten = \"127.0.0.1:5000\"\n");
+        let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
+        let c = Config::load(&o, &env(&[("AGENT_CALL_TIMEOUT", "2000"), ("PORT", "6000")])).unwrap();
         assert_eq!(c.agents.call_timeout_ms, 2000, "env overrides file");
         assert_eq!(c.agents.max_in_flight, 3, "file overrides default");
         assert_eq!(c.server.listen, "127.0.0.1:6000", "PORT sets the port only");
-        let c = Config::load(
-            &o,
-            &env(&[
-                ("AGENT_CALL_TIMEOUT", "2000"),
-                ("SUPERX_AGENTS__CALL_TIMEOUT_MS", "3000"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(
-            c.agents.call_timeout_ms, 3000,
-            "SUPERX_ overrides SuperX variables"
-        );
-        let o = Overrides {
-            listen: Some("127.0.0.1:7000".into()),
-            ..o
-        };
+        let c = Config::load(&o, &env(&[("AGENT_CALL_TIMEOUT", "2000"), ("SUPERX_AGENTS__CALL_TIMEOUT_MS", "3000")]))
+            .unwrap();
+        assert_eq!(c.agents.call_timeout_ms, 3000, "SUPERX_ overrides SuperX variables");
+        let o = Overrides { listen: Some("127.0.0.1:7000".into()), ..o };
         let c = Config::load(&o, &env(&[("PORT", "6000")])).unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:7000", "flags override env");
     }
 
     #[test]
     fn every_error_is_reported_together() {
-        let f = file(
-            "[server]\nlisten = \"nonsense\"\nbogus = 1\n[agents]\nmax_in_flight = \"ten\"\n[nope]\nx = 1\n",
-        );
+        let f = file("[server]\nlisten = \"nonsense\"\nbogus = 1\n[agents]\nmax_in_flight = \"ten\"\n[nope]\nx = 1\n");
         let o = Overrides {
             config_file: Some(f.path().into()),
             agents_file: Some("/nonexistent/agents.yml".into()),
@@ -620,21 +509,10 @@ mod tests {
 
     #[test]
     fn agents_from_file_and_env() {
-        let f = file(
-            "agents:\n  echo:\n    url: http://127.0.0.1:9/\n    bearer: s3cret\n    maxInFlight: 4\n",
-        );
-        let o = Overrides {
-            agents_file: Some(f.path().to_string_lossy().into()),
-            ..Default::default()
-        };
-        let c = Config::load(
-            &o,
-            &env(&[
-                ("A2A_REMOTE_URL", "http://127.0.0.1:8/"),
-                ("A2A_REMOTE_BEARER", "b"),
-            ]),
-        )
-        .unwrap();
+        let f = file("agents:\n  echo:\n    url: http://127.0.0.1:9/\n    bearer: s3cret\n    maxInFlight: 4\n");
+        let o = Overrides { agents_file: Some(f.path().to_string_lossy().into()), ..Default::default() };
+        let c =
+            Config::load(&o, &env(&[("A2A_REMOTE_URL", "http://127.0.0.1:8/"), ("A2A_REMOTE_BEARER", "b")])).unwrap();
         let ids: Vec<_> = c.initial_agents.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids, ["echo", "default"]);
         assert_eq!(c.initial_agents[0].max_in_flight, Some(4));

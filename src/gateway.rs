@@ -37,30 +37,17 @@ pub fn rfc3339_ms(ms: u64) -> String {
 impl Gateway {
     pub fn new(config: Config) -> anyhow::Result<Arc<Gateway>> {
         let client = AgentClient::new(&config.agents)?;
-        let limits = TableLimits {
-            tasks_max: config.tasks.memory_max,
-        };
+        let limits = TableLimits { tasks_max: config.tasks.memory_max };
         let streams = &config.streams;
-        let subscriptions = Arc::new(Subscriptions::new(
-            streams.subscriber_buffer_events,
-            streams.task_subscribers_max,
-        ));
+        let subscriptions =
+            Arc::new(Subscriptions::new(streams.subscriber_buffer_events, streams.task_subscribers_max));
         let replica = Replica::new(config.server.node_id, limits, subscriptions);
-        Ok(Arc::new(Gateway {
-            config,
-            replica,
-            client,
-            stats: AgentStats::default(),
-            ready: AtomicBool::new(false),
-        }))
+        Ok(Arc::new(Gateway { config, replica, client, stats: AgentStats::default(), ready: AtomicBool::new(false) }))
     }
 
     /// Wall-clock time for the proposer to stamp into commands (never read inside apply).
     pub fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
 
     /// True once startup registration is done and the replica can serve.
@@ -78,9 +65,7 @@ impl Gateway {
         let guard = self.stats.begin(target.agent_id);
         let result = self.client.call(target, method, params).await;
         let failure = match &result {
-            Err(e @ (RpcError::AgentUnavailable(_) | RpcError::InvalidAgentResponse(_))) => {
-                Some(e.to_string())
-            }
+            Err(e @ (RpcError::AgentUnavailable(_) | RpcError::InvalidAgentResponse(_))) => Some(e.to_string()),
             _ => None,
         };
         if let Some(error) = &failure {
@@ -97,24 +82,11 @@ impl Gateway {
         let id = record.id.clone();
         let card = self.client.fetch_card(&record).await;
         let now = self.now_ms();
-        self.replica
-            .propose(Command::UpsertAgent {
-                agent: record,
-                at_ms: now,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        self.replica.propose(Command::UpsertAgent { agent: record, at_ms: now }).await.map_err(|e| e.to_string())?;
         match card {
             Ok((card, source_url)) => {
-                let card = CachedCard {
-                    card: Json(card),
-                    source_url,
-                    fetched_at_ms: now,
-                };
-                self.replica
-                    .propose(Command::SetAgentCard { id, card })
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let card = CachedCard { card: Json(card), source_url, fetched_at_ms: now };
+                self.replica.propose(Command::SetAgentCard { id, card }).await.map_err(|e| e.to_string())?;
                 Ok(None)
             }
             Err(error) => {
@@ -130,26 +102,18 @@ impl Gateway {
             .replica
             .read(|t| t.agent(id).map(|e| e.record.clone()))
             .ok_or_else(|| RpcError::AgentNotFound(id.to_owned()))?;
-        let (card, source_url) = self.client.fetch_card(&record).await.map_err(|e| {
-            RpcError::AgentUnavailable(format!("agent {id}: card fetch failed: {e}"))
-        })?;
-        let card = CachedCard {
-            card: Json(card),
-            source_url,
-            fetched_at_ms: self.now_ms(),
-        };
-        self.replica
-            .propose(Command::SetAgentCard {
-                id: id.to_owned(),
-                card,
-            })
+        let (card, source_url) = self
+            .client
+            .fetch_card(&record)
             .await
-            .map_err(|e| match e {
-                crate::state::ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => {
-                    RpcError::AgentNotFound(id)
-                }
-                other => RpcError::Internal(other.to_string()),
-            })
+            .map_err(|e| RpcError::AgentUnavailable(format!("agent {id}: card fetch failed: {e}")))?;
+        let card = CachedCard { card: Json(card), source_url, fetched_at_ms: self.now_ms() };
+        self.replica.propose(Command::SetAgentCard { id: id.to_owned(), card }).await.map_err(|e| match e {
+            crate::state::ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => {
+                RpcError::AgentNotFound(id)
+            }
+            other => RpcError::Internal(other.to_string()),
+        })
     }
 
     /// Registers the agents from the config (file and environment), then marks the node ready.

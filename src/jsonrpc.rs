@@ -21,8 +21,8 @@ pub struct Request {
 
 /// Parses a request body. On failure, the id to answer with (null when unknown) and the error.
 pub fn parse_request(body: &[u8]) -> Result<Request, (Value, RpcError)> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| (Value::Null, RpcError::Parse(format!("invalid JSON: {e}"))))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| (Value::Null, RpcError::Parse(format!("invalid JSON: {e}"))))?;
     let mut obj = match value {
         Value::Object(obj) => obj,
         Value::Array(_) => return Err((Value::Null, invalid("batch requests are not supported"))),
@@ -31,16 +31,10 @@ pub fn parse_request(body: &[u8]) -> Result<Request, (Value, RpcError)> {
     let id = match obj.remove("id") {
         Some(id @ (Value::String(_) | Value::Number(_) | Value::Null)) => id,
         Some(_) => {
-            return Err((
-                Value::Null,
-                invalid("id must be a string, a number or null"),
-            ));
+            return Err((Value::Null, invalid("id must be a string, a number or null")));
         }
         None => {
-            return Err((
-                Value::Null,
-                invalid("notifications (requests without an id) are not supported"),
-            ));
+            return Err((Value::Null, invalid("notifications (requests without an id) are not supported")));
         }
     };
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
@@ -52,10 +46,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, (Value, RpcError)> {
     };
     let params = obj.remove("params").unwrap_or(Value::Null);
     if !matches!(params, Value::Object(_) | Value::Null) {
-        return Err((
-            id,
-            RpcError::InvalidParams("params must be an object".into()),
-        ));
+        return Err((id, RpcError::InvalidParams("params must be an object".into())));
     }
     Ok(Request { id, method, params })
 }
@@ -101,13 +92,13 @@ pub enum RpcError {
     /// The agent could not be reached or did not answer well (HTTP status, timeout).
     #[error("{0}")]
     AgentUnavailable(String),
+    /// The gateway is at a limit for this request (a full subscriber list, a stream reader
+    /// too slow to keep up). Retryable later.
+    #[error("{0}")]
+    Overloaded(String),
     /// An error the agent answered with, passed on.
     #[error("{message}")]
-    Upstream {
-        code: i64,
-        message: String,
-        data: Option<Value>,
-    },
+    Upstream { code: i64, message: String, data: Option<Value> },
 }
 
 impl RpcError {
@@ -117,7 +108,7 @@ impl RpcError {
             Self::InvalidRequest(_) => -32600,
             Self::MethodNotFound(_) => -32601,
             Self::InvalidParams(_) => -32602,
-            Self::Internal(_) | Self::AgentUnavailable(_) => -32603,
+            Self::Internal(_) | Self::AgentUnavailable(_) | Self::Overloaded(_) => -32603,
             Self::TaskNotFound(_) => -32001,
             Self::TaskNotCancelable(_) => -32002,
             Self::PushNotSupported => -32003,
@@ -157,12 +148,8 @@ impl RpcError {
         let code = self.code();
         let mut error = json!({ "code": code, "message": self.to_string() });
         let data = match (self, version) {
-            (Self::Upstream { data: Some(d), .. }, ProtocolVersion::V10) if d.is_array() => {
-                Some(d.clone())
-            }
-            (Self::Upstream { data: Some(d), .. }, ProtocolVersion::V03) if !d.is_array() => {
-                Some(d.clone())
-            }
+            (Self::Upstream { data: Some(d), .. }, ProtocolVersion::V10) if d.is_array() => Some(d.clone()),
+            (Self::Upstream { data: Some(d), .. }, ProtocolVersion::V03) if !d.is_array() => Some(d.clone()),
             (_, ProtocolVersion::V10) => Self::reason(code).map(|r| json!([error_info(r)])),
             (_, ProtocolVersion::V03) => None,
         };
@@ -189,21 +176,12 @@ struct Failure<'a> {
 
 /// A success response, serialized.
 pub fn success_bytes(id: &Value, result: &Value) -> Vec<u8> {
-    serde_json::to_vec(&Success {
-        jsonrpc: "2.0",
-        id,
-        result,
-    })
-    .expect("JSON values serialize")
+    serde_json::to_vec(&Success { jsonrpc: "2.0", id, result }).expect("JSON values serialize")
 }
 
 /// An error response, serialized.
 pub fn failure_bytes(id: &Value, error: &RpcError, version: ProtocolVersion) -> Vec<u8> {
-    let failure = Failure {
-        jsonrpc: "2.0",
-        id,
-        error: error.to_error_object(version),
-    };
+    let failure = Failure { jsonrpc: "2.0", id, error: error.to_error_object(version) };
     serde_json::to_vec(&failure).expect("JSON values serialize")
 }
 
@@ -221,32 +199,14 @@ mod tests {
         assert_eq!(parse_err("{"), (Value::Null, -32700));
         assert_eq!(parse_err("[]"), (Value::Null, -32600));
         assert_eq!(parse_err("3"), (Value::Null, -32600));
-        assert_eq!(
-            parse_err(r#"{"jsonrpc":"2.0","method":"x"}"#),
-            (Value::Null, -32600)
-        );
-        assert_eq!(
-            parse_err(r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#),
-            (Value::Null, -32600)
-        );
+        assert_eq!(parse_err(r#"{"jsonrpc":"2.0","method":"x"}"#), (Value::Null, -32600));
+        assert_eq!(parse_err(r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#), (Value::Null, -32600));
         assert_eq!(parse_err(r#"{"id":1,"method":"x"}"#), (json!(1), -32600));
-        assert_eq!(
-            parse_err(r#"{"jsonrpc":"1.0","id":"a","method":"x"}"#),
-            (json!("a"), -32600)
-        );
-        assert_eq!(
-            parse_err(r#"{"jsonrpc":"2.0","id":1,"method":5}"#),
-            (json!(1), -32600)
-        );
-        assert_eq!(
-            parse_err(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#),
-            (json!(1), -32602)
-        );
+        assert_eq!(parse_err(r#"{"jsonrpc":"1.0","id":"a","method":"x"}"#), (json!("a"), -32600));
+        assert_eq!(parse_err(r#"{"jsonrpc":"2.0","id":1,"method":5}"#), (json!(1), -32600));
+        assert_eq!(parse_err(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#), (json!(1), -32602));
         let ok = parse_request(br#"{"jsonrpc":"2.0","id":null,"method":"GetTask"}"#).unwrap();
-        assert_eq!(
-            (ok.id, ok.method.as_str(), ok.params),
-            (Value::Null, "GetTask", Value::Null)
-        );
+        assert_eq!((ok.id, ok.method.as_str(), ok.params), (Value::Null, "GetTask", Value::Null));
     }
 
     #[test]
@@ -255,48 +215,22 @@ mod tests {
         let v10 = e.to_error_object(ProtocolVersion::V10);
         assert_eq!(v10["code"], -32001);
         assert_eq!(v10["data"][0]["reason"], "TASK_NOT_FOUND");
-        assert_eq!(
-            v10["data"][0]["@type"],
-            "type.googleapis.com/google.rpc.ErrorInfo"
-        );
-        assert!(
-            e.to_error_object(ProtocolVersion::V03)
-                .get("data")
-                .is_none()
-        );
+        assert_eq!(v10["data"][0]["@type"], "type.googleapis.com/google.rpc.ErrorInfo");
+        assert!(e.to_error_object(ProtocolVersion::V03).get("data").is_none());
         let nf = RpcError::MethodNotFound("x".into()).to_error_object(ProtocolVersion::V10);
         assert!(nf.get("data").is_none());
-        let internal =
-            RpcError::Internal("secret detail".into()).to_error_object(ProtocolVersion::V03);
+        let internal = RpcError::Internal("secret detail".into()).to_error_object(ProtocolVersion::V03);
         assert_eq!(internal["message"], "internal error");
     }
 
     #[test]
     fn upstream_data_passes_in_its_own_shape() {
-        let arr = RpcError::Upstream {
-            code: -32001,
-            message: "m".into(),
-            data: Some(json!([error_info("TASK_NOT_FOUND")])),
-        };
+        let arr =
+            RpcError::Upstream { code: -32001, message: "m".into(), data: Some(json!([error_info("TASK_NOT_FOUND")])) };
         assert!(arr.to_error_object(ProtocolVersion::V10)["data"].is_array());
-        assert!(
-            arr.to_error_object(ProtocolVersion::V03)
-                .get("data")
-                .is_none()
-        );
-        let free = RpcError::Upstream {
-            code: -32099,
-            message: "m".into(),
-            data: Some(json!({"why": 1})),
-        };
-        assert_eq!(
-            free.to_error_object(ProtocolVersion::V03)["data"],
-            json!({"why": 1})
-        );
-        assert!(
-            free.to_error_object(ProtocolVersion::V10)
-                .get("data")
-                .is_none()
-        );
+        assert!(arr.to_error_object(ProtocolVersion::V03).get("data").is_none());
+        let free = RpcError::Upstream { code: -32099, message: "m".into(), data: Some(json!({"why": 1})) };
+        assert_eq!(free.to_error_object(ProtocolVersion::V03)["data"], json!({"why": 1}));
+        assert!(free.to_error_object(ProtocolVersion::V10).get("data").is_none());
     }
 }

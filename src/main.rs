@@ -13,11 +13,7 @@ use superx::gateway::Gateway;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(
-    name = "superx",
-    version,
-    about = "A clustered gateway for the Agent2Agent (A2A) protocol"
-)]
+#[command(name = "superx", version, about = "A clustered gateway for the Agent2Agent (A2A) protocol")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,18 +40,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve {
-        listen,
-        config,
-        data_dir,
-        agents_file,
-    } = cli.command;
-    let overrides = Overrides {
-        config_file: config,
-        listen,
-        data_dir,
-        agents_file,
-    };
+    let Command::Serve { listen, config, data_dir, agents_file } = cli.command;
+    let overrides = Overrides { config_file: config, listen, data_dir, agents_file };
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = match Config::load(&overrides, &env) {
         Ok(c) => c,
@@ -65,10 +51,7 @@ fn main() -> ExitCode {
         }
     };
     superx::telemetry::init(&config.log.level, &config.log.format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("superx: cannot start the runtime: {e}");
@@ -90,9 +73,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", config.server.data_dir))?;
     let listen = config.server.listen.clone();
     let gw = Gateway::new(config)?;
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
     tracing::info!(%listen, "superx listening");
     let startup = gw.clone();
     tokio::spawn(async move { startup.register_initial_agents().await });
@@ -109,8 +90,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

@@ -127,14 +127,9 @@ impl SseParser {
         if std::mem::take(&mut self.data_lines) == 0 {
             return Ok(None);
         }
-        let data =
-            String::from_utf8(std::mem::take(&mut self.data)).map_err(|_| SseError::NotUtf8)?;
+        let data = String::from_utf8(std::mem::take(&mut self.data)).map_err(|_| SseError::NotUtf8)?;
         // The last event id persists across events, as in the WHATWG model.
-        Ok(Some(SseEvent {
-            event,
-            data,
-            id: self.id.clone(),
-        }))
+        Ok(Some(SseEvent { event, data, id: self.id.clone() }))
     }
 }
 
@@ -147,11 +142,7 @@ mod tests {
     use super::*;
 
     fn ev(data: &str) -> SseEvent {
-        SseEvent {
-            event: None,
-            data: data.into(),
-            id: None,
-        }
+        SseEvent { event: None, data: data.into(), id: None }
     }
 
     fn parse_all(chunks: &[&[u8]]) -> Result<Vec<SseEvent>, SseError> {
@@ -164,15 +155,11 @@ mod tests {
     }
 
     /// The SDK's own framing (CRLF), verbatim.
-    const SDK: &[u8] =
-        b"data: {\"result\": {\"task\": {}}, \"id\": \"s1\"}\r\n\r\ndata: {\"result\": 2}\r\n\r\n";
+    const SDK: &[u8] = b"data: {\"result\": {\"task\": {}}, \"id\": \"s1\"}\r\n\r\ndata: {\"result\": 2}\r\n\r\n";
 
     #[test]
     fn line_endings() {
-        let expected = vec![
-            ev("{\"result\": {\"task\": {}}, \"id\": \"s1\"}"),
-            ev("{\"result\": 2}"),
-        ];
+        let expected = vec![ev("{\"result\": {\"task\": {}}, \"id\": \"s1\"}"), ev("{\"result\": 2}")];
         assert_eq!(parse_all(&[SDK]).unwrap(), expected);
         let lf = b"data: {\"result\": {\"task\": {}}, \"id\": \"s1\"}\n\ndata: {\"result\": 2}\n\n";
         assert_eq!(parse_all(&[lf]).unwrap(), expected);
@@ -183,16 +170,13 @@ mod tests {
     /// Every way of cutting the stream in two, and one byte at a time, gives the same events.
     #[test]
     fn every_split_point() {
-        let stream: &[u8] = b":keep-alive\r\n\r\nevent: update\r\nid: 7\r\ndata: line one\r\ndata:line two\r\n\r\ndata: {\"x\":1}\n\n";
+        let stream: &[u8] =
+            b":keep-alive\r\n\r\nevent: update\r\nid: 7\r\ndata: line one\r\ndata:line two\r\n\r\ndata: {\"x\":1}\n\n";
         let whole = parse_all(&[stream]).unwrap();
         assert_eq!(whole.len(), 2);
         assert_eq!(
             whole[0],
-            SseEvent {
-                event: Some("update".into()),
-                data: "line one\nline two".into(),
-                id: Some("7".into())
-            }
+            SseEvent { event: Some("update".into()), data: "line one\nline two".into(), id: Some("7".into()) }
         );
         assert_eq!(whole[1].data, "{\"x\":1}");
         assert_eq!(whole[1].event, None);
@@ -202,11 +186,7 @@ mod tests {
         }
         for sdk_cut in 0..=SDK.len() {
             let (a, b) = SDK.split_at(sdk_cut);
-            assert_eq!(
-                parse_all(&[a, b]).unwrap(),
-                parse_all(&[SDK]).unwrap(),
-                "sdk cut at {sdk_cut}"
-            );
+            assert_eq!(parse_all(&[a, b]).unwrap(), parse_all(&[SDK]).unwrap(), "sdk cut at {sdk_cut}");
         }
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(parse_all(&bytes).unwrap(), whole);
@@ -220,10 +200,7 @@ mod tests {
         assert_eq!(parse_all(&[s]).unwrap(), vec![ev(""), ev("")]);
         let s = b"data\ndata\n\n";
         assert_eq!(parse_all(&[s]).unwrap(), vec![ev("\n")]);
-        assert_eq!(
-            parse_all(&[b"\xEF\xBB\xBFdata: x\n\n"]).unwrap(),
-            vec![ev("x")]
-        );
+        assert_eq!(parse_all(&[b"\xEF\xBB\xBFdata: x\n\n"]).unwrap(), vec![ev("x")]);
         assert_eq!(parse_all(&[b"data: no end yet"]).unwrap(), vec![]);
     }
 
@@ -238,9 +215,6 @@ mod tests {
         // The limit is per event: many small events pass.
         let mut p = SseParser::new(16);
         assert_eq!(p.push(&b"data: 12345\n\n".repeat(100)).unwrap().len(), 100);
-        assert_eq!(
-            SseParser::new(64).push(b"data: \xff\n\n"),
-            Err(SseError::NotUtf8)
-        );
+        assert_eq!(SseParser::new(64).push(b"data: \xff\n\n"), Err(SseError::NotUtf8));
     }
 }

@@ -20,13 +20,8 @@ pub struct CardOptions {
     pub strict_v10: bool,
 }
 
-const V03_ONLY_FIELDS: [&str; 5] = [
-    "url",
-    "preferredTransport",
-    "protocolVersion",
-    "additionalInterfaces",
-    "supportsAuthenticatedExtendedCard",
-];
+const V03_ONLY_FIELDS: [&str; 5] =
+    ["url", "preferredTransport", "protocolVersion", "additionalInterfaces", "supportsAuthenticatedExtendedCard"];
 
 /// The agent's card with every interface pointing at `agent_url` (the gateway's URL for it).
 pub fn rewrite_agent_card(card: &Value, agent_url: &str, options: CardOptions) -> Value {
@@ -43,8 +38,7 @@ pub fn rewrite_agent_card(card: &Value, agent_url: &str, options: CardOptions) -
             caps.remove("stateTransitionHistory");
         }
         if let Some(security) = out.remove("security") {
-            out.entry("securityRequirements")
-                .or_insert_with(|| security_requirements(security));
+            out.entry("securityRequirements").or_insert_with(|| security_requirements(security));
         }
     } else {
         out.insert("url".into(), json!(agent_url));
@@ -54,10 +48,7 @@ pub fn rewrite_agent_card(card: &Value, agent_url: &str, options: CardOptions) -
             out.insert("protocolVersion".into(), json!("0.3.0"));
         }
         if out.contains_key("additionalInterfaces") {
-            out.insert(
-                "additionalInterfaces".into(),
-                json!([{"url": agent_url, "transport": "JSONRPC"}]),
-            );
+            out.insert("additionalInterfaces".into(), json!([{"url": agent_url, "transport": "JSONRPC"}]));
         }
         out.insert("supportsAuthenticatedExtendedCard".into(), json!(false));
     }
@@ -65,11 +56,7 @@ pub fn rewrite_agent_card(card: &Value, agent_url: &str, options: CardOptions) -
 }
 
 /// JSON-RPC interfaces, re-anchored at the gateway, 1.0 first; other bindings dropped.
-fn rewrite_interfaces(
-    existing: Option<&Value>,
-    agent_url: &str,
-    options: CardOptions,
-) -> Vec<Value> {
+fn rewrite_interfaces(existing: Option<&Value>, agent_url: &str, options: CardOptions) -> Vec<Value> {
     let mut v10 = Vec::new();
     let mut v03 = Vec::new();
     for iface in existing.and_then(Value::as_array).into_iter().flatten() {
@@ -79,10 +66,7 @@ fn rewrite_interfaces(
         if obj.get("protocolBinding").and_then(Value::as_str) != Some("JSONRPC") {
             continue;
         }
-        let version = obj
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .and_then(ProtocolVersion::from_card_value);
+        let version = obj.get("protocolVersion").and_then(Value::as_str).and_then(ProtocolVersion::from_card_value);
         let mut rewritten = obj.clone();
         rewritten.insert("url".into(), json!(agent_url));
         let bucket = match version {
@@ -108,12 +92,12 @@ fn rewrite_interfaces(
     v10
 }
 
-/// Switches off what the gateway does not serve yet (streaming, push notifications, the
-/// extended card), so SDK clients never pick a method the gateway would refuse.
+/// Switches off what the gateway does not serve yet (push notifications, the extended
+/// card), so SDK clients never pick a method the gateway would refuse. Streaming is the
+/// agent's own capability: the gateway streams exactly for agents that stream.
 fn gate_capabilities(card: &mut Map<String, Value>) {
     let caps = card.entry("capabilities").or_insert_with(|| json!({}));
     if let Value::Object(caps) = caps {
-        caps.insert("streaming".into(), json!(false));
         caps.insert("pushNotifications".into(), json!(false));
         if caps.contains_key("extendedAgentCard") {
             caps.insert("extendedAgentCard".into(), json!(false));
@@ -128,11 +112,8 @@ fn security_requirements(security: Value) -> Value {
         items
             .into_iter()
             .filter_map(|req| {
-                let schemes: Map<String, Value> = req
-                    .as_object()?
-                    .iter()
-                    .map(|(name, scopes)| (name.clone(), json!({ "list": scopes })))
-                    .collect();
+                let schemes: Map<String, Value> =
+                    req.as_object()?.iter().map(|(name, scopes)| (name.clone(), json!({ "list": scopes }))).collect();
                 Some(json!({ "schemes": schemes }))
             })
             .collect(),
@@ -147,12 +128,7 @@ pub struct AgentSkill<'a> {
 }
 
 /// The gateway's own card: one skill per registered agent.
-pub fn gateway_card(
-    base: &str,
-    name: &str,
-    skills: &[AgentSkill<'_>],
-    options: CardOptions,
-) -> Value {
+pub fn gateway_card(base: &str, name: &str, skills: &[AgentSkill<'_>], options: CardOptions) -> Value {
     let rpc = format!("{base}/rpc");
     let skills: Vec<Value> = skills
         .iter()
@@ -178,7 +154,7 @@ pub fn gateway_card(
         "description": "superx A2A gateway: routes each call to one of its registered agents",
         "version": env!("CARGO_PKG_VERSION"),
         "supportedInterfaces": [{"url": rpc, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
-        "capabilities": {"streaming": false, "pushNotifications": false},
+        "capabilities": {"streaming": true, "pushNotifications": false},
         "defaultInputModes": ["text/plain"],
         "defaultOutputModes": ["text/plain"],
         "skills": skills,
@@ -204,12 +180,7 @@ mod tests {
         let input: Value = serde_json::from_str(input).unwrap();
         let expected: Value = serde_json::from_str(expected).unwrap();
         let got = rewrite_agent_card(&input, URL, options);
-        assert_eq!(
-            got,
-            expected,
-            "got:\n{}",
-            serde_json::to_string_pretty(&got).unwrap()
-        );
+        assert_eq!(got, expected, "got:\n{}", serde_json::to_string_pretty(&got).unwrap());
     }
 
     #[test]
@@ -250,10 +221,7 @@ mod tests {
 
     #[test]
     fn no_agent_url_survives_rewriting() {
-        for input in [
-            include_str!("golden/sdk_dual.in.json"),
-            include_str!("golden/legacy_03.in.json"),
-        ] {
+        for input in [include_str!("golden/sdk_dual.in.json"), include_str!("golden/legacy_03.in.json")] {
             let card: Value = serde_json::from_str(input).unwrap();
             for strict_v10 in [false, true] {
                 let text = rewrite_agent_card(&card, URL, CardOptions { strict_v10 }).to_string();
@@ -265,19 +233,10 @@ mod tests {
 
     #[test]
     fn gateway_card_lists_agents_as_skills() {
-        let agent_card =
-            json!({"name": "Echo", "description": "Echoes", "skills": [{"tags": ["echo"]}]});
+        let agent_card = json!({"name": "Echo", "description": "Echoes", "skills": [{"tags": ["echo"]}]});
         let skills = [
-            AgentSkill {
-                id: "echo",
-                card: Some(&agent_card),
-                card_url: "u1".into(),
-            },
-            AgentSkill {
-                id: "bare",
-                card: None,
-                card_url: "u2".into(),
-            },
+            AgentSkill { id: "echo", card: Some(&agent_card), card_url: "u1".into() },
+            AgentSkill { id: "bare", card: None, card_url: "u2".into() },
         ];
         let card = gateway_card("http://gw", "superx", &skills, CardOptions::default());
         assert_eq!(card["skills"][0]["id"], "echo");
@@ -285,12 +244,7 @@ mod tests {
         assert_eq!(card["skills"][0]["tags"], json!(["agent", "echo"]));
         assert_eq!(card["skills"][1]["name"], "bare");
         assert_eq!(card["url"], "http://gw/rpc");
-        let strict = gateway_card(
-            "http://gw",
-            "superx",
-            &skills,
-            CardOptions { strict_v10: true },
-        );
+        let strict = gateway_card("http://gw", "superx", &skills, CardOptions { strict_v10: true });
         assert!(strict.get("url").is_none());
     }
 }

@@ -90,10 +90,7 @@ impl TaskState {
 
     /// Terminal tasks never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Completed | Self::Failed | Self::Canceled | Self::Rejected
-        )
+        matches!(self, Self::Completed | Self::Failed | Self::Canceled | Self::Rejected)
     }
 
     /// Interrupted tasks wait for the client: a blocking send and a stream end there.
@@ -154,30 +151,12 @@ mod tests {
     #[test]
     fn version_header_rules() {
         assert_eq!(ProtocolVersion::from_header(None), Ok(ProtocolVersion::V03));
-        assert_eq!(
-            ProtocolVersion::from_header(Some(" ")),
-            Ok(ProtocolVersion::V03)
-        );
-        assert_eq!(
-            ProtocolVersion::from_header(Some("0.3")),
-            Ok(ProtocolVersion::V03)
-        );
-        assert_eq!(
-            ProtocolVersion::from_header(Some("0.3.0")),
-            Ok(ProtocolVersion::V03)
-        );
-        assert_eq!(
-            ProtocolVersion::from_header(Some("1.0")),
-            Ok(ProtocolVersion::V10)
-        );
-        assert_eq!(
-            ProtocolVersion::from_header(Some("1.0.1")),
-            Ok(ProtocolVersion::V10)
-        );
-        assert_eq!(
-            ProtocolVersion::from_header(Some("1")),
-            Ok(ProtocolVersion::V10)
-        );
+        assert_eq!(ProtocolVersion::from_header(Some(" ")), Ok(ProtocolVersion::V03));
+        assert_eq!(ProtocolVersion::from_header(Some("0.3")), Ok(ProtocolVersion::V03));
+        assert_eq!(ProtocolVersion::from_header(Some("0.3.0")), Ok(ProtocolVersion::V03));
+        assert_eq!(ProtocolVersion::from_header(Some("1.0")), Ok(ProtocolVersion::V10));
+        assert_eq!(ProtocolVersion::from_header(Some("1.0.1")), Ok(ProtocolVersion::V10));
+        assert_eq!(ProtocolVersion::from_header(Some("1")), Ok(ProtocolVersion::V10));
         assert!(ProtocolVersion::from_header(Some("9.9")).is_err());
         assert!(ProtocolVersion::from_header(Some("1.1")).is_err());
         assert!(ProtocolVersion::from_header(Some("1.0.x")).is_err());
@@ -193,10 +172,7 @@ mod tests {
         }
         assert_eq!(TaskState::from_v10("TASK_STATE_UNSPECIFIED"), None);
         assert_eq!(TaskState::from_v03("unknown"), None);
-        let terminal: Vec<_> = TaskState::ALL
-            .into_iter()
-            .filter(|s| s.is_terminal())
-            .collect();
+        let terminal: Vec<_> = TaskState::ALL.into_iter().filter(|s| s.is_terminal()).collect();
         assert_eq!(terminal.len(), 4);
     }
 }

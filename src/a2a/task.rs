@@ -23,14 +23,8 @@ fn take_string(obj: &mut Map<String, Value>, key: &str) -> Result<Option<String>
     }
 }
 
-fn required_string(
-    obj: &mut Map<String, Value>,
-    key: &str,
-    what: &str,
-) -> Result<String, WireError> {
-    take_string(obj, key)?
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| err(format!("{what}.{key} is required")))
+fn required_string(obj: &mut Map<String, Value>, key: &str, what: &str) -> Result<String, WireError> {
+    take_string(obj, key)?.filter(|s| !s.is_empty()).ok_or_else(|| err(format!("{what}.{key} is required")))
 }
 
 fn take_array(obj: &mut Map<String, Value>, key: &str) -> Result<Vec<Value>, WireError> {
@@ -51,26 +45,17 @@ fn take_object(value: Value, what: &str) -> Result<Map<String, Value>, WireError
 fn status_from_wire(value: Value) -> Result<TaskStatus, WireError> {
     let mut s = take_object(value, "status")?;
     let name = required_string(&mut s, "state", "status")?;
-    let state =
-        TaskState::from_v10(&name).ok_or_else(|| err(format!("unknown task state {name:?}")))?;
+    let state = TaskState::from_v10(&name).ok_or_else(|| err(format!("unknown task state {name:?}")))?;
     let message = s.remove("message").filter(|m| !m.is_null()).map(Json);
     let timestamp = take_string(&mut s, "timestamp")?;
-    Ok(TaskStatus {
-        state,
-        message,
-        timestamp,
-    })
+    Ok(TaskStatus { state, message, timestamp })
 }
 
 fn artifact_from_wire(value: Value) -> Result<Artifact, WireError> {
     let mut a = take_object(value, "artifact")?;
     let artifact_id = required_string(&mut a, "artifactId", "artifact")?;
     let parts = take_array(&mut a, "parts")?.into_iter().map(Json).collect();
-    Ok(Artifact {
-        artifact_id,
-        parts,
-        rest: Json(Value::Object(a)),
-    })
+    Ok(Artifact { artifact_id, parts, rest: Json(Value::Object(a)) })
 }
 
 /// A 1.0 `Task` from an agent, as the gateway stores it.
@@ -78,27 +63,11 @@ pub fn task_from_wire(value: Value) -> Result<Task, WireError> {
     let mut t = take_object(value, "task")?;
     let id = required_string(&mut t, "id", "task")?;
     let context_id = take_string(&mut t, "contextId")?.unwrap_or_default();
-    let status = status_from_wire(
-        t.remove("status")
-            .ok_or_else(|| err("task.status is required"))?,
-    )?;
-    let artifacts = take_array(&mut t, "artifacts")?
-        .into_iter()
-        .map(artifact_from_wire)
-        .collect::<Result<_, _>>()?;
-    let history = take_array(&mut t, "history")?
-        .into_iter()
-        .map(Json)
-        .collect();
+    let status = status_from_wire(t.remove("status").ok_or_else(|| err("task.status is required"))?)?;
+    let artifacts = take_array(&mut t, "artifacts")?.into_iter().map(artifact_from_wire).collect::<Result<_, _>>()?;
+    let history = take_array(&mut t, "history")?.into_iter().map(Json).collect();
     let metadata = t.remove("metadata").filter(|m| !m.is_null()).map(Json);
-    Ok(Task {
-        id,
-        context_id,
-        status,
-        artifacts,
-        history,
-        metadata,
-    })
+    Ok(Task { id, context_id, status, artifacts, history, metadata })
 }
 
 /// What a client asked to see of a task.
@@ -110,10 +79,7 @@ pub struct TaskView {
 }
 
 impl TaskView {
-    pub const FULL: TaskView = TaskView {
-        history_length: None,
-        include_artifacts: true,
-    };
+    pub const FULL: TaskView = TaskView { history_length: None, include_artifacts: true };
 }
 
 pub fn status_to_wire(status: &TaskStatus) -> Value {
@@ -134,10 +100,7 @@ pub fn artifact_to_wire(artifact: &Artifact) -> Value {
         _ => Map::new(),
     };
     a.insert("artifactId".into(), json!(artifact.artifact_id));
-    a.insert(
-        "parts".into(),
-        Value::Array(artifact.parts.iter().map(|p| p.0.clone()).collect()),
-    );
+    a.insert("parts".into(), Value::Array(artifact.parts.iter().map(|p| p.0.clone()).collect()));
     Value::Object(a)
 }
 
@@ -148,21 +111,12 @@ pub fn task_to_wire(task: &Task, view: TaskView) -> Value {
     t.insert("contextId".into(), json!(task.context_id));
     t.insert("status".into(), status_to_wire(&task.status));
     if view.include_artifacts && !task.artifacts.is_empty() {
-        t.insert(
-            "artifacts".into(),
-            task.artifacts.iter().map(artifact_to_wire).collect(),
-        );
+        t.insert("artifacts".into(), task.artifacts.iter().map(artifact_to_wire).collect());
     }
-    let keep = view
-        .history_length
-        .unwrap_or(usize::MAX)
-        .min(task.history.len());
+    let keep = view.history_length.unwrap_or(usize::MAX).min(task.history.len());
     if keep > 0 {
         let skip = task.history.len() - keep;
-        t.insert(
-            "history".into(),
-            task.history[skip..].iter().map(|m| m.0.clone()).collect(),
-        );
+        t.insert("history".into(), task.history[skip..].iter().map(|m| m.0.clone()).collect());
     }
     if let Some(m) = &task.metadata {
         t.insert("metadata".into(), m.0.clone());
@@ -175,17 +129,9 @@ pub fn status_update_from_wire(value: Value) -> Result<StatusUpdate, WireError> 
     let mut e = take_object(value, "statusUpdate")?;
     let task_id = required_string(&mut e, "taskId", "statusUpdate")?;
     let context_id = take_string(&mut e, "contextId")?.unwrap_or_default();
-    let status = status_from_wire(
-        e.remove("status")
-            .ok_or_else(|| err("statusUpdate.status is required"))?,
-    )?;
+    let status = status_from_wire(e.remove("status").ok_or_else(|| err("statusUpdate.status is required"))?)?;
     let metadata = e.remove("metadata").filter(|m| !m.is_null()).map(Json);
-    Ok(StatusUpdate {
-        task_id,
-        context_id,
-        status,
-        metadata,
-    })
+    Ok(StatusUpdate { task_id, context_id, status, metadata })
 }
 
 /// A 1.0 `TaskArtifactUpdateEvent` from an agent.
@@ -193,26 +139,15 @@ pub fn artifact_update_from_wire(value: Value) -> Result<ArtifactUpdate, WireErr
     let mut e = take_object(value, "artifactUpdate")?;
     let task_id = required_string(&mut e, "taskId", "artifactUpdate")?;
     let context_id = take_string(&mut e, "contextId")?.unwrap_or_default();
-    let artifact = artifact_from_wire(
-        e.remove("artifact")
-            .ok_or_else(|| err("artifactUpdate.artifact is required"))?,
-    )?;
+    let artifact = artifact_from_wire(e.remove("artifact").ok_or_else(|| err("artifactUpdate.artifact is required"))?)?;
     let flag = |e: &Map<String, Value>, k: &str| e.get(k).and_then(Value::as_bool).unwrap_or(false);
-    Ok(ArtifactUpdate {
-        append: flag(&e, "append"),
-        last_chunk: flag(&e, "lastChunk"),
-        task_id,
-        context_id,
-        artifact,
-    })
+    Ok(ArtifactUpdate { append: flag(&e, "append"), last_chunk: flag(&e, "lastChunk"), task_id, context_id, artifact })
 }
 
 /// Checks a client's 1.0 `Message`: an object with a messageId, a role and at least one part,
 /// each part carrying exactly one of text, raw, url or data.
 pub fn validate_message(message: &Value) -> Result<(), WireError> {
-    let m = message
-        .as_object()
-        .ok_or_else(|| err("message must be an object"))?;
+    let m = message.as_object().ok_or_else(|| err("message must be an object"))?;
     match m.get("messageId") {
         Some(Value::String(s)) if !s.is_empty() => {}
         _ => return Err(err("message.messageId is required")),
@@ -226,25 +161,15 @@ pub fn validate_message(message: &Value) -> Result<(), WireError> {
             return Err(err(format!("message.{key} must be a string")));
         }
     }
-    let parts = m
-        .get("parts")
-        .and_then(Value::as_array)
-        .ok_or_else(|| err("message.parts must be an array"))?;
+    let parts = m.get("parts").and_then(Value::as_array).ok_or_else(|| err("message.parts must be an array"))?;
     if parts.is_empty() {
         return Err(err("message.parts must not be empty"));
     }
     for (i, part) in parts.iter().enumerate() {
-        let p = part
-            .as_object()
-            .ok_or_else(|| err(format!("message.parts[{i}] must be an object")))?;
-        let members = ["text", "raw", "url", "data"]
-            .iter()
-            .filter(|k| p.contains_key(**k))
-            .count();
+        let p = part.as_object().ok_or_else(|| err(format!("message.parts[{i}] must be an object")))?;
+        let members = ["text", "raw", "url", "data"].iter().filter(|k| p.contains_key(**k)).count();
         if members != 1 {
-            return Err(err(format!(
-                "message.parts[{i}] needs exactly one of text, raw, url, data"
-            )));
+            return Err(err(format!("message.parts[{i}] needs exactly one of text, raw, url, data")));
         }
         for key in ["text", "raw", "url"] {
             if p.get(key).is_some_and(|v| !v.is_string()) {
@@ -282,29 +207,11 @@ mod tests {
     #[test]
     fn views_trim_history_and_artifacts() {
         let task = task_from_wire(wire()).unwrap();
-        let none = task_to_wire(
-            &task,
-            TaskView {
-                history_length: Some(0),
-                include_artifacts: false,
-            },
-        );
+        let none = task_to_wire(&task, TaskView { history_length: Some(0), include_artifacts: false });
         assert!(none.get("history").is_none() && none.get("artifacts").is_none());
-        let last = task_to_wire(
-            &task,
-            TaskView {
-                history_length: Some(1),
-                include_artifacts: true,
-            },
-        );
+        let last = task_to_wire(&task, TaskView { history_length: Some(1), include_artifacts: true });
         assert_eq!(last["history"], json!([wire()["history"][1]]));
-        let more = task_to_wire(
-            &task,
-            TaskView {
-                history_length: Some(10),
-                include_artifacts: true,
-            },
-        );
+        let more = task_to_wire(&task, TaskView { history_length: Some(10), include_artifacts: true });
         assert_eq!(more["history"].as_array().unwrap().len(), 2);
     }
 
@@ -352,8 +259,6 @@ mod tests {
             "artifact": {"artifactId": "a", "parts": [{"text": "x"}]}}))
         .unwrap();
         assert!(a.append && !a.last_chunk);
-        assert!(
-            artifact_update_from_wire(json!({"taskId": "t", "artifact": {"parts": []}})).is_err()
-        );
+        assert!(artifact_update_from_wire(json!({"taskId": "t", "artifact": {"parts": []}})).is_err());
     }
 }

@@ -35,19 +35,13 @@ pub fn part_to_v10(part: Value) -> Result<Value, WireError> {
     let kind = p.remove("kind");
     let kind = kind.as_ref().and_then(Value::as_str).unwrap_or_else(|| {
         // Be liberal with a 0.3 sender that omitted `kind`: infer it from the member.
-        ["text", "file", "data"]
-            .into_iter()
-            .find(|k| p.contains_key(*k))
-            .unwrap_or("")
+        ["text", "file", "data"].into_iter().find(|k| p.contains_key(*k)).unwrap_or("")
     });
     let mut out = Map::new();
     match kind {
         "text" => {
             let text = p.remove("text").filter(Value::is_string);
-            out.insert(
-                "text".into(),
-                text.ok_or_else(|| err("text part needs a string text"))?,
-            );
+            out.insert("text".into(), text.ok_or_else(|| err("text part needs a string text"))?);
         }
         "file" => {
             let mut file = object(p.remove("file").unwrap_or(Value::Null), "file part's file")?;
@@ -64,9 +58,7 @@ pub fn part_to_v10(part: Value) -> Result<Value, WireError> {
             }
         }
         "data" => {
-            let data = p
-                .remove("data")
-                .ok_or_else(|| err("data part needs data"))?;
+            let data = p.remove("data").ok_or_else(|| err("data part needs data"))?;
             out.insert("data".into(), data);
         }
         other => return Err(err(format!("unknown part kind {other:?}"))),
@@ -89,11 +81,7 @@ pub fn part_from_v10(part: Value) -> Value {
         out.insert("text".into(), text);
     } else if let Some(data) = p.remove("data") {
         // 0.3 data parts carry an object; other JSON values are wrapped under "value".
-        let data = if data.is_object() {
-            data
-        } else {
-            json!({ "value": data })
-        };
+        let data = if data.is_object() { data } else { json!({ "value": data }) };
         out.insert("kind".into(), json!("data"));
         out.insert("data".into(), data);
     } else {
@@ -118,10 +106,7 @@ pub fn part_from_v10(part: Value) -> Value {
     Value::Object(out)
 }
 
-fn map_parts(
-    obj: &mut Map<String, Value>,
-    f: impl Fn(Value) -> Result<Value, WireError>,
-) -> Result<(), WireError> {
+fn map_parts(obj: &mut Map<String, Value>, f: impl Fn(Value) -> Result<Value, WireError>) -> Result<(), WireError> {
     if let Some(parts) = obj.get_mut("parts") {
         let Value::Array(items) = parts.take() else {
             return Err(err("parts must be an array"));
@@ -167,11 +152,8 @@ pub fn message_from_v10(message: Value) -> Value {
 // ---------------------------------------------------------------- tasks
 
 fn status_to_v10(status: &mut Value) -> Result<(), WireError> {
-    let state = status["state"]
-        .as_str()
-        .ok_or_else(|| err("status.state is required"))?;
-    let state =
-        TaskState::from_v03(state).ok_or_else(|| err(format!("unknown task state {state:?}")))?;
+    let state = status["state"].as_str().ok_or_else(|| err("status.state is required"))?;
+    let state = TaskState::from_v03(state).ok_or_else(|| err(format!("unknown task state {state:?}")))?;
     status["state"] = json!(state.v10_name());
     if let Some(msg) = status.get_mut("message").filter(|m| !m.is_null()) {
         *msg = message_to_v10(msg.take())?;
@@ -209,9 +191,7 @@ fn map_array(
 ) -> Result<(), WireError> {
     if let Some(v) = obj.get_mut(key) {
         match v.take() {
-            Value::Array(items) => {
-                *v = Value::Array(items.into_iter().map(f).collect::<Result<_, _>>()?)
-            }
+            Value::Array(items) => *v = Value::Array(items.into_iter().map(f).collect::<Result<_, _>>()?),
             Value::Null => {}
             _ => return Err(err(format!("{key} must be an array"))),
         }
@@ -222,10 +202,7 @@ fn map_array(
 pub fn task_to_v10(task: Value) -> Result<Value, WireError> {
     let mut t = object(task, "task")?;
     t.remove("kind");
-    status_to_v10(
-        t.get_mut("status")
-            .ok_or_else(|| err("task.status is required"))?,
-    )?;
+    status_to_v10(t.get_mut("status").ok_or_else(|| err("task.status is required"))?)?;
     map_array(&mut t, "artifacts", artifact_to_v10)?;
     map_array(&mut t, "history", message_to_v10)?;
     Ok(Value::Object(t))
@@ -256,18 +233,13 @@ pub fn result_to_v10(result: Value) -> Result<Value, WireError> {
             let mut e = object(result, "status-update")?;
             e.remove("kind");
             e.remove("final");
-            status_to_v10(
-                e.get_mut("status")
-                    .ok_or_else(|| err("status-update needs status"))?,
-            )?;
+            status_to_v10(e.get_mut("status").ok_or_else(|| err("status-update needs status"))?)?;
             Ok(json!({ "statusUpdate": e }))
         }
         "artifact-update" => {
             let mut e = object(result, "artifact-update")?;
             e.remove("kind");
-            let artifact = e
-                .remove("artifact")
-                .ok_or_else(|| err("artifact-update needs artifact"))?;
+            let artifact = e.remove("artifact").ok_or_else(|| err("artifact-update needs artifact"))?;
             e.insert("artifact".into(), artifact_to_v10(artifact)?);
             Ok(json!({ "artifactUpdate": e }))
         }
@@ -288,10 +260,7 @@ pub fn result_from_v10(result: Value) -> Value {
         return message_from_v10(message);
     }
     if let Some(Value::Object(mut e)) = r.remove("statusUpdate") {
-        let state = e
-            .get("status")
-            .and_then(|s| s["state"].as_str())
-            .and_then(TaskState::from_v10);
+        let state = e.get("status").and_then(|s| s["state"].as_str()).and_then(TaskState::from_v10);
         let last = state.is_some_and(|s| s.is_terminal() || s.is_interrupted());
         if let Some(status) = e.get_mut("status") {
             status_from_v10(status);
@@ -345,10 +314,7 @@ pub fn send_params_from_v10(params: Value) -> Value {
         p.insert("message".into(), message_from_v10(m));
     }
     if let Some(Value::Object(mut c)) = p.remove("configuration") {
-        let immediate = c
-            .remove("returnImmediately")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        let immediate = c.remove("returnImmediately").and_then(|v| v.as_bool()).unwrap_or(false);
         c.insert("blocking".into(), json!(!immediate));
         if let Some(push) = c.remove("taskPushNotificationConfig") {
             c.insert("pushNotificationConfig".into(), push);
@@ -408,9 +374,11 @@ mod tests {
         assert_eq!(result_to_v10(v03_status.clone()).unwrap(), v10_status);
         assert_eq!(result_from_v10(v10_status), v03_status);
 
-        let working = json!({"statusUpdate": {"taskId": "t", "contextId": "c", "status": {"state": "TASK_STATE_WORKING"}}});
+        let working =
+            json!({"statusUpdate": {"taskId": "t", "contextId": "c", "status": {"state": "TASK_STATE_WORKING"}}});
         assert_eq!(result_from_v10(working)["final"], json!(false));
-        let asking = json!({"statusUpdate": {"taskId": "t", "contextId": "c", "status": {"state": "TASK_STATE_AUTH_REQUIRED"}}});
+        let asking =
+            json!({"statusUpdate": {"taskId": "t", "contextId": "c", "status": {"state": "TASK_STATE_AUTH_REQUIRED"}}});
         assert_eq!(result_from_v10(asking)["final"], json!(true));
 
         let v03_art = json!({"kind": "artifact-update", "taskId": "t", "contextId": "c", "append": true, "lastChunk": true,
@@ -420,9 +388,9 @@ mod tests {
         assert_eq!(result_to_v10(v03_art.clone()).unwrap(), v10_art);
         assert_eq!(result_from_v10(v10_art), v03_art);
 
-        let v03_msg = json!({"kind": "message", "messageId": "m", "role": "agent", "parts": [{"kind": "text", "text": "yo"}]});
-        let v10_msg =
-            json!({"message": {"messageId": "m", "role": "ROLE_AGENT", "parts": [{"text": "yo"}]}});
+        let v03_msg =
+            json!({"kind": "message", "messageId": "m", "role": "agent", "parts": [{"kind": "text", "text": "yo"}]});
+        let v10_msg = json!({"message": {"messageId": "m", "role": "ROLE_AGENT", "parts": [{"text": "yo"}]}});
         assert_eq!(result_to_v10(v03_msg.clone()).unwrap(), v10_msg);
         assert_eq!(result_from_v10(v10_msg), v03_msg);
     }
@@ -443,15 +411,9 @@ mod tests {
     fn malformed_03_is_refused() {
         assert!(message_to_v10(json!({"role": "robot", "parts": []})).is_err());
         assert!(message_to_v10(json!({"role": "user", "parts": [{"kind": "video"}]})).is_err());
-        assert!(
-            message_to_v10(json!({"role": "user", "parts": [{"kind": "file", "file": {}}]}))
-                .is_err()
-        );
+        assert!(message_to_v10(json!({"role": "user", "parts": [{"kind": "file", "file": {}}]})).is_err());
         assert!(message_to_v10(json!({"role": "user", "parts": "nope"})).is_err());
-        assert!(
-            task_to_v10(json!({"kind": "task", "id": "t", "status": {"state": "sleeping"}}))
-                .is_err()
-        );
+        assert!(task_to_v10(json!({"kind": "task", "id": "t", "status": {"state": "sleeping"}})).is_err());
         assert!(result_to_v10(json!({"kind": "weird"})).is_err());
         assert!(send_params_to_v10(json!({"configuration": {"blocking": "yes"}})).is_err());
         assert!(send_params_to_v10(json!([1])).is_err());

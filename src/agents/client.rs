@@ -10,10 +10,11 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 
+use super::stream::UpstreamStream;
 use crate::a2a::ProtocolVersion;
 use crate::a2a::task::task_from_wire;
 use crate::a2a::v03;
-use crate::config::AgentsConfig;
+use crate::config::{AgentsConfig, StreamsConfig};
 use crate::jsonrpc::RpcError;
 use crate::state::{AgentRecord, Task, Upstream};
 
@@ -27,6 +28,8 @@ pub enum UpstreamMethod {
     SendMessage,
     GetTask,
     CancelTask,
+    SendStreamingMessage,
+    SubscribeToTask,
 }
 
 impl UpstreamMethod {
@@ -38,6 +41,10 @@ impl UpstreamMethod {
             (Self::GetTask, ProtocolVersion::V03) => "tasks/get",
             (Self::CancelTask, ProtocolVersion::V10) => "CancelTask",
             (Self::CancelTask, ProtocolVersion::V03) => "tasks/cancel",
+            (Self::SendStreamingMessage, ProtocolVersion::V10) => "SendStreamingMessage",
+            (Self::SendStreamingMessage, ProtocolVersion::V03) => "message/stream",
+            (Self::SubscribeToTask, ProtocolVersion::V10) => "SubscribeToTask",
+            (Self::SubscribeToTask, ProtocolVersion::V03) => "tasks/resubscribe",
         }
     }
 }
@@ -86,11 +93,85 @@ impl AgentClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("superx/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(AgentClient {
-            http,
-            limits: limits.clone(),
-            next_id: AtomicU64::new(1),
-        })
+        Ok(AgentClient { http, limits: limits.clone(), next_id: AtomicU64::new(1) })
+    }
+
+    /// A JSON-RPC POST to the agent: its version's method name and params, `A2A-Version`,
+    /// the bearer and the client's extensions.
+    fn request(
+        &self,
+        target: &CallTarget<'_>,
+        method: UpstreamMethod,
+        params: Value,
+        id: u64,
+    ) -> reqwest::RequestBuilder {
+        let version = target.upstream.version;
+        let params = match (method, version) {
+            (UpstreamMethod::SendMessage | UpstreamMethod::SendStreamingMessage, ProtocolVersion::V03) => {
+                v03::send_params_from_v10(params)
+            }
+            _ => params,
+        };
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method.name(version), "params": params});
+        let mut request = self
+            .http
+            .post(&target.upstream.url)
+            .header(CONTENT_TYPE, "application/json")
+            .header(A2A_VERSION, version.header_value())
+            .body(serde_json::to_vec(&body).expect("JSON values serialize"));
+        if let Some(bearer) = target.bearer {
+            request = request.bearer_auth(bearer);
+        }
+        if let Some(ext) = target.extensions {
+            let name = if version == ProtocolVersion::V03 { X_A2A_EXTENSIONS } else { A2A_EXTENSIONS };
+            request = request.header(name, ext.clone());
+        }
+        request
+    }
+
+    /// Opens a stream (SendStreamingMessage or SubscribeToTask) on an agent. Errors the agent
+    /// answers before streaming (a JSON-RPC error instead of `text/event-stream`) come back as
+    /// `Err`, like a unary call's.
+    pub async fn open_stream(
+        &self,
+        target: &CallTarget<'_>,
+        method: UpstreamMethod,
+        params: Value,
+        limits: &StreamsConfig,
+    ) -> Result<UpstreamStream, RpcError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = self.request(target, method, params, id).header(reqwest::header::ACCEPT, "text/event-stream");
+        let open = Duration::from_millis(limits.upstream_open_timeout_ms);
+        let response = match tokio::time::timeout(open, request.send()).await {
+            Err(_) => {
+                return Err(RpcError::AgentUnavailable(format!(
+                    "agent {} did not open its stream within {} ms",
+                    target.agent_id, limits.upstream_open_timeout_ms
+                )));
+            }
+            Ok(r) => r.map_err(|e| transport_error(target, e))?,
+        };
+        let status = response.status();
+        if !status.is_success() {
+            return Err(RpcError::AgentUnavailable(format!(
+                "agent {} answered HTTP {}",
+                target.agent_id,
+                status.as_u16()
+            )));
+        }
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        if !is_sse {
+            let bytes = read_limited(response, self.limits.response_bytes_max)
+                .await
+                .map_err(|_| invalid(target, "stream request answered without a stream".into()))?;
+            parse_reply(target, &bytes, id)?;
+            return Err(invalid(target, "stream request answered without a stream".into()));
+        }
+        Ok(UpstreamStream::new(target.agent_id, target.upstream.version, response, limits))
     }
 
     /// Calls one method on an agent. `params` are 1.0-shaped; the reply is 1.0-shaped.
@@ -102,36 +183,12 @@ impl AgentClient {
     ) -> Result<UpstreamReply, RpcError> {
         let version = target.upstream.version;
         let params = match (method, version) {
-            (UpstreamMethod::SendMessage, ProtocolVersion::V03) => {
-                v03::send_params_from_v10(params)
-            }
+            (UpstreamMethod::SendMessage, ProtocolVersion::V03) => v03::send_params_from_v10(params),
             _ => params,
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body =
-            json!({"jsonrpc": "2.0", "id": id, "method": method.name(version), "params": params});
-        let mut request = self
-            .http
-            .post(&target.upstream.url)
-            .timeout(target.timeout)
-            .header(CONTENT_TYPE, "application/json")
-            .header(A2A_VERSION, version.header_value())
-            .body(serde_json::to_vec(&body).expect("JSON values serialize"));
-        if let Some(bearer) = target.bearer {
-            request = request.bearer_auth(bearer);
-        }
-        if let Some(ext) = target.extensions {
-            let name = if version == ProtocolVersion::V03 {
-                X_A2A_EXTENSIONS
-            } else {
-                A2A_EXTENSIONS
-            };
-            request = request.header(name, ext.clone());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(target, e))?;
+        let request = self.request(target, method, params, id).timeout(target.timeout);
+        let response = request.send().await.map_err(|e| transport_error(target, e))?;
         let status = response.status();
         if !status.is_success() {
             return Err(RpcError::AgentUnavailable(format!(
@@ -140,20 +197,14 @@ impl AgentClient {
                 status.as_u16()
             )));
         }
-        let extensions = response
-            .headers()
-            .get(A2A_EXTENSIONS)
-            .or_else(|| response.headers().get(X_A2A_EXTENSIONS))
-            .cloned();
-        let bytes = read_limited(response, self.limits.response_bytes_max)
-            .await
-            .map_err(|e| match e {
-                ReadError::TooLarge => invalid(
-                    target,
-                    format!("response exceeds {} bytes", self.limits.response_bytes_max),
-                ),
-                ReadError::Transport(e) => transport_error(target, e),
-            })?;
+        let extensions =
+            response.headers().get(A2A_EXTENSIONS).or_else(|| response.headers().get(X_A2A_EXTENSIONS)).cloned();
+        let bytes = read_limited(response, self.limits.response_bytes_max).await.map_err(|e| match e {
+            ReadError::TooLarge => {
+                invalid(target, format!("response exceeds {} bytes", self.limits.response_bytes_max))
+            }
+            ReadError::Transport(e) => transport_error(target, e),
+        })?;
         let result = parse_reply(target, &bytes, id)?;
         let answer = to_answer(method, version, result).map_err(|e| invalid(target, e.0))?;
         Ok(UpstreamReply { answer, extensions })
@@ -166,10 +217,7 @@ impl AgentClient {
         let mut last_error = String::new();
         for path in ["/.well-known/agent-card.json", "/.well-known/agent.json"] {
             let url = format!("{base}{path}");
-            let mut request = self
-                .http
-                .get(&url)
-                .timeout(Duration::from_millis(self.limits.card_timeout_ms));
+            let mut request = self.http.get(&url).timeout(Duration::from_millis(self.limits.card_timeout_ms));
             if let Some(bearer) = &agent.bearer {
                 request = request.bearer_auth(bearer);
             }
@@ -185,21 +233,14 @@ impl AgentClient {
             if !status.is_success() {
                 return Err(format!("{url} answered HTTP {}", status.as_u16()));
             }
-            let bytes = read_limited(response, self.limits.card_bytes_max)
-                .await
-                .map_err(|e| match e {
-                    ReadError::TooLarge => {
-                        format!("{url}: card exceeds {} bytes", self.limits.card_bytes_max)
-                    }
-                    ReadError::Transport(e) => format!("reading {url}: {}", describe(&e)),
-                })?;
-            let card: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{url}: card is not JSON: {e}"))?;
-            if card
-                .get("name")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
+            let bytes = read_limited(response, self.limits.card_bytes_max).await.map_err(|e| match e {
+                ReadError::TooLarge => {
+                    format!("{url}: card exceeds {} bytes", self.limits.card_bytes_max)
+                }
+                ReadError::Transport(e) => format!("reading {url}: {}", describe(&e)),
+            })?;
+            let card: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{url}: card is not JSON: {e}"))?;
+            if card.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
                 return Err(format!("{url}: card is not an object with a name"));
             }
             return Ok((card, url));
@@ -208,7 +249,7 @@ impl AgentClient {
     }
 }
 
-fn invalid(target: &CallTarget<'_>, detail: String) -> RpcError {
+pub(super) fn invalid(target: &CallTarget<'_>, detail: String) -> RpcError {
     RpcError::InvalidAgentResponse(format!("agent {}: {detail}", target.agent_id))
 }
 
@@ -225,10 +266,7 @@ fn describe(e: &reqwest::Error) -> &'static str {
 fn transport_error(target: &CallTarget<'_>, e: reqwest::Error) -> RpcError {
     let id = target.agent_id;
     if e.is_timeout() {
-        RpcError::AgentUnavailable(format!(
-            "agent {id} did not answer within {} ms",
-            target.timeout.as_millis()
-        ))
+        RpcError::AgentUnavailable(format!("agent {id} did not answer within {} ms", target.timeout.as_millis()))
     } else if e.is_connect() {
         RpcError::AgentUnavailable(format!("agent {id} is unreachable"))
     } else {
@@ -245,8 +283,7 @@ async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Vec
     if response.content_length().is_some_and(|n| n > max as u64) {
         return Err(ReadError::TooLarge);
     }
-    let mut body =
-        Vec::with_capacity(response.content_length().unwrap_or(1024).min(max as u64) as usize);
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(1024).min(max as u64) as usize);
     while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
         if body.len() + chunk.len() > max {
             return Err(ReadError::TooLarge);
@@ -257,62 +294,42 @@ async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Vec
 }
 
 /// Reads a JSON-RPC response: its result, or the agent's error as an `RpcError`.
-fn parse_reply(target: &CallTarget<'_>, bytes: &[u8], id: u64) -> Result<Value, RpcError> {
+pub(super) fn parse_reply(target: &CallTarget<'_>, bytes: &[u8], id: u64) -> Result<Value, RpcError> {
     let mut reply: serde_json::Map<String, Value> = match serde_json::from_slice(bytes) {
         Ok(Value::Object(m)) => m,
         Ok(_) => return Err(invalid(target, "response is not a JSON-RPC object".into())),
         Err(e) => return Err(invalid(target, format!("response is not JSON: {e}"))),
     };
     if reply.get("id").and_then(Value::as_u64) != Some(id) && !reply.contains_key("error") {
-        return Err(invalid(
-            target,
-            "response id does not match the request".into(),
-        ));
+        return Err(invalid(target, "response id does not match the request".into()));
     }
     if let Some(error) = reply.remove("error") {
-        return Err(upstream_error(target, error));
+        return Err(upstream_error(target.agent_id, error));
     }
-    reply
-        .remove("result")
-        .ok_or_else(|| invalid(target, "response has neither result nor error".into()))
+    reply.remove("result").ok_or_else(|| invalid(target, "response has neither result nor error".into()))
 }
 
 /// An agent's JSON-RPC error. A2A and application codes pass through; codes that describe the
 /// gateway's own request to the agent become a clear -32603.
-fn upstream_error(target: &CallTarget<'_>, error: Value) -> RpcError {
+pub(super) fn upstream_error(agent_id: &str, error: Value) -> RpcError {
     let code = error.get("code").and_then(Value::as_i64);
-    let message = error
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("agent error")
-        .to_owned();
+    let message = error.get("message").and_then(Value::as_str).unwrap_or("agent error").to_owned();
     match code {
-        None => invalid(target, "error without a code".into()),
-        Some(c @ (-32700 | -32600 | -32601 | -32009)) => RpcError::AgentUnavailable(format!(
-            "agent {} refused the gateway's request ({c}): {message}",
-            target.agent_id
-        )),
-        Some(code) => RpcError::Upstream {
-            code,
-            message,
-            data: error.get("data").cloned(),
-        },
+        None => RpcError::InvalidAgentResponse(format!("agent {agent_id}: error without a code")),
+        Some(c @ (-32700 | -32600 | -32601 | -32009)) => {
+            RpcError::AgentUnavailable(format!("agent {agent_id} refused the gateway's request ({c}): {message}"))
+        }
+        Some(code) => RpcError::Upstream { code, message, data: error.get("data").cloned() },
     }
 }
 
 /// Checks a result against what the method returns, in the 1.0 model: SendMessage a task or
 /// a message, GetTask and CancelTask a task.
-fn to_answer(
-    method: UpstreamMethod,
-    version: ProtocolVersion,
-    result: Value,
-) -> Result<Answer, v03::WireError> {
+fn to_answer(method: UpstreamMethod, version: ProtocolVersion, result: Value) -> Result<Answer, v03::WireError> {
     let result = match (method, version) {
         (_, ProtocolVersion::V10) => result,
         (UpstreamMethod::SendMessage, ProtocolVersion::V03) => v03::result_to_v10(result)?,
-        (UpstreamMethod::GetTask | UpstreamMethod::CancelTask, ProtocolVersion::V03) => {
-            v03::task_to_v10(result)?
-        }
+        (_, ProtocolVersion::V03) => v03::task_to_v10(result)?,
     };
     if method != UpstreamMethod::SendMessage {
         return task_from_wire(result).map(Answer::Task);
@@ -323,8 +340,6 @@ fn to_answer(
     match (wrapped.remove("task"), wrapped.remove("message")) {
         (Some(task), None) => task_from_wire(task).map(Answer::Task),
         (None, Some(message @ Value::Object(_))) => Ok(Answer::Message(message)),
-        _ => Err(v03::WireError(
-            "result is neither a task nor a message".into(),
-        )),
+        _ => Err(v03::WireError("result is neither a task nor a message".into())),
     }
 }

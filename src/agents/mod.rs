@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod spec;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use client::{AgentClient, Answer, CallTarget, UpstreamMethod};
+pub use stream::{StreamFault, StreamItem, UpstreamStream};
 
 /// Node-local call counters of one agent.
 #[derive(Default, Debug)]
@@ -21,6 +23,8 @@ pub struct AgentCounters {
     pub in_flight: AtomicU64,
     pub calls_total: AtomicU64,
     pub failures_total: AtomicU64,
+    /// Agent streams the gateway stopped following before the task ended (after reconnects).
+    pub streams_abandoned: AtomicU64,
     last: Mutex<LastOutcome>,
 }
 

@@ -61,45 +61,22 @@ impl AgentSpec {
     pub fn validate(&self) -> Result<(), String> {
         let id_ok = !self.id.is_empty()
             && self.id.len() <= 64
-            && self
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            && self.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if !id_ok {
-            return Err(format!(
-                "agent id {:?} must be 1-64 characters of A-Z a-z 0-9 . _ -",
-                self.id
-            ));
+            return Err(format!("agent id {:?} must be 1-64 characters of A-Z a-z 0-9 . _ -", self.id));
         }
         let url = self.url.as_str();
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/'))
-            || reqwest::Url::parse(url).is_err()
-        {
-            return Err(format!(
-                "agent {}: url {url:?} must be an http(s) URL",
-                self.id
-            ));
+        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) || reqwest::Url::parse(url).is_err() {
+            return Err(format!("agent {}: url {url:?} must be an http(s) URL", self.id));
         }
         if let Some(p) = self.protocol.as_deref().filter(|p| *p != "a2a") {
-            return Err(format!(
-                "agent {}: protocol {p:?} is not supported (only a2a)",
-                self.id
-            ));
+            return Err(format!("agent {}: protocol {p:?} is not supported (only a2a)", self.id));
         }
-        let zero = [
-            self.max_in_flight.map(u64::from),
-            self.failure_threshold.map(u64::from),
-            self.call_timeout_ms,
-        ]
-        .contains(&Some(0));
+        let zero = [self.max_in_flight.map(u64::from), self.failure_threshold.map(u64::from), self.call_timeout_ms]
+            .contains(&Some(0));
         if zero {
-            return Err(format!(
-                "agent {}: maxInFlight, failureThreshold and callTimeoutMs must be > 0",
-                self.id
-            ));
+            return Err(format!("agent {}: maxInFlight, failureThreshold and callTimeoutMs must be > 0", self.id));
         }
         Ok(())
     }
@@ -127,30 +104,17 @@ impl AgentSpec {
 /// Returns every problem found.
 pub fn load_agents_file(path: &Path) -> Result<Vec<AgentSpec>, Vec<String>> {
     let where_ = path.display();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| vec![format!("agents file {where_}: {e}")])?;
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| vec![format!("agents file {where_}: {e}")])?;
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("agents file {where_}: {e}")])?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| vec![format!("agents file {where_}: {e}")])?;
     let entries: Vec<(Option<String>, serde_yaml::Value)> = match doc.get("agents") {
         Some(serde_yaml::Value::Mapping(map)) => map
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str()
-                        .map(str::to_owned)
-                        .or_else(|| Some(format!("{k:?}"))),
-                    v.clone(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().map(str::to_owned).or_else(|| Some(format!("{k:?}"))), v.clone()))
             .collect(),
-        Some(serde_yaml::Value::Sequence(items)) => {
-            items.iter().map(|v| (None, v.clone())).collect()
-        }
+        Some(serde_yaml::Value::Sequence(items)) => items.iter().map(|v| (None, v.clone())).collect(),
         Some(serde_yaml::Value::Null) => vec![],
         _ => {
-            return Err(vec![format!(
-                "agents file {where_}: expected a top-level `agents:` map or list"
-            )]);
+            return Err(vec![format!("agents file {where_}: expected a top-level `agents:` map or list")]);
         }
     };
     let mut specs = Vec::new();
@@ -177,11 +141,7 @@ pub fn load_agents_file(path: &Path) -> Result<Vec<AgentSpec>, Vec<String>> {
             Err(e) => errors.push(format!("agents file {where_}: agent {label}: {e}")),
         }
     }
-    if errors.is_empty() {
-        Ok(specs)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(specs) } else { Err(errors) }
 }
 
 #[cfg(test)]
@@ -210,11 +170,10 @@ mod tests {
 
     #[test]
     fn list_form_with_knobs() {
-        let specs = load("agents:\n  - id: a\n    url: https://a.example/\n    cooldownMs: 5\n  - id: b\n    url: http://b/\n").unwrap();
-        assert_eq!(
-            specs.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
-            ["a", "b"]
-        );
+        let specs =
+            load("agents:\n  - id: a\n    url: https://a.example/\n    cooldownMs: 5\n  - id: b\n    url: http://b/\n")
+                .unwrap();
+        assert_eq!(specs.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(specs[0].cooldown_ms, Some(5));
     }
 

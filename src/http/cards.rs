@@ -11,9 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::a2a::card::{
-    AgentSkill, CardOptions, gateway_card as build_gateway_card, rewrite_agent_card,
-};
+use crate::a2a::card::{AgentSkill, CardOptions, gateway_card as build_gateway_card, rewrite_agent_card};
 use crate::gateway::Gateway;
 
 /// The base URL clients reach the gateway at: `server.public_url`, else the forwarded
@@ -48,33 +46,19 @@ pub fn public_base(gw: &Gateway, headers: &HeaderMap) -> String {
 
 /// A host[:port] with nothing that could smuggle a path or markup into a URL.
 fn is_valid_host(host: &str) -> bool {
-    host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+    host.len() <= 255 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
 fn options(gw: &Gateway) -> CardOptions {
-    CardOptions {
-        strict_v10: gw.config.cards.strict_v10,
-    }
+    CardOptions { strict_v10: gw.config.cards.strict_v10 }
 }
 
 fn not_found(what: &str) -> Response {
     let body = serde_json::json!({"error": what}).to_string();
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-pub async fn agent_card(
-    State(gw): State<Arc<Gateway>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn agent_card(State(gw): State<Arc<Gateway>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let cached = gw.replica.read(|t| t.agent(&id).map(|e| e.card.clone()));
     let card = match cached {
         None => return not_found("agent not found"),
@@ -82,20 +66,10 @@ pub async fn agent_card(
         Some(None) => {
             // No card yet (the agent was down at registration): try once more now.
             if let Err(e) = gw.refresh_card(&id).await {
-                let body =
-                    serde_json::json!({"error": "agent card unavailable", "detail": e.to_string()})
-                        .to_string();
-                return (
-                    StatusCode::BAD_GATEWAY,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-                    .into_response();
+                let body = serde_json::json!({"error": "agent card unavailable", "detail": e.to_string()}).to_string();
+                return (StatusCode::BAD_GATEWAY, [(header::CONTENT_TYPE, "application/json")], body).into_response();
             }
-            match gw
-                .replica
-                .read(|t| t.agent(&id).and_then(|e| e.card.clone()))
-            {
+            match gw.replica.read(|t| t.agent(&id).and_then(|e| e.card.clone())) {
                 Some(card) => card,
                 None => return not_found("agent not found"),
             }
@@ -131,40 +105,19 @@ fn serve_card(
 ) -> Response {
     let bytes = serde_json::to_vec(&card).expect("JSON values serialize");
     let digest = Sha256::digest(&bytes);
-    let etag = format!(
-        "\"{}\"",
-        digest
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let etag = format!("\"{}\"", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>());
     let cache_control = format!("public, max-age={}", gw.config.cards.max_age_secs);
     let mut response = if if_none_match(headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            bytes,
-        )
-            .into_response()
+        (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
     };
     let h = response.headers_mut();
-    h.insert(
-        header::ETAG,
-        HeaderValue::from_str(&etag).expect("hex etag is a valid header"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_str(&cache_control).expect("valid header"),
-    );
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex etag is a valid header"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_str(&cache_control).expect("valid header"));
     if let Some(modified) = modified {
         let text = httpdate::fmt_http_date(modified);
-        h.insert(
-            header::LAST_MODIFIED,
-            HeaderValue::from_str(&text).expect("http dates are valid headers"),
-        );
+        h.insert(header::LAST_MODIFIED, HeaderValue::from_str(&text).expect("http dates are valid headers"));
     }
     response
 }
@@ -175,11 +128,7 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .map(str::trim)
-                .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
-        })
+        .any(|v| v.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag))
 }
 
 #[cfg(test)]
@@ -189,10 +138,7 @@ mod tests {
     #[test]
     fn etag_matching() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::IF_NONE_MATCH,
-            HeaderValue::from_static("\"a\", W/\"abc\""),
-        );
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"a\", W/\"abc\""));
         assert!(if_none_match(&h, "\"abc\""));
         assert!(!if_none_match(&h, "\"abd\""));
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));

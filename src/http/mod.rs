@@ -7,6 +7,7 @@
 //! generic message.
 
 mod cards;
+mod sse;
 
 use std::sync::Arc;
 
@@ -22,21 +23,15 @@ use crate::a2a::ProtocolVersion;
 use crate::agents::client::{A2A_EXTENSIONS, A2A_VERSION, X_A2A_EXTENSIONS};
 use crate::gateway::Gateway;
 use crate::jsonrpc::{self, RpcError};
-use crate::rpc::{Call, Method, Scope};
+use crate::rpc::{Call, Method, Outcome, Scope};
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/rpc", post(rpc_gateway))
         .route("/agents/{id}", post(rpc_agent))
         .route("/agents/{id}/", post(rpc_agent))
-        .route(
-            "/agents/{id}/.well-known/agent-card.json",
-            get(cards::agent_card),
-        )
-        .route(
-            "/agents/{id}/.well-known/agent.json",
-            get(cards::agent_card),
-        )
+        .route("/agents/{id}/.well-known/agent-card.json", get(cards::agent_card))
+        .route("/agents/{id}/.well-known/agent.json", get(cards::agent_card))
         .route("/.well-known/agent-card.json", get(cards::gateway_card))
         .route("/.well-known/agent.json", get(cards::gateway_card))
         .route("/health", get(health))
@@ -45,12 +40,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
-async fn rpc_gateway(
-    State(gw): State<Arc<Gateway>>,
-    query: RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn rpc_gateway(State(gw): State<Arc<Gateway>>, query: RawQuery, headers: HeaderMap, body: Body) -> Response {
     handle_rpc(&gw, Scope::Gateway, query.0.as_deref(), &headers, body).await
 }
 
@@ -84,39 +74,23 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
     let Ok(value) = value.to_str() else {
         return false;
     };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-async fn handle_rpc(
-    gw: &Gateway,
-    scope: Scope,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Response {
+async fn handle_rpc(gw: &Arc<Gateway>, scope: Scope, query: Option<&str>, headers: &HeaderMap, body: Body) -> Response {
     let version = ProtocolVersion::from_header(requested_version(headers, query));
     // Until the method is known, errors are rendered in the requested version (0.3 when the
     // header is absent or unsupported).
     let header_version = *version.as_ref().unwrap_or(&ProtocolVersion::V03);
-    let fail = |id: &serde_json::Value, e: &RpcError, v| {
-        rpc_response(jsonrpc::failure_bytes(id, e, v), None)
-    };
+    let fail = |id: &serde_json::Value, e: &RpcError, v| rpc_response(jsonrpc::failure_bytes(id, e, v), None);
     let bytes = match read_body(body, gw.config.server.body_bytes_max).await {
         Ok(b) => b,
         Err(e) => return fail(&serde_json::Value::Null, &e, header_version),
     };
     if !is_json_content_type(headers) {
         let e = RpcError::ContentTypeNotSupported("Content-Type must be application/json".into());
-        let id = jsonrpc::parse_request(&bytes)
-            .map(|r| r.id)
-            .unwrap_or(serde_json::Value::Null);
+        let id = jsonrpc::parse_request(&bytes).map(|r| r.id).unwrap_or(serde_json::Value::Null);
         return fail(&id, &e, header_version);
     }
     let request = match jsonrpc::parse_request(&bytes) {
@@ -128,19 +102,14 @@ async fn handle_rpc(
     let version = match version {
         Ok(v) => v,
         Err(raw) => {
-            let e = RpcError::VersionNotSupported(format!(
-                "A2A version {raw:?} is not supported; use 1.0 or 0.3"
-            ));
+            let e = RpcError::VersionNotSupported(format!("A2A version {raw:?} is not supported; use 1.0 or 0.3"));
             return fail(&request.id, &e, render_version);
         }
     };
     let call = Call {
         version,
         scope,
-        extensions: headers
-            .get(A2A_EXTENSIONS)
-            .or_else(|| headers.get(X_A2A_EXTENSIONS))
-            .cloned(),
+        extensions: headers.get(A2A_EXTENSIONS).or_else(|| headers.get(X_A2A_EXTENSIONS)).cloned(),
         base_url: cards::public_base(gw, headers),
     };
     let method_name = request.method;
@@ -151,10 +120,11 @@ async fn handle_rpc(
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(reply) => rpc_response(
-            jsonrpc::success_bytes(&request.id, &reply.result),
-            reply.extensions,
-        ),
+        Ok(Outcome::Reply(reply)) => rpc_response(jsonrpc::success_bytes(&request.id, &reply.result), reply.extensions),
+        Ok(Outcome::Stream(stream)) => {
+            let keepalive = std::time::Duration::from_millis(gw.config.streams.keepalive_ms);
+            sse::response(stream, request.id, version, keepalive)
+        }
         Err(e) => {
             if let RpcError::Internal(detail) = &e {
                 tracing::error!(method = %method_name, %detail, "internal error");
@@ -168,30 +138,16 @@ async fn read_body(body: Body, max: usize) -> Result<Bytes, RpcError> {
     let limited = http_body_util::Limited::new(body, max);
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(RpcError::InvalidRequest(format!(
-                "request body exceeds {max} bytes"
-            )))
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(RpcError::InvalidRequest(format!("request body exceeds {max} bytes")))
         }
-        Err(_) => Err(RpcError::InvalidRequest(
-            "request body could not be read".into(),
-        )),
+        Err(_) => Err(RpcError::InvalidRequest("request body could not be read".into())),
     }
 }
 
 fn rpc_response(body: Vec<u8>, extensions: Option<HeaderValue>) -> Response {
-    let mut response = (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response();
+    let mut response =
+        (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
     if let Some(ext) = extensions {
         response.headers_mut().insert(A2A_EXTENSIONS, ext);
     }
@@ -199,65 +155,32 @@ fn rpc_response(body: Vec<u8>, extensions: Option<HeaderValue>) -> Response {
 }
 
 async fn health() -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"status":"ok"}"#,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
 }
 
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
     let status = gw.replica.status();
     let ready = gw.is_ready();
     let body = serde_json::json!({"ready": ready, "nodeId": status.node_id, "appliedIndex": status.applied_index});
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Prometheus text exposition of the node's counters.
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     use std::fmt::Write;
     use std::sync::atomic::Ordering;
-    let (tasks, evicted, applied, agents) = gw.replica.read(|t| {
-        (
-            t.task_count(),
-            t.tasks_evicted_total(),
-            t.applied_commands(),
-            t.agents().count(),
-        )
-    });
+    let (tasks, evicted, applied, agents) =
+        gw.replica.read(|t| (t.task_count(), t.tasks_evicted_total(), t.applied_commands(), t.agents().count()));
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# TYPE superx_tasks_in_memory gauge\nsuperx_tasks_in_memory {tasks}"
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE superx_tasks_evicted_total counter\nsuperx_tasks_evicted_total {evicted}"
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE superx_commands_applied_total counter\nsuperx_commands_applied_total {applied}"
-    );
+    let _ = writeln!(out, "# TYPE superx_tasks_in_memory gauge\nsuperx_tasks_in_memory {tasks}");
+    let _ = writeln!(out, "# TYPE superx_tasks_evicted_total counter\nsuperx_tasks_evicted_total {evicted}");
+    let _ = writeln!(out, "# TYPE superx_commands_applied_total counter\nsuperx_commands_applied_total {applied}");
     let _ = writeln!(out, "# TYPE superx_agents gauge\nsuperx_agents {agents}");
     let _ = writeln!(out, "# TYPE superx_agent_calls_total counter");
     let stats = gw.stats.snapshot();
     for (id, c) in &stats {
-        let _ = writeln!(
-            out,
-            "superx_agent_calls_total{{agent=\"{id}\"}} {}",
-            c.calls_total.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "superx_agent_calls_total{{agent=\"{id}\"}} {}", c.calls_total.load(Ordering::Relaxed));
     }
     let _ = writeln!(out, "# TYPE superx_agent_call_failures_total counter");
     for (id, c) in &stats {
@@ -269,16 +192,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     }
     let _ = writeln!(out, "# TYPE superx_agent_calls_in_flight gauge");
     for (id, c) in &stats {
-        let _ = writeln!(
-            out,
-            "superx_agent_calls_in_flight{{agent=\"{id}\"}} {}",
-            c.in_flight.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "superx_agent_calls_in_flight{{agent=\"{id}\"}} {}", c.in_flight.load(Ordering::Relaxed));
     }
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -32,13 +32,11 @@ impl UpsertParams {
     /// `{agent: {id, url, ...}}` (SuperX) or the agent itself as params.
     pub fn parse(params: Value) -> Result<Self, RpcError> {
         let agent = match params {
-            Value::Object(mut p) if p.contains_key("agent") => {
-                p.remove("agent").unwrap_or(Value::Null)
-            }
+            Value::Object(mut p) if p.contains_key("agent") => p.remove("agent").unwrap_or(Value::Null),
             other => other,
         };
-        let mut spec: AgentSpec = serde_json::from_value(agent)
-            .map_err(|e| RpcError::InvalidParams(format!("invalid agent: {e}")))?;
+        let mut spec: AgentSpec =
+            serde_json::from_value(agent).map_err(|e| RpcError::InvalidParams(format!("invalid agent: {e}")))?;
         spec.source = "api".into();
         spec.validate().map_err(RpcError::InvalidParams)?;
         Ok(UpsertParams(spec))
@@ -76,17 +74,11 @@ pub(crate) fn agent_view(gw: &Gateway, call_base: &str, e: &AgentEntry) -> Value
 }
 
 pub fn list(gw: &Gateway, call: &Call) -> Value {
-    gw.replica.read(|t| {
-        t.agents()
-            .map(|e| agent_view(gw, &call.base_url, e))
-            .collect()
-    })
+    gw.replica.read(|t| t.agents().map(|e| agent_view(gw, &call.base_url, e)).collect())
 }
 
 pub fn get(gw: &Gateway, call: &Call, p: IdParams) -> Result<Value, RpcError> {
-    gw.replica
-        .read(|t| t.agent(&p.id).map(|e| agent_view(gw, &call.base_url, e)))
-        .ok_or(RpcError::AgentNotFound(p.id))
+    gw.replica.read(|t| t.agent(&p.id).map(|e| agent_view(gw, &call.base_url, e))).ok_or(RpcError::AgentNotFound(p.id))
 }
 
 pub async fn upsert(gw: &Gateway, call: &Call, p: UpsertParams) -> Result<Value, RpcError> {
@@ -100,10 +92,7 @@ pub async fn upsert(gw: &Gateway, call: &Call, p: UpsertParams) -> Result<Value,
 }
 
 pub async fn delete(gw: &Gateway, p: IdParams) -> Result<Value, RpcError> {
-    gw.replica
-        .propose(Command::DeleteAgent { id: p.id })
-        .await
-        .map_err(|e| RpcError::Internal(e.to_string()))?;
+    gw.replica.propose(Command::DeleteAgent { id: p.id }).await.map_err(|e| RpcError::Internal(e.to_string()))?;
     Ok(json!(true))
 }
 
@@ -116,9 +105,7 @@ pub fn health(gw: &Gateway, p: HealthParams) -> Result<Value, RpcError> {
             }
             vec![id]
         }
-        None => gw
-            .replica
-            .read(|t| t.agents().map(|e| e.record.id.clone()).collect()),
+        None => gw.replica.read(|t| t.agents().map(|e| e.record.id.clone()).collect()),
     };
     let node = gw.replica.status().node_id;
     let reports: Vec<Value> = ids
@@ -126,9 +113,7 @@ pub fn health(gw: &Gateway, p: HealthParams) -> Result<Value, RpcError> {
         .map(|id| {
             let c = gw.stats.get(id);
             let last = c.last();
-            let card = gw
-                .replica
-                .read(|t| t.agent(id).map(|e| e.card.is_some()).unwrap_or(false));
+            let card = gw.replica.read(|t| t.agent(id).map(|e| e.card.is_some()).unwrap_or(false));
             json!({
                 "agentId": id,
                 "node": node,
@@ -142,11 +127,7 @@ pub fn health(gw: &Gateway, p: HealthParams) -> Result<Value, RpcError> {
             })
         })
         .collect();
-    Ok(if single {
-        reports.into_iter().next().unwrap_or(Value::Null)
-    } else {
-        Value::Array(reports)
-    })
+    Ok(if single { reports.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(reports) })
 }
 
 pub async fn refresh_card(gw: &Gateway, call: &Call, p: IdParams) -> Result<Value, RpcError> {

@@ -24,26 +24,14 @@ pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError
     if task.state.is_terminal() {
         return Err(RpcError::TaskNotCancelable(p.id));
     }
-    let agent_call = Call {
-        scope: Scope::Agent(task.agent_id.clone()),
-        ..call.clone()
-    };
+    let agent_call = Call { scope: Scope::Agent(task.agent_id.clone()), ..call.clone() };
     let target = resolve_agent(gw, &agent_call, None)?;
     let mut params = json!({"id": p.id});
     if let Some(metadata) = p.metadata {
         params["metadata"] = metadata;
     }
-    let reply = gw
-        .call_agent(
-            &target.call_target(call),
-            UpstreamMethod::CancelTask,
-            params,
-        )
-        .await?;
+    let reply = gw.call_agent(&target.call_target(call), UpstreamMethod::CancelTask, params).await?;
     let answered = expect_task(&task.agent_id, &p.id, reply.answer)?;
     let task = record(gw, &task.agent_id, answered, TaskView::FULL).await?;
-    Ok(Reply {
-        result: task_out(call, task),
-        extensions: reply.extensions,
-    })
+    Ok(Reply { result: task_out(call, task), extensions: reply.extensions })
 }

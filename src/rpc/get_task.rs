@@ -8,9 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::send_message::record;
-use super::{
-    Call, Reply, RpcError, expect_task, find_task, history_length, resolve_agent, task_out,
-};
+use super::{Call, Reply, RpcError, expect_task, find_task, history_length, resolve_agent, task_out};
 use crate::a2a::task::{TaskView, task_to_wire};
 use crate::agents::UpstreamMethod;
 use crate::gateway::Gateway;
@@ -25,10 +23,7 @@ pub struct Params {
 }
 
 pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError> {
-    let view = TaskView {
-        history_length: history_length(p.history_length)?,
-        include_artifacts: true,
-    };
+    let view = TaskView { history_length: history_length(p.history_length)?, include_artifacts: true };
     let task = find_task(gw, call, &p.id)?;
     if !task.state.is_terminal()
         && let Some(refreshed) = refresh(gw, call, &task.agent_id, &p.id, view).await
@@ -49,40 +44,20 @@ async fn refresh(
     task_id: &str,
     view: TaskView,
 ) -> Option<serde_json::Value> {
-    let target = resolve_agent(
-        gw,
-        &super::Call {
-            scope: super::Scope::Agent(agent_id.to_owned()),
-            ..call.clone()
-        },
-        None,
-    )
-    .ok()?;
-    let reply = gw
-        .call_agent(
-            &target.call_target(call),
-            UpstreamMethod::GetTask,
-            json!({"id": task_id}),
-        )
-        .await;
+    let target =
+        resolve_agent(gw, &super::Call { scope: super::Scope::Agent(agent_id.to_owned()), ..call.clone() }, None)
+            .ok()?;
+    let reply = gw.call_agent(&target.call_target(call), UpstreamMethod::GetTask, json!({"id": task_id})).await;
     match reply {
-        Ok(reply) => match async {
-            record(
-                gw,
-                agent_id,
-                expect_task(agent_id, task_id, reply.answer)?,
-                view,
-            )
-            .await
-        }
-        .await
-        {
-            Ok(task) => Some(task),
-            Err(e) => {
-                tracing::warn!(task_id, agent_id, error = %e, "task refresh from agent not recorded");
-                None
+        Ok(reply) => {
+            match async { record(gw, agent_id, expect_task(agent_id, task_id, reply.answer)?, view).await }.await {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    tracing::warn!(task_id, agent_id, error = %e, "task refresh from agent not recorded");
+                    None
+                }
             }
-        },
+        }
         Err(e) => {
             tracing::debug!(task_id, agent_id, error = %e, "task refresh from agent failed; serving stored task");
             None

@@ -45,24 +45,14 @@ pub struct Params {
 
 impl Params {
     pub fn parse(params: Value, call: &Call) -> Result<Params, RpcError> {
-        let raw: Raw = if params.is_null() {
-            Raw::default()
-        } else {
-            super::typed(params)?
-        };
+        let raw: Raw = if params.is_null() { Raw::default() } else { super::typed(params)? };
         let bad = |m: String| RpcError::InvalidParams(m);
-        let state = match raw
-            .status
-            .as_deref()
-            .filter(|s| !s.is_empty() && *s != "TASK_STATE_UNSPECIFIED")
-        {
+        let state = match raw.status.as_deref().filter(|s| !s.is_empty() && *s != "TASK_STATE_UNSPECIFIED") {
             None => None,
             Some(s) => Some(
                 match call.version {
                     ProtocolVersion::V10 => TaskState::from_v10(s),
-                    ProtocolVersion::V03 => {
-                        TaskState::from_v03(s).or_else(|| TaskState::from_v10(s))
-                    }
+                    ProtocolVersion::V03 => TaskState::from_v03(s).or_else(|| TaskState::from_v10(s)),
                 }
                 .ok_or_else(|| bad(format!("status {s:?} is not a task state")))?,
             ),
@@ -71,24 +61,19 @@ impl Params {
             None | Some(0) => PAGE_SIZE_DEFAULT,
             Some(n) if (1..=PAGE_SIZE_MAX as i64).contains(&n) => n as usize,
             Some(n) => {
-                return Err(bad(format!(
-                    "pageSize {n} must be between 1 and {PAGE_SIZE_MAX}"
-                )));
+                return Err(bad(format!("pageSize {n} must be between 1 and {PAGE_SIZE_MAX}")));
             }
         };
         let before_seq = match raw.page_token.as_deref().filter(|t| !t.is_empty()) {
             None => None,
-            Some(token) => {
-                Some(decode_token(token).ok_or_else(|| bad("pageToken is not valid".into()))?)
-            }
+            Some(token) => Some(decode_token(token).ok_or_else(|| bad("pageToken is not valid".into()))?),
         };
         let updated_after_ms = match raw.status_timestamp_after.as_deref() {
             None | Some("") => None,
-            Some(ts) => Some(parse_timestamp(ts).ok_or_else(|| {
-                bad(format!(
-                    "statusTimestampAfter {ts:?} is not an RFC 3339 time"
-                ))
-            })?),
+            Some(ts) => Some(
+                parse_timestamp(ts)
+                    .ok_or_else(|| bad(format!("statusTimestampAfter {ts:?} is not an RFC 3339 time")))?,
+            ),
         };
         let view = TaskView {
             history_length: history_length(raw.history_length)?,
@@ -118,9 +103,7 @@ fn encode_token(seq: u64) -> String {
 
 fn parse_timestamp(ts: &str) -> Option<u64> {
     let t = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z')).ok()?;
-    t.duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_millis() as u64)
+    t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64)
 }
 
 pub fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError> {
@@ -138,11 +121,7 @@ pub fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError> {
     };
     let (tasks, next, total) = gw.replica.read(|t| {
         let page = t.list_tasks(&query);
-        let tasks: Vec<Value> = page
-            .tasks
-            .iter()
-            .map(|e| task_out(call, task_to_wire(&e.task, p.view)))
-            .collect();
+        let tasks: Vec<Value> = page.tasks.iter().map(|e| task_out(call, task_to_wire(&e.task, p.view))).collect();
         (tasks, page.next_before_seq, page.total_size)
     });
     Ok(Reply::plain(json!({

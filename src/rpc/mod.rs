@@ -11,7 +11,10 @@ mod cancel_task;
 mod get_task;
 mod list_tasks;
 mod send_message;
+mod stream_message;
+mod subscribe;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
@@ -46,6 +49,25 @@ pub struct Call {
     pub base_url: String,
 }
 
+/// What a method answers with: one result, or a stream of them (SSE).
+pub enum Outcome {
+    Reply(Reply),
+    Stream(StreamReply),
+}
+
+/// A stream of results for the client, each already in its version.
+pub struct StreamReply {
+    pub frames: tokio::sync::mpsc::Receiver<StreamFrame>,
+    pub extensions: Option<HeaderValue>,
+}
+
+/// One event of a stream to the client: a result, or the error that ends the stream.
+#[derive(Debug)]
+pub enum StreamFrame {
+    Result(Value),
+    Error(RpcError),
+}
+
 /// A method's answer: its JSON-RPC `result`, in the client's version.
 pub struct Reply {
     pub result: Value,
@@ -55,10 +77,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn plain(result: Value) -> Self {
-        Reply {
-            result,
-            extensions: None,
-        }
+        Reply { result, extensions: None }
     }
 }
 
@@ -156,6 +175,8 @@ pub fn naming_version(name: &str) -> Option<ProtocolVersion> {
 /// Every method, with its params typed and in the 1.0 model.
 pub enum Method {
     SendMessage(send_message::Params),
+    SendStreamingMessage(send_message::Params),
+    SubscribeToTask(subscribe::Params),
     GetTask(get_task::Params),
     ListTasks(list_tasks::Params),
     CancelTask(cancel_task::Params),
@@ -196,20 +217,19 @@ impl Method {
             Op::GetTask => Method::GetTask(typed(params)?),
             Op::ListTasks => Method::ListTasks(list_tasks::Params::parse(params, call)?),
             Op::CancelTask => Method::CancelTask(typed(params)?),
-            Op::SendStreamingMessage | Op::SubscribeToTask => {
-                Method::Unsupported(RpcError::UnsupportedOperation(
-                    "streaming is not offered by this gateway yet".into(),
-                ))
+            Op::SendStreamingMessage => Method::SendStreamingMessage(send_message::Params::parse(params, call)?),
+            Op::SubscribeToTask => {
+                let mut p: subscribe::Params = typed(params)?;
+                p.snapshot_if_terminal = matches!(name, "tasks/subscribe" | "tasks.subscribe");
+                Method::SubscribeToTask(p)
             }
             Op::PushConfig => Method::Unsupported(RpcError::PushNotSupported),
-            Op::GetExtendedAgentCard => Method::Unsupported(RpcError::UnsupportedOperation(
-                "the extended agent card is not offered".into(),
-            )),
+            Op::GetExtendedAgentCard => {
+                Method::Unsupported(RpcError::UnsupportedOperation("the extended agent card is not offered".into()))
+            }
             Op::AgentsList => Method::AgentsList,
             Op::AgentsGet => Method::AgentsGet(typed(params)?),
-            Op::AgentsUpsert => {
-                Method::AgentsUpsert(Box::new(agents::UpsertParams::parse(params)?))
-            }
+            Op::AgentsUpsert => Method::AgentsUpsert(Box::new(agents::UpsertParams::parse(params)?)),
             Op::AgentsDelete => Method::AgentsDelete(typed(params)?),
             Op::AgentsHealth => Method::AgentsHealth(typed_or_default(params)?),
             Op::AgentsRefreshCard => Method::AgentsRefreshCard(typed(params)?),
@@ -218,8 +238,10 @@ impl Method {
     }
 
     /// Runs the method.
-    pub async fn run(self, gw: &Gateway, call: &Call) -> Result<Reply, RpcError> {
-        match self {
+    pub async fn run(self, gw: &Arc<Gateway>, call: &Call) -> Result<Outcome, RpcError> {
+        let reply = match self {
+            Method::SendStreamingMessage(p) => return stream_message::run(gw, call, p).await,
+            Method::SubscribeToTask(p) => return subscribe::run(gw, call, p).await,
             Method::SendMessage(p) => send_message::run(gw, call, p).await,
             Method::GetTask(p) => get_task::run(gw, call, p).await,
             Method::ListTasks(p) => list_tasks::run(gw, call, p),
@@ -230,33 +252,23 @@ impl Method {
             Method::AgentsUpsert(p) => agents::upsert(gw, call, *p).await.map(Reply::plain),
             Method::AgentsDelete(p) => agents::delete(gw, p).await.map(Reply::plain),
             Method::AgentsHealth(p) => agents::health(gw, p).map(Reply::plain),
-            Method::AgentsRefreshCard(p) => {
-                agents::refresh_card(gw, call, p).await.map(Reply::plain)
+            Method::AgentsRefreshCard(p) => agents::refresh_card(gw, call, p).await.map(Reply::plain),
+            Method::ClusterStatus => {
+                Ok(Reply::plain(serde_json::to_value(gw.replica.status()).expect("status serializes")))
             }
-            Method::ClusterStatus => Ok(Reply::plain(
-                serde_json::to_value(gw.replica.status()).expect("status serializes"),
-            )),
-        }
+        };
+        reply.map(Outcome::Reply)
     }
 }
 
 /// Deserializes params into a typed struct; missing or mistyped members are -32602.
 fn typed<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
-    let params = if params.is_null() {
-        Value::Object(Default::default())
-    } else {
-        params
-    };
-    serde_json::from_value(params)
-        .map_err(|e| RpcError::InvalidParams(format!("invalid params: {e}")))
+    let params = if params.is_null() { Value::Object(Default::default()) } else { params };
+    serde_json::from_value(params).map_err(|e| RpcError::InvalidParams(format!("invalid params: {e}")))
 }
 
 fn typed_or_default<T: DeserializeOwned + Default>(params: Value) -> Result<T, RpcError> {
-    if params.is_null() {
-        Ok(T::default())
-    } else {
-        typed(params)
-    }
+    if params.is_null() { Ok(T::default()) } else { typed(params) }
 }
 
 /// A `historyLength` as given (`None` = all).
@@ -264,9 +276,7 @@ fn history_length(value: Option<i64>) -> Result<Option<usize>, RpcError> {
     match value {
         None => Ok(None),
         Some(n) if n >= 0 => Ok(Some(n as usize)),
-        Some(_) => Err(RpcError::InvalidParams(
-            "historyLength must not be negative".into(),
-        )),
+        Some(_) => Err(RpcError::InvalidParams("historyLength must not be negative".into())),
     }
 }
 
@@ -308,14 +318,8 @@ fn resolve_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<Ta
         }
     };
     gw.replica.read(|t| {
-        let entry = t
-            .agent(id)
-            .ok_or_else(|| RpcError::AgentNotFound(id.to_owned()))?;
-        let timeout_ms = entry
-            .record
-            .settings
-            .call_timeout_ms
-            .unwrap_or(gw.config.agents.call_timeout_ms);
+        let entry = t.agent(id).ok_or_else(|| RpcError::AgentNotFound(id.to_owned()))?;
+        let timeout_ms = entry.record.settings.call_timeout_ms.unwrap_or(gw.config.agents.call_timeout_ms);
         Ok(Target {
             agent_id: id.to_owned(),
             upstream: entry.upstream.clone(),
@@ -357,9 +361,7 @@ fn find_task(gw: &Gateway, call: &Call, task_id: &str) -> Result<TaskRef, RpcErr
         })
     });
     match (found, &call.scope) {
-        (Some(task), Scope::Agent(agent)) if task.agent_id != *agent => {
-            Err(RpcError::TaskNotFound(task_id.to_owned()))
-        }
+        (Some(task), Scope::Agent(agent)) if task.agent_id != *agent => Err(RpcError::TaskNotFound(task_id.to_owned())),
         (Some(task), _) => Ok(task),
         (None, _) => Err(RpcError::TaskNotFound(task_id.to_owned())),
     }
@@ -371,12 +373,7 @@ mod tests {
     use serde_json::json;
 
     fn call(version: ProtocolVersion, scope: Scope) -> Call {
-        Call {
-            version,
-            scope,
-            extensions: None,
-            base_url: "http://gw".into(),
-        }
+        Call { version, scope, extensions: None, base_url: "http://gw".into() }
     }
 
     fn code(name: &str, params: Value, c: &Call) -> i64 {
@@ -398,19 +395,12 @@ mod tests {
         assert_eq!(code("tasks/get", get.clone(), &v03), 0);
         assert_eq!(code("tasks.get", json!({"taskId": "t"}), &v10), 0);
         assert_eq!(code("NoSuchMethod", get.clone(), &v10), -32601);
-        assert_eq!(
-            code("agents/list", Value::Null, &v03),
-            -32601,
-            "control plane only on /rpc"
-        );
+        assert_eq!(code("agents/list", Value::Null, &v03), -32601, "control plane only on /rpc");
         assert_eq!(code("agents/list", Value::Null, &rpc), 0);
         assert_eq!(code("agents.list", Value::Null, &rpc), 0);
         assert_eq!(code("GetTask", json!({"id": 5}), &v10), -32602);
         assert_eq!(code("GetTask", json!({}), &v10), -32602);
-        assert_eq!(
-            code("GetTask", json!({"id": "t", "historyLength": "x"}), &v10),
-            -32602
-        );
+        assert_eq!(code("GetTask", json!({"id": "t", "historyLength": "x"}), &v10), -32602);
     }
 
     #[test]
@@ -419,13 +409,9 @@ mod tests {
         for (name, expected) in [
             ("CreateTaskPushNotificationConfig", -32003),
             ("ListTaskPushNotificationConfigs", -32003),
-            ("SendStreamingMessage", -32004),
-            ("SubscribeToTask", -32004),
             ("GetExtendedAgentCard", -32004),
         ] {
-            let Ok(Method::Unsupported(e)) = Method::parse(name, json!({}), &v10) else {
-                panic!("{name}")
-            };
+            let Ok(Method::Unsupported(e)) = Method::parse(name, json!({}), &v10) else { panic!("{name}") };
             assert_eq!(e.code(), expected, "{name}");
         }
     }

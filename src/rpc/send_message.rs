@@ -18,11 +18,11 @@ use crate::state::{Command, ProposeError, Refusal, Task};
 
 pub struct Params {
     /// `params.agentId` (on `/rpc`).
-    agent_id: Option<String>,
+    pub(super) agent_id: Option<String>,
     /// The 1.0 `SendMessageRequest` forwarded to the agent (gateway-only members removed).
-    request: Map<String, Value>,
-    task_id: Option<String>,
-    history_length: Option<usize>,
+    pub(super) request: Map<String, Value>,
+    pub(super) task_id: Option<String>,
+    pub(super) history_length: Option<usize>,
 }
 
 impl Params {
@@ -33,60 +33,39 @@ impl Params {
             ProtocolVersion::V10 => params,
         };
         let Value::Object(mut request) = params else {
-            return Err(RpcError::InvalidParams(
-                "params must be an object with a message".into(),
-            ));
+            return Err(RpcError::InvalidParams("params must be an object with a message".into()));
         };
         let agent_id = take_opt_string(&mut request, "agentId")?;
         // SuperX's `message.send` may carry taskId/contextId beside the message.
         let outer_task = take_opt_string(&mut request, "taskId")?;
         let outer_context = take_opt_string(&mut request, "contextId")?;
-        let message = request
-            .get_mut("message")
-            .ok_or_else(|| RpcError::InvalidParams("message is required".into()))?;
+        let message =
+            request.get_mut("message").ok_or_else(|| RpcError::InvalidParams("message is required".into()))?;
         validate_message(message).map_err(bad)?;
         for (key, value) in [("taskId", outer_task), ("contextId", outer_context)] {
             if let Some(v) = value {
-                message
-                    .as_object_mut()
-                    .expect("validated")
-                    .entry(key)
-                    .or_insert(json!(v));
+                message.as_object_mut().expect("validated").entry(key).or_insert(json!(v));
             }
         }
         let task_id = message["taskId"].as_str().map(str::to_owned);
         let config = request.get("configuration").cloned().unwrap_or(Value::Null);
         if !config.is_null() && !config.is_object() {
-            return Err(RpcError::InvalidParams(
-                "configuration must be an object".into(),
-            ));
+            return Err(RpcError::InvalidParams("configuration must be an object".into()));
         }
-        if config
-            .get("returnImmediately")
-            .is_some_and(|v| !v.is_boolean())
-        {
-            return Err(RpcError::InvalidParams(
-                "configuration.returnImmediately must be a boolean".into(),
-            ));
+        if config.get("returnImmediately").is_some_and(|v| !v.is_boolean()) {
+            return Err(RpcError::InvalidParams("configuration.returnImmediately must be a boolean".into()));
         }
         let history = match config.get("historyLength") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| {
-                RpcError::InvalidParams("configuration.historyLength must be an integer".into())
-            })?),
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or_else(|| RpcError::InvalidParams("configuration.historyLength must be an integer".into()))?,
+            ),
         };
-        if config
-            .get("taskPushNotificationConfig")
-            .is_some_and(|v| !v.is_null())
-        {
+        if config.get("taskPushNotificationConfig").is_some_and(|v| !v.is_null()) {
             return Err(RpcError::PushNotSupported);
         }
-        Ok(Params {
-            agent_id,
-            request,
-            task_id,
-            history_length: history_length(history)?,
-        })
+        Ok(Params { agent_id, request, task_id, history_length: history_length(history)? })
     }
 }
 
@@ -104,19 +83,10 @@ pub async fn run(gw: &Gateway, call: &Call, mut p: Params) -> Result<Reply, RpcE
         None => p.agent_id.take(),
     };
     let target = resolve_agent(gw, call, agent_id.as_deref())?;
-    let reply = gw
-        .call_agent(
-            &target.call_target(call),
-            UpstreamMethod::SendMessage,
-            Value::Object(p.request),
-        )
-        .await?;
+    let reply = gw.call_agent(&target.call_target(call), UpstreamMethod::SendMessage, Value::Object(p.request)).await?;
     let result = match reply.answer {
         Answer::Task(task) => {
-            let view = TaskView {
-                history_length: p.history_length,
-                include_artifacts: true,
-            };
+            let view = TaskView { history_length: p.history_length, include_artifacts: true };
             json!({ "task": record(gw, &target.agent_id, task, view).await? })
         }
         Answer::Message(message) => json!({ "message": message }),
@@ -125,23 +95,18 @@ pub async fn run(gw: &Gateway, call: &Call, mut p: Params) -> Result<Reply, RpcE
         ProtocolVersion::V10 => result,
         ProtocolVersion::V03 => v03::result_from_v10(result),
     };
-    Ok(Reply {
-        result,
-        extensions: reply.extensions,
-    })
+    Ok(Reply { result, extensions: reply.extensions })
 }
 
 /// Checks a follow-up message against its task and returns the task's agent.
-fn continue_task(
+pub(super) fn continue_task(
     gw: &Gateway,
     call: &Call,
     task_id: &str,
     request: &mut Map<String, Value>,
 ) -> Result<String, RpcError> {
     let task = super::find_task(gw, call, task_id)?;
-    let message = request["message"]
-        .as_object_mut()
-        .expect("validated message");
+    let message = request["message"].as_object_mut().expect("validated message");
     match message.get("contextId").and_then(Value::as_str) {
         Some(ctx) if ctx != task.context_id => {
             return Err(RpcError::InvalidParams(format!(
@@ -163,20 +128,11 @@ fn continue_task(
 }
 
 /// Commits a task snapshot from an agent and renders what is stored for the client.
-pub(super) async fn record(
-    gw: &Gateway,
-    agent_id: &str,
-    task: Task,
-    view: TaskView,
-) -> Result<Value, RpcError> {
+pub(super) async fn record(gw: &Gateway, agent_id: &str, task: Task, view: TaskView) -> Result<Value, RpcError> {
     // Rendered before the task moves into the command: the client sees exactly what is stored.
     let rendered = task_to_wire(&task, view);
     let task_id = task.id.clone();
-    let command = Command::RecordTask {
-        agent_id: agent_id.to_owned(),
-        task,
-        at_ms: gw.now_ms(),
-    };
+    let command = Command::RecordTask { agent_id: agent_id.to_owned(), task, at_ms: gw.now_ms() };
     match gw.replica.propose(command).await {
         Ok(()) => Ok(rendered),
         // The stored task is terminal and stays as it is: answer with it.
@@ -184,11 +140,9 @@ pub(super) async fn record(
             .replica
             .read(|t| t.task(&task_id).map(|e| task_to_wire(&e.task, view)))
             .ok_or(RpcError::TaskNotFound(task_id)),
-        Err(ProposeError::Refused(Refusal::OwnedByOtherAgent { task, .. })) => {
-            Err(RpcError::InvalidAgentResponse(format!(
-                "agent {agent_id} answered with task {task}, which belongs to another agent"
-            )))
-        }
+        Err(ProposeError::Refused(Refusal::OwnedByOtherAgent { task, .. })) => Err(RpcError::InvalidAgentResponse(
+            format!("agent {agent_id} answered with task {task}, which belongs to another agent"),
+        )),
         Err(e) => Err(RpcError::Internal(e.to_string())),
     }
 }

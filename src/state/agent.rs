@@ -62,11 +62,7 @@ impl Upstream {
             .and_then(ProtocolVersion::from_card_value)
             .unwrap_or(ProtocolVersion::V03);
         let Some(card) = card.map(|c| &c.card.0) else {
-            return Upstream {
-                url: record.url.clone(),
-                version: fallback_version,
-                streaming: false,
-            };
+            return Upstream { url: record.url.clone(), version: fallback_version, streaming: false };
         };
         let streaming = card["capabilities"]["streaming"].as_bool().unwrap_or(false);
         let jsonrpc: Vec<(&str, ProtocolVersion)> = card["supportedInterfaces"]
@@ -90,14 +86,8 @@ impl Upstream {
             let url = card["url"].as_str().filter(|_| transport == "JSONRPC")?;
             Some((url.to_owned(), ProtocolVersion::V03))
         };
-        let (url, version) = chosen
-            .or_else(legacy)
-            .unwrap_or_else(|| (record.url.clone(), fallback_version));
-        Upstream {
-            url,
-            version,
-            streaming,
-        }
+        let (url, version) = chosen.or_else(legacy).unwrap_or_else(|| (record.url.clone(), fallback_version));
+        Upstream { url, version, streaming }
     }
 }
 
@@ -119,11 +109,7 @@ mod tests {
     }
 
     fn cached(card: serde_json::Value) -> CachedCard {
-        CachedCard {
-            card: Json(card),
-            source_url: String::new(),
-            fetched_at_ms: 0,
-        }
+        CachedCard { card: Json(card), source_url: String::new(), fetched_at_ms: 0 }
     }
 
     #[test]
@@ -138,29 +124,16 @@ mod tests {
             "url": "http://a/legacy"
         }));
         let up = Upstream::choose(&record(), Some(&card));
-        assert_eq!(
-            up,
-            Upstream {
-                url: "http://a/v1".into(),
-                version: ProtocolVersion::V10,
-                streaming: true
-            }
-        );
+        assert_eq!(up, Upstream { url: "http://a/v1".into(), version: ProtocolVersion::V10, streaming: true });
     }
 
     #[test]
     fn legacy_card_and_no_card() {
         let card = cached(json!({"url": "http://a/rpc", "protocolVersion": "0.3.0"}));
         let up = Upstream::choose(&record(), Some(&card));
-        assert_eq!(
-            (up.url.as_str(), up.version),
-            ("http://a/rpc", ProtocolVersion::V03)
-        );
+        assert_eq!((up.url.as_str(), up.version), ("http://a/rpc", ProtocolVersion::V03));
         let up = Upstream::choose(&record(), None);
-        assert_eq!(
-            (up.url.as_str(), up.version),
-            ("http://agent:1/", ProtocolVersion::V03)
-        );
+        assert_eq!((up.url.as_str(), up.version), ("http://agent:1/", ProtocolVersion::V03));
         let mut r = record();
         r.protocol_version = Some("1.0".into());
         assert_eq!(Upstream::choose(&r, None).version, ProtocolVersion::V10);

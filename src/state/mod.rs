@@ -15,9 +15,7 @@ pub mod task;
 pub use agent::{AgentRecord, AgentSettings, CachedCard, Upstream};
 pub use replica::{ProposeError, Replica, ReplicaStatus};
 pub use tables::{AgentEntry, ListPage, ListQuery, TableLimits, Tables, TaskEntry};
-pub use task::{
-    Artifact, ArtifactUpdate, StatusUpdate, Task, TaskChange, TaskStatus, TransitionError,
-};
+pub use task::{Artifact, ArtifactUpdate, StatusUpdate, Task, TaskChange, TaskStatus, TransitionError};
 
 use crate::a2a::TaskState;
 
@@ -32,23 +30,11 @@ pub enum Command {
     /// Caches the card fetched for an agent.
     SetAgentCard { id: String, card: CachedCard },
     /// Records a task snapshot returned by its agent.
-    RecordTask {
-        agent_id: String,
-        task: Task,
-        at_ms: u64,
-    },
+    RecordTask { agent_id: String, task: Task, at_ms: u64 },
     /// Applies a status update event from the agent.
-    UpdateStatus {
-        agent_id: String,
-        update: StatusUpdate,
-        at_ms: u64,
-    },
+    UpdateStatus { agent_id: String, update: StatusUpdate, at_ms: u64 },
     /// Applies an artifact update event from the agent.
-    UpdateArtifact {
-        agent_id: String,
-        update: ArtifactUpdate,
-        at_ms: u64,
-    },
+    UpdateArtifact { agent_id: String, update: ArtifactUpdate, at_ms: u64 },
 }
 
 /// What a committed command did to one task: the subscribers of that task get it, on every
@@ -101,28 +87,14 @@ impl Tables {
                 Ok(None)
             }
             Command::SetAgentCard { id, card } => self.set_card(&id, card).map(|()| None),
-            Command::RecordTask {
-                agent_id,
-                task,
-                at_ms,
-            } => self.record_task(agent_id, task, at_ms).map(Some),
-            Command::UpdateStatus {
-                agent_id,
-                update,
-                at_ms,
-            } => {
+            Command::RecordTask { agent_id, task, at_ms } => self.record_task(agent_id, task, at_ms).map(Some),
+            Command::UpdateStatus { agent_id, update, at_ms } => {
                 let id = update.task_id.clone();
-                self.update_task(&agent_id, &id, at_ms, |t| task::apply_status(t, update))
-                    .map(Some)
+                self.update_task(&agent_id, &id, at_ms, |t| task::apply_status(t, update)).map(Some)
             }
-            Command::UpdateArtifact {
-                agent_id,
-                update,
-                at_ms,
-            } => {
+            Command::UpdateArtifact { agent_id, update, at_ms } => {
                 let id = update.task_id.clone();
-                self.update_task(&agent_id, &id, at_ms, |t| task::apply_artifact(t, update))
-                    .map(Some)
+                self.update_task(&agent_id, &id, at_ms, |t| task::apply_artifact(t, update)).map(Some)
             }
         }
     }
@@ -140,11 +112,7 @@ mod tests {
     }
 
     fn record(agent: &str, t: Task, at_ms: u64) -> Command {
-        Command::RecordTask {
-            agent_id: agent.into(),
-            task: t,
-            at_ms,
-        }
+        Command::RecordTask { agent_id: agent.into(), task: t, at_ms }
     }
 
     #[test]
@@ -157,27 +125,17 @@ mod tests {
     #[test]
     fn terminal_tasks_are_immutable_through_apply() {
         let mut tables = Tables::new(limits(10));
-        tables
-            .apply(record("a", task("t1", TaskState::Completed), 1))
-            .unwrap();
+        tables.apply(record("a", task("t1", TaskState::Completed), 1)).unwrap();
         let refused = tables.apply(record("a", task("t1", TaskState::Working), 2));
-        assert_eq!(
-            refused,
-            Err(Refusal::Transition(TransitionError::Terminal("t1".into())))
-        );
-        assert_eq!(
-            tables.task("t1").unwrap().task.status.state,
-            TaskState::Completed
-        );
+        assert_eq!(refused, Err(Refusal::Transition(TransitionError::Terminal("t1".into()))));
+        assert_eq!(tables.task("t1").unwrap().task.status.state, TaskState::Completed);
         assert_eq!(tables.task("t1").unwrap().updated_at_ms, 1);
     }
 
     #[test]
     fn a_task_stays_with_its_agent() {
         let mut tables = Tables::new(limits(10));
-        tables
-            .apply(record("a", task("t1", TaskState::Working), 1))
-            .unwrap();
+        tables.apply(record("a", task("t1", TaskState::Working), 1)).unwrap();
         let refused = tables.apply(record("b", task("t1", TaskState::Completed), 2));
         assert!(matches!(refused, Err(Refusal::OwnedByOtherAgent { .. })));
         assert_eq!(tables.task("t1").unwrap().agent_id, "a");
@@ -186,25 +144,15 @@ mod tests {
     #[test]
     fn oldest_terminal_task_is_evicted_first() {
         let mut tables = Tables::new(limits(3));
-        tables
-            .apply(record("a", task("active", TaskState::Working), 1))
-            .unwrap();
-        tables
-            .apply(record("a", task("done1", TaskState::Completed), 2))
-            .unwrap();
-        tables
-            .apply(record("a", task("done2", TaskState::Failed), 3))
-            .unwrap();
-        tables
-            .apply(record("a", task("new", TaskState::Working), 4))
-            .unwrap();
+        tables.apply(record("a", task("active", TaskState::Working), 1)).unwrap();
+        tables.apply(record("a", task("done1", TaskState::Completed), 2)).unwrap();
+        tables.apply(record("a", task("done2", TaskState::Failed), 3)).unwrap();
+        tables.apply(record("a", task("new", TaskState::Working), 4)).unwrap();
         assert!(tables.task("done1").is_none());
         assert!(tables.task("done2").is_some() && tables.task("active").is_some());
         assert_eq!(tables.tasks_evicted_total(), 1);
         // Now two active and one terminal: one more evicts done2, then the table is full.
-        tables
-            .apply(record("a", task("new2", TaskState::Working), 5))
-            .unwrap();
+        tables.apply(record("a", task("new2", TaskState::Working), 5)).unwrap();
         assert!(tables.task("done2").is_none());
         let refused = tables.apply(record("a", task("new3", TaskState::Working), 6));
         assert_eq!(refused, Err(Refusal::TableFull(3)));

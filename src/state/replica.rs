@@ -37,11 +37,7 @@ pub struct ReplicaStatus {
 
 impl Replica {
     pub fn new(node_id: u64, limits: TableLimits, subscriptions: Arc<Subscriptions>) -> Self {
-        Replica {
-            node_id,
-            tables: RwLock::new(Tables::new(limits)),
-            subscriptions,
-        }
+        Replica { node_id, tables: RwLock::new(Tables::new(limits)), subscriptions }
     }
 
     /// The subscriptions that applied task events are published to.

@@ -155,14 +155,8 @@ impl Tables {
             }
         }
         let before_cursor = self.count_newer_matching(q, upper);
-        let next_before_seq = (remaining > 0)
-            .then(|| tasks.last().map(|e| e.seq))
-            .flatten();
-        ListPage {
-            total_size: before_cursor + tasks.len() + remaining,
-            tasks,
-            next_before_seq,
-        }
+        let next_before_seq = (remaining > 0).then(|| tasks.last().map(|e| e.seq)).flatten();
+        ListPage { total_size: before_cursor + tasks.len() + remaining, tasks, next_before_seq }
     }
 
     /// Matching tasks above the cursor, so `totalSize` counts the whole result set on every page.
@@ -187,15 +181,7 @@ impl Tables {
         };
         let upstream = Upstream::choose(&record, card.as_ref());
         let id = record.id.clone();
-        self.agents.insert(
-            id,
-            AgentEntry {
-                record,
-                card,
-                upstream,
-                registered_at_ms,
-            },
-        );
+        self.agents.insert(id, AgentEntry { record, card, upstream, registered_at_ms });
     }
 
     pub(super) fn delete_agent(&mut self, id: &str) {
@@ -203,28 +189,17 @@ impl Tables {
     }
 
     pub(super) fn set_card(&mut self, id: &str, card: CachedCard) -> Result<(), Refusal> {
-        let entry = self
-            .agents
-            .get_mut(id)
-            .ok_or_else(|| Refusal::AgentNotFound(id.into()))?;
+        let entry = self.agents.get_mut(id).ok_or_else(|| Refusal::AgentNotFound(id.into()))?;
         entry.upstream = Upstream::choose(&entry.record, Some(&card));
         entry.card = Some(card);
         Ok(())
     }
 
-    pub(super) fn record_task(
-        &mut self,
-        agent_id: String,
-        snapshot: Task,
-        at_ms: u64,
-    ) -> Result<TaskEvent, Refusal> {
+    pub(super) fn record_task(&mut self, agent_id: String, snapshot: Task, at_ms: u64) -> Result<TaskEvent, Refusal> {
         let id = snapshot.id.clone();
         match self.tasks.get(&id) {
             Some(entry) if entry.agent_id != agent_id => {
-                return Err(Refusal::OwnedByOtherAgent {
-                    task: id,
-                    owner: entry.agent_id.clone(),
-                });
+                return Err(Refusal::OwnedByOtherAgent { task: id, owner: entry.agent_id.clone() });
             }
             Some(entry) => {
                 let next = task::replace(Some(&entry.task), snapshot)?;
@@ -251,14 +226,8 @@ impl Tables {
             state: snapshot.status.state,
             changes: vec![TaskChange::Created],
         };
-        let entry = TaskEntry {
-            task: snapshot,
-            agent_id,
-            created_at_ms: at_ms,
-            updated_at_ms: at_ms,
-            seq,
-            terminal_seq,
-        };
+        let entry =
+            TaskEntry { task: snapshot, agent_id, created_at_ms: at_ms, updated_at_ms: at_ms, seq, terminal_seq };
         self.tasks.insert(id, entry);
         Ok(event)
     }
@@ -272,15 +241,9 @@ impl Tables {
         at_ms: u64,
         change: impl FnOnce(&mut Task) -> Result<Vec<TaskChange>, TransitionError>,
     ) -> Result<TaskEvent, Refusal> {
-        let entry = self
-            .tasks
-            .get_mut(id)
-            .ok_or_else(|| Refusal::TaskNotFound(id.into()))?;
+        let entry = self.tasks.get_mut(id).ok_or_else(|| Refusal::TaskNotFound(id.into()))?;
         if entry.agent_id != agent_id {
-            return Err(Refusal::OwnedByOtherAgent {
-                task: id.into(),
-                owner: entry.agent_id.clone(),
-            });
+            return Err(Refusal::OwnedByOtherAgent { task: id.into(), owner: entry.agent_id.clone() });
         }
         let changes = change(&mut entry.task)?;
         self.seq += 1;
@@ -319,12 +282,7 @@ impl Tables {
     /// The whole state, encoded for a raft snapshot. Tasks go in update order and agents in
     /// id order, so equal tables give equal bytes.
     pub fn snapshot(&self) -> Vec<u8> {
-        let tasks = self
-            .recency
-            .values()
-            .filter_map(|id| self.tasks.get(id))
-            .cloned()
-            .collect();
+        let tasks = self.recency.values().filter_map(|id| self.tasks.get(id)).cloned().collect();
         let agents = self
             .agents
             .values()
@@ -345,10 +303,7 @@ impl Tables {
     }
 
     /// Rebuilds tables from a snapshot; the derived indexes are recomputed.
-    pub fn restore(
-        limits: TableLimits,
-        bytes: &[u8],
-    ) -> Result<Tables, bincode::error::DecodeError> {
+    pub fn restore(limits: TableLimits, bytes: &[u8]) -> Result<Tables, bincode::error::DecodeError> {
         let VersionedSnapshot::V1(s) = crate::codec::decode(bytes)?;
         let mut tables = Tables::new(limits);
         for entry in s.tasks {
@@ -360,12 +315,7 @@ impl Tables {
         }
         for a in s.agents {
             let upstream = Upstream::choose(&a.record, a.card.as_ref());
-            let entry = AgentEntry {
-                record: a.record,
-                card: a.card,
-                upstream,
-                registered_at_ms: a.registered_at_ms,
-            };
+            let entry = AgentEntry { record: a.record, card: a.card, upstream, registered_at_ms: a.registered_at_ms };
             tables.agents.insert(entry.record.id.clone(), entry);
         }
         tables.seq = s.seq;
@@ -379,14 +329,8 @@ impl Tables {
     pub(crate) fn debug_fingerprint(&self) -> String {
         let mut ids: Vec<_> = self.tasks.keys().collect();
         ids.sort();
-        let tasks: Vec<_> = ids
-            .iter()
-            .map(|id| format!("{:?}", self.tasks[*id]))
-            .collect();
-        format!(
-            "{tasks:?} {:?} {:?} {} {}",
-            self.recency, self.terminal, self.seq, self.tasks_evicted_total
-        )
+        let tasks: Vec<_> = ids.iter().map(|id| format!("{:?}", self.tasks[*id])).collect();
+        format!("{tasks:?} {:?} {:?} {} {}", self.recency, self.terminal, self.seq, self.tasks_evicted_total)
     }
 }
 
@@ -399,21 +343,9 @@ mod tests {
     fn filled() -> Tables {
         let mut t = Tables::new(TableLimits { tasks_max: 100 });
         for i in 0..7 {
-            let mut tk = task(
-                &format!("t{i}"),
-                if i % 2 == 0 {
-                    TaskState::Completed
-                } else {
-                    TaskState::Working
-                },
-            );
+            let mut tk = task(&format!("t{i}"), if i % 2 == 0 { TaskState::Completed } else { TaskState::Working });
             tk.context_id = if i < 4 { "c1".into() } else { "c2".into() };
-            t.apply(Command::RecordTask {
-                agent_id: "a".into(),
-                task: tk,
-                at_ms: i,
-            })
-            .unwrap();
+            t.apply(Command::RecordTask { agent_id: "a".into(), task: tk, at_ms: i }).unwrap();
         }
         t
     }
@@ -424,11 +356,7 @@ mod tests {
         let mut seen = vec![];
         let mut cursor = None;
         loop {
-            let page = t.list_tasks(&ListQuery {
-                before_seq: cursor,
-                page_size: 3,
-                ..Default::default()
-            });
+            let page = t.list_tasks(&ListQuery { before_seq: cursor, page_size: 3, ..Default::default() });
             assert_eq!(page.total_size, 7);
             seen.extend(page.tasks.iter().map(|e| e.task.id.clone()));
             match page.next_before_seq {
@@ -456,15 +384,8 @@ mod tests {
         let mut b = Tables::restore(TableLimits { tasks_max: 100 }, &bytes).unwrap();
         assert_eq!(a.debug_fingerprint(), b.debug_fingerprint());
         assert_eq!(b.snapshot(), bytes, "equal tables give equal bytes");
-        assert_eq!(
-            b.agent("x").unwrap().upstream,
-            a.agent("x").unwrap().upstream
-        );
-        let next = Command::RecordTask {
-            agent_id: "a".into(),
-            task: task("t1", TaskState::Completed),
-            at_ms: 10,
-        };
+        assert_eq!(b.agent("x").unwrap().upstream, a.agent("x").unwrap().upstream);
+        let next = Command::RecordTask { agent_id: "a".into(), task: task("t1", TaskState::Completed), at_ms: 10 };
         assert_eq!(a.apply(next.clone()), b.apply(next));
         assert_eq!(a.debug_fingerprint(), b.debug_fingerprint());
         assert!(Tables::restore(TableLimits { tasks_max: 1 }, &bytes[..bytes.len() - 1]).is_err());
@@ -479,24 +400,11 @@ mod tests {
             page_size: 50,
             ..Default::default()
         };
-        let ids: Vec<_> = t
-            .list_tasks(&q)
-            .tasks
-            .iter()
-            .map(|e| e.task.id.as_str())
-            .collect();
+        let ids: Vec<_> = t.list_tasks(&q).tasks.iter().map(|e| e.task.id.as_str()).collect();
         assert_eq!(ids, ["t2", "t0"]);
-        let q = ListQuery {
-            agent_id: Some("other"),
-            page_size: 50,
-            ..Default::default()
-        };
+        let q = ListQuery { agent_id: Some("other"), page_size: 50, ..Default::default() };
         assert_eq!(t.list_tasks(&q).total_size, 0);
-        let q = ListQuery {
-            updated_after_ms: Some(5),
-            page_size: 50,
-            ..Default::default()
-        };
+        let q = ListQuery { updated_after_ms: Some(5), page_size: 50, ..Default::default() };
         assert_eq!(t.list_tasks(&q).total_size, 2);
     }
 }

@@ -98,15 +98,9 @@ pub fn replace(current: Option<&Task>, snapshot: Task) -> Result<Task, Transitio
 
 /// Applies a status update. As the A2A SDK does, the message of the status being replaced
 /// moves into history, so history reads as the conversation so far.
-pub fn apply_status(
-    task: &mut Task,
-    update: StatusUpdate,
-) -> Result<Vec<TaskChange>, TransitionError> {
+pub fn apply_status(task: &mut Task, update: StatusUpdate) -> Result<Vec<TaskChange>, TransitionError> {
     check_event(task, &update.task_id, &update.context_id)?;
-    let change = TaskChange::Status {
-        status: update.status.clone(),
-        metadata: update.metadata.clone(),
-    };
+    let change = TaskChange::Status { status: update.status.clone(), metadata: update.metadata.clone() };
     let previous = std::mem::replace(&mut task.status, update.status);
     if let Some(message) = previous.message {
         task.history.push(message);
@@ -122,22 +116,12 @@ pub fn apply_status(
 pub fn diff(old: &Task, new: &Task) -> Vec<TaskChange> {
     let mut changes = Vec::new();
     if old.status != new.status {
-        changes.push(TaskChange::Status {
-            status: new.status.clone(),
-            metadata: None,
-        });
+        changes.push(TaskChange::Status { status: new.status.clone(), metadata: None });
     }
     for artifact in &new.artifacts {
-        let before = old
-            .artifacts
-            .iter()
-            .find(|a| a.artifact_id == artifact.artifact_id);
+        let before = old.artifacts.iter().find(|a| a.artifact_id == artifact.artifact_id);
         if before != Some(artifact) {
-            changes.push(TaskChange::Artifact {
-                artifact: artifact.clone(),
-                append: false,
-                last_chunk: true,
-            });
+            changes.push(TaskChange::Artifact { artifact: artifact.clone(), append: false, last_chunk: true });
         }
     }
     changes
@@ -145,10 +129,7 @@ pub fn diff(old: &Task, new: &Task) -> Vec<TaskChange> {
 
 /// Applies an artifact chunk: `append` adds its parts to the artifact with the same id (or
 /// starts it); otherwise the artifact replaces the one with its id, or is added at the end.
-pub fn apply_artifact(
-    task: &mut Task,
-    update: ArtifactUpdate,
-) -> Result<Vec<TaskChange>, TransitionError> {
+pub fn apply_artifact(task: &mut Task, update: ArtifactUpdate) -> Result<Vec<TaskChange>, TransitionError> {
     check_event(task, &update.task_id, &update.context_id)?;
     let change = TaskChange::Artifact {
         artifact: update.artifact.clone(),
@@ -156,10 +137,7 @@ pub fn apply_artifact(
         last_chunk: update.last_chunk,
     };
     let incoming = update.artifact;
-    let existing = task
-        .artifacts
-        .iter_mut()
-        .find(|a| a.artifact_id == incoming.artifact_id);
+    let existing = task.artifacts.iter_mut().find(|a| a.artifact_id == incoming.artifact_id);
     match (existing, update.append) {
         (Some(artifact), true) => artifact.parts.extend(incoming.parts),
         (Some(artifact), false) => *artifact = incoming,
@@ -173,16 +151,10 @@ fn check_event(task: &Task, task_id: &str, context_id: &str) -> Result<(), Trans
         return Err(TransitionError::Terminal(task.id.clone()));
     }
     if task.id != task_id {
-        return Err(TransitionError::WrongTask {
-            task: task.id.clone(),
-            event: task_id.into(),
-        });
+        return Err(TransitionError::WrongTask { task: task.id.clone(), event: task_id.into() });
     }
     if !context_id.is_empty() && task.context_id != context_id {
-        return Err(TransitionError::WrongContext {
-            task: task.context_id.clone(),
-            event: context_id.into(),
-        });
+        return Err(TransitionError::WrongContext { task: task.context_id.clone(), event: context_id.into() });
     }
     Ok(())
 }
@@ -196,15 +168,9 @@ pub(crate) mod tests {
         Task {
             id: id.into(),
             context_id: "ctx".into(),
-            status: TaskStatus {
-                state,
-                message: None,
-                timestamp: None,
-            },
+            status: TaskStatus { state, message: None, timestamp: None },
             artifacts: vec![],
-            history: vec![Json(
-                json!({"messageId": "m1", "role": "ROLE_USER", "parts": []}),
-            )],
+            history: vec![Json(json!({"messageId": "m1", "role": "ROLE_USER", "parts": []}))],
             metadata: None,
         }
     }
@@ -246,11 +212,7 @@ pub(crate) mod tests {
                 let before = t.clone();
                 let result = apply_status(&mut t, status("t", to, None));
                 if from.is_terminal() {
-                    assert_eq!(
-                        result,
-                        Err(TransitionError::Terminal("t".into())),
-                        "{from:?}->{to:?}"
-                    );
+                    assert_eq!(result, Err(TransitionError::Terminal("t".into())), "{from:?}->{to:?}");
                     assert_eq!(t, before);
                 } else {
                     assert!(result.is_ok(), "{from:?}->{to:?}");
@@ -267,11 +229,7 @@ pub(crate) mod tests {
                 let cur = task("t", from);
                 let result = replace(Some(&cur), task("t", to));
                 let same = from == to;
-                assert_eq!(
-                    result.is_ok(),
-                    !from.is_terminal() || same,
-                    "{from:?}->{to:?}"
-                );
+                assert_eq!(result.is_ok(), !from.is_terminal() || same, "{from:?}->{to:?}");
             }
         }
         assert!(replace(None, task("t", TaskState::Completed)).is_ok());
@@ -312,10 +270,7 @@ pub(crate) mod tests {
         ));
         let mut wrong_ctx = chunk("t", "a", "x", false);
         wrong_ctx.context_id = "other".into();
-        assert!(matches!(
-            apply_artifact(&mut t, wrong_ctx),
-            Err(TransitionError::WrongContext { .. })
-        ));
+        assert!(matches!(apply_artifact(&mut t, wrong_ctx), Err(TransitionError::WrongContext { .. })));
         assert_eq!(t, task("t", TaskState::Working));
     }
 }

@@ -31,26 +31,16 @@ pub struct Subscriptions {
 
 impl Subscriptions {
     pub fn new(subscriber_buffer_events: usize, task_subscribers_max: usize) -> Self {
-        Subscriptions {
-            by_task: Mutex::new(HashMap::new()),
-            subscriber_buffer_events,
-            task_subscribers_max,
-        }
+        Subscriptions { by_task: Mutex::new(HashMap::new()), subscriber_buffer_events, task_subscribers_max }
     }
 
     /// Starts following a task. Take the task's snapshot after this call and skip events
     /// whose `seq` is at or below the snapshot's: then nothing is missed or repeated.
-    pub fn subscribe(
-        &self,
-        task_id: &str,
-    ) -> Result<broadcast::Receiver<Arc<TaskEvent>>, SubscribeError> {
+    pub fn subscribe(&self, task_id: &str) -> Result<broadcast::Receiver<Arc<TaskEvent>>, SubscribeError> {
         let mut map = self.by_task.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = map.get(task_id) {
             if tx.receiver_count() >= self.task_subscribers_max {
-                return Err(SubscribeError::TooMany(
-                    task_id.to_owned(),
-                    self.task_subscribers_max,
-                ));
+                return Err(SubscribeError::TooMany(task_id.to_owned(), self.task_subscribers_max));
             }
             return Ok(tx.subscribe());
         }
@@ -90,13 +80,7 @@ mod tests {
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
     fn event(task: &str, seq: u64, state: TaskState) -> TaskEvent {
-        TaskEvent {
-            task_id: task.into(),
-            context_id: "c".into(),
-            seq,
-            state,
-            changes: vec![],
-        }
+        TaskEvent { task_id: task.into(), context_id: "c".into(), seq, state, changes: vec![] }
     }
 
     #[test]
@@ -132,19 +116,12 @@ mod tests {
         let subs = Subscriptions::new(4, 2);
         let a = subs.subscribe("t").unwrap();
         let _b = subs.subscribe("t").unwrap();
-        assert_eq!(
-            subs.subscribe("t").unwrap_err(),
-            SubscribeError::TooMany("t".into(), 2)
-        );
+        assert_eq!(subs.subscribe("t").unwrap_err(), SubscribeError::TooMany("t".into(), 2));
         drop(a);
         assert!(subs.subscribe("t").is_ok());
         let subs = Subscriptions::new(4, 2);
         drop(subs.subscribe("t").unwrap());
         subs.publish(event("t", 1, TaskState::Working));
-        assert_eq!(
-            subs.tasks_followed(),
-            0,
-            "a channel nobody listens to is dropped"
-        );
+        assert_eq!(subs.tasks_followed(), 0, "a channel nobody listens to is dropped");
     }
 }

@@ -17,9 +17,7 @@ def _same_url(a: str, b: str) -> bool:
 def test_sdk_resolves_per_agent_card_pointing_at_the_gateway(e2e, agent_id, name):
     card = run(fetch_card(e2e.card_base(agent_id)))
     assert card.name == name
-    # The gateway advertises streaming only once it serves SSE (the streaming issue); until
-    # then its cards switch it off so SDK clients use SendMessage.
-    assert card.capabilities.streaming is e2e.direct
+    assert card.capabilities.streaming is True
     assert card.capabilities.push_notifications is False
     assert [s.id for s in card.skills] == ['echo']
     interfaces = {(i.protocol_binding, i.protocol_version) for i in card.supported_interfaces}

@@ -132,8 +132,6 @@ def test_multi_turn_input_required_then_completed(e2e, version):
 
 @pytest.mark.parametrize('version', VERSIONS)
 def test_streaming_send(e2e, version):
-    if not e2e.direct:
-        pytest.skip('the gateway serves SSE from the streaming issue on; its cards say streaming: false')
     """The cards say `streaming: true`, so a default SDK client streams."""
 
     async def body():

@@ -9,11 +9,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_superx");
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A gateway process, killed on drop.
@@ -33,15 +29,11 @@ impl Drop for Node {
 pub fn command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve").arg("--data-dir").arg(data_dir).args(args);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LOG_LEVEL", "warn");
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("LOG_LEVEL", "warn");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     cmd
 }
 
@@ -53,10 +45,7 @@ pub fn run_to_exit(mut cmd: Command, deadline: Duration) -> Output {
         if child.try_wait().unwrap().is_some() {
             return child.wait_with_output().unwrap();
         }
-        assert!(
-            start.elapsed() < deadline,
-            "superx did not exit within {deadline:?}"
-        );
+        assert!(start.elapsed() < deadline, "superx did not exit within {deadline:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -68,13 +57,8 @@ pub fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Node {
     let mut all = vec!["--listen", listen.as_str()];
     all.extend_from_slice(args);
     let child = command(data_dir, &all, env).spawn().expect("spawn superx");
-    let node = Node {
-        child,
-        base: format!("http://{listen}"),
-    };
-    wait_until(Duration::from_secs(20), || {
-        get(&format!("{}/ready", node.base)).is_some_and(|(s, _)| s == 200)
-    });
+    let node = Node { child, base: format!("http://{listen}") };
+    wait_until(Duration::from_secs(20), || get(&format!("{}/ready", node.base)).is_some_and(|(s, _)| s == 200));
     node
 }
 
@@ -82,20 +66,14 @@ pub fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Node {
 pub fn wait_until(deadline: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
-        assert!(
-            start.elapsed() < deadline,
-            "condition not met within {deadline:?}"
-        );
+        assert!(start.elapsed() < deadline, "condition not met within {deadline:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn client() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()
 }
 
 /// GET, returning status and body (None when the node does not answer).
@@ -107,11 +85,5 @@ pub fn get(url: &str) -> Option<(u16, String)> {
 /// POSTs a JSON-RPC call to `/rpc` and returns the parsed response.
 pub fn rpc(base: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    client()
-        .post(format!("{base}/rpc"))
-        .json(&body)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
+    client().post(format!("{base}/rpc")).json(&body).send().unwrap().json().unwrap()
 }

@@ -1,0 +1,121 @@
+//! An agent's SSE stream, read event by event: each `data:` is a JSON-RPC response whose
+//! result is checked and typed in the 1.0 model ([`StreamItem`]); an error event, a malformed
+//! event, a dropped connection and a clean end are told apart, because the caller reacts to
+//! each differently (pass the error on, give up, reconnect).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::client::upstream_error;
+use crate::a2a::task::{artifact_update_from_wire, status_update_from_wire, task_from_wire};
+use crate::a2a::{ProtocolVersion, v03};
+use crate::config::StreamsConfig;
+use crate::jsonrpc::RpcError;
+use crate::sse::{SseEvent, SseParser};
+use crate::state::{ArtifactUpdate, StatusUpdate, Task};
+
+/// One event of an agent's stream, in the 1.0 model.
+#[derive(Debug)]
+pub enum StreamItem {
+    Task(Task),
+    Message(Value),
+    Status(StatusUpdate),
+    Artifact(ArtifactUpdate),
+}
+
+/// Why a stream stopped short of its end.
+#[derive(Debug)]
+pub enum StreamFault {
+    /// The connection broke or went silent past the idle limit: worth reconnecting.
+    Dropped(String),
+    /// The agent sent a JSON-RPC error event.
+    Agent(RpcError),
+    /// The agent sent something that is not a valid event.
+    Invalid(String),
+}
+
+pub struct UpstreamStream {
+    agent_id: String,
+    version: ProtocolVersion,
+    response: reqwest::Response,
+    parser: SseParser,
+    ready: VecDeque<SseEvent>,
+    idle: Duration,
+}
+
+impl UpstreamStream {
+    pub(super) fn new(
+        agent_id: &str,
+        version: ProtocolVersion,
+        response: reqwest::Response,
+        limits: &StreamsConfig,
+    ) -> Self {
+        UpstreamStream {
+            agent_id: agent_id.to_owned(),
+            version,
+            response,
+            parser: SseParser::new(limits.event_bytes_max),
+            ready: VecDeque::new(),
+            idle: Duration::from_millis(limits.upstream_idle_timeout_ms),
+        }
+    }
+
+    /// The next event; `Ok(None)` when the agent closed the stream.
+    pub async fn next(&mut self) -> Result<Option<StreamItem>, StreamFault> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                if event.data.trim().is_empty() {
+                    continue;
+                }
+                return self.decode(&event.data).map(Some);
+            }
+            let chunk = match tokio::time::timeout(self.idle, self.response.chunk()).await {
+                Err(_) => return Err(StreamFault::Dropped(format!("no event for {} ms", self.idle.as_millis()))),
+                Ok(Err(e)) => return Err(StreamFault::Dropped(format!("connection broke: {e}"))),
+                Ok(Ok(None)) => return Ok(None),
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+            let events = self.parser.push(&chunk).map_err(|e| StreamFault::Invalid(e.to_string()))?;
+            self.ready.extend(events);
+        }
+    }
+
+    fn decode(&self, data: &str) -> Result<StreamItem, StreamFault> {
+        let invalid = |m: String| StreamFault::Invalid(format!("agent {}: {m}", self.agent_id));
+        let mut reply: serde_json::Map<String, Value> = match serde_json::from_str(data) {
+            Ok(Value::Object(m)) => m,
+            _ => return Err(invalid("stream event is not a JSON-RPC object".into())),
+        };
+        if let Some(error) = reply.remove("error") {
+            return Err(StreamFault::Agent(upstream_error(&self.agent_id, error)));
+        }
+        let result = reply.remove("result").ok_or_else(|| invalid("stream event has no result".into()))?;
+        let result = match self.version {
+            ProtocolVersion::V10 => result,
+            ProtocolVersion::V03 => v03::result_to_v10(result).map_err(|e| invalid(e.0))?,
+        };
+        classify(result).map_err(|e| invalid(e.0))
+    }
+}
+
+/// A 1.0 `StreamResponse` as a typed item.
+fn classify(result: Value) -> Result<StreamItem, v03::WireError> {
+    let Value::Object(mut r) = result else {
+        return Err(v03::WireError("stream result must be an object".into()));
+    };
+    if let Some(task) = r.remove("task") {
+        return task_from_wire(task).map(StreamItem::Task);
+    }
+    if let Some(message @ Value::Object(_)) = r.remove("message") {
+        return Ok(StreamItem::Message(message));
+    }
+    if let Some(update) = r.remove("statusUpdate") {
+        return status_update_from_wire(update).map(StreamItem::Status);
+    }
+    if let Some(update) = r.remove("artifactUpdate") {
+        return artifact_update_from_wire(update).map(StreamItem::Artifact);
+    }
+    Err(v03::WireError("stream result is not a task, message or update".into()))
+}

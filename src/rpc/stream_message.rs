@@ -1,0 +1,244 @@
+//! `SendStreamingMessage` / `message/stream` / `message.stream`: stream a message's task
+//! from its agent, committing every event before the client sees it.
+//!
+//! The agent's stream is consumed by a pump task of its own, so a client that goes away does
+//! not stop the recording: the pump keeps reading (and committing) until the task is terminal
+//! or interrupted. If the agent's connection drops first, the pump reconnects with
+//! SubscribeToTask (bounded attempts) and gives up on record (logged, counted) after that.
+//! Subscribers on other nodes follow the same events from the applied log.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::send_message::{Params, record};
+use super::{Call, Outcome, RpcError, StreamFrame, StreamReply, Target, resolve_agent};
+use crate::a2a::task::{TaskView, artifact_to_wire, status_to_wire};
+use crate::a2a::{ProtocolVersion, v03};
+use crate::agents::{StreamFault, StreamItem, UpstreamMethod, UpstreamStream};
+use crate::gateway::Gateway;
+use crate::state::{ArtifactUpdate, Command, ProposeError, Refusal, StatusUpdate};
+
+pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcome, RpcError> {
+    let agent_id = match &p.task_id {
+        Some(task_id) => Some(super::send_message::continue_task(gw, call, task_id, &mut p.request)?),
+        None => p.agent_id.take(),
+    };
+    let target = resolve_agent(gw, call, agent_id.as_deref())?;
+    if !target.upstream.streaming {
+        return Err(RpcError::UnsupportedOperation(format!("agent {} does not stream", target.agent_id)));
+    }
+    let limits = &gw.config.streams;
+    let upstream = gw
+        .client
+        .open_stream(&target.call_target(call), UpstreamMethod::SendStreamingMessage, Value::Object(p.request), limits)
+        .await?;
+    let (tx, frames) = mpsc::channel(limits.client_buffer_events + 1);
+    let pump = Pump {
+        gw: gw.clone(),
+        call: call.clone(),
+        target,
+        client: Some(tx),
+        task_id: None,
+        history_length: p.history_length,
+    };
+    tokio::spawn(pump.run(upstream));
+    Ok(Outcome::Stream(StreamReply { frames, extensions: None }))
+}
+
+struct Pump {
+    gw: Arc<Gateway>,
+    call: Call,
+    target: Target,
+    /// The client's end; `None` once it went away or fell too far behind.
+    client: Option<mpsc::Sender<StreamFrame>>,
+    task_id: Option<String>,
+    history_length: Option<usize>,
+}
+
+/// Whether the stream goes on after an event.
+enum Next {
+    More,
+    Done,
+}
+
+impl Pump {
+    async fn run(mut self, mut upstream: UpstreamStream) {
+        let mut reconnects = 0;
+        loop {
+            let fault = match upstream.next().await {
+                Ok(Some(item)) => match self.commit(item).await {
+                    Ok(Next::More) => continue,
+                    Ok(Next::Done) => return,
+                    Err(e) => return self.fail(e),
+                },
+                Ok(None) => "the agent closed its stream before the task ended".to_owned(),
+                Err(StreamFault::Dropped(why)) => why,
+                Err(StreamFault::Agent(e)) => return self.fail(e),
+                Err(StreamFault::Invalid(why)) => return self.fail(RpcError::InvalidAgentResponse(why)),
+            };
+            let Some(task_id) = self.task_id.clone() else {
+                let e = RpcError::AgentUnavailable(format!(
+                    "agent {}: stream ended before a task: {fault}",
+                    self.target.agent_id
+                ));
+                return self.fail(e);
+            };
+            if reconnects >= self.gw.config.streams.upstream_resubscribe_attempts {
+                tracing::warn!(agent_id = %self.target.agent_id, %task_id, %fault, "gave up following the agent's stream");
+                self.gw
+                    .stats
+                    .get(&self.target.agent_id)
+                    .streams_abandoned
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let e = RpcError::AgentUnavailable(format!("agent {} stream lost: {fault}", self.target.agent_id));
+                return self.fail(e);
+            }
+            reconnects += 1;
+            tracing::info!(agent_id = %self.target.agent_id, %task_id, %fault, attempt = reconnects, "resubscribing to the agent's stream");
+            let params = json!({ "id": task_id });
+            let limits = &self.gw.config.streams;
+            match self
+                .gw
+                .client
+                .open_stream(&self.target.call_target(&self.call), UpstreamMethod::SubscribeToTask, params, limits)
+                .await
+            {
+                Ok(stream) => upstream = stream,
+                Err(e) => tracing::warn!(agent_id = %self.target.agent_id, %task_id, error = %e, "resubscribe failed"),
+            }
+        }
+    }
+
+    /// Commits one event, then hands it to the client.
+    async fn commit(&mut self, item: StreamItem) -> Result<Next, RpcError> {
+        let agent_id = self.target.agent_id.clone();
+        let (result, state) = match item {
+            StreamItem::Message(message) if self.task_id.is_none() => {
+                self.send(json!({ "message": message }));
+                return Ok(Next::Done);
+            }
+            StreamItem::Task(task) => {
+                if self.task_id.as_ref().is_some_and(|id| *id != task.id) {
+                    return Err(RpcError::InvalidAgentResponse(format!("agent {agent_id} switched tasks mid-stream")));
+                }
+                self.task_id = Some(task.id.clone());
+                let state = task.status.state;
+                let view = TaskView { history_length: self.history_length, include_artifacts: true };
+                (json!({ "task": record(&self.gw, &agent_id, task, view).await? }), state)
+            }
+            StreamItem::Status(update) => self.commit_status(update).await?,
+            StreamItem::Artifact(update) => self.commit_artifact(update).await?,
+            StreamItem::Message(_) => {
+                return Err(RpcError::InvalidAgentResponse(format!(
+                    "agent {agent_id} sent a message inside a task stream"
+                )));
+            }
+        };
+        self.send(result);
+        Ok(if state.is_terminal() || state.is_interrupted() { Next::Done } else { Next::More })
+    }
+
+    fn check_task(&self, task_id: &str) -> Result<(), RpcError> {
+        match &self.task_id {
+            Some(id) if id == task_id => Ok(()),
+            _ => Err(RpcError::InvalidAgentResponse(format!(
+                "agent {}: an update for task {task_id} that this stream did not start with",
+                self.target.agent_id
+            ))),
+        }
+    }
+
+    async fn commit_status(&mut self, update: StatusUpdate) -> Result<(Value, crate::a2a::TaskState), RpcError> {
+        self.check_task(&update.task_id)?;
+        let rendered = status_update_wire(&update);
+        let state = update.status.state;
+        let command = Command::UpdateStatus { agent_id: self.target.agent_id.clone(), update, at_ms: self.gw.now_ms() };
+        self.propose(command).await?;
+        Ok((rendered, state))
+    }
+
+    async fn commit_artifact(&mut self, update: ArtifactUpdate) -> Result<(Value, crate::a2a::TaskState), RpcError> {
+        self.check_task(&update.task_id)?;
+        let rendered = artifact_update_wire(&update);
+        let command =
+            Command::UpdateArtifact { agent_id: self.target.agent_id.clone(), update, at_ms: self.gw.now_ms() };
+        self.propose(command).await?;
+        let state = self.stored_state().unwrap_or(crate::a2a::TaskState::Working);
+        Ok((rendered, state))
+    }
+
+    fn stored_state(&self) -> Option<crate::a2a::TaskState> {
+        let id = self.task_id.as_deref()?;
+        self.gw.replica.read(|t| t.task(id).map(|e| e.task.status.state))
+    }
+
+    /// Proposes an event. If the task was finished elsewhere meanwhile (e.g. canceled through
+    /// another node), the stream ends with the stored final status.
+    async fn propose(&mut self, command: Command) -> Result<(), RpcError> {
+        match self.gw.replica.propose(command).await {
+            Ok(()) => Ok(()),
+            Err(ProposeError::Refused(Refusal::Transition(_))) => {
+                let id = self.task_id.clone().unwrap_or_default();
+                let final_status = self.gw.replica.read(|t| {
+                    t.task(&id).map(|e| {
+                        json!({"statusUpdate": {
+                        "taskId": id, "contextId": e.task.context_id, "status": status_to_wire(&e.task.status)}})
+                    })
+                });
+                if let Some(status) = final_status {
+                    self.send(status);
+                }
+                self.client = None;
+                Err(RpcError::UnsupportedOperation(format!("task {id} reached a terminal state")))
+            }
+            Err(e) => Err(RpcError::Internal(e.to_string())),
+        }
+    }
+
+    /// Hands a 1.0 result to the client in its version. A client that is gone or too slow
+    /// is dropped (with a last error frame when there is room); recording goes on.
+    fn send(&mut self, result: Value) {
+        let Some(tx) = &self.client else { return };
+        let frame = match self.call.version {
+            ProtocolVersion::V10 => result,
+            ProtocolVersion::V03 => v03::result_from_v10(result),
+        };
+        if tx.capacity() <= 1 {
+            let _ = tx.try_send(StreamFrame::Error(RpcError::Overloaded(
+                "client too slow for the stream; use GetTask for the current state".into(),
+            )));
+            self.client = None;
+            return;
+        }
+        if tx.try_send(StreamFrame::Result(frame)).is_err() {
+            self.client = None;
+        }
+    }
+
+    fn fail(&mut self, error: RpcError) {
+        if let Some(tx) = self.client.take() {
+            let _ = tx.try_send(StreamFrame::Error(error));
+        }
+    }
+}
+
+pub(super) fn status_update_wire(update: &StatusUpdate) -> Value {
+    let mut e =
+        json!({"taskId": update.task_id, "contextId": update.context_id, "status": status_to_wire(&update.status)});
+    if let Some(m) = &update.metadata {
+        e["metadata"] = m.0.clone();
+    }
+    json!({ "statusUpdate": e })
+}
+
+pub(super) fn artifact_update_wire(update: &ArtifactUpdate) -> Value {
+    json!({ "artifactUpdate": {
+        "taskId": update.task_id,
+        "contextId": update.context_id,
+        "artifact": artifact_to_wire(&update.artifact),
+        "append": update.append,
+        "lastChunk": update.last_chunk,
+    }})
+}
