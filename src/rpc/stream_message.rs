@@ -35,12 +35,13 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcom
         .open_stream(&target.call_target(call), UpstreamMethod::SendStreamingMessage, Value::Object(p.request), limits)
         .await?;
     let (tx, frames) = mpsc::channel(limits.client_buffer_events + 1);
+    // A follow-up message continues a known task: the agent may start with an update.
     let pump = Pump {
         gw: gw.clone(),
         call: call.clone(),
         target,
         client: Some(tx),
-        task_id: None,
+        task_id: p.task_id.clone(),
         history_length: p.history_length,
     };
     tokio::spawn(pump.run(upstream));
@@ -159,19 +160,15 @@ impl Pump {
         Ok((rendered, state))
     }
 
+    /// Artifact chunks never end a stream (only a status or task does), whatever state the
+    /// task was left in before: a follow-up may go straight from input-required to chunks.
     async fn commit_artifact(&mut self, update: ArtifactUpdate) -> Result<(Value, crate::a2a::TaskState), RpcError> {
         self.check_task(&update.task_id)?;
         let rendered = artifact_update_wire(&update);
         let command =
             Command::UpdateArtifact { agent_id: self.target.agent_id.clone(), update, at_ms: self.gw.now_ms() };
         self.propose(command).await?;
-        let state = self.stored_state().unwrap_or(crate::a2a::TaskState::Working);
-        Ok((rendered, state))
-    }
-
-    fn stored_state(&self) -> Option<crate::a2a::TaskState> {
-        let id = self.task_id.as_deref()?;
-        self.gw.replica.read(|t| t.task(id).map(|e| e.task.status.state))
+        Ok((rendered, crate::a2a::TaskState::Working))
     }
 
     /// Proposes an event. If the task was finished elsewhere meanwhile (e.g. canceled through
