@@ -4,4 +4,6 @@
 //! and waits on conditions with deadlines, never on guessed sleeps.
 
 mod config;
+mod fake_agent;
+mod streaming;
 mod support;
