@@ -74,6 +74,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.server.listen.clone();
     let gw = Gateway::new(config)?;
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+    // SSE writes many small frames: without TCP_NODELAY, Nagle and delayed ACKs hold each
+    // one back by tens of milliseconds.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     tracing::info!(%listen, "superx listening");
     let startup = gw.clone();
     tokio::spawn(async move { startup.register_initial_agents().await });
