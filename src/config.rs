@@ -24,6 +24,7 @@ pub struct Config {
     pub cards: CardsConfig,
     pub tasks: TasksConfig,
     pub streams: StreamsConfig,
+    pub raft: RaftSection,
     pub log: LogConfig,
     /// The agents registered at startup (from the agents file and `A2A_REMOTE_URL`); not a
     /// config key.
@@ -120,6 +121,34 @@ pub struct StreamsConfig {
     pub upstream_idle_timeout_ms: u64,
 }
 
+/// Replication: the internal raft listener, the static peers, and the timing of elections.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSection {
+    /// Internal raft listener (never the public API port).
+    pub listen: String,
+    /// `host:port` other nodes reach this node's raft listener at; empty: `listen`.
+    pub advertise: String,
+    /// `host:port` other nodes reach this node's public API at; empty: `server.listen`.
+    pub api_advertise: String,
+    /// Static cluster: `1=host:raftport@host:apiport,2=...`, this node included. Empty: a
+    /// cluster of one.
+    pub peers: String,
+    /// Voters at most (3 or 5); further nodes stay learners.
+    pub voters_max: u64,
+    /// Election timeout range. 400-800 ms with 100 ms heartbeats elects a new leader well
+    /// inside the 2 s budget for writes to resume after a leader dies.
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub heartbeat_ms: u64,
+    /// A snapshot is taken after this many log entries, and the log before it is purged.
+    pub snapshot_logs_since_last: u64,
+    /// How long a write waits for a leader (during an election) before a retryable error.
+    pub write_timeout_ms: u64,
+    /// How long a linearizable read waits for the leader's confirmation.
+    pub read_timeout_ms: u64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -187,6 +216,52 @@ impl Default for StreamsConfig {
     }
 }
 
+impl Default for RaftSection {
+    fn default() -> Self {
+        RaftSection {
+            listen: "127.0.0.1:4100".into(),
+            advertise: String::new(),
+            api_advertise: String::new(),
+            peers: String::new(),
+            voters_max: 3,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            heartbeat_ms: 100,
+            snapshot_logs_since_last: 5000,
+            write_timeout_ms: 3000,
+            read_timeout_ms: 3000,
+        }
+    }
+}
+
+/// One peer of a static cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub id: u64,
+    pub raft: String,
+    pub api: String,
+}
+
+/// Parses `1=host:raftport@host:apiport,2=...`.
+pub fn parse_peers(text: &str) -> Result<Vec<Peer>, String> {
+    let mut peers: Vec<Peer> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = || format!("peer {item:?} must look like 1=host:raftport@host:apiport");
+        let (id, addrs) = item.split_once('=').ok_or_else(bad)?;
+        let (raft, api) = addrs.split_once('@').ok_or_else(bad)?;
+        let id: u64 = id.trim().parse().map_err(|_| bad())?;
+        let has_port = |a: &str| a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !has_port(raft) || !has_port(api) {
+            return Err(bad());
+        }
+        if peers.iter().any(|p| p.id == id) {
+            return Err(format!("peer id {id} appears twice"));
+        }
+        peers.push(Peer { id, raft: raft.to_owned(), api: api.to_owned() });
+    }
+    Ok(peers)
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { level: "info".into(), format: "text".into() }
@@ -197,6 +272,9 @@ impl Default for LogConfig {
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub config_file: Option<PathBuf>,
+    pub node_id: Option<u64>,
+    pub raft_listen: Option<String>,
+    pub peers: Option<String>,
     pub listen: Option<String>,
     pub data_dir: Option<String>,
     pub agents_file: Option<String>,
@@ -287,6 +365,23 @@ impl Config {
             if value == 0 {
                 errors.push(format!("{key}: must be greater than 0"));
             }
+        }
+        if self.raft.listen.parse::<SocketAddr>().is_err() {
+            errors.push(format!("raft.listen: {:?} is not an address like 127.0.0.1:4100", self.raft.listen));
+        }
+        match parse_peers(&self.raft.peers) {
+            Err(e) => errors.push(format!("raft.peers: {e}")),
+            Ok(peers) if !peers.is_empty() && !peers.iter().any(|p| p.id == self.server.node_id) => {
+                errors.push(format!("raft.peers: must include this node (server.node_id = {})", self.server.node_id))
+            }
+            Ok(_) => {}
+        }
+        let r = &self.raft;
+        if r.election_timeout_min_ms == 0 || r.election_timeout_min_ms >= r.election_timeout_max_ms {
+            errors.push("raft.election_timeout_min_ms must be above 0 and below election_timeout_max_ms".into());
+        }
+        if r.heartbeat_ms == 0 || r.heartbeat_ms >= r.election_timeout_min_ms {
+            errors.push("raft.heartbeat_ms must be above 0 and below election_timeout_min_ms".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             errors.push(format!("log.format: {:?} must be text or json", self.log.format));
@@ -422,6 +517,15 @@ fn apply_flags(tree: &mut Toml, o: &Overrides) {
     if let Some(file) = &o.agents_file {
         set(tree, "agents", "file", Toml::String(file.clone()));
     }
+    if let Some(id) = o.node_id {
+        set(tree, "server", "node_id", Toml::Integer(id as i64));
+    }
+    if let Some(listen) = &o.raft_listen {
+        set(tree, "raft", "listen", Toml::String(listen.clone()));
+    }
+    if let Some(peers) = &o.peers {
+        set(tree, "raft", "peers", Toml::String(peers.clone()));
+    }
 }
 
 #[cfg(test)]
@@ -505,6 +609,19 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
         assert_eq!(e.0.len(), 9, "{text}");
+    }
+
+    #[test]
+    fn peers_parse_and_errors() {
+        let peers = parse_peers("1=127.0.0.1:4101@127.0.0.1:4001, 2=h2:4101@h2:4001").unwrap();
+        assert_eq!(peers[1], Peer { id: 2, raft: "h2:4101".into(), api: "h2:4001".into() });
+        assert!(parse_peers("").unwrap().is_empty());
+        for bad in ["1=a:1", "x=a:1@b:2", "1=a@b:2", "1=a:1@b:2,1=c:1@d:2", "1=:1@b:2"] {
+            assert!(parse_peers(bad).is_err(), "{bad}");
+        }
+        let o = Overrides { node_id: Some(3), peers: Some("1=a:1@a:2,2=b:1@b:2".into()), ..Default::default() };
+        let e = Config::load(&o, &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("must include this node"), "{e}");
     }
 
     #[test]

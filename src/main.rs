@@ -35,13 +35,22 @@ enum Command {
         /// YAML file of agents to register at startup (env AGENTS_FILE).
         #[arg(long)]
         agents_file: Option<String>,
+        /// This node's id in the cluster (default 1).
+        #[arg(long)]
+        node_id: Option<u64>,
+        /// Internal raft listener (default 127.0.0.1:4100).
+        #[arg(long)]
+        raft_listen: Option<String>,
+        /// Static cluster: 1=host:raftport@host:apiport,2=... (this node included).
+        #[arg(long)]
+        peers: Option<String>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve { listen, config, data_dir, agents_file } = cli.command;
-    let overrides = Overrides { config_file: config, listen, data_dir, agents_file };
+    let Command::Serve { listen, config, data_dir, agents_file, node_id, raft_listen, peers } = cli.command;
+    let overrides = Overrides { config_file: config, listen, data_dir, agents_file, node_id, raft_listen, peers };
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = match Config::load(&overrides, &env) {
         Ok(c) => c,
