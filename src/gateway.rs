@@ -15,8 +15,11 @@ use crate::agents::{AgentClient, AgentStats, CallTarget, UpstreamMethod};
 use crate::codec::Json;
 use crate::config::Config;
 use crate::jsonrpc::RpcError;
-use crate::state::{CachedCard, Command, Replica, TableLimits};
+use crate::state::{CachedCard, Command, ProposeError, Replica, TableLimits, raft_config};
 use crate::tasks::Subscriptions;
+
+/// Pause between attempts to register a startup agent while the cluster has no leader.
+const STARTUP_RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Startup card fetches run this many at a time.
 const STARTUP_CARD_FETCHES_MAX: usize = 16;
@@ -35,13 +38,15 @@ pub fn rfc3339_ms(ms: u64) -> String {
 }
 
 impl Gateway {
-    pub fn new(config: Config) -> anyhow::Result<Arc<Gateway>> {
+    /// Starts the node's replica (opening its raft storage and joining the cluster).
+    pub async fn start(config: Config) -> anyhow::Result<Arc<Gateway>> {
         let client = AgentClient::new(&config.agents)?;
         let limits = TableLimits { tasks_max: config.tasks.memory_max };
         let streams = &config.streams;
         let subscriptions =
             Arc::new(Subscriptions::new(streams.subscriber_buffer_events, streams.task_subscribers_max));
-        let replica = Replica::new(config.server.node_id, limits, subscriptions);
+        let raft = raft_config(&config).map_err(anyhow::Error::msg)?;
+        let replica = Replica::start(raft, limits, subscriptions).await?;
         Ok(Arc::new(Gateway { config, replica, client, stats: AgentStats::default(), ready: AtomicBool::new(false) }))
     }
 
@@ -77,16 +82,16 @@ impl Gateway {
 
     /// Registers (or re-registers) an agent, fetching its card first. The agent is registered
     /// even when its card cannot be fetched; the fetch error is returned for the caller to show.
-    pub async fn register(&self, spec: AgentSpec) -> Result<Option<String>, String> {
+    pub async fn register(&self, spec: AgentSpec) -> Result<Option<String>, ProposeError> {
         let record = spec.into_record();
         let id = record.id.clone();
         let card = self.client.fetch_card(&record).await;
         let now = self.now_ms();
-        self.replica.propose(Command::UpsertAgent { agent: record, at_ms: now }).await.map_err(|e| e.to_string())?;
+        self.replica.propose(Command::UpsertAgent { agent: record, at_ms: now }).await?;
         match card {
             Ok((card, source_url)) => {
                 let card = CachedCard { card: Json(card), source_url, fetched_at_ms: now };
-                self.replica.propose(Command::SetAgentCard { id, card }).await.map_err(|e| e.to_string())?;
+                self.replica.propose(Command::SetAgentCard { id, card }).await?;
                 Ok(None)
             }
             Err(error) => {
@@ -112,8 +117,27 @@ impl Gateway {
             crate::state::ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => {
                 RpcError::AgentNotFound(id)
             }
-            other => RpcError::Internal(other.to_string()),
+            other => other.into(),
         })
+    }
+
+    /// Registers a startup agent, waiting out elections (a node may start before the cluster
+    /// has a leader).
+    async fn register_until_done(&self, spec: AgentSpec) {
+        let id = spec.id.clone();
+        loop {
+            match self.register(spec.clone()).await {
+                Ok(_) => return,
+                Err(ProposeError::Unavailable(why)) => {
+                    tracing::info!(agent_id = %id, %why, "waiting for the cluster to register the agent");
+                    tokio::time::sleep(STARTUP_RETRY_PAUSE).await;
+                }
+                Err(error) => {
+                    tracing::error!(agent_id = %id, %error, "agent registration failed");
+                    return;
+                }
+            }
+        }
     }
 
     /// Registers the agents from the config (file and environment), then marks the node ready.
@@ -123,12 +147,7 @@ impl Gateway {
         futures::stream::iter(specs)
             .for_each_concurrent(STARTUP_CARD_FETCHES_MAX, |spec| {
                 let gw = self.clone();
-                async move {
-                    let id = spec.id.clone();
-                    if let Err(error) = gw.register(spec).await {
-                        tracing::error!(agent_id = %id, %error, "agent registration failed");
-                    }
-                }
+                async move { gw.register_until_done(spec).await }
             })
             .await;
         tracing::info!(agents = count, "startup agents registered");

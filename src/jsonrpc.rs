@@ -96,6 +96,10 @@ pub enum RpcError {
     /// too slow to keep up). Retryable later.
     #[error("{0}")]
     Overloaded(String),
+    /// The cluster cannot take the request right now (no leader during an election, no
+    /// majority). Retryable.
+    #[error("{0}")]
+    Unavailable(String),
     /// An error the agent answered with, passed on.
     #[error("{message}")]
     Upstream { code: i64, message: String, data: Option<Value> },
@@ -108,7 +112,7 @@ impl RpcError {
             Self::InvalidRequest(_) => -32600,
             Self::MethodNotFound(_) => -32601,
             Self::InvalidParams(_) => -32602,
-            Self::Internal(_) | Self::AgentUnavailable(_) | Self::Overloaded(_) => -32603,
+            Self::Internal(_) | Self::AgentUnavailable(_) | Self::Overloaded(_) | Self::Unavailable(_) => -32603,
             Self::TaskNotFound(_) => -32001,
             Self::TaskNotCancelable(_) => -32002,
             Self::PushNotSupported => -32003,

@@ -81,7 +81,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.server.data_dir)
         .with_context(|| format!("creating data dir {}", config.server.data_dir))?;
     let listen = config.server.listen.clone();
-    let gw = Gateway::new(config)?;
+    let gw = Gateway::start(config).await?;
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
     // SSE writes many small frames: without TCP_NODELAY, Nagle and delayed ACKs hold each
     // one back by tens of milliseconds.
@@ -93,11 +93,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%listen, "superx listening");
     let startup = gw.clone();
     tokio::spawn(async move { startup.register_initial_agents().await });
-    axum::serve(listener, superx::http::router(gw))
+    let served = axum::serve(listener, superx::http::router(gw.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .context("serving")?;
-    Ok(())
+        .context("serving");
+    gw.replica.shutdown().await;
+    served
 }
 
 async fn shutdown_signal() {

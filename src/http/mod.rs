@@ -24,6 +24,7 @@ use crate::agents::client::{A2A_EXTENSIONS, A2A_VERSION, X_A2A_EXTENSIONS};
 use crate::gateway::Gateway;
 use crate::jsonrpc::{self, RpcError};
 use crate::rpc::{Call, Method, Outcome, Scope};
+use crate::state::ReadMode;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -64,6 +65,15 @@ fn requested_version<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Opti
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| k.eq_ignore_ascii_case("a2a-version"))
         .map(|(_, v)| v)
+}
+
+/// `SuperX-Read: local` asks for a fast read of this node's tables; anything else (or no
+/// header) reads linearizably.
+fn read_mode(headers: &HeaderMap) -> ReadMode {
+    match headers.get("superx-read").and_then(|v| v.to_str().ok()) {
+        Some(v) if v.trim().eq_ignore_ascii_case("local") => ReadMode::Local,
+        _ => ReadMode::Linearizable,
+    }
 }
 
 fn is_json_content_type(headers: &HeaderMap) -> bool {
@@ -111,6 +121,7 @@ async fn handle_rpc(gw: &Arc<Gateway>, scope: Scope, query: Option<&str>, header
         scope,
         extensions: headers.get(A2A_EXTENSIONS).or_else(|| headers.get(X_A2A_EXTENSIONS)).cloned(),
         base_url: cards::public_base(gw, headers),
+        read_mode: read_mode(headers),
     };
     let method_name = request.method;
     let parsed = Method::parse(&method_name, request.params, &call);

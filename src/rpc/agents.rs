@@ -83,7 +83,7 @@ pub fn get(gw: &Gateway, call: &Call, p: IdParams) -> Result<Value, RpcError> {
 
 pub async fn upsert(gw: &Gateway, call: &Call, p: UpsertParams) -> Result<Value, RpcError> {
     let id = p.0.id.clone();
-    let card_error = gw.register(p.0).await.map_err(RpcError::Internal)?;
+    let card_error = gw.register(p.0).await?;
     let mut view = get(gw, call, IdParams { id })?;
     if let Some(error) = card_error {
         view["cardError"] = json!(error);
@@ -92,7 +92,7 @@ pub async fn upsert(gw: &Gateway, call: &Call, p: UpsertParams) -> Result<Value,
 }
 
 pub async fn delete(gw: &Gateway, p: IdParams) -> Result<Value, RpcError> {
-    gw.replica.propose(Command::DeleteAgent { id: p.id }).await.map_err(|e| RpcError::Internal(e.to_string()))?;
+    gw.replica.propose(Command::DeleteAgent { id: p.id }).await?;
     Ok(json!(true))
 }
 

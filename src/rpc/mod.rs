@@ -25,7 +25,7 @@ use crate::a2a::{ProtocolVersion, v03};
 use crate::agents::{Answer, CallTarget};
 use crate::gateway::Gateway;
 use crate::jsonrpc::RpcError;
-use crate::state::{Task, Upstream};
+use crate::state::{ProposeError, ReadMode, Task, Upstream};
 
 /// Which endpoint a call came in on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +47,8 @@ pub struct Call {
     pub extensions: Option<HeaderValue>,
     /// The gateway's public base URL as this client sees it.
     pub base_url: String,
+    /// How fresh the state this call reads must be (the `SuperX-Read` header).
+    pub read_mode: ReadMode,
 }
 
 /// What a method answers with: one result, or a stream of them (SSE).
@@ -162,6 +164,15 @@ fn lookup(name: &str) -> Option<(Op, Family)> {
     })
 }
 
+impl From<ProposeError> for RpcError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::Unavailable(m) => RpcError::Unavailable(m),
+            other => RpcError::Internal(other.to_string()),
+        }
+    }
+}
+
 /// The protocol generation a method name belongs to, if it belongs to one (SuperX's dotted
 /// names and the control plane do not).
 pub fn naming_version(name: &str) -> Option<ProtocolVersion> {
@@ -237,8 +248,26 @@ impl Method {
         })
     }
 
-    /// Runs the method.
+    /// Whether the method reads state that must reflect every acknowledged write.
+    fn reads_state(&self) -> bool {
+        match self {
+            Method::SendMessage(p) | Method::SendStreamingMessage(p) => p.task_id.is_some(),
+            Method::SubscribeToTask(_)
+            | Method::GetTask(_)
+            | Method::ListTasks(_)
+            | Method::CancelTask(_)
+            | Method::AgentsList
+            | Method::AgentsGet(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Runs the method: reads first wait for a linearizable barrier unless the client asked
+    /// for a local read.
     pub async fn run(self, gw: &Arc<Gateway>, call: &Call) -> Result<Outcome, RpcError> {
+        if self.reads_state() {
+            gw.replica.barrier(call.read_mode).await?;
+        }
         let reply = match self {
             Method::SendStreamingMessage(p) => return stream_message::run(gw, call, p).await,
             Method::SubscribeToTask(p) => return subscribe::run(gw, call, p).await,
@@ -373,7 +402,7 @@ mod tests {
     use serde_json::json;
 
     fn call(version: ProtocolVersion, scope: Scope) -> Call {
-        Call { version, scope, extensions: None, base_url: "http://gw".into() }
+        Call { version, scope, extensions: None, base_url: "http://gw".into(), read_mode: ReadMode::Local }
     }
 
     fn code(name: &str, params: Value, c: &Call) -> i64 {

@@ -143,6 +143,6 @@ pub(super) async fn record(gw: &Gateway, agent_id: &str, task: Task, view: TaskV
         Err(ProposeError::Refused(Refusal::OwnedByOtherAgent { task, .. })) => Err(RpcError::InvalidAgentResponse(
             format!("agent {agent_id} answered with task {task}, which belongs to another agent"),
         )),
-        Err(e) => Err(RpcError::Internal(e.to_string())),
+        Err(e) => Err(e.into()),
     }
 }

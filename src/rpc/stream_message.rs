@@ -190,7 +190,7 @@ impl Pump {
                 self.client = None;
                 Err(RpcError::UnsupportedOperation(format!("task {id} reached a terminal state")))
             }
-            Err(e) => Err(RpcError::Internal(e.to_string())),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -13,7 +13,7 @@ mod tables;
 pub mod task;
 
 pub use agent::{AgentRecord, AgentSettings, CachedCard, Upstream};
-pub use replica::{ProposeError, Replica, ReplicaStatus};
+pub use replica::{ProposeError, ReadMode, Replica, ReplicaStatus, raft_config};
 pub use tables::{AgentEntry, ListPage, ListQuery, TableLimits, Tables, TaskEntry};
 pub use task::{Artifact, ArtifactUpdate, StatusUpdate, Task, TaskChange, TaskStatus, TransitionError};
 
@@ -57,8 +57,9 @@ pub enum VersionedCommand {
     V1(Command),
 }
 
-/// Why `apply` refused a command. A refused command changes nothing.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why `apply` refused a command. A refused command changes nothing. Stored type (it is the
+/// response of a committed command).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, bincode::Encode, bincode::Decode)]
 pub enum Refusal {
     #[error(transparent)]
     Transition(#[from] TransitionError),
@@ -70,6 +71,9 @@ pub enum Refusal {
     AgentNotFound(String),
     #[error("the task table is full of active tasks ({0})")]
     TableFull(usize),
+    /// The log entry is not a command this version can read.
+    #[error("undecodable command: {0}")]
+    Undecodable(String),
 }
 
 impl Tables {

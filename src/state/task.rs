@@ -72,7 +72,7 @@ pub enum TaskChange {
 }
 
 /// Why a transition was refused. Refusals change nothing.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, bincode::Encode, bincode::Decode)]
 pub enum TransitionError {
     #[error("task {0} is in a terminal state and cannot change")]
     Terminal(String),

@@ -198,6 +198,7 @@ def _start_gateway(agent_ports: dict[str, int], work: Path) -> tuple[Proc, str]:
         [
             str(binary), 'serve',
             '--listen', f'127.0.0.1:{port}',
+            '--raft-listen', f'127.0.0.1:{_free_port()}',
             '--data-dir', str(data_dir),
             '--agents-file', str(agents_file),
         ],

@@ -54,7 +54,8 @@ pub fn run_to_exit(mut cmd: Command, deadline: Duration) -> Output {
 pub fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Node {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut all = vec!["--listen", listen.as_str()];
+    let raft_listen = format!("127.0.0.1:{}", free_port());
+    let mut all = vec!["--listen", listen.as_str(), "--raft-listen", raft_listen.as_str()];
     all.extend_from_slice(args);
     let child = command(data_dir, &all, env).spawn().expect("spawn superx");
     let node = Node { child, base: format!("http://{listen}") };

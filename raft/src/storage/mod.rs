@@ -1,0 +1,98 @@
+//! Durable raft state in one redb file (`<data_dir>/raft.redb`): the log, the vote, the
+//! committed and purged ids, and the current snapshot.
+//!
+//! redb is ACID and crash-safe (copy-on-write B-trees, a checksummed commit slot, fsync on
+//! every `Durability::Immediate` commit), so a crash or a torn write leaves the last committed
+//! transaction intact. Every disk access runs on tokio's blocking pool, never on a worker.
+//! `log_store.rs` is openraft's log store, `sm_store.rs` its state machine store (the app's
+//! state machine stays in memory and is rebuilt from the snapshot plus the log on start).
+
+pub(crate) mod dedup;
+pub(crate) mod log_store;
+pub(crate) mod sm_store;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::{AnyError, StorageIOError};
+use redb::{Database, TableDefinition};
+
+use crate::codec::CodecError;
+use crate::error::StartError;
+use crate::types::StorageError;
+
+/// Log entries by index; values are [`crate::codec`] encodings of `Entry`.
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// Small log-side records: `vote`, `committed`, `purged`.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The current snapshot: `meta` (openraft `SnapshotMeta`) and `data` (the snapshot blob).
+const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+
+/// The database file inside `data_dir`.
+pub(crate) const DB_FILE: &str = "raft.redb";
+
+/// A storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("blocking task: {0}")]
+    Join(String),
+    #[error("state machine: {0}")]
+    Restore(String),
+}
+
+/// Every redb error type converts into `redb::Error`, and from there into ours.
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// Opens (or creates) the database in `dir` and makes sure every table exists.
+pub(crate) fn open_db(dir: &Path) -> Result<Arc<Database>, StartError> {
+    let storage = |e: &dyn std::fmt::Display| StartError::Storage(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(|e| storage(&e))?;
+    let db = Database::create(dir.join(DB_FILE)).map_err(|e| storage(&e))?;
+    create_tables(&db).map_err(|e| storage(&e))?;
+    Ok(Arc::new(db))
+}
+
+fn create_tables(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    tx.open_table(LOG)?;
+    tx.open_table(META)?;
+    tx.open_table(SNAPSHOT)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Runs blocking disk work on tokio's blocking pool.
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Join(e.to_string()))?
+}
+
+/// Wraps a storage failure for openraft, which stops the node on any storage error.
+fn io_error(make: impl FnOnce(AnyError) -> StorageIOError<u64>, e: StoreError) -> StorageError {
+    make(AnyError::error(e)).into()
+}
