@@ -143,6 +143,9 @@ pub struct RaftSection {
     pub heartbeat_ms: u64,
     /// A snapshot is taken after this many log entries, and the log before it is purged.
     pub snapshot_logs_since_last: u64,
+    /// Log entries kept behind the latest snapshot, so a briefly lagging node catches up
+    /// from the log instead of a snapshot.
+    pub snapshot_logs_keep: u64,
     /// How long a write waits for a leader (during an election) before a retryable error.
     pub write_timeout_ms: u64,
     /// How long a linearizable read waits for the leader's confirmation.
@@ -228,6 +231,7 @@ impl Default for RaftSection {
             election_timeout_max_ms: 800,
             heartbeat_ms: 100,
             snapshot_logs_since_last: 5000,
+            snapshot_logs_keep: 1000,
             write_timeout_ms: 3000,
             read_timeout_ms: 3000,
         }

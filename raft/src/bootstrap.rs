@@ -44,7 +44,7 @@ pub(crate) async fn initialize_if_first(
         );
         return Ok(());
     }
-    let founder = BTreeMap::from([(config.node_id, PeerNode::from(&config.advertise))]);
+    let founder = BTreeMap::from([(config.node_id, PeerNode::from(&members[&config.node_id]))]);
     match raft.initialize(founder).await {
         Ok(()) => {
             tracing::info!(node_id = config.node_id, "initialized a new raft cluster");

@@ -72,9 +72,9 @@ pub struct RaftConfig {
     pub propose_batch_bytes_max: usize,
     /// Batches this node has being committed at once; meanwhile new proposals queue up and
     /// make the next batch bigger. Each log entry has a fixed cost on the leader (append,
-    /// fsync, replication round, forward hop), so fewer bigger batches win: on a 2-core box,
-    /// 3 in-process nodes with 256 clients did 37k writes/s with 1 and 22k with 4, a single
-    /// node about 60k with either. At low load 1 costs at most one commit of extra wait.
+    /// fsync, replication round, forward hop), so fewer bigger batches win: 3 in-process nodes
+    /// on a 2-core box with 256 clients did ~37k writes/s with 1 and ~21k with 4. At low load 1
+    /// costs at most one commit of extra wait.
     pub propose_batches_in_flight_max: usize,
     /// Proposals waiting for a batch; `propose` waits for room when full (backpressure).
     pub propose_queue_max: usize,

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use openraft::ServerState;
 use parking_lot::Mutex;
 use redb::Database;
 use tokio::net::TcpListener;
@@ -24,8 +25,8 @@ use crate::network::client::{NetworkFactory, PeerClient};
 use crate::network::server;
 use crate::propose::{self, Proposal};
 use crate::read::{self, ReadWaiter};
-use crate::route::{Routing, isolated_leader};
-use crate::status::{RaftStatus, Role};
+use crate::route::{REPLY_MARGIN, Routing};
+use crate::status::RaftStatus;
 use crate::storage::log_store::LogStore;
 use crate::storage::open_db;
 use crate::storage::sm_store::{SmShared, SmStore};
@@ -47,6 +48,7 @@ struct Inner<SM> {
     node_id: NodeId,
     config: Arc<RaftConfig>,
     raft: Raft,
+    routing: Arc<Routing>,
     sm: Arc<SmShared<SM>>,
     committed: Arc<AtomicU64>,
     proposals: mpsc::Sender<Proposal>,
@@ -97,12 +99,8 @@ impl<SM: StateMachine> Replicated<SM> {
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let db = Arc::downgrade(&db);
         let server = spawn_server(&raft, &config, listener);
-        let routing = Arc::new(Routing {
-            raft: raft.clone(),
-            node_id: config.node_id,
-            client: client.clone(),
-            config: config.clone(),
-        });
+        let applied = sm.applied_index_watch();
+        let routing = Arc::new(Routing::new(raft.clone(), client.clone(), config.clone(), applied));
         let (proposals, queue) = mpsc::channel(config.propose_queue_max);
         let batcher = propose::spawn_batcher(routing.clone(), queue);
         let (reads, read_queue) = mpsc::channel(config.read_queue_max);
@@ -112,6 +110,7 @@ impl<SM: StateMachine> Replicated<SM> {
                 node_id: config.node_id,
                 config: config.clone(),
                 raft: raft.clone(),
+                routing,
                 sm,
                 committed,
                 proposals,
@@ -158,13 +157,15 @@ impl<SM: StateMachine> Replicated<SM> {
     pub async fn read_linearizable<R>(&self, f: impl FnOnce(&SM) -> R) -> Result<R, ReadError> {
         let deadline = Instant::now() + Duration::from_millis(self.inner.config.read_timeout_ms);
         let stopped = || ReadError::Fatal("raft node is shut down".into());
-        let (waiter, round) = oneshot::channel();
-        match tokio::time::timeout_at(deadline, self.inner.reads.send(waiter)).await {
+        let (reply, round) = oneshot::channel();
+        match tokio::time::timeout_at(deadline, self.inner.reads.send(ReadWaiter { deadline, reply })).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(stopped()),
             Err(_) => return Err(ReadError::Timeout),
         }
-        let index = match tokio::time::timeout_at(deadline, round).await {
+        // The round ends by our deadline at the latest and says why; the margin lets its answer
+        // arrive.
+        let index = match tokio::time::timeout_at(deadline + REPLY_MARGIN, round).await {
             Ok(answer) => answer.map_err(|_| stopped())??,
             Err(_) => return Err(ReadError::Timeout),
         };
@@ -192,13 +193,10 @@ impl<SM: StateMachine> Replicated<SM> {
     /// A leader cut off from its majority is not ready.
     pub fn is_ready(&self) -> bool {
         let metrics = self.inner.raft.metrics().borrow().clone();
-        eprintln!("DEBUG state={:?} leader={:?} id={} ms={:?}", metrics.state, metrics.current_leader, metrics.id, metrics.millis_since_quorum_ack);
-        if isolated_leader(&metrics, &self.inner.config) {
-            return false;
-        }
-        let status = RaftStatus::new(&metrics, self.committed_index(), self.inner.sm.applied_index());
-        let lag = status.committed_index.saturating_sub(status.applied_index);
-        status.role != Role::Shutdown && status.leader.is_some() && lag <= self.inner.config.ready_lag_entries_max
+        let lag = self.committed_index().saturating_sub(self.inner.sm.applied_index());
+        metrics.state != ServerState::Shutdown
+            && self.inner.routing.leader_view(&metrics).is_some()
+            && lag <= self.inner.config.ready_lag_entries_max
     }
 
     /// Waits until `pred` holds for the status, or `timeout`; returns the last status seen and
@@ -218,9 +216,10 @@ impl<SM: StateMachine> Replicated<SM> {
                     r = applied.changed() => r.is_ok(),
                 }
             };
-            match tokio::time::timeout_at(deadline, changed).await {
-                Ok(true) => {}
-                Ok(false) | Err(_) => return (self.status(), pred(&self.status())),
+            if !matches!(tokio::time::timeout_at(deadline, changed).await, Ok(true)) {
+                let status = self.status();
+                let held = pred(&status);
+                return (status, held);
             }
         }
     }

@@ -60,10 +60,15 @@ fn gather(first: Proposal, proposals: &mut mpsc::Receiver<Proposal>, routing: &R
     batch
 }
 
-async fn commit_batch(routing: Arc<Routing>, proposals: Vec<Proposal>, _permit: OwnedSemaphorePermit) {
+async fn commit_batch(routing: Arc<Routing>, proposals: Vec<Proposal>, permit: OwnedSemaphorePermit) {
     let (requests, replies): (Vec<Request>, Vec<_>) = proposals.into_iter().map(|p| (p.request, p.reply)).unzip();
-    match commit(&routing, Batch { requests }).await {
-        Ok(responses) => {
+    let deadline = Instant::now() + Duration::from_millis(routing.config.write_timeout_ms);
+    let committed = commit(&routing, Batch { requests }, deadline).await;
+    // The next batch may start now; waiting for the local apply below needs no slot.
+    drop(permit);
+    match committed {
+        Ok((index, responses)) => {
+            wait_applied_here(&routing, index, deadline).await;
             for (reply, response) in replies.into_iter().zip(responses) {
                 let _ = reply.send(Ok(response));
             }
@@ -76,9 +81,21 @@ async fn commit_batch(routing: Arc<Routing>, proposals: Vec<Proposal>, _permit: 
     }
 }
 
-/// Commits `batch` wherever the leader is, retrying until `write_timeout_ms`.
-async fn commit(routing: &Routing, batch: Batch) -> Result<Vec<Blob>, ProposeError> {
-    let deadline = Instant::now() + Duration::from_millis(routing.config.write_timeout_ms);
+/// Waits (until `deadline` at most) for this node to apply `index`, so a caller reads its own
+/// write here even with a local read. On the leader the entry is already applied; a follower
+/// learns the commit with the leader's next append, about one round trip later. The write is
+/// committed either way, so running out of time still answers success.
+async fn wait_applied_here(routing: &Routing, index: u64, deadline: Instant) {
+    let mut applied = routing.applied.clone();
+    let reached = applied.wait_for(|applied| *applied >= index);
+    if tokio::time::timeout_at(deadline, reached).await.is_err() {
+        tracing::debug!(index, "committed write not applied locally before the write timeout");
+    }
+}
+
+/// Commits `batch` wherever the leader is, retrying until `deadline`; answers the entry's log
+/// index and the responses.
+async fn commit(routing: &Routing, batch: Batch, deadline: Instant) -> Result<(u64, Vec<Blob>), ProposeError> {
     loop {
         let leader = routing.leader();
         let remaining = Routing::remaining(deadline);
@@ -90,8 +107,8 @@ async fn commit(routing: &Routing, batch: Batch) -> Result<Vec<Blob>, ProposeErr
             Leader::Other { raft_addr, .. } => forward(routing, raft_addr, &batch, remaining).await,
             Leader::Unknown => CommitReply::NotLeader,
         };
-        if let CommitReply::Applied(responses) = reply {
-            return Ok(responses);
+        if let CommitReply::Applied { index, responses } = reply {
+            return Ok((index, responses));
         }
         match routing.pause(leader.id(routing.node_id), deadline).await {
             Pause::Retry => {}
@@ -127,7 +144,9 @@ pub(crate) async fn commit_here(raft: &Raft, batch: Batch, timeout: Duration) ->
     let requests = batch.requests.len();
     match tokio::time::timeout(timeout, raft.client_write(batch)).await {
         Err(_) => CommitReply::Timeout,
-        Ok(Ok(written)) if written.data.responses.len() == requests => CommitReply::Applied(written.data.responses),
+        Ok(Ok(written)) if written.data.responses.len() == requests => {
+            CommitReply::Applied { index: written.log_id.index, responses: written.data.responses }
+        }
         Ok(Ok(_)) => CommitReply::Failed("apply answered a wrong number of responses".into()),
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => CommitReply::NotLeader,
         Ok(Err(RaftError::APIError(e))) => CommitReply::Failed(e.to_string()),

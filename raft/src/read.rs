@@ -25,7 +25,11 @@ use crate::route::{Leader, Pause, REPLY_MARGIN, Routing};
 use crate::types::{Raft, index_of};
 
 /// A reader waiting for the next read-index round.
-pub(crate) type ReadWaiter = oneshot::Sender<Result<u64, ReadError>>;
+pub(crate) struct ReadWaiter {
+    /// When the reader gives up; the round ends by the first waiter's deadline.
+    pub(crate) deadline: Instant,
+    pub(crate) reply: oneshot::Sender<Result<u64, ReadError>>,
+}
 
 /// Starts the read batcher; it runs until every sender of `waiters` is dropped.
 pub(crate) fn spawn_read_batcher(routing: Arc<Routing>, waiters: mpsc::Receiver<ReadWaiter>) -> JoinHandle<()> {
@@ -33,15 +37,15 @@ pub(crate) fn spawn_read_batcher(routing: Arc<Routing>, waiters: mpsc::Receiver<
 }
 
 async fn read_loop(routing: Arc<Routing>, mut waiters: mpsc::Receiver<ReadWaiter>) {
-    let timeout = Duration::from_millis(routing.config.read_timeout_ms);
     while let Some(first) = waiters.recv().await {
+        let deadline = first.deadline;
         let mut round = vec![first];
         while let Ok(next) = waiters.try_recv() {
             round.push(next);
         }
-        let index = read_index(&routing, Instant::now() + timeout).await;
+        let index = read_index(&routing, deadline).await;
         for waiter in round {
-            let _ = waiter.send(index.clone());
+            let _ = waiter.reply.send(index.clone());
         }
     }
 }

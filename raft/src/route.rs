@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::NodeId;
@@ -33,15 +35,6 @@ impl Leader {
     }
 }
 
-/// True when this node leads but no majority has acknowledged it for longer than the election
-/// timeout: it cannot commit anything, and the others are electing (or have elected) another
-/// leader. openraft 0.9 does not step such a leader down, so we stop counting it as one. A
-/// leader with no acknowledgement yet was just elected by a majority and still counts.
-pub(crate) fn isolated_leader(metrics: &Metrics, config: &RaftConfig) -> bool {
-    metrics.current_leader == Some(metrics.id)
-        && metrics.millis_since_quorum_ack.is_some_and(|ms| ms > config.election_timeout_ms.1)
-}
-
 /// What to do after a failed attempt.
 pub(crate) enum Pause {
     /// Try again: the leader view changed or the backoff passed.
@@ -58,23 +51,63 @@ pub(crate) struct Routing {
     pub(crate) node_id: NodeId,
     pub(crate) client: PeerClient,
     pub(crate) config: Arc<RaftConfig>,
+    /// This node's applied index.
+    pub(crate) applied: watch::Receiver<u64>,
+    /// The term in which this node was first seen leading, and when.
+    leading_since: Mutex<Option<(u64, Instant)>>,
 }
 
 impl Routing {
+    pub(crate) fn new(raft: Raft, client: PeerClient, config: Arc<RaftConfig>, applied: watch::Receiver<u64>) -> Self {
+        Routing { raft, node_id: config.node_id, client, config, applied, leading_since: Mutex::new(None) }
+    }
+
     pub(crate) fn leader(&self) -> Leader {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
-        let Some(id) = metrics.current_leader else {
+        let Some(id) = self.leader_view(&metrics) else {
             return Leader::Unknown;
         };
         if id == self.node_id {
-            return if isolated_leader(&metrics, &self.config) { Leader::Unknown } else { Leader::Me };
+            return Leader::Me;
         }
         let from_membership = metrics.membership_config.membership().get_node(&id).map(|n| n.raft.clone());
         let from_config = || self.config.peers.get(&id).map(|p| p.raft.clone());
         match from_membership.or_else(from_config) {
             Some(raft_addr) => Leader::Other { id, raft_addr },
             None => Leader::Unknown,
+        }
+    }
+
+    /// The leader to route to: none during an election, nor while this node leads without a
+    /// majority.
+    pub(crate) fn leader_view(&self, metrics: &Metrics) -> Option<NodeId> {
+        let id = metrics.current_leader?;
+        if id == self.node_id && self.isolated(metrics) { None } else { Some(id) }
+    }
+
+    /// True when this node leads but no majority has acknowledged it for longer than the
+    /// election timeout: it cannot commit anything, and the others are electing (or have
+    /// elected) another leader. openraft 0.9 does not step such a leader down, so we stop
+    /// counting it as one. Before any acknowledgement, the time since this node was first seen
+    /// leading in this term counts instead.
+    fn isolated(&self, metrics: &Metrics) -> bool {
+        let unacked = match metrics.millis_since_quorum_ack {
+            Some(ms) => Duration::from_millis(ms),
+            None => self.leading_for(metrics.current_term),
+        };
+        unacked > Duration::from_millis(self.config.election_timeout_ms.1)
+    }
+
+    fn leading_for(&self, term: u64) -> Duration {
+        let now = Instant::now();
+        let mut since = self.leading_since.lock();
+        match *since {
+            Some((seen_term, at)) if seen_term == term => now - at,
+            _ => {
+                *since = Some((term, now));
+                Duration::ZERO
+            }
         }
     }
 
@@ -86,7 +119,7 @@ impl Routing {
         }
         let wait = (deadline - now).min(Duration::from_millis(self.config.retry_backoff_ms));
         let mut metrics = self.raft.metrics();
-        let changed = metrics.wait_for(|m| m.current_leader != seen);
+        let changed = metrics.wait_for(|m| self.leader_view(m) != seen);
         match tokio::time::timeout(wait, changed).await {
             Ok(Err(_)) => Pause::Stopped,
             Ok(Ok(_)) | Err(_) => Pause::Retry,

@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use superx_raft::{PeerAddr, RaftConfig, Replicated, StateMachine};
 
@@ -81,6 +83,11 @@ impl StateMachine for AppState {
 pub struct Replica {
     raft: Replicated<AppState>,
     subscriptions: Arc<Subscriptions>,
+    /// Voters the configured cluster has once formed: until then the first node is a voter
+    /// alone, and a write it acknowledged would be on one disk only.
+    voters_expected: usize,
+    formed: AtomicBool,
+    write_timeout: Duration,
 }
 
 /// A point-in-time view of replication, for `cluster/status`.
@@ -106,6 +113,7 @@ pub fn raft_config(config: &Config) -> Result<RaftConfig, String> {
         election_timeout_ms: (r.election_timeout_min_ms, r.election_timeout_max_ms),
         heartbeat_ms: r.heartbeat_ms,
         snapshot_logs_since_last: r.snapshot_logs_since_last,
+        snapshot_logs_keep: r.snapshot_logs_keep,
         write_timeout_ms: r.write_timeout_ms,
         read_timeout_ms: r.read_timeout_ms,
         ..RaftConfig::default()
@@ -119,9 +127,29 @@ impl Replica {
         limits: TableLimits,
         subscriptions: Arc<Subscriptions>,
     ) -> anyhow::Result<Self> {
+        let voters_expected = config.peers.len().min(config.voters_max).max(1);
+        let write_timeout = Duration::from_millis(config.write_timeout_ms);
         let state = AppState { tables: Tables::new(limits), limits, subscriptions: subscriptions.clone() };
         let raft = Replicated::start(config, state).await?;
-        Ok(Replica { raft, subscriptions })
+        Ok(Replica { raft, subscriptions, voters_expected, formed: AtomicBool::new(false), write_timeout })
+    }
+
+    /// Waits (up to the write timeout) until the cluster has its configured voters, so that
+    /// "acknowledged" means "on a majority of the configured cluster" from the first write.
+    async fn wait_formed(&self) -> Result<(), ProposeError> {
+        if self.formed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let expected = self.voters_expected;
+        let (status, formed) = self.raft.wait_status(self.write_timeout, |s| s.voters.len() >= expected).await;
+        if !formed {
+            let have = status.voters.len();
+            return Err(ProposeError::Unavailable(format!(
+                "the cluster is forming ({have} of {expected} voters); retry"
+            )));
+        }
+        self.formed.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// The subscriptions that applied task events are published to.
@@ -131,6 +159,7 @@ impl Replica {
 
     /// Commits and applies a command; answers after it is applied on this node.
     pub async fn propose(&self, command: Command) -> Result<(), ProposeError> {
+        self.wait_formed().await?;
         let request_id = uuid::Uuid::new_v4().as_u128();
         let bytes = codec::encode(&VersionedCommand::V1(command));
         let response = self.raft.propose(request_id, bytes).await.map_err(|e| match e {

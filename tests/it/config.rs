@@ -14,7 +14,7 @@ fn every_config_error_is_reported_and_the_process_exits_non_zero() {
         .unwrap();
     let config = file.path().to_str().unwrap();
     let cmd = command(
-        dir.path(),
+        &dir.path().join("node"),
         &["--config", config, "--agents-file", "/nonexistent/agents.yml"],
         &[("PORT", "not-a-port"), ("SUPERX_TASKS__MEMORY_MAX", "0")],
     );
@@ -39,7 +39,7 @@ fn env_overrides_file_and_flags_override_env() {
     // An agent nobody listens on: it registers without a card.
     writeln!(agents, "agents:\n  ghost:\n    url: http://127.0.0.1:{}/\n", free_port()).unwrap();
     let node = start(
-        dir.path(),
+        &dir.path().join("node"),
         &["--config", file.path().to_str().unwrap()],
         &[("AGENT_CALL_TIMEOUT", "2222"), ("AGENTS_FILE", agents.path().to_str().unwrap())],
     );

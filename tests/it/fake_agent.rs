@@ -57,6 +57,14 @@ fn frame(id: &Value, result: Value) -> Result<axum::body::Bytes, std::convert::I
 
 async fn rpc(State(s): State<Script>, axum::Json(req): axum::Json<Value>) -> Response {
     let id = req["id"].clone();
+    if req["method"] == "SendMessage" {
+        // Unary sends complete at once: a fresh task echoing the text.
+        let text = req["params"]["message"]["parts"][0]["text"].clone();
+        let task = json!({"task": {"id": format!("fake-{}", uuid_like()), "contextId": "ctx",
+            "status": {"state": "TASK_STATE_COMPLETED"},
+            "artifacts": [{"artifactId": "echo", "parts": [{"text": text}]}]}});
+        return axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": task})).into_response();
+    }
     if req["method"] != "SendStreamingMessage" {
         let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32001, "message": "Task not found"}});
         return axum::Json(error).into_response();

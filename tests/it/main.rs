@@ -3,6 +3,7 @@
 //! One test binary with modules (fast to link); each test starts its own node on a free port
 //! and waits on conditions with deadlines, never on guessed sleeps.
 
+mod cluster;
 mod config;
 mod fake_agent;
 mod streaming;

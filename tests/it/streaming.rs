@@ -43,7 +43,11 @@ async fn slow_subscriber_is_cut_off_and_fast_one_gets_everything() {
     writeln!(agents, "agents:\n  big:\n    url: {}\n", agent.url).unwrap();
     let path = agents.path().to_str().unwrap().to_owned();
     let node = tokio::task::spawn_blocking(move || {
-        start(dir.path(), &["--agents-file", &path], &[("SUPERX_STREAMS__SUBSCRIBER_BUFFER_EVENTS", "64")])
+        start(
+            &dir.path().join("node"),
+            &["--agents-file", &path],
+            &[("SUPERX_STREAMS__SUBSCRIBER_BUFFER_EVENTS", "64")],
+        )
     })
     .await
     .unwrap();

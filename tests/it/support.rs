@@ -25,7 +25,9 @@ impl Drop for Node {
     }
 }
 
-/// `superx serve` with the given args and environment, not waited on.
+/// `superx serve` with the given args and environment, not waited on. Its log goes to
+/// `superx.log` beside the data dir (appended across restarts), never to a pipe nobody
+/// drains: a full pipe would block the node.
 pub fn command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve").arg("--data-dir").arg(data_dir).args(args);
@@ -33,13 +35,15 @@ pub fn command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let log_path = data_dir.with_extension("log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("open node log");
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
     cmd
 }
 
 /// Runs `superx serve` expecting it to exit by itself within the deadline.
 pub fn run_to_exit(mut cmd: Command, deadline: Duration) -> Output {
-    let mut child = cmd.spawn().expect("spawn superx");
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn superx");
     let start = Instant::now();
     loop {
         if child.try_wait().unwrap().is_some() {

@@ -33,8 +33,8 @@ pub(crate) struct ForwardRequest<B> {
 /// The outcome of committing a batch on the node that believes it leads.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum CommitReply {
-    /// Committed and applied: one response per request, in order.
-    Applied(Vec<Blob>),
+    /// Committed and applied at log `index`: one response per request, in order.
+    Applied { index: u64, responses: Vec<Blob> },
     /// This node is not the leader (any more); ask again where the leader is.
     NotLeader,
     /// Not committed within the timeout; it may still commit.
