@@ -305,3 +305,74 @@ fn run_load(bases: &[(u64, String)], history: &Mutex<History>, stop: &AtomicBool
         }
     }
 }
+
+/// The `data:` events of an SSE body, parsed.
+fn sse_events(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|data| serde_json::from_str(data).ok())
+        .collect()
+}
+
+async fn open_stream(base: &str, method: &str, params: Value) -> reqwest::Response {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let body = json!({"jsonrpc": "2.0", "id": "s", "method": method, "params": params});
+    let url = format!("{base}/agents/echo");
+    reqwest::Client::new().post(url).header("A2A-Version", "1.0").json(&body).send().await.unwrap()
+}
+
+/// Reads a stream's first event (its task snapshot), then the rest in the background.
+async fn first_then_rest(resp: reqwest::Response) -> (Value, tokio::task::JoinHandle<Vec<Value>>) {
+    use futures::StreamExt;
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    while !buf.contains("\n\n") {
+        let chunk = body.next().await.expect("a first event").unwrap();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let (first, rest) = buf.split_once("\n\n").unwrap();
+    let first = sse_events(&format!("{first}\n\n")).remove(0);
+    let rest = rest.to_owned();
+    let handle = tokio::spawn(async move {
+        let mut text = rest;
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        sse_events(&text)
+    });
+    (first, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_on_other_nodes_see_the_same_events_in_the_same_order() {
+    const CHUNKS: usize = 20;
+    let agent = fake_agent::start(CHUNKS, 100).await;
+    let url = agent.url.clone();
+    let cluster = tokio::task::spawn_blocking(move || Cluster::new(3, &url, &[])).await.unwrap();
+    let message = json!({"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "go"}]}});
+    let (origin_first, origin_rest) =
+        first_then_rest(open_stream(&cluster.base(1), "SendStreamingMessage", message).await).await;
+    let task_id = origin_first["result"]["task"]["id"].as_str().unwrap().to_owned();
+    let mut followers = Vec::new();
+    for node in [2u64, 3] {
+        let resp = open_stream(&cluster.base(node), "SubscribeToTask", json!({"id": task_id})).await;
+        let (snapshot, rest) = first_then_rest(resp).await;
+        assert_eq!(snapshot["result"]["task"]["id"], task_id.as_str(), "node {node} starts with the task");
+        followers.push(rest);
+    }
+    agent.go.add_permits(1);
+    let origin: Vec<Value> = origin_rest.await.unwrap().into_iter().map(|e| e["result"].clone()).collect();
+    for (node, rest) in [2u64, 3].into_iter().zip(followers) {
+        let events: Vec<Value> = rest.await.unwrap().into_iter().map(|e| e["result"].clone()).collect();
+        assert_eq!(events, origin, "node {node} saw the stream's events, in order");
+    }
+    assert_eq!(origin.len(), CHUNKS + 1);
+    assert_eq!(origin.last().unwrap()["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED");
+    let finals: Vec<Value> = tokio::task::spawn_blocking(move || {
+        (1..=3u64).map(|id| get_task(&cluster.base(id), &task_id, None).expect("task on every node")).collect()
+    })
+    .await
+    .unwrap();
+    assert_eq!(finals[0]["artifacts"][0]["parts"].as_array().unwrap().len(), CHUNKS, "chunks appended");
+    assert!(finals.iter().all(|t| *t == finals[0]), "every node has the same final task");
+}
