@@ -134,22 +134,10 @@ mod tests {
 
     #[test]
     fn timestamps_format_as_rfc3339_millis() {
-        assert_eq!(
-            Timestamp::from_unix_millis(0).as_str(),
-            "1970-01-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            Timestamp::from_unix_millis(1_700_000_000_123).as_str(),
-            "2023-11-14T22:13:20.123Z"
-        );
-        assert_eq!(
-            Timestamp::from_unix_millis(951_782_400_000).as_str(),
-            "2000-02-29T00:00:00.000Z"
-        );
-        assert_eq!(
-            Timestamp::from_unix_millis(1_735_689_599_999).as_str(),
-            "2024-12-31T23:59:59.999Z"
-        );
+        assert_eq!(Timestamp::from_unix_millis(0).as_str(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp::from_unix_millis(1_700_000_000_123).as_str(), "2023-11-14T22:13:20.123Z");
+        assert_eq!(Timestamp::from_unix_millis(951_782_400_000).as_str(), "2000-02-29T00:00:00.000Z");
+        assert_eq!(Timestamp::from_unix_millis(1_735_689_599_999).as_str(), "2024-12-31T23:59:59.999Z");
     }
 
     #[test]

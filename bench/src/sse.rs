@@ -85,8 +85,7 @@ mod tests {
 
     #[test]
     fn counts_events_across_chunks() {
-        let body =
-            b"data: {\"a\":1}\r\n\r\ndata: {\"b\":2}\n\n: comment\n\nevent: x\ndata: 3\r\n\r\n";
+        let body = b"data: {\"a\":1}\r\n\r\ndata: {\"b\":2}\n\n: comment\n\nevent: x\ndata: 3\r\n\r\n";
         for split in 0..body.len() {
             let mut c = EventCounter::default();
             let n = c.feed(&body[..split]) + c.feed(&body[split..]);
@@ -99,9 +98,7 @@ mod tests {
         let body = b"data: one\r\n\r\ndata:two\ndata: three\n\n: note\n\ndata: partial";
         let mut scratch = Vec::new();
         let mut seen = Vec::new();
-        for_each_data(body, &mut scratch, |d| {
-            seen.push(String::from_utf8_lossy(d).into_owned())
-        });
+        for_each_data(body, &mut scratch, |d| seen.push(String::from_utf8_lossy(d).into_owned()));
         assert_eq!(seen, ["one", "two\nthree"]);
     }
 }

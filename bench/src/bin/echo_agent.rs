@@ -51,19 +51,11 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(
-        (1..=1024).contains(&args.workers),
-        "--workers must be between 1 and 1024"
-    );
+    anyhow::ensure!((1..=1024).contains(&args.workers), "--workers must be between 1 and 1024");
     let runtime = if args.workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.workers)
-            .enable_all()
-            .build()?
+        tokio::runtime::Builder::new_multi_thread().worker_threads(args.workers).enable_all().build()?
     };
     runtime.block_on(serve(args))
 }
@@ -75,17 +67,10 @@ struct AgentState {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr()?;
-    let state = Arc::new(AgentState {
-        card: agent_card(local),
-    });
-    eprintln!(
-        "superx-echo-agent listening on http://{local}/ ({} worker thread(s))",
-        args.workers
-    );
+    let state = Arc::new(AgentState { card: agent_card(local) });
+    eprintln!("superx-echo-agent listening on http://{local}/ ({} worker thread(s))", args.workers);
     let shutdown = tokio::signal::ctrl_c();
     tokio::pin!(shutdown);
     loop {
@@ -108,10 +93,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 let state = Arc::clone(&state);
                 async move { Ok::<_, Infallible>(handle(req, &state).await) }
             });
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
@@ -143,9 +125,7 @@ fn agent_card(addr: SocketAddr) -> Bytes {
 async fn handle(req: Request<Incoming>, state: &AgentState) -> Response<RespBody> {
     let path = req.uri().path();
     match (req.method(), path) {
-        (&Method::GET, "/.well-known/agent-card.json" | "/.well-known/agent.json") => {
-            json_response(state.card.clone())
-        }
+        (&Method::GET, "/.well-known/agent-card.json" | "/.well-known/agent.json") => json_response(state.card.clone()),
         (&Method::POST, "/") => rpc(req).await,
         (_, "/" | "/.well-known/agent-card.json" | "/.well-known/agent.json") => {
             status_response(StatusCode::METHOD_NOT_ALLOWED)
@@ -282,13 +262,7 @@ async fn rpc(req: Request<Incoming>) -> Response<RespBody> {
     }
     let method = request.method.as_ref();
     let Some(dialect) = dialect else {
-        return error_response(
-            id,
-            None,
-            -32009,
-            "Unsupported A2A-Version",
-            Some("VERSION_NOT_SUPPORTED"),
-        );
+        return error_response(id, None, -32009, "Unsupported A2A-Version", Some("VERSION_NOT_SUPPORTED"));
     };
     let (op, other_dialect) = match dialect {
         Dialect::V1 => (op_v1(method), is_v03_method(method)),
@@ -297,13 +271,7 @@ async fn rpc(req: Request<Incoming>) -> Response<RespBody> {
     match op {
         Some(Op::Send) => send(id, dialect, request.params, false),
         Some(Op::Stream) => send(id, dialect, request.params, true),
-        Some(Op::TaskLookup) => error_response(
-            id,
-            Some(dialect),
-            -32001,
-            "Task not found",
-            Some("TASK_NOT_FOUND"),
-        ),
+        Some(Op::TaskLookup) => error_response(id, Some(dialect), -32001, "Task not found", Some("TASK_NOT_FOUND")),
         None if other_dialect => error_response(
             id,
             Some(dialect),
@@ -325,49 +293,25 @@ fn send(id: &Value, dialect: Dialect, params: Option<Value>, stream: bool) -> Re
         _ => None,
     };
     let Some(mut message) = message else {
-        return error_response(
-            id,
-            Some(dialect),
-            -32602,
-            "Invalid params: params.message must be an object",
-            None,
-        );
+        return error_response(id, Some(dialect), -32602, "Invalid params: params.message must be an object", None);
     };
     let task_id = Uuid::new_v4();
     if !matches!(message.get("contextId"), Some(Value::String(_))) {
-        message.insert(
-            "contextId".to_owned(),
-            Value::String(Uuid::new_v4().as_str().to_owned()),
-        );
+        message.insert("contextId".to_owned(), Value::String(Uuid::new_v4().as_str().to_owned()));
     }
-    message.insert(
-        "taskId".to_owned(),
-        Value::String(task_id.as_str().to_owned()),
-    );
+    message.insert("taskId".to_owned(), Value::String(task_id.as_str().to_owned()));
     if dialect == Dialect::V03 && !message.contains_key("kind") {
         message.insert("kind".to_owned(), Value::String("message".to_owned()));
     }
-    let context_id = message
-        .get("contextId")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let context_id = message.get("contextId").and_then(Value::as_str).unwrap_or_default();
     let text = first_text(&message);
-    let echo = EchoTask {
-        dialect,
-        task_id: task_id.as_str(),
-        context_id,
-        timestamp: Timestamp::now(),
-        message: &message,
-    };
+    let echo =
+        EchoTask { dialect, task_id: task_id.as_str(), context_id, timestamp: Timestamp::now(), message: &message };
     if stream {
         echo.stream(id)
     } else {
         let mut buf = BytesMut::with_capacity(1024);
-        echo.write(
-            &mut buf,
-            id,
-            &Event::Task(echo.task(State::Completed, Some(text))),
-        );
+        echo.write(&mut buf, id, &Event::Task(echo.task(State::Completed, Some(text))));
         json_response(buf.freeze())
     }
 }
@@ -377,11 +321,7 @@ fn first_text(message: &Map<String, Value>) -> &str {
     message
         .get("parts")
         .and_then(Value::as_array)
-        .and_then(|parts| {
-            parts
-                .iter()
-                .find_map(|part| part.get("text").and_then(Value::as_str))
-        })
+        .and_then(|parts| parts.iter().find_map(|part| part.get("text").and_then(Value::as_str)))
         .unwrap_or_default()
 }
 
@@ -409,20 +349,11 @@ struct EchoTask<'a> {
 
 impl<'a> EchoTask<'a> {
     fn status(&self, state: State) -> Status<'_> {
-        Status {
-            state: self.dialect.state(state),
-            timestamp: self.timestamp.as_str(),
-        }
+        Status { state: self.dialect.state(state), timestamp: self.timestamp.as_str() }
     }
 
     fn artifact(&self, text: &'a str) -> Artifact<'a> {
-        Artifact {
-            artifact_id: "echo",
-            parts: [Part {
-                kind: self.dialect.kind("text"),
-                text,
-            }],
-        }
+        Artifact { artifact_id: "echo", parts: [Part { kind: self.dialect.kind("text"), text }] }
     }
 
     fn task(&self, state: State, text: Option<&'a str>) -> Task<'_> {
@@ -459,14 +390,7 @@ impl<'a> EchoTask<'a> {
 
     /// Appends the JSON-RPC response carrying `event` to `buf`.
     fn write(&self, buf: &mut BytesMut, id: &Value, event: &Event<'_>) {
-        let result = RpcResult {
-            jsonrpc: "2.0",
-            id,
-            result: Versioned {
-                dialect: self.dialect,
-                event,
-            },
-        };
+        let result = RpcResult { jsonrpc: "2.0", id, result: Versioned { dialect: self.dialect, event } };
         serde_json::to_writer(buf.writer(), &result).expect("serializing to memory cannot fail");
     }
 
@@ -621,35 +545,21 @@ fn error_response(
     message: &str,
     reason: Option<&str>,
 ) -> Response<RespBody> {
-    let data = reason
-        .filter(|_| dialect != Some(Dialect::V03))
-        .map(|reason| {
-            [ErrorInfo {
-                type_url: "type.googleapis.com/google.rpc.ErrorInfo",
-                reason,
-                domain: "a2a-protocol.org",
-                metadata: Map::new(),
-            }]
-        });
-    let body = RpcError {
-        jsonrpc: "2.0",
-        id,
-        error: ErrorObject {
-            code,
-            message,
-            data,
-        },
-    };
-    json_response(Bytes::from(
-        serde_json::to_vec(&body).expect("serializing to memory cannot fail"),
-    ))
+    let data = reason.filter(|_| dialect != Some(Dialect::V03)).map(|reason| {
+        [ErrorInfo {
+            type_url: "type.googleapis.com/google.rpc.ErrorInfo",
+            reason,
+            domain: "a2a-protocol.org",
+            metadata: Map::new(),
+        }]
+    });
+    let body = RpcError { jsonrpc: "2.0", id, error: ErrorObject { code, message, data } };
+    json_response(Bytes::from(serde_json::to_vec(&body).expect("serializing to memory cannot fail")))
 }
 
 fn json_response(body: Bytes) -> Response<RespBody> {
     let mut response = Response::new(RespBody::Full(Some(body)));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -670,10 +580,7 @@ impl Body for RespBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let next = match self.get_mut() {
             Self::Full(body) => body.take(),
             Self::Chunks(chunks) => chunks.next(),

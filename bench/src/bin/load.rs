@@ -79,11 +79,7 @@ impl BuiltIn {
     fn body(self, text: &str) -> String {
         let (method, message) = match self {
             Self::Send1 | Self::Stream1 => (
-                if self.is_stream() {
-                    "SendStreamingMessage"
-                } else {
-                    "SendMessage"
-                },
+                if self.is_stream() { "SendStreamingMessage" } else { "SendMessage" },
                 serde_json::json!({
                     "messageId": PLACEHOLDER,
                     "role": "ROLE_USER",
@@ -91,11 +87,7 @@ impl BuiltIn {
                 }),
             ),
             Self::Send03 | Self::Stream03 => (
-                if self.is_stream() {
-                    "message/stream"
-                } else {
-                    "message/send"
-                },
+                if self.is_stream() { "message/stream" } else { "message/send" },
                 serde_json::json!({
                     "kind": "message",
                     "messageId": PLACEHOLDER,
@@ -168,10 +160,7 @@ fn main() -> ExitCode {
 
 fn run_main() -> Result<()> {
     let args = Args::parse();
-    ensure!(
-        (1..=10_000).contains(&args.connections),
-        "--connections must be between 1 and 10000"
-    );
+    ensure!((1..=10_000).contains(&args.connections), "--connections must be between 1 and 10000");
     ensure!(
         args.duration.is_finite() && args.duration > 0.0 && args.duration <= 3600.0,
         "--duration must be in (0, 3600] seconds"
@@ -181,28 +170,14 @@ fn run_main() -> Result<()> {
         "--warmup must be in [0, 3600] seconds"
     );
     if let Some(rate) = args.rate {
-        ensure!(
-            rate.is_finite() && rate > 0.0 && rate <= 10_000_000.0,
-            "--rate must be in (0, 1e7] requests/s"
-        );
+        ensure!(rate.is_finite() && rate > 0.0 && rate <= 10_000_000.0, "--rate must be in (0, 1e7] requests/s");
     }
-    ensure!(
-        (1..=256).contains(&args.threads),
-        "--threads must be between 1 and 256"
-    );
-    ensure!(
-        args.text_bytes <= 16 << 20,
-        "--text-bytes is at most 16 MiB"
-    );
+    ensure!((1..=256).contains(&args.threads), "--threads must be between 1 and 256");
+    ensure!(args.text_bytes <= 16 << 20, "--text-bytes is at most 16 MiB");
     let runtime = if args.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
-            .enable_all()
-            .build()?
+        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()?
     };
     runtime.block_on(run(args))
 }
@@ -215,10 +190,8 @@ struct Template {
 
 impl Template {
     fn new(text: &str) -> Self {
-        let pieces: Vec<Bytes> = text
-            .split(PLACEHOLDER)
-            .map(|piece| Bytes::copy_from_slice(piece.as_bytes()))
-            .collect();
+        let pieces: Vec<Bytes> =
+            text.split(PLACEHOLDER).map(|piece| Bytes::copy_from_slice(piece.as_bytes())).collect();
         let len = pieces.iter().map(Bytes::len).sum();
         Self { pieces, len }
     }
@@ -321,9 +294,7 @@ fn micros(d: Duration) -> u64 {
 
 /// The target's socket address, authority and origin-form path.
 fn parse_target(url: &str) -> Result<(String, u16, String, Uri)> {
-    let uri: Uri = url
-        .parse()
-        .with_context(|| format!("invalid --url {url:?}"))?;
+    let uri: Uri = url.parse().with_context(|| format!("invalid --url {url:?}"))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some(other) => bail!("--url scheme {other:?} is not supported (http only)"),
@@ -332,11 +303,7 @@ fn parse_target(url: &str) -> Result<(String, u16, String, Uri)> {
     let authority = uri.authority().context("--url has no host")?;
     let host = authority.host().trim_matches(['[', ']']).to_owned();
     let port = authority.port_u16().unwrap_or(80);
-    let path: Uri = uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .parse()
-        .context("invalid --url path")?;
+    let path: Uri = uri.path_and_query().map_or("/", |pq| pq.as_str()).parse().context("invalid --url path")?;
     Ok((host, port, authority.as_str().to_owned(), path))
 }
 
@@ -344,25 +311,15 @@ fn build_headers(args: &Args, authority: &str, stream: bool) -> Result<HeaderMap
     let mut headers = HeaderMap::new();
     headers.insert(HOST, HeaderValue::from_str(authority)?);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(
-        ACCEPT,
-        HeaderValue::from_static(if stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        }),
-    );
+    headers.insert(ACCEPT, HeaderValue::from_static(if stream { "text/event-stream" } else { "application/json" }));
     if args.method.is_some_and(BuiltIn::is_v1) || (args.method.is_none() && args.body.is_none()) {
         headers.insert("a2a-version", HeaderValue::from_static("1.0"));
     }
     for header in &args.headers {
-        let (name, value) = header
-            .split_once(':')
-            .with_context(|| format!("--header {header:?} is not K:V"))?;
-        let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .with_context(|| format!("bad header name in {header:?}"))?;
-        let value = HeaderValue::from_str(value.trim())
-            .with_context(|| format!("bad header value in {header:?}"))?;
+        let (name, value) = header.split_once(':').with_context(|| format!("--header {header:?} is not K:V"))?;
+        let name =
+            HeaderName::from_bytes(name.trim().as_bytes()).with_context(|| format!("bad header name in {header:?}"))?;
+        let value = HeaderValue::from_str(value.trim()).with_context(|| format!("bad header value in {header:?}"))?;
         headers.insert(name, value);
     }
     Ok(headers)
@@ -387,17 +344,12 @@ async fn run(args: Args) -> Result<()> {
         .with_context(|| format!("{host} has no address"))?;
     let (body_text, label) = match &args.body {
         Some(file) => (
-            std::fs::read_to_string(file)
-                .with_context(|| format!("reading --body {}", file.display()))?,
+            std::fs::read_to_string(file).with_context(|| format!("reading --body {}", file.display()))?,
             format!("file:{}", file.display()),
         ),
         None => {
             let method = args.method.unwrap_or(BuiltIn::Send1);
-            let text: String = "superx bench echo "
-                .chars()
-                .cycle()
-                .take(args.text_bytes)
-                .collect();
+            let text: String = "superx bench echo ".chars().cycle().take(args.text_bytes).collect();
             (method.body(&text), method.name().to_owned())
         }
     };
@@ -406,11 +358,7 @@ async fn run(args: Args) -> Result<()> {
 
     let mut senders = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        senders.push(
-            connect(addr)
-                .await
-                .with_context(|| format!("connecting to {addr} for {}", args.url))?,
-        );
+        senders.push(connect(addr).await.with_context(|| format!("connecting to {addr} for {}", args.url))?);
     }
 
     let t0 = Instant::now();
@@ -425,9 +373,7 @@ async fn run(args: Args) -> Result<()> {
         t0,
         measure_from,
         end,
-        interval: args
-            .rate
-            .map(|rate| Duration::from_secs_f64(args.connections as f64 / rate)),
+        interval: args.rate.map(|rate| Duration::from_secs_f64(args.connections as f64 / rate)),
         rate: args.rate,
     });
     let workers: Vec<_> = senders
@@ -462,10 +408,7 @@ async fn exchange(
 ) -> Result<Exchange, hyper::Error> {
     let response = sender.send_request(req).await?;
     let status = response.status();
-    let is_sse = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let is_sse = response.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let mut body = response.into_body();
     buf.clear();
     let mut counter = EventCounter::default();
@@ -483,12 +426,7 @@ async fn exchange(
             buf.extend_from_slice(&data);
         }
     }
-    Ok(Exchange {
-        status,
-        is_sse,
-        events,
-        first_event,
-    })
+    Ok(Exchange { status, is_sse, events, first_event })
 }
 
 /// The top-level members of a JSON-RPC response that matter here.
@@ -510,9 +448,7 @@ enum Verdict {
 fn probe(json: &[u8]) -> Verdict {
     match serde_json::from_slice::<Probe>(json) {
         Ok(Probe { error: Some(_), .. }) => Verdict::RpcError,
-        Ok(Probe {
-            result: Some(_), ..
-        }) => Verdict::Ok,
+        Ok(Probe { result: Some(_), .. }) => Verdict::Ok,
         _ => Verdict::Bad,
     }
 }
@@ -560,9 +496,7 @@ async fn worker(idx: usize, plan: Arc<Plan>, sender: SendRequest<Full<Bytes>>) -
     let mut id = String::with_capacity(64);
     let mut seq = 0u64;
     // Open-loop: connection `idx` owns the global slots idx, idx + C, idx + 2C, …
-    let mut next_slot = plan
-        .rate
-        .map(|rate| plan.t0 + Duration::from_secs_f64(idx as f64 / rate));
+    let mut next_slot = plan.rate.map(|rate| plan.t0 + Duration::from_secs_f64(idx as f64 / rate));
     // Open-loop only: when the previous request on this connection would have
     // completed had every request been sent exactly on schedule.
     let mut ideal_done = plan.t0;
@@ -596,9 +530,7 @@ async fn worker(idx: usize, plan: Arc<Plan>, sender: SendRequest<Full<Bytes>>) -
         // this process's own timer slack does not. `queued` is the time from
         // the slot to that ideal send; closed-loop it is zero.
         let started = Instant::now();
-        let queued = scheduled.map_or(Duration::ZERO, |slot| {
-            ideal_done.saturating_duration_since(slot)
-        });
+        let queued = scheduled.map_or(Duration::ZERO, |slot| ideal_done.saturating_duration_since(slot));
         let counted = plan.in_window(scheduled.unwrap_or(started));
         let mut finish = |at: Instant| {
             if let Some(slot) = scheduled {
@@ -666,9 +598,7 @@ async fn worker(idx: usize, plan: Arc<Plan>, sender: SendRequest<Full<Bytes>>) -
                 if exchanged.is_sse {
                     stats.events += exchanged.events;
                     if let Some(first) = exchanged.first_event {
-                        stats
-                            .first_event
-                            .saturating_record(micros(queued + (first - started)));
+                        stats.first_event.saturating_record(micros(queued + (first - started)));
                     }
                 }
             }
@@ -779,12 +709,7 @@ mod tests {
 
     #[test]
     fn builtin_bodies_are_json_rpc() {
-        for m in [
-            BuiltIn::Send1,
-            BuiltIn::Send03,
-            BuiltIn::Stream1,
-            BuiltIn::Stream03,
-        ] {
+        for m in [BuiltIn::Send1, BuiltIn::Send03, BuiltIn::Stream1, BuiltIn::Stream03] {
             let body = Template::new(&m.body("hi")).render("id-1");
             let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
             assert_eq!(v["id"], "id-1");
@@ -801,12 +726,8 @@ mod tests {
 
     #[test]
     fn parses_targets() {
-        let (host, port, authority, path) =
-            parse_target("http://127.0.0.1:4000/agents/echo").expect("valid");
-        assert_eq!(
-            (host.as_str(), port, authority.as_str()),
-            ("127.0.0.1", 4000, "127.0.0.1:4000")
-        );
+        let (host, port, authority, path) = parse_target("http://127.0.0.1:4000/agents/echo").expect("valid");
+        assert_eq!((host.as_str(), port, authority.as_str()), ("127.0.0.1", 4000, "127.0.0.1:4000"));
         assert_eq!(path, "/agents/echo");
         assert!(parse_target("https://x/").is_err());
     }
