@@ -18,7 +18,7 @@ use crate::a2a::task::{TaskView, artifact_to_wire, status_to_wire};
 use crate::a2a::{ProtocolVersion, v03};
 use crate::agents::{StreamFault, StreamItem, UpstreamMethod, UpstreamStream};
 use crate::gateway::Gateway;
-use crate::state::{ArtifactUpdate, Command, ProposeError, Refusal, StatusUpdate};
+use crate::state::{ArtifactUpdate, Command, ProposeError, Refusal, StatusUpdate, Task, TaskChange};
 
 pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcome, RpcError> {
     let agent_id = match &p.task_id {
@@ -43,6 +43,7 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcom
         client: Some(tx),
         task_id: p.task_id.clone(),
         history_length: p.history_length,
+        resumed: false,
     };
     tokio::spawn(pump.run(upstream));
     Ok(Outcome::Stream(StreamReply { frames, extensions: None }))
@@ -56,6 +57,9 @@ struct Pump {
     client: Option<mpsc::Sender<StreamFrame>>,
     task_id: Option<String>,
     history_length: Option<usize>,
+    /// Set once the pump reconnected: the agent's new stream starts with a task snapshot,
+    /// which the client (already past its first event) gets as the updates it implies.
+    resumed: bool,
 }
 
 /// Whether the stream goes on after an event.
@@ -97,6 +101,7 @@ impl Pump {
                 return self.fail(e);
             }
             reconnects += 1;
+            self.resumed = true;
             tracing::info!(agent_id = %self.target.agent_id, %task_id, %fault, attempt = reconnects, "resubscribing to the agent's stream");
             let params = json!({ "id": task_id });
             let limits = &self.gw.config.streams;
@@ -120,6 +125,7 @@ impl Pump {
                 self.send(json!({ "message": message }));
                 return Ok(Next::Done);
             }
+            StreamItem::Task(task) if self.resumed => return self.commit_resumed(task).await,
             StreamItem::Task(task) => {
                 if self.task_id.as_ref().is_some_and(|id| *id != task.id) {
                     return Err(RpcError::InvalidAgentResponse(format!("agent {agent_id} switched tasks mid-stream")));
@@ -138,6 +144,20 @@ impl Pump {
             }
         };
         self.send(result);
+        Ok(if state.is_terminal() || state.is_interrupted() { Next::Done } else { Next::More })
+    }
+
+    /// Records the snapshot a resumed stream starts with, and sends the client what changed.
+    async fn commit_resumed(&mut self, task: Task) -> Result<Next, RpcError> {
+        let agent_id = self.target.agent_id.clone();
+        self.check_task(&task.id)?;
+        let before = self.gw.replica.read(|t| t.task(&task.id).map(|e| e.task.clone()));
+        let changes = before.map(|b| crate::state::task::diff(&b, &task)).unwrap_or_default();
+        let (id, context, state) = (task.id.clone(), task.context_id.clone(), task.status.state);
+        record(&self.gw, &agent_id, task, TaskView::FULL).await?;
+        for frame in changes.iter().filter_map(|c| change_frame(&id, &context, c)) {
+            self.send(frame);
+        }
         Ok(if state.is_terminal() || state.is_interrupted() { Next::Done } else { Next::More })
     }
 
@@ -218,6 +238,27 @@ impl Pump {
         if let Some(tx) = self.client.take() {
             let _ = tx.try_send(StreamFrame::Error(error));
         }
+    }
+}
+
+/// One change of a task as a 1.0 stream result (`Created` has none: the task itself is the
+/// first event of a stream).
+pub(super) fn change_frame(task_id: &str, context_id: &str, change: &TaskChange) -> Option<Value> {
+    match change {
+        TaskChange::Created => None,
+        TaskChange::Status { status, metadata } => Some(status_update_wire(&StatusUpdate {
+            task_id: task_id.to_owned(),
+            context_id: context_id.to_owned(),
+            status: status.clone(),
+            metadata: metadata.clone(),
+        })),
+        TaskChange::Artifact { artifact, append, last_chunk } => Some(artifact_update_wire(&ArtifactUpdate {
+            task_id: task_id.to_owned(),
+            context_id: context_id.to_owned(),
+            artifact: artifact.clone(),
+            append: *append,
+            last_chunk: *last_chunk,
+        })),
     }
 }
 

@@ -13,12 +13,12 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 
-use super::stream_message::{artifact_update_wire, status_update_wire};
+use super::stream_message::change_frame;
 use super::{Call, Outcome, RpcError, Scope, StreamFrame, StreamReply, find_task, resolve_agent};
 use crate::a2a::task::{TaskView, task_to_wire};
 use crate::a2a::{ProtocolVersion, v03};
 use crate::gateway::Gateway;
-use crate::state::{ArtifactUpdate, StatusUpdate, TaskChange, TaskEvent};
+use crate::state::TaskEvent;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -102,24 +102,5 @@ async fn forward(
 
 /// The 1.0 stream results of one applied event.
 fn frames_of(event: &TaskEvent) -> Vec<Value> {
-    event
-        .changes
-        .iter()
-        .filter_map(|change| match change {
-            TaskChange::Created => None,
-            TaskChange::Status { status, metadata } => Some(status_update_wire(&StatusUpdate {
-                task_id: event.task_id.clone(),
-                context_id: event.context_id.clone(),
-                status: status.clone(),
-                metadata: metadata.clone(),
-            })),
-            TaskChange::Artifact { artifact, append, last_chunk } => Some(artifact_update_wire(&ArtifactUpdate {
-                task_id: event.task_id.clone(),
-                context_id: event.context_id.clone(),
-                artifact: artifact.clone(),
-                append: *append,
-                last_chunk: *last_chunk,
-            })),
-        })
-        .collect()
+    event.changes.iter().filter_map(|change| change_frame(&event.task_id, &event.context_id, change)).collect()
 }

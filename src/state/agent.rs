@@ -13,7 +13,8 @@ pub struct AgentRecord {
     pub url: String,
     /// Sent as `Authorization: Bearer …` on every call to the agent. Never shown to clients.
     pub bearer: Option<String>,
-    /// The protocol version to assume when the agent publishes no usable card.
+    /// Pins the protocol version the gateway speaks to the agent when its card offers it;
+    /// assumed when the agent publishes no usable card.
     pub protocol_version: Option<String>,
     /// Free-form operator metadata (SuperX's `metadata`), shown by `agents/get`.
     pub metadata: Option<Json>,
@@ -76,9 +77,11 @@ impl Upstream {
                 Some((url, version))
             })
             .collect();
+        let pinned = record.protocol_version.as_deref().and_then(ProtocolVersion::from_card_value);
         let chosen = jsonrpc
             .iter()
-            .find(|(_, v)| *v == ProtocolVersion::V10)
+            .find(|(_, v)| Some(*v) == pinned)
+            .or_else(|| jsonrpc.iter().find(|(_, v)| *v == ProtocolVersion::V10))
             .or_else(|| jsonrpc.first())
             .map(|(u, v)| ((*u).to_owned(), *v));
         let legacy = || {
@@ -125,6 +128,19 @@ mod tests {
         }));
         let up = Upstream::choose(&record(), Some(&card));
         assert_eq!(up, Upstream { url: "http://a/v1".into(), version: ProtocolVersion::V10, streaming: true });
+    }
+
+    #[test]
+    fn a_pinned_version_wins_when_the_card_offers_it() {
+        let card = cached(json!({"supportedInterfaces": [
+            {"url": "http://a/v1", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+            {"url": "http://a/v03", "protocolBinding": "JSONRPC", "protocolVersion": "0.3"}
+        ]}));
+        let mut r = record();
+        r.protocol_version = Some("0.3.0".into());
+        assert_eq!(Upstream::choose(&r, Some(&card)).url, "http://a/v03");
+        r.protocol_version = Some("2.0".into());
+        assert_eq!(Upstream::choose(&r, Some(&card)).url, "http://a/v1");
     }
 
     #[test]

@@ -111,18 +111,19 @@ pub fn apply_status(task: &mut Task, update: StatusUpdate) -> Result<Vec<TaskCha
     Ok(vec![change])
 }
 
-/// What replacing `old` by `new` changed: the status if it differs, and every artifact that is
-/// new or different (as a whole-artifact replacement).
+/// What replacing `old` by `new` changed: every artifact that is new or different (as a
+/// whole-artifact replacement), then the status if it differs.
 pub fn diff(old: &Task, new: &Task) -> Vec<TaskChange> {
     let mut changes = Vec::new();
-    if old.status != new.status {
-        changes.push(TaskChange::Status { status: new.status.clone(), metadata: None });
-    }
     for artifact in &new.artifacts {
         let before = old.artifacts.iter().find(|a| a.artifact_id == artifact.artifact_id);
         if before != Some(artifact) {
             changes.push(TaskChange::Artifact { artifact: artifact.clone(), append: false, last_chunk: true });
         }
+    }
+    // The status goes last: a terminal status ends a stream, after everything it implies.
+    if old.status != new.status {
+        changes.push(TaskChange::Status { status: new.status.clone(), metadata: None });
     }
     changes
 }
@@ -244,6 +245,18 @@ pub(crate) mod tests {
         assert_eq!(t.history.len(), 2);
         assert_eq!(t.history[1].0["messageId"], "echoing");
         assert_eq!(t.status.message.as_ref().unwrap().0["messageId"], "done");
+    }
+
+    #[test]
+    fn diff_lists_changed_artifacts_then_the_status() {
+        let old = task("t", TaskState::Working);
+        let mut new = old.clone();
+        assert!(diff(&old, &new).is_empty());
+        apply_artifact(&mut new, chunk("t", "a", "x", false)).unwrap();
+        apply_status(&mut new, status("t", TaskState::Completed, None)).unwrap();
+        let changes = diff(&old, &new);
+        assert!(matches!(changes[0], TaskChange::Artifact { .. }));
+        assert!(matches!(&changes[1], TaskChange::Status { status, .. } if status.state == TaskState::Completed));
     }
 
     #[test]

@@ -107,6 +107,14 @@ def test_misbehaving_agent(e2e, bad_agent, mode, code, says, knobs):
     assert says in (health['lastError'] or ''), health
 
 
+def test_streaming_needs_the_agents_streaming_capability(e2e, bad_agent):
+    """An agent whose card does not say `streaming` gets -32004 for streaming methods."""
+    result_of(rpc(e2e.rpc_url, 'agents/upsert', {'agent': {'id': 'nostream', 'url': f'{bad_agent}/http500'}}))
+    doc = rpc(e2e.agent_url('nostream'), 'SendStreamingMessage', {'message': msg10('x')}, version='1.0')
+    err = error_of(doc, -32004)
+    assert err['data'][0]['reason'] == 'UNSUPPORTED_OPERATION', err
+
+
 def test_unreachable_agent(e2e):
     url = f'http://127.0.0.1:{free_port()}/'
     upsert = result_of(rpc(e2e.rpc_url, 'agents/upsert', {'agent': {'id': 'gone', 'url': url}}))

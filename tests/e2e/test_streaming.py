@@ -148,3 +148,31 @@ def test_subscribe_to_a_terminal_task(e2e):
         _, events = sse(e2e.rpc_url, 'tasks/subscribe', {'taskId': done['id']}, None, rpc_id=3)
         rs = results(events, rpc_id=3)
         assert len(rs) == 1 and rs[0]['id'] == done['id'] and rs[0]['status']['state'] == 'completed', rs
+
+
+@pytest.mark.gateway_only
+def test_v10_client_of_a_v03_agent_gets_wrapped_events(e2e):
+    """The task agent registered again with its protocol pinned to 0.3: the gateway speaks 0.3
+    upstream and translates every event for a 1.0 client (and back for a 0.3 one)."""
+    upstream = e2e.upstream_url('tasks')
+    agent = result_of(rpc(e2e.rpc_url, 'agents/upsert', {'agent': {'id': 'tasks03', 'url': upstream, 'protocolVersion': '0.3'}}))
+    assert agent['upstream']['protocolVersion'] == '0.3', agent
+    url = e2e.agent_url('tasks03')
+    _, events = sse(url, 'SendStreamingMessage', {'message': msg10('old school')}, V1)
+    rs = results(events)
+    assert 'task' in rs[0] and rs[0]['task']['status']['state'].startswith('TASK_STATE_'), rs[0]
+    assert all(set(r) <= {'statusUpdate', 'artifactUpdate'} for r in rs[1:]), rs
+    assert all('kind' not in next(iter(r.values())) for r in rs), 'no 0.3 kind in 1.0 events'
+    assert rs[-1]['statusUpdate']['status']['state'] == 'TASK_STATE_COMPLETED'
+    assert 'final' not in rs[-1]['statusUpdate']
+    parts = [p for r in rs if 'artifactUpdate' in r for p in r['artifactUpdate']['artifact']['parts']]
+    assert parts and all(set(p) <= {'text', 'metadata'} for p in parts), parts
+    sent = result_of(rpc(url, 'SendMessage', {'message': msg10('unary old school')}, version=V1))
+    assert sent['task']['status']['state'] == 'TASK_STATE_COMPLETED'
+
+
+@pytest.mark.gateway_only
+def test_streaming_at_rpc_with_agent_id(e2e):
+    _, events = sse(e2e.rpc_url, 'SendStreamingMessage', {'agentId': 'tasks', 'message': msg10('via rpc')}, V1)
+    rs = results(events)
+    assert 'task' in rs[0] and rs[-1]['statusUpdate']['status']['state'] == 'TASK_STATE_COMPLETED'

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -17,6 +18,8 @@ pub struct FakeAgent {
     pub url: String,
     /// One permit lets the current stream emit its chunks.
     pub go: Arc<Semaphore>,
+    /// SubscribeToTask calls the agent answered (the gateway reconnecting).
+    pub resubscribes: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -24,20 +27,38 @@ struct Script {
     base: String,
     chunks: usize,
     chunk_bytes: usize,
+    /// End the stream early (a dropped connection, as far as the gateway can tell) after
+    /// this many chunks.
+    drop_after: Option<usize>,
     go: Arc<Semaphore>,
+    resubscribes: Arc<AtomicUsize>,
 }
 
 /// Starts an agent whose SendStreamingMessage sends the task, waits for `go`, then sends
 /// `chunks` artifact chunks of `chunk_bytes` text each and a COMPLETED status.
 pub async fn start(chunks: usize, chunk_bytes: usize) -> FakeAgent {
+    start_dropping(chunks, chunk_bytes, None).await
+}
+
+/// Like `start`, but each stream ends after `drop_after` chunks; SubscribeToTask then answers
+/// with the finished task (all chunks, COMPLETED).
+pub async fn start_dropping(chunks: usize, chunk_bytes: usize, drop_after: Option<usize>) -> FakeAgent {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
     let go = Arc::new(Semaphore::new(0));
-    let script = Script { base: base.clone(), chunks, chunk_bytes, go: go.clone() };
+    let resubscribes = Arc::new(AtomicUsize::new(0));
+    let script = Script {
+        base: base.clone(),
+        chunks,
+        chunk_bytes,
+        drop_after,
+        go: go.clone(),
+        resubscribes: resubscribes.clone(),
+    };
     let app = Router::new().route("/.well-known/agent-card.json", get(card)).route("/", post(rpc)).with_state(script);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    FakeAgent { url: format!("{base}/"), go }
+    FakeAgent { url: format!("{base}/"), go, resubscribes }
 }
 
 async fn card(State(s): State<Script>) -> Response {
@@ -65,6 +86,14 @@ async fn rpc(State(s): State<Script>, axum::Json(req): axum::Json<Value>) -> Res
             "artifacts": [{"artifactId": "echo", "parts": [{"text": text}]}]}});
         return axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": task})).into_response();
     }
+    if req["method"] == "SubscribeToTask" {
+        s.resubscribes.fetch_add(1, Ordering::Relaxed);
+        let parts: Vec<Value> = (0..s.chunks).map(|_| json!({"text": "x".repeat(s.chunk_bytes)})).collect();
+        let task = json!({"task": {"id": req["params"]["id"], "contextId": "ctx", "status": {"state": "TASK_STATE_COMPLETED"},
+            "artifacts": [{"artifactId": "big", "parts": parts}]}});
+        let stream = futures::stream::iter([frame(&id, task)]);
+        return ([(header::CONTENT_TYPE, "text/event-stream")], Body::from_stream(stream)).into_response();
+    }
     if req["method"] != "SendStreamingMessage" {
         let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32001, "message": "Task not found"}});
         return axum::Json(error).into_response();
@@ -77,6 +106,9 @@ async fn rpc(State(s): State<Script>, axum::Json(req): axum::Json<Value>) -> Res
         let _permit = s.go.acquire().await.unwrap();
         let text = "x".repeat(s.chunk_bytes);
         for i in 0..s.chunks {
+            if s.drop_after == Some(i) {
+                return;
+            }
             let chunk = json!({"artifactUpdate": {"taskId": task_id, "contextId": "ctx", "append": i > 0,
                 "lastChunk": i + 1 == s.chunks, "artifact": {"artifactId": "big", "parts": [{"text": text}]}}});
             if tx.send(frame(&id, chunk)).await.is_err() {
@@ -101,7 +133,7 @@ fn tokio_stream_from<T: Send + 'static>(
 }
 
 fn uuid_like() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::AtomicU64;
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }

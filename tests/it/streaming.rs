@@ -109,3 +109,102 @@ async fn slow_subscriber_is_cut_off_and_fast_one_gets_everything() {
     assert_eq!(last["error"]["code"], -32603, "it ends with an error: {last}");
     assert!(last["error"]["message"].as_str().unwrap().contains("behind"), "{last}");
 }
+
+/// A gateway node with the scripted agent registered as `big`.
+async fn node_with(agent: &fake_agent::FakeAgent) -> (crate::support::Node, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let agents = dir.path().join("agents.yml");
+    std::fs::write(&agents, format!("agents:\n  big:\n    url: {}\n", agent.url)).unwrap();
+    let data = dir.path().join("node");
+    let node = tokio::task::spawn_blocking(move || start(&data, &["--agents-file", agents.to_str().unwrap()], &[]))
+        .await
+        .unwrap();
+    (node, dir)
+}
+
+async fn stored_task(base: &str, task_id: &str) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": task_id}});
+    let url = format!("{base}/agents/big");
+    let reply: Value = reqwest::Client::new()
+        .post(url)
+        .header("A2A-Version", "1.0")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["result"].clone()
+}
+
+async fn wait_completed(base: &str, task_id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let task = stored_task(base, task_id).await;
+        if task["status"]["state"] == "TASK_STATE_COMPLETED" {
+            return task;
+        }
+        assert!(std::time::Instant::now() < deadline, "task never completed: {task}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn start_stream(base: &str) -> (String, reqwest::Response) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage",
+        "params": {"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "go"}]}}});
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/agents/big"))
+        .header("A2A-Version", "1.0")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp;
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        text.push_str(&String::from_utf8_lossy(&stream.chunk().await.unwrap().expect("first event")));
+    }
+    let task_id = sse_events(&text)[0]["result"]["task"]["id"].as_str().unwrap().to_owned();
+    (task_id, stream)
+}
+
+/// The agent's stream is recorded to the end even when the client that started it leaves
+/// after the first event. (The scripted agent answers GetTask with -32001, so the stored task
+/// can only be complete if the gateway kept reading the stream.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_is_recorded_to_the_end_after_its_client_leaves() {
+    let agent = fake_agent::start(50, 64).await;
+    let (node, _dir) = node_with(&agent).await;
+    let (task_id, stream) = start_stream(&node.base).await;
+    drop(stream);
+    agent.go.add_permits(1);
+    let task = wait_completed(&node.base, &task_id).await;
+    assert_eq!(task["artifacts"][0]["parts"].as_array().unwrap().len(), 50);
+}
+
+/// When the agent's stream ends before the task does, the gateway resubscribes to the agent
+/// and records the task from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_agent_stream_is_resumed_with_subscribe_to_task() {
+    let agent = fake_agent::start_dropping(10, 64, Some(3)).await;
+    let (node, _dir) = node_with(&agent).await;
+    let (task_id, mut stream) = start_stream(&node.base).await;
+    agent.go.add_permits(1);
+    let mut text = String::new();
+    while let Some(chunk) = stream.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let events = sse_events(&text);
+    let last = events.last().unwrap();
+    assert!(last.get("error").is_none(), "the client's stream ends without an error: {last}");
+    assert_eq!(last["result"]["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED", "{last}");
+    // start_stream took the first event (the task); after it, across the reconnect, the
+    // client sees only updates.
+    let tasks = events.iter().filter(|e| e["result"].get("task").is_some()).count();
+    assert_eq!(tasks, 0, "no second task event across the reconnect");
+    assert_eq!(agent.resubscribes.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let task = wait_completed(&node.base, &task_id).await;
+    assert_eq!(task["artifacts"][0]["parts"].as_array().unwrap().len(), 10);
+}
