@@ -151,14 +151,7 @@ impl AgentClient {
             }
             Ok(r) => r.map_err(|e| transport_error(target, e))?,
         };
-        let status = response.status();
-        if !status.is_success() {
-            return Err(RpcError::AgentUnavailable(format!(
-                "agent {} answered HTTP {}",
-                target.agent_id,
-                status.as_u16()
-            )));
-        }
+        check_status(target, &response)?;
         let is_sse = response
             .headers()
             .get(CONTENT_TYPE)
@@ -182,21 +175,10 @@ impl AgentClient {
         params: Value,
     ) -> Result<UpstreamReply, RpcError> {
         let version = target.upstream.version;
-        let params = match (method, version) {
-            (UpstreamMethod::SendMessage, ProtocolVersion::V03) => v03::send_params_from_v10(params),
-            _ => params,
-        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = self.request(target, method, params, id).timeout(target.timeout);
         let response = request.send().await.map_err(|e| transport_error(target, e))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(RpcError::AgentUnavailable(format!(
-                "agent {} answered HTTP {}",
-                target.agent_id,
-                status.as_u16()
-            )));
-        }
+        check_status(target, &response)?;
         let extensions =
             response.headers().get(A2A_EXTENSIONS).or_else(|| response.headers().get(X_A2A_EXTENSIONS)).cloned();
         let bytes = read_limited(response, self.limits.response_bytes_max).await.map_err(|e| match e {
@@ -247,6 +229,15 @@ impl AgentClient {
         }
         Err(last_error)
     }
+}
+
+/// An agent's non-2xx HTTP answer is its failure, whatever the body says.
+fn check_status(target: &CallTarget<'_>, response: &reqwest::Response) -> Result<(), RpcError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    Err(RpcError::AgentUnavailable(format!("agent {} answered HTTP {}", target.agent_id, status.as_u16())))
 }
 
 pub(super) fn invalid(target: &CallTarget<'_>, detail: String) -> RpcError {

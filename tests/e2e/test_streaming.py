@@ -169,6 +169,12 @@ def test_v10_client_of_a_v03_agent_gets_wrapped_events(e2e):
     assert parts and all(set(p) <= {'text', 'metadata'} for p in parts), parts
     sent = result_of(rpc(url, 'SendMessage', {'message': msg10('unary old school')}, version=V1))
     assert sent['task']['status']['state'] == 'TASK_STATE_COMPLETED'
+    # returnImmediately crosses the translation as blocking:false: a slow task comes back active.
+    params = {'message': msg10('slow old school'), 'configuration': {'returnImmediately': True}}
+    slow = result_of(rpc(url, 'SendMessage', params, version=V1))['task']
+    assert slow['status']['state'] in ('TASK_STATE_SUBMITTED', 'TASK_STATE_WORKING'), slow
+    canceled = result_of(rpc(url, 'CancelTask', {'id': slow['id']}, version=V1))
+    assert canceled['status']['state'] == 'TASK_STATE_CANCELED'
 
 
 @pytest.mark.gateway_only
