@@ -1,7 +1,8 @@
-//! Minimal Server-Sent Events framing for the load generator: an incremental
-//! counter of complete events (to time the first event as bytes arrive) and a
+//! Minimal Server-Sent Events framing for the benchmark tools: an incremental
+//! counter of complete events (to time the first event as bytes arrive), a
 //! splitter that hands back the joined `data` payload of each event in a
-//! buffered body.
+//! buffered body, and an incremental splitter that does the same for a body
+//! fed in arbitrary chunks (for long-lived streams).
 
 /// Counts complete SSE events that carry data (a `data:` line followed, later,
 /// by a blank line) in a byte stream fed in arbitrary chunks. Comment-only
@@ -79,6 +80,58 @@ pub fn for_each_data(body: &[u8], scratch: &mut Vec<u8>, mut f: impl FnMut(&[u8]
     }
 }
 
+/// Hands back the joined `data` payload of every complete event in a byte
+/// stream fed in arbitrary chunks (LF or CRLF line ends). Events without data
+/// (comments, keep-alives) are skipped.
+#[derive(Debug, Default, Clone)]
+pub struct DataSplitter {
+    /// The current, unterminated line.
+    line: Vec<u8>,
+    /// The current event's data so far.
+    data: Vec<u8>,
+    /// Whether the current event has seen a data line.
+    has_data: bool,
+}
+
+impl DataSplitter {
+    /// Feeds the next chunk, calling `f` with each event it completes.
+    pub fn feed(&mut self, chunk: &[u8], mut f: impl FnMut(&[u8])) {
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = rest.split_at(end);
+            rest = &tail[1..];
+            if self.line.is_empty() {
+                self.end_line(head, &mut f);
+            } else {
+                self.line.extend_from_slice(head);
+                let line = std::mem::take(&mut self.line);
+                self.end_line(&line, &mut f);
+                self.line = line;
+                self.line.clear();
+            }
+        }
+        self.line.extend_from_slice(rest);
+    }
+
+    fn end_line(&mut self, line: &[u8], f: &mut impl FnMut(&[u8])) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            if self.has_data {
+                f(&self.data);
+                self.data.clear();
+                self.has_data = false;
+            }
+        } else if let Some(rest) = line.strip_prefix(DATA) {
+            let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+            if self.has_data {
+                self.data.push(b'\n');
+            }
+            self.data.extend_from_slice(rest);
+            self.has_data = true;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +153,20 @@ mod tests {
         let mut seen = Vec::new();
         for_each_data(body, &mut scratch, |d| seen.push(String::from_utf8_lossy(d).into_owned()));
         assert_eq!(seen, ["one", "two\nthree"]);
+    }
+
+    #[test]
+    fn splits_events_across_chunks() {
+        let body: &[u8] = b"data: one\r\n\r\n: keep-alive\n\ndata:two\ndata: three\n\ndata: {\"a\":1}\n\ndata: partial";
+        for split in 0..body.len() {
+            for split2 in split..body.len() {
+                let mut splitter = DataSplitter::default();
+                let mut seen = Vec::new();
+                for part in [&body[..split], &body[split..split2], &body[split2..]] {
+                    splitter.feed(part, |d| seen.push(String::from_utf8_lossy(d).into_owned()));
+                }
+                assert_eq!(seen, ["one", "two\nthree", "{\"a\":1}"], "splits at {split}, {split2}");
+            }
+        }
     }
 }

@@ -8,6 +8,13 @@
 //! back, either as a completed task or as a six-event SSE stream (submitted
 //! task, working, three artifact chunks, completed). It keeps no task state, so
 //! task lookups and cancellations answer "task not found".
+//!
+//! Paced mode (for fan-out measurements): an A2A 1.0 `SendStreamingMessage`
+//! whose first text part starts with `pace N MS DELAY` (e.g. `pace 50 20 1500`)
+//! is answered with the task (WORKING) at once, then, after DELAY ms, N
+//! artifact updates spaced MS ms apart, each carrying one text part with the
+//! Unix time in nanoseconds at which it was sent (`append` after the first,
+//! `lastChunk` on the last), then a COMPLETED status update.
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
@@ -15,7 +22,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -31,9 +38,15 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 use superx_bench::ids::{Timestamp, Uuid};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 4 << 20;
+/// Most artifact updates a paced stream may ask for.
+const PACE_EVENTS_MAX: u32 = 1_000_000;
+/// Longest interval or delay (ms) a paced stream may ask for.
+const PACE_MS_MAX: u64 = 3_600_000;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -305,6 +318,12 @@ fn send(id: &Value, dialect: Dialect, params: Option<Value>, stream: bool) -> Re
     }
     let context_id = message.get("contextId").and_then(Value::as_str).unwrap_or_default();
     let text = first_text(&message);
+    if stream
+        && dialect == Dialect::V1
+        && let Some(pace) = Pace::parse(text)
+    {
+        return paced_stream(id.clone(), task_id, message, pace);
+    }
     let echo =
         EchoTask { dialect, task_id: task_id.as_str(), context_id, timestamp: Timestamp::now(), message: &message };
     if stream {
@@ -314,6 +333,89 @@ fn send(id: &Value, dialect: Dialect, params: Option<Value>, stream: bool) -> Re
         echo.write(&mut buf, id, &Event::Task(echo.task(State::Completed, Some(text))));
         json_response(buf.freeze())
     }
+}
+
+/// A paced stream's shape, from `pace N MS DELAY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pace {
+    /// Artifact updates to send.
+    events: u32,
+    /// Time between two artifact updates.
+    interval: Duration,
+    /// Time between the task event and the first artifact update.
+    delay: Duration,
+}
+
+impl Pace {
+    /// Reads `pace N MS DELAY` at the start of `text` (more words may follow);
+    /// `None` if the text does not start that way or a number is out of range.
+    fn parse(text: &str) -> Option<Self> {
+        let mut words = text.split_ascii_whitespace();
+        if words.next()? != "pace" {
+            return None;
+        }
+        let events: u32 = words.next()?.parse().ok()?;
+        let interval_ms: u64 = words.next()?.parse().ok()?;
+        let delay_ms: u64 = words.next()?.parse().ok()?;
+        (events <= PACE_EVENTS_MAX && interval_ms <= PACE_MS_MAX && delay_ms <= PACE_MS_MAX).then(|| Self {
+            events,
+            interval: Duration::from_millis(interval_ms),
+            delay: Duration::from_millis(delay_ms),
+        })
+    }
+}
+
+/// Nanoseconds since the Unix epoch, now.
+fn unix_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+/// The paced SSE response (A2A 1.0): a task that sends its events on schedule
+/// into a channel that the response body drains. It stops early if the client
+/// goes away.
+fn paced_stream(id: Value, task_id: Uuid, message: Map<String, Value>, pace: Pace) -> Response<RespBody> {
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        let context_id = message.get("contextId").and_then(Value::as_str).unwrap_or_default();
+        let echo = |timestamp| EchoTask {
+            dialect: Dialect::V1,
+            task_id: task_id.as_str(),
+            context_id,
+            timestamp,
+            message: &message,
+        };
+        let frame = |echo: &EchoTask<'_>, event: &Event<'_>| {
+            let mut buf = BytesMut::with_capacity(1024);
+            buf.put_slice(b"data: ");
+            echo.write(&mut buf, &id, event);
+            buf.put_slice(b"\r\n\r\n");
+            buf.freeze()
+        };
+        let now = echo(Timestamp::now());
+        if tx.send(frame(&now, &Event::Task(now.task(State::Working, None)))).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(pace.delay).await;
+        let start = Instant::now();
+        let mut text = String::with_capacity(24);
+        for i in 0..pace.events {
+            tokio::time::sleep_until(start + pace.interval * i).await;
+            let now = echo(Timestamp::now());
+            text.clear();
+            text.push_str(&unix_nanos().to_string());
+            let update = now.artifact_update(&text, i > 0, i + 1 == pace.events);
+            if tx.send(frame(&now, &Event::ArtifactUpdate(update))).await.is_err() {
+                return;
+            }
+        }
+        let now = echo(Timestamp::now());
+        let _ = tx.send(frame(&now, &Event::StatusUpdate(now.status_update(State::Completed, true)))).await;
+    });
+    let mut response = Response::new(RespBody::Paced(rx));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// The text of the first part that has a string `text`, or "".
@@ -569,21 +671,27 @@ fn status_response(status: StatusCode) -> Response<RespBody> {
     response
 }
 
-/// Response bodies: one buffer (sent with a content length) or a fixed list of
-/// chunks (sent with chunked transfer encoding, one chunk per SSE event).
+/// Response bodies: one buffer (sent with a content length), a fixed list of
+/// chunks (sent with chunked transfer encoding, one chunk per SSE event), or
+/// chunks that arrive over time from a paced stream's task.
 enum RespBody {
     Full(Option<Bytes>),
     Chunks(std::array::IntoIter<Bytes, 6>),
+    Paced(mpsc::Receiver<Bytes>),
 }
 
 impl Body for RespBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let next = match self.get_mut() {
             Self::Full(body) => body.take(),
             Self::Chunks(chunks) => chunks.next(),
+            Self::Paced(rx) => match rx.poll_recv(cx) {
+                Poll::Ready(next) => next,
+                Poll::Pending => return Poll::Pending,
+            },
         };
         Poll::Ready(next.map(|data| Ok(Frame::data(data))))
     }
@@ -592,13 +700,14 @@ impl Body for RespBody {
         match self {
             Self::Full(body) => body.is_none(),
             Self::Chunks(chunks) => chunks.len() == 0,
+            Self::Paced(_) => false,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Full(body) => SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64)),
-            Self::Chunks(_) => SizeHint::default(),
+            Self::Chunks(_) | Self::Paced(_) => SizeHint::default(),
         }
     }
 }
@@ -614,6 +723,19 @@ mod tests {
             assert_eq!(parts.concat(), text);
         }
         assert_eq!(split3("abcdef"), ["ab", "cd", "ef"]);
+    }
+
+    #[test]
+    fn pace_parses() {
+        let pace = Pace::parse("pace 50 20 1500").expect("valid");
+        assert_eq!(pace.events, 50);
+        assert_eq!(pace.interval, Duration::from_millis(20));
+        assert_eq!(pace.delay, Duration::from_millis(1500));
+        assert!(Pace::parse("  pace 1 0 0 and more").is_some());
+        for text in ["", "pace", "pace 1 2", "pacer 1 2 3", "pace -1 2 3", "pace 1 2 x", "echo pace 1 2 3"] {
+            assert_eq!(Pace::parse(text), None, "{text:?}");
+        }
+        assert_eq!(Pace::parse("pace 1 1 3600001"), None);
     }
 
     #[test]
