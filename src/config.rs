@@ -230,7 +230,7 @@ impl Default for RaftSection {
             election_timeout_min_ms: 400,
             election_timeout_max_ms: 800,
             heartbeat_ms: 100,
-            snapshot_logs_since_last: 5000,
+            snapshot_logs_since_last: 20_000,
             snapshot_logs_keep: 1000,
             write_timeout_ms: 3000,
             read_timeout_ms: 3000,

@@ -95,6 +95,13 @@ pub trait StateMachine: Send + Sync + 'static {
     fn apply(&mut self, command: &[u8]) -> Vec<u8>;
     /// Serializes the whole state.
     fn snapshot(&self) -> Vec<u8>;
+    /// Captures the state cheaply now and serializes it later, off the state lock, so a large
+    /// snapshot does not stall `apply`. The default serializes at once; a state machine with
+    /// cheap clones (persistent maps) should clone here and encode in the closure.
+    fn snapshot_later(&self) -> Box<dyn FnOnce() -> Vec<u8> + Send + 'static> {
+        let bytes = self.snapshot();
+        Box::new(move || bytes)
+    }
     /// Replaces the whole state from a snapshot.
     ///
     /// On error the state must be left as it was: the node then stops rather than serve a

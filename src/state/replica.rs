@@ -74,6 +74,11 @@ impl StateMachine for AppState {
         self.tables.snapshot()
     }
 
+    fn snapshot_later(&self) -> Box<dyn FnOnce() -> Vec<u8> + Send + 'static> {
+        let tables = self.tables.clone();
+        Box::new(move || tables.snapshot())
+    }
+
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
         self.tables = Tables::restore(self.limits, snapshot).map_err(|e| e.to_string())?;
         Ok(())

@@ -1,7 +1,7 @@
 //! The per-node in-memory tables that `apply` writes and every read is served from: tasks
 //! with their agent (the task→agent index), and agents with their cached cards.
 
-use std::collections::{BTreeMap, HashMap};
+use imbl::{HashMap, OrdMap as BTreeMap};
 
 use super::Refusal;
 use super::TaskEvent;
@@ -38,7 +38,10 @@ pub struct AgentEntry {
     pub registered_at_ms: u64,
 }
 
-#[derive(Debug)]
+/// The maps are persistent (structurally shared), so cloning the tables is O(1): a raft
+/// snapshot clones them under the state lock and encodes the clone outside it, and `apply`
+/// never waits for a snapshot.
+#[derive(Clone, Debug)]
 pub struct Tables {
     limits: TableLimits,
     tasks: HashMap<String, TaskEntry>,
@@ -269,9 +272,10 @@ impl Tables {
         if self.tasks.len() < self.limits.tasks_max {
             return Ok(());
         }
-        let Some((_, id)) = self.terminal.pop_first() else {
+        let Some((oldest, id)) = self.terminal.get_min().cloned() else {
             return Err(Refusal::TableFull(self.limits.tasks_max));
         };
+        self.terminal.remove(&oldest);
         if let Some(entry) = self.tasks.remove(&id) {
             self.recency.remove(&entry.seq);
         }

@@ -233,25 +233,33 @@ pub(crate) struct SnapshotBuilder<SM> {
 }
 
 impl<SM: StateMachine> SnapshotBuilder<SM> {
-    /// Captures metadata and blob under the read lock, so both describe the same state.
-    fn capture(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
-        let state = self.shared.state.read();
-        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        let snapshot_id = match state.last_applied {
-            Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
-            None => format!("none-{seq}"),
+    /// Captures metadata and state under the read lock, so both describe the same state, and
+    /// encodes the app's state after the lock is released (see `StateMachine::snapshot_later`).
+    async fn capture(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
+        let (meta, app, dedup) = {
+            let state = self.shared.state.read();
+            let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+            let snapshot_id = match state.last_applied {
+                Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
+                None => format!("none-{seq}"),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: state.last_applied,
+                last_membership: state.membership.clone(),
+                snapshot_id,
+            };
+            (meta, state.sm.snapshot_later(), state.dedup.entries())
         };
-        let meta =
-            SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone(), snapshot_id };
-        let blob = SnapshotBlob { app: Blob(state.sm.snapshot()), dedup: state.dedup.entries() };
-        Ok((meta, codec::encode(&blob)?))
+        let data = blocking(move || codec::encode(&SnapshotBlob { app: Blob(app()), dedup }).map_err(StoreError::from))
+            .await?;
+        Ok((meta, data))
     }
 }
 
 impl<SM: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<SM> {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let write_err = |e| io_error(|a| StorageIOError::write_snapshot(None, a), e);
-        let (meta, data) = self.capture().map_err(write_err)?;
+        let (meta, data) = self.capture().await.map_err(write_err)?;
         let data = persist(&self.db, &meta, data).await.map_err(write_err)?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
