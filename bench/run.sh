@@ -36,7 +36,9 @@ ECHO_CORE=1
 LOAD_CORE=1
 GW_CORE=0
 
-die() { echo "run.sh: $*" >&2; exit 1; }
+SCRIPT=run.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"  # die, wait_ready
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -100,24 +102,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# wait_ready URL SECONDS PID NAME LOG: polls URL until it answers 200, failing
-# early if PID dies or the deadline passes.
-wait_ready() {
-    local url="$1" limit="$2" pid="$3" name="$4" log="$5"
-    local deadline=$((SECONDS + limit))
-    until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" == 200 ]]; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 30 "$log" >&2 || true
-            die "$name exited before $url answered 200"
-        fi
-        if ((SECONDS >= deadline)); then
-            tail -n 30 "$log" >&2 || true
-            die "$name: $url did not answer 200 within ${limit}s"
-        fi
-        sleep 0.05
-    done
-}
 
 taskset -c "$ECHO_CORE" "$BIN/superx-echo-agent" --listen "$ECHO_ADDR" --workers 1 \
     >"$WORK/echo.log" 2>&1 &
