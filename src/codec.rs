@@ -21,8 +21,14 @@ fn config() -> Configuration<LittleEndian, Fixint> {
 pub fn encode<T: bincode::Encode>(value: &T) -> Vec<u8> {
     // Encoding into a Vec cannot fail for our types: they have no fallible Encode impls
     // except Json, whose serialization of a Value cannot fail.
-    bincode::encode_to_vec(value, config()).expect("encoding a stored value cannot fail")
+    // Not sized first: that would serialize the JSON inside twice. Commands are small.
+    let mut out = Vec::with_capacity(ENCODE_CAPACITY_START);
+    bincode::encode_into_std_write(value, &mut out, config()).expect("encoding a stored value cannot fail");
+    out
 }
+
+/// First allocation for an encoded value: most commands fit.
+const ENCODE_CAPACITY_START: usize = 1024;
 
 /// Decodes a stored value, requiring that every byte is consumed.
 pub fn decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {

@@ -119,6 +119,12 @@ pub struct StreamsConfig {
     pub upstream_open_timeout_ms: u64,
     /// Longest silence accepted from an agent's stream before it counts as dropped.
     pub upstream_idle_timeout_ms: u64,
+    /// Events of one stream that arrived together and are committed in one log entry (each is
+    /// still committed before the client sees it). 1 commits every event on its own.
+    pub commit_batch_events_max: usize,
+    /// Bytes (as the agent sent them) of the events committed together, at most; a batch ends
+    /// once it reaches this, so one entry stays far below raft's command limit.
+    pub commit_batch_bytes_max: usize,
 }
 
 /// Replication: the internal raft listener, the static peers, and the timing of elections.
@@ -215,6 +221,8 @@ impl Default for StreamsConfig {
             upstream_resubscribe_attempts: 3,
             upstream_open_timeout_ms: 15_000,
             upstream_idle_timeout_ms: 300_000,
+            commit_batch_events_max: 64,
+            commit_batch_bytes_max: 256 << 10,
         }
     }
 }
@@ -349,8 +357,10 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
         }
-        let positive: [(&str, u64); 14] = [
+        let positive: [(&str, u64); 16] = [
+            ("streams.commit_batch_bytes_max", self.streams.commit_batch_bytes_max as u64),
             ("streams.event_bytes_max", self.streams.event_bytes_max as u64),
+            ("streams.commit_batch_events_max", self.streams.commit_batch_events_max as u64),
             ("streams.subscriber_buffer_events", self.streams.subscriber_buffer_events as u64),
             ("streams.task_subscribers_max", self.streams.task_subscribers_max as u64),
             ("streams.client_buffer_events", self.streams.client_buffer_events as u64),

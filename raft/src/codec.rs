@@ -36,10 +36,17 @@ fn config() -> impl bincode::config::Config {
 }
 
 /// Encodes `value` behind the format version byte.
+///
+/// The size is measured first and the buffer allocated once: entries of a large batch would
+/// otherwise grow by doubling, and every regrowth of a big buffer lands on fresh pages the
+/// kernel has to zero (seen as a tenth of the write path's CPU in profiles).
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = vec![FORMAT_VERSION];
-    let body = bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
-    out.extend_from_slice(&body);
+    let err = |e: bincode::error::EncodeError| CodecError::Encode(e.to_string());
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut size, config()).map_err(err)?;
+    let mut out = Vec::with_capacity(1 + size.bytes_written);
+    out.push(FORMAT_VERSION);
+    bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(err)?;
     Ok(out)
 }
 

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use futures::FutureExt;
 use serde_json::Value;
 
 use super::client::upstream_error;
@@ -43,6 +44,8 @@ pub struct UpstreamStream {
     parser: SseParser,
     ready: VecDeque<SseEvent>,
     idle: Duration,
+    /// Size of the `data` of the event last returned.
+    last_event_bytes: usize,
 }
 
 impl UpstreamStream {
@@ -59,6 +62,7 @@ impl UpstreamStream {
             parser: SseParser::new(limits.event_bytes_max),
             ready: VecDeque::new(),
             idle: Duration::from_millis(limits.upstream_idle_timeout_ms),
+            last_event_bytes: 0,
         }
     }
 
@@ -82,7 +86,38 @@ impl UpstreamStream {
         }
     }
 
-    fn decode(&self, data: &str) -> Result<StreamItem, StreamFault> {
+    /// The next event if it is already here, parsed or in a chunk that has arrived, without
+    /// waiting for the agent; `None` when the next event is not here yet. Safe to call
+    /// between `next` calls: nothing read is ever dropped.
+    pub fn next_ready(&mut self) -> Option<Result<Option<StreamItem>, StreamFault>> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                if event.data.trim().is_empty() {
+                    continue;
+                }
+                return Some(self.decode(&event.data).map(Some));
+            }
+            // Polled once: the body's frame future holds no data of its own, so dropping it
+            // while pending loses nothing.
+            let chunk = match self.response.chunk().now_or_never()? {
+                Err(e) => return Some(Err(StreamFault::Dropped(format!("connection broke: {e}")))),
+                Ok(None) => return Some(Ok(None)),
+                Ok(Some(chunk)) => chunk,
+            };
+            match self.parser.push(&chunk) {
+                Ok(events) => self.ready.extend(events),
+                Err(e) => return Some(Err(StreamFault::Invalid(e.to_string()))),
+            }
+        }
+    }
+
+    /// Size of the `data` of the event last returned, as the agent sent it.
+    pub fn last_event_bytes(&self) -> usize {
+        self.last_event_bytes
+    }
+
+    fn decode(&mut self, data: &str) -> Result<StreamItem, StreamFault> {
+        self.last_event_bytes = data.len();
         let invalid = |m: String| StreamFault::Invalid(format!("agent {}: {m}", self.agent_id));
         let mut reply: serde_json::Map<String, Value> = match serde_json::from_str(data) {
             Ok(Value::Object(m)) => m,

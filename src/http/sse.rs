@@ -17,12 +17,30 @@ use crate::rpc::{StreamFrame, StreamReply};
 
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
-fn event(json: Vec<u8>) -> Bytes {
-    let mut out = Vec::with_capacity(json.len() + 8);
+/// Frames that are already waiting go out in one body chunk (one write) of at most this size.
+const CHUNK_BYTES_MAX: usize = 64 << 10;
+
+fn push_event(out: &mut Vec<u8>, json: &[u8]) {
     out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&json);
+    out.extend_from_slice(json);
     out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
+}
+
+/// Appends one frame as an event; true when it ends the stream (an error).
+fn push_frame(out: &mut Vec<u8>, frame: StreamFrame, id: &Value, version: ProtocolVersion) -> bool {
+    match frame {
+        StreamFrame::Result(result) => {
+            push_event(out, &jsonrpc::success_bytes(id, &result));
+            false
+        }
+        StreamFrame::Error(error) => {
+            if let RpcError::Internal(detail) = &error {
+                tracing::error!(%detail, "internal error in a stream");
+            }
+            push_event(out, &jsonrpc::failure_bytes(id, &error, version));
+            true
+        }
+    }
 }
 
 /// The SSE response for a stream of frames.
@@ -32,19 +50,18 @@ pub fn response(reply: StreamReply, id: Value, version: ProtocolVersion, keepali
         if ended {
             return None;
         }
-        let bytes = match tokio::time::timeout(keepalive, frames.recv()).await {
-            Err(_) => Bytes::from_static(KEEP_ALIVE),
+        let first = match tokio::time::timeout(keepalive, frames.recv()).await {
+            Err(_) => return Some((Ok::<_, Infallible>(Bytes::from_static(KEEP_ALIVE)), (frames, id, false))),
             Ok(None) => return None,
-            Ok(Some(StreamFrame::Result(result))) => event(jsonrpc::success_bytes(&id, &result)),
-            Ok(Some(StreamFrame::Error(error))) => {
-                if let RpcError::Internal(detail) = &error {
-                    tracing::error!(%detail, "internal error in a stream");
-                }
-                let bytes = event(jsonrpc::failure_bytes(&id, &error, version));
-                return Some((Ok::<_, Infallible>(bytes), (frames, id, true)));
-            }
+            Ok(Some(frame)) => frame,
         };
-        Some((Ok(bytes), (frames, id, false)))
+        let mut out = Vec::new();
+        let mut ended = push_frame(&mut out, first, &id, version);
+        while !ended && out.len() < CHUNK_BYTES_MAX {
+            let Ok(frame) = frames.try_recv() else { break };
+            ended = push_frame(&mut out, frame, &id, version);
+        }
+        Some((Ok(Bytes::from(out)), (frames, id, ended)))
     });
     let mut response = (
         StatusCode::OK,

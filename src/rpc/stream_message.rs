@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::send_message::{Params, record};
 use super::{Call, Outcome, RpcError, StreamFrame, StreamReply, Target, resolve_agent};
-use crate::a2a::task::{TaskView, artifact_to_wire, status_to_wire};
+use crate::a2a::task::{TaskView, artifact_to_wire, status_to_wire, task_to_wire};
 use crate::a2a::{ProtocolVersion, v03};
 use crate::agents::{StreamFault, StreamItem, UpstreamMethod, UpstreamStream};
 use crate::gateway::Gateway;
@@ -68,16 +68,45 @@ enum Next {
     Done,
 }
 
+/// What one commit takes: an event on its own, or task updates that arrived together.
+enum Gathered {
+    One(StreamItem),
+    Updates(Vec<StreamItem>),
+}
+
+fn is_update(item: &StreamItem) -> bool {
+    matches!(item, StreamItem::Status(_) | StreamItem::Artifact(_))
+}
+
+/// A status update into a terminal or interrupted state ends the client's stream.
+fn ends_stream(item: &StreamItem) -> bool {
+    matches!(item, StreamItem::Status(u) if u.status.state.is_terminal() || u.status.state.is_interrupted())
+}
+
 impl Pump {
     async fn run(mut self, mut upstream: UpstreamStream) {
         let mut reconnects = 0;
+        // What the agent sent after the last batch, read while gathering it.
+        let mut carried = None;
         loop {
-            let fault = match upstream.next().await {
-                Ok(Some(item)) => match self.commit(item).await {
-                    Ok(Next::More) => continue,
-                    Ok(Next::Done) => return,
-                    Err(e) => return self.fail(e),
-                },
+            let next = match carried.take() {
+                Some(next) => next,
+                None => upstream.next().await,
+            };
+            let fault = match next {
+                Ok(Some(item)) => {
+                    let (updates, after) = self.gather(item, &mut upstream).await;
+                    carried = after;
+                    let committed = match updates {
+                        Gathered::One(item) => self.commit(item).await,
+                        Gathered::Updates(updates) => self.commit_updates(updates).await,
+                    };
+                    match committed {
+                        Ok(Next::More) => continue,
+                        Ok(Next::Done) => return,
+                        Err(e) => return self.fail(e),
+                    }
+                }
                 Ok(None) => "the agent closed its stream before the task ended".to_owned(),
                 Err(StreamFault::Dropped(why)) => why,
                 Err(StreamFault::Agent(e)) => return self.fail(e),
@@ -115,6 +144,115 @@ impl Pump {
                 Err(e) => tracing::warn!(agent_id = %self.target.agent_id, %task_id, error = %e, "resubscribe failed"),
             }
         }
+    }
+
+    /// Takes `first` and the updates that are already here behind it, within the batch
+    /// limits. Only task updates batch: a task, a message and a resumed stream's snapshot go
+    /// one at a time, and a batch ends with an update that ends the stream. What was read
+    /// but does not belong in the batch comes back as the second value.
+    #[allow(clippy::type_complexity)]
+    async fn gather(
+        &self,
+        first: StreamItem,
+        upstream: &mut UpstreamStream,
+    ) -> (Gathered, Option<Result<Option<StreamItem>, StreamFault>>) {
+        let limits = &self.gw.config.streams;
+        let batchable = match &first {
+            StreamItem::Task(task) => {
+                let state = task.status.state;
+                !self.resumed && !state.is_terminal() && !state.is_interrupted() && self.fresh_task(task)
+            }
+            item => is_update(item) && !ends_stream(item),
+        };
+        if !batchable || limits.commit_batch_events_max <= 1 {
+            return (Gathered::One(first), None);
+        }
+        let mut bytes = upstream.last_event_bytes();
+        let mut updates = vec![first];
+        let mut yielded = false;
+        while updates.len() < limits.commit_batch_events_max && bytes < limits.commit_batch_bytes_max {
+            match upstream.next_ready() {
+                // The agent's connection is read by a task of its own, which hands over one
+                // chunk at a time: let it run, and go on while that brings events.
+                None if !yielded => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
+                None => break,
+                Some(Ok(Some(item))) if is_update(&item) => {
+                    yielded = false;
+                    bytes += upstream.last_event_bytes();
+                    let last = ends_stream(&item);
+                    updates.push(item);
+                    if last {
+                        break;
+                    }
+                }
+                Some(other) => return (Gathered::Updates(updates), Some(other)),
+            }
+        }
+        (Gathered::Updates(updates), None)
+    }
+
+    /// Whether `task` opens this stream with nothing in the way: a task this node does not
+    /// hold, or holds active for this agent. Anything else (a terminal task, another agent's)
+    /// is committed on its own, where the answer to each case is worked out.
+    fn fresh_task(&self, task: &Task) -> bool {
+        let agent_id = &self.target.agent_id;
+        let same_task = self.task_id.as_ref().is_none_or(|id| *id == task.id);
+        same_task
+            && self.gw.replica.read(|t| {
+                t.task(&task.id).is_none_or(|e| e.agent_id == *agent_id && !e.task.status.state.is_terminal())
+            })
+    }
+
+    /// Commits events that arrived together (a stream's opening task and the updates behind
+    /// it, or updates alone) in one log entry, then hands the client each one that was applied,
+    /// in order.
+    async fn commit_updates(&mut self, updates: Vec<StreamItem>) -> Result<Next, RpcError> {
+        let agent_id = self.target.agent_id.clone();
+        let at_ms = self.gw.now_ms();
+        let mut commands = Vec::with_capacity(updates.len());
+        let mut frames = Vec::with_capacity(updates.len());
+        let mut state = None;
+        for item in updates {
+            match item {
+                StreamItem::Task(task) if commands.is_empty() => {
+                    self.task_id = Some(task.id.clone());
+                    let view = TaskView { history_length: self.history_length, include_artifacts: true };
+                    frames.push(json!({ "task": task_to_wire(&task, view) }));
+                    state = Some(task.status.state);
+                    commands.push(Command::RecordTask { agent_id: agent_id.clone(), task, at_ms });
+                }
+                StreamItem::Status(update) => {
+                    self.check_task(&update.task_id)?;
+                    frames.push(status_update_wire(&update));
+                    state = Some(update.status.state);
+                    commands.push(Command::UpdateStatus { agent_id: agent_id.clone(), update, at_ms });
+                }
+                StreamItem::Artifact(update) => {
+                    self.check_task(&update.task_id)?;
+                    frames.push(artifact_update_wire(&update));
+                    state = None; // chunks never end a stream
+                    commands.push(Command::UpdateArtifact { agent_id: agent_id.clone(), update, at_ms });
+                }
+                StreamItem::Task(_) | StreamItem::Message(_) => {
+                    return Err(RpcError::Internal("a task or message in a batch of updates".into()));
+                }
+            }
+        }
+        let (applied, outcome) = self.gw.replica.propose_sequence(commands).await;
+        for frame in frames.into_iter().take(applied) {
+            self.send(frame);
+        }
+        if let Err(e) = outcome {
+            return Err(self.refused(e));
+        }
+        // Only the last event can end the stream (gather stops there).
+        Ok(match state {
+            Some(s) if s.is_terminal() || s.is_interrupted() => Next::Done,
+            _ => Next::More,
+        })
     }
 
     /// Commits one event, then hands it to the client.
@@ -196,7 +334,15 @@ impl Pump {
     async fn propose(&mut self, command: Command) -> Result<(), RpcError> {
         match self.gw.replica.propose(command).await {
             Ok(()) => Ok(()),
-            Err(ProposeError::Refused(Refusal::Transition(_))) => {
+            Err(e) => Err(self.refused(e)),
+        }
+    }
+
+    /// The stream's answer to a failed proposal: when the task was finished elsewhere the
+    /// client gets the stored final status, then the stream ends.
+    fn refused(&mut self, error: ProposeError) -> RpcError {
+        match error {
+            ProposeError::Refused(Refusal::Transition(_)) => {
                 let id = self.task_id.clone().unwrap_or_default();
                 let final_status = self.gw.replica.read(|t| {
                     t.task(&id).map(|e| {
@@ -208,9 +354,9 @@ impl Pump {
                     self.send(status);
                 }
                 self.client = None;
-                Err(RpcError::UnsupportedOperation(format!("task {id} reached a terminal state")))
+                RpcError::UnsupportedOperation(format!("task {id} reached a terminal state"))
             }
-            Err(e) => Err(e.into()),
+            e => e.into(),
         }
     }
 

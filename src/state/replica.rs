@@ -47,6 +47,11 @@ pub enum ReadMode {
 #[derive(bincode::Encode, bincode::Decode)]
 enum ApplyOutcome {
     V1(Result<(), Refusal>),
+    /// For a sequence: how many commands were applied, and the refusal that stopped it.
+    V1Sequence {
+        applied: u32,
+        refused: Option<Refusal>,
+    },
 }
 
 /// The application state raft replicates: the tables, and where applied events go.
@@ -56,18 +61,38 @@ pub struct AppState {
     subscriptions: Arc<Subscriptions>,
 }
 
+impl AppState {
+    fn apply_one(&mut self, command: Command) -> Result<(), Refusal> {
+        let event = self.tables.apply(command)?;
+        // Under raft's write lock on the state: subscribers see apply order.
+        if let Some(event) = event {
+            self.subscriptions.publish(event);
+        }
+        Ok(())
+    }
+}
+
 impl StateMachine for AppState {
     fn apply(&mut self, command: &[u8]) -> Vec<u8> {
         let outcome = match codec::decode::<VersionedCommand>(command) {
-            Ok(VersionedCommand::V1(command)) => self.tables.apply(command).map(|event| {
-                // Under raft's write lock on the state: subscribers see apply order.
-                if let Some(event) = event {
-                    self.subscriptions.publish(event);
+            Ok(VersionedCommand::V1(command)) => ApplyOutcome::V1(self.apply_one(command)),
+            Ok(VersionedCommand::V1Sequence(commands)) => {
+                let mut applied = 0;
+                let mut refused = None;
+                for command in commands {
+                    match self.apply_one(command) {
+                        Ok(()) => applied += 1,
+                        Err(refusal) => {
+                            refused = Some(refusal);
+                            break;
+                        }
+                    }
                 }
-            }),
-            Err(e) => Err(Refusal::Undecodable(e.to_string())),
+                ApplyOutcome::V1Sequence { applied, refused }
+            }
+            Err(e) => ApplyOutcome::V1(Err(Refusal::Undecodable(e.to_string()))),
         };
-        codec::encode(&ApplyOutcome::V1(outcome))
+        codec::encode(&outcome)
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -164,9 +189,37 @@ impl Replica {
 
     /// Commits and applies a command; answers after it is applied on this node.
     pub async fn propose(&self, command: Command) -> Result<(), ProposeError> {
+        match self.propose_versioned(VersionedCommand::V1(command)).await? {
+            ApplyOutcome::V1(outcome) => outcome.map_err(ProposeError::Refused),
+            ApplyOutcome::V1Sequence { .. } => Err(ProposeError::Failed("a sequence outcome for one command".into())),
+        }
+    }
+
+    /// Commits `commands` in one log entry and applies them in order, stopping at the first
+    /// refusal. Answers how many were applied, and why the rest were not (if they were not).
+    /// Nothing is known to be applied when the write itself failed (`0` with the error).
+    pub async fn propose_sequence(&self, commands: Vec<Command>) -> (usize, Result<(), ProposeError>) {
+        let expected = commands.len();
+        match self.propose_versioned(VersionedCommand::V1Sequence(commands)).await {
+            Ok(ApplyOutcome::V1Sequence { applied, refused: None }) if applied as usize == expected => {
+                (expected, Ok(()))
+            }
+            Ok(ApplyOutcome::V1Sequence { applied, refused: Some(r) }) => {
+                (applied as usize, Err(ProposeError::Refused(r)))
+            }
+            // An undecodable entry answers a single refusal.
+            Ok(ApplyOutcome::V1(outcome)) => (0, outcome.map_err(ProposeError::Refused)),
+            Ok(ApplyOutcome::V1Sequence { applied, .. }) => {
+                (applied as usize, Err(ProposeError::Failed(format!("{applied} of {expected} applied, no refusal"))))
+            }
+            Err(e) => (0, Err(e)),
+        }
+    }
+
+    async fn propose_versioned(&self, command: VersionedCommand) -> Result<ApplyOutcome, ProposeError> {
         self.wait_formed().await?;
         let request_id = uuid::Uuid::new_v4().as_u128();
-        let bytes = codec::encode(&VersionedCommand::V1(command));
+        let bytes = codec::encode(&command);
         let response = self.raft.propose(request_id, bytes).await.map_err(|e| match e {
             superx_raft::ProposeError::NoLeader => {
                 ProposeError::Unavailable("the cluster has no leader right now; retry".into())
@@ -176,10 +229,8 @@ impl Replica {
             }
             other => ProposeError::Failed(other.to_string()),
         })?;
-        match codec::decode::<ApplyOutcome>(&response) {
-            Ok(ApplyOutcome::V1(outcome)) => outcome.map_err(ProposeError::Refused),
-            Err(e) => Err(ProposeError::Failed(format!("unreadable apply outcome: {e}"))),
-        }
+        codec::decode::<ApplyOutcome>(&response)
+            .map_err(|e| ProposeError::Failed(format!("unreadable apply outcome: {e}")))
     }
 
     /// Waits until this node's tables reflect every write acknowledged before the call
@@ -210,5 +261,63 @@ impl Replica {
 
     pub async fn shutdown(&self) {
         self.raft.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::a2a::TaskState;
+    use crate::state::task::tests::{status, task};
+
+    fn state() -> (AppState, Arc<Subscriptions>) {
+        let subscriptions = Arc::new(Subscriptions::new(16, 4));
+        let limits = TableLimits { tasks_max: 10 };
+        (AppState { tables: Tables::new(limits), limits, subscriptions: subscriptions.clone() }, subscriptions)
+    }
+
+    fn update(id: &str, state: TaskState) -> Command {
+        Command::UpdateStatus { agent_id: "a".into(), update: status(id, state, None), at_ms: 2 }
+    }
+
+    #[test]
+    fn a_sequence_applies_in_order_and_stops_at_the_first_refusal() {
+        let (mut app, subscriptions) = state();
+        app.apply(&codec::encode(&VersionedCommand::V1(Command::RecordTask {
+            agent_id: "a".into(),
+            task: task("t1", TaskState::Working),
+            at_ms: 1,
+        })));
+        let mut events = subscriptions.subscribe("t1").unwrap();
+        let sequence = VersionedCommand::V1Sequence(vec![
+            update("t1", TaskState::Working),
+            update("t1", TaskState::Completed),
+            // Refused: the task is terminal now. What follows is not applied either, even
+            // though, alone, it would be (another task).
+            update("t1", TaskState::Working),
+            Command::RecordTask { agent_id: "a".into(), task: task("t2", TaskState::Working), at_ms: 3 },
+        ]);
+        let outcome = codec::decode::<ApplyOutcome>(&app.apply(&codec::encode(&sequence))).unwrap();
+        let ApplyOutcome::V1Sequence { applied, refused } = outcome else { panic!("a sequence answers a sequence") };
+        assert_eq!(applied, 2);
+        assert_eq!(refused, Some(Refusal::Transition(crate::state::TransitionError::Terminal("t1".into()))));
+        assert_eq!(app.tables.task("t1").unwrap().task.status.state, TaskState::Completed);
+        assert!(app.tables.task("t2").is_none());
+        // Subscribers got each applied command as its own event, in order.
+        let states: Vec<_> = std::iter::from_fn(|| events.try_recv().ok()).map(|e| e.state).collect();
+        assert_eq!(states, [TaskState::Working, TaskState::Completed]);
+    }
+
+    #[test]
+    fn a_whole_sequence_applies() {
+        let (mut app, _) = state();
+        let sequence = VersionedCommand::V1Sequence(vec![
+            Command::RecordTask { agent_id: "a".into(), task: task("t1", TaskState::Submitted), at_ms: 1 },
+            update("t1", TaskState::Working),
+            update("t1", TaskState::InputRequired),
+        ]);
+        let outcome = codec::decode::<ApplyOutcome>(&app.apply(&codec::encode(&sequence))).unwrap();
+        assert!(matches!(outcome, ApplyOutcome::V1Sequence { applied: 3, refused: None }));
+        assert_eq!(app.tables.task("t1").unwrap().task.status.state, TaskState::InputRequired);
     }
 }

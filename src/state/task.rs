@@ -176,7 +176,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn status(id: &str, state: TaskState, text: Option<&str>) -> StatusUpdate {
+    pub(crate) fn status(id: &str, state: TaskState, text: Option<&str>) -> StatusUpdate {
         StatusUpdate {
             task_id: id.into(),
             context_id: "ctx".into(),

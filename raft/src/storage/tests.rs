@@ -194,3 +194,50 @@ async fn truncated_file_is_refused() {
         assert!(refusal.is_some(), "a file cut at {cut} of {} bytes was accepted", bytes.len());
     }
 }
+
+/// `append` returns before the disk write: the entries must be readable at once (openraft
+/// replicates them meanwhile) and the flush reported only once they are on disk.
+#[tokio::test]
+async fn appended_entries_are_readable_before_they_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path()).unwrap();
+    let mut log = LogStore::open(db).await.unwrap();
+    log.blocking_append((1..=3).map(entry)).await.unwrap();
+    let mut reader = log.get_log_reader().await;
+    // Hold the log writer until the gate opens.
+    let (open_gate, gate) = std::sync::mpsc::channel::<()>();
+    log.queue(
+        move |_| {
+            let _ = gate.recv();
+            Ok(())
+        },
+        |_| {},
+    )
+    .unwrap();
+    let (flushed_tx, mut flushed) = tokio::sync::oneshot::channel();
+    let append = tokio::spawn(async move {
+        log.blocking_append((4..=6).map(entry)).await.unwrap();
+        let _ = flushed_tx.send(());
+        log
+    });
+    // Readable while the write is held (polled: the spawned append runs on its own).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let entries = reader.try_get_log_entries(1..=6).await.unwrap();
+        if entries.len() == 6 {
+            assert_eq!(entries, (1..=6).map(entry).collect::<Vec<_>>());
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "appended entries never became readable");
+        tokio::task::yield_now().await;
+    }
+    assert!(flushed.try_recv().is_err(), "the flush was reported while the write was held");
+    open_gate.send(()).unwrap();
+    let mut log = append.await.unwrap();
+    drop(reader);
+    assert_eq!(log.try_get_log_entries(2..=5).await.unwrap(), (2..=5).map(entry).collect::<Vec<_>>());
+    drop(log);
+    // And durable: a reopened store has them.
+    let mut log = LogStore::open(open_db(dir.path()).unwrap()).await.unwrap();
+    assert_eq!(log.try_get_log_entries(1..=6).await.unwrap(), (1..=6).map(entry).collect::<Vec<_>>());
+}
