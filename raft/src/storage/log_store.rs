@@ -9,7 +9,7 @@
 //! again. Every write (vote, truncate, purge too) goes through the same FIFO queue, so writes
 //! are applied in the order raft issued them; the vote, truncate and purge still wait for
 //! their commit before returning. The committed id is kept in memory and written along with
-//! the next job: it only speeds up a restart (openraft re-applies up to it), so a stale value
+//! the next job at most once a second: it only speeds up a restart (openraft re-applies up to it), so a stale value
 //! on disk is safe, and it can never run ahead of the durable log because openraft commits
 //! only flushed entries.
 
@@ -33,6 +33,9 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote, index_of};
 const VOTE_KEY: &str = "vote";
 const COMMITTED_KEY: &str = "committed";
 const PURGED_KEY: &str = "purged";
+
+/// The committed id is written at most this often (see `take_dirty_committed`).
+const COMMITTED_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Jobs one transaction of the log writer takes at most.
 const WRITE_JOBS_MAX: usize = 1024;
@@ -61,6 +64,8 @@ pub(crate) struct LogStore {
     committed: Option<LogId>,
     /// True when `committed` changed since it was last written.
     committed_dirty: bool,
+    /// When `committed` was last queued for writing.
+    committed_written_at: Option<std::time::Instant>,
     purged: Option<LogId>,
     last: Option<LogId>,
     /// The committed index, shared with the node for `status` and readiness.
@@ -95,6 +100,7 @@ impl LogStore {
             committed_index: Arc::new(AtomicU64::new(index_of(committed.as_ref()))),
             committed,
             committed_dirty: false,
+            committed_written_at: None,
             purged,
             last,
         })
@@ -111,12 +117,17 @@ impl LogStore {
         self.committed_index.clone()
     }
 
-    /// The committed id to write with the next transaction, if it changed.
+    /// The committed id to write with the next transaction, if it changed and was not written
+    /// in the last `COMMITTED_WRITE_INTERVAL`: it changes with every entry, and writing it each
+    /// time would add its table's pages to every commit, for a restart that re-applies at most
+    /// that much less.
     fn take_dirty_committed(&mut self) -> Option<LogId> {
-        if !self.committed_dirty {
+        let recent = self.committed_written_at.is_some_and(|at| at.elapsed() < COMMITTED_WRITE_INTERVAL);
+        if !self.committed_dirty || recent {
             return None;
         }
         self.committed_dirty = false;
+        self.committed_written_at = Some(std::time::Instant::now());
         self.committed
     }
 
