@@ -28,8 +28,8 @@ use crate::read::{self, ReadWaiter};
 use crate::route::{REPLY_MARGIN, Routing};
 use crate::status::RaftStatus;
 use crate::storage::log_store::LogStore;
-use crate::storage::open_db;
 use crate::storage::sm_store::{SmShared, SmStore};
+use crate::storage::{open_db, open_snapshot_db};
 use crate::types::{Raft, Request};
 use crate::{NodeId, StateMachine};
 
@@ -58,7 +58,8 @@ struct Inner<SM> {
     /// Stops the raft listener, and the task serving it.
     server: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
     /// The database, to know when openraft's tasks have let go of it.
-    db: Weak<Database>,
+    /// The log's and the snapshot's databases: closed once nothing holds them.
+    dbs: [Weak<Database>; 2],
     stopped: AtomicBool,
 }
 
@@ -89,7 +90,7 @@ impl<SM: StateMachine> Replicated<SM> {
         config.validate()?;
         let raft_config = Arc::new(config.openraft_config()?);
         let config = Arc::new(config);
-        let (db, log_store, sm_store) = open_storage(&config, sm).await?;
+        let (dbs, log_store, sm_store) = open_storage(&config, sm).await?;
         let pristine = log_store.is_pristine() && sm_store.is_pristine();
         let (committed, sm) = (log_store.committed_index(), sm_store.shared());
         let client = PeerClient::new(&config)?;
@@ -97,7 +98,7 @@ impl<SM: StateMachine> Replicated<SM> {
         let raft = Raft::new(config.node_id, raft_config, network, log_store, sm_store)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let db = Arc::downgrade(&db);
+        let dbs = dbs.each_ref().map(Arc::downgrade);
         let server = spawn_server(&raft, &config, listener);
         let applied = sm.applied_index_watch();
         let routing = Arc::new(Routing::new(raft.clone(), client.clone(), config.clone(), applied));
@@ -117,7 +118,7 @@ impl<SM: StateMachine> Replicated<SM> {
                 reads,
                 tasks: Mutex::new(vec![batcher, read_batcher]),
                 server: Mutex::new(Some(server)),
-                db,
+                dbs,
                 stopped: AtomicBool::new(false),
             }),
         };
@@ -249,7 +250,9 @@ impl<SM: StateMachine> Replicated<SM> {
             let _ = stop.send(());
             let _ = tokio::time::timeout_at(deadline, handle).await;
         }
-        wait_released(&self.inner.db, deadline).await;
+        for db in &self.inner.dbs {
+            wait_released(db, deadline).await;
+        }
         tracing::info!(node_id = self.inner.node_id, "raft node stopped");
     }
 }
@@ -258,12 +261,14 @@ impl<SM: StateMachine> Replicated<SM> {
 async fn open_storage<SM: StateMachine>(
     config: &RaftConfig,
     sm: SM,
-) -> Result<(Arc<Database>, LogStore, SmStore<SM>), StartError> {
+) -> Result<([Arc<Database>; 2], LogStore, SmStore<SM>), StartError> {
     let storage = |e: &dyn std::fmt::Display| StartError::Storage(e.to_string());
     let db = open_db(&config.data_dir)?;
+    let snapshot_db = open_snapshot_db(&config.data_dir)?;
     let log_store = LogStore::open(db.clone()).await.map_err(|e| storage(&e))?;
-    let sm_store = SmStore::open(db.clone(), sm, config.dedup_entries_max).await.map_err(|e| storage(&e))?;
-    Ok((db, log_store, sm_store))
+    let sm_store =
+        SmStore::open(snapshot_db.clone(), &db, sm, config.dedup_entries_max).await.map_err(|e| storage(&e))?;
+    Ok(([db, snapshot_db], log_store, sm_store))
 }
 
 fn spawn_server(raft: &Raft, config: &RaftConfig, listener: TcpListener) -> (oneshot::Sender<()>, JoinHandle<()>) {

@@ -65,22 +65,46 @@ from_redb!(
     redb::SetDurabilityError
 );
 
-/// Opens (or creates) the database in `dir` and makes sure every table exists.
+/// The snapshot's own database file inside `data_dir`. Apart from the log's file because redb
+/// takes one write transaction at a time per file: storing a large snapshot in the log's file
+/// held every log commit back until it was on disk (seconds with 100k tasks).
+pub(crate) const SNAPSHOT_DB_FILE: &str = "snapshot.redb";
+
+/// Opens (or creates) the log's database in `dir` and makes sure every table exists. Its
+/// `snapshot` table is only read, for a snapshot stored before snapshots got their own file.
 pub(crate) fn open_db(dir: &Path) -> Result<Arc<Database>, StartError> {
-    let storage = |e: &dyn std::fmt::Display| StartError::Storage(format!("{}: {e}", dir.display()));
-    std::fs::create_dir_all(dir).map_err(|e| storage(&e))?;
-    let db = Database::create(dir.join(DB_FILE)).map_err(|e| storage(&e))?;
-    create_tables(&db).map_err(|e| storage(&e))?;
-    Ok(Arc::new(db))
+    open_file(dir, DB_FILE, |tx| {
+        tx.open_table(LOG)?;
+        tx.open_table(META)?;
+        tx.open_table(SNAPSHOT)?;
+        Ok(())
+    })
 }
 
-fn create_tables(db: &Database) -> Result<(), StoreError> {
-    let tx = db.begin_write()?;
-    tx.open_table(LOG)?;
-    tx.open_table(META)?;
-    tx.open_table(SNAPSHOT)?;
-    tx.commit()?;
-    Ok(())
+/// Opens (or creates) the snapshot's database in `dir`.
+pub(crate) fn open_snapshot_db(dir: &Path) -> Result<Arc<Database>, StartError> {
+    open_file(dir, SNAPSHOT_DB_FILE, |tx| {
+        tx.open_table(SNAPSHOT)?;
+        Ok(())
+    })
+}
+
+fn open_file(
+    dir: &Path,
+    file: &str,
+    create_tables: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+) -> Result<Arc<Database>, StartError> {
+    let storage = |e: &dyn std::fmt::Display| StartError::Storage(format!("{}: {e}", dir.join(file).display()));
+    std::fs::create_dir_all(dir).map_err(|e| storage(&e))?;
+    let db = Database::create(dir.join(file)).map_err(|e| storage(&e))?;
+    let created = (|| -> Result<(), StoreError> {
+        let tx = db.begin_write()?;
+        create_tables(&tx)?;
+        tx.commit()?;
+        Ok(())
+    })();
+    created.map_err(|e| storage(&e))?;
+    Ok(Arc::new(db))
 }
 
 /// Runs blocking disk work on tokio's blocking pool.

@@ -1,7 +1,8 @@
 //! openraft's state machine store: the app's [`StateMachine`] behind a lock, the idempotency
 //! map, and snapshots.
 //!
-//! The state machine lives in memory; what is durable is the snapshot (in redb) plus the log.
+//! The state machine lives in memory; what is durable is the snapshot (in its own redb file)
+//! plus the log.
 //! On start the last snapshot is restored and openraft re-applies the log after it up to the
 //! saved committed id. `apply` takes the write lock once per entry; `read_local` and
 //! `read_linearizable` take the read lock. A snapshot is the app's `snapshot()` bytes plus the
@@ -109,16 +110,33 @@ pub(crate) struct SmStore<SM> {
 }
 
 impl<SM: StateMachine> SmStore<SM> {
-    /// Wraps `sm`, restoring the last stored snapshot into it if there is one.
-    pub(crate) async fn open(db: Arc<Database>, sm: SM, dedup_entries_max: usize) -> Result<Self, StoreError> {
+    /// Wraps `sm`, restoring the last stored snapshot into it if there is one. Snapshots live
+    /// in `db`; one that `log_db` still holds from before is moved over first.
+    pub(crate) async fn open(
+        db: Arc<Database>,
+        log_db: &Arc<Database>,
+        sm: SM,
+        dedup_entries_max: usize,
+    ) -> Result<Self, StoreError> {
         let mut applied = Applied {
             sm,
             dedup: Dedup::new(dedup_entries_max),
             last_applied: None,
             membership: StoredMembership::default(),
         };
-        let reader = db.clone();
-        if let Some((meta, data)) = blocking(move || load_snapshot(&reader)).await? {
+        let (reader, old_home) = (db.clone(), log_db.clone());
+        let stored = blocking(move || match load_snapshot(&reader)? {
+            Some(stored) => Ok(Some(stored)),
+            None => match load_snapshot(&old_home)? {
+                Some((meta, data)) => {
+                    save_snapshot(&reader, &meta, &data)?;
+                    Ok(Some((meta, data)))
+                }
+                None => Ok(None),
+            },
+        })
+        .await?;
+        if let Some((meta, data)) = stored {
             applied.install(&meta, codec::decode(&data)?)?;
         }
         let (applied_tx, _) = watch::channel(index_of(applied.last_applied.as_ref()));

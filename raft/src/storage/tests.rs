@@ -12,7 +12,7 @@ use tempfile::TempDir;
 
 use super::log_store::LogStore;
 use super::sm_store::{SmStore, load_snapshot, save_snapshot};
-use super::{DB_FILE, open_db};
+use super::{DB_FILE, open_db, open_snapshot_db};
 use crate::StateMachine;
 use crate::codec::Blob;
 use crate::types::{Batch, Entry, Request, SnapshotMeta, StorageError, TypeConfig, Vote};
@@ -45,7 +45,8 @@ impl StoreBuilder<TypeConfig, LogStore, SmStore<Commands>, TempDir> for Builder 
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open_db(dir.path()).expect("open db");
         let log = LogStore::open(db.clone()).await.expect("open log store");
-        let sm = SmStore::open(db, Commands::default(), 100).await.expect("open sm store");
+        let snapshot_db = open_snapshot_db(dir.path()).expect("open snapshot db");
+        let sm = SmStore::open(snapshot_db, &db, Commands::default(), 100).await.expect("open sm store");
         Ok((dir, log, sm))
     }
 }
@@ -240,4 +241,28 @@ async fn appended_entries_are_readable_before_they_are_durable() {
     // And durable: a reopened store has them.
     let mut log = LogStore::open(open_db(dir.path()).unwrap()).await.unwrap();
     assert_eq!(log.try_get_log_entries(1..=6).await.unwrap(), (1..=6).map(entry).collect::<Vec<_>>());
+}
+
+/// A snapshot stored in the log's file (before snapshots had their own) is found and moved.
+#[tokio::test]
+async fn a_snapshot_in_the_log_file_moves_to_its_own_file() {
+    use openraft::storage::RaftStateMachine;
+    use openraft::{RaftSnapshotBuilder, RaftTypeConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let (meta, data) = {
+        let db = open_db(dir.path()).unwrap();
+        let mut sm = SmStore::open(open_snapshot_db(dir.path()).unwrap(), &db, Commands::default(), 100).await.unwrap();
+        let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let data: <TypeConfig as RaftTypeConfig>::SnapshotData = *snapshot.snapshot;
+        // Where the previous layout kept it.
+        save_snapshot(&db, &snapshot.meta, data.get_ref()).unwrap();
+        (snapshot.meta, data.into_inner())
+    };
+    std::fs::remove_file(dir.path().join(super::SNAPSHOT_DB_FILE)).unwrap();
+    let db = open_db(dir.path()).unwrap();
+    let snapshot_db = open_snapshot_db(dir.path()).unwrap();
+    let mut sm = SmStore::open(snapshot_db.clone(), &db, Commands::default(), 100).await.unwrap();
+    let current = sm.get_current_snapshot().await.unwrap().expect("the snapshot was found");
+    assert_eq!(current.meta, meta);
+    assert_eq!(load_snapshot(&snapshot_db).unwrap(), Some((meta, data)));
 }
