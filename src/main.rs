@@ -1,6 +1,5 @@
 //! The `superx` command: `superx serve` runs a gateway node.
-// One unsafe call, allowed where it is: `prctl` in `disable_transparent_huge_pages`.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -123,12 +122,9 @@ async fn shutdown_signal() {
 /// its arenas; every page it gives back and takes again then faults in a fresh 2 MiB page the
 /// kernel has to zero. Under load that zeroing was 13% of the worker threads' time in a
 /// 3-node cluster and doubled p99 latency; with 4 KiB pages it is gone.
-#[allow(unsafe_code)]
 fn disable_transparent_huge_pages() {
-    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory of ours.
-    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-    if rc != 0 {
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
         // Old kernels lack it; the gateway works the same, a little slower.
-        eprintln!("superx: could not turn transparent huge pages off: {}", std::io::Error::last_os_error());
+        eprintln!("superx: could not turn transparent huge pages off: {e}");
     }
 }

@@ -1,6 +1,8 @@
 //! The per-node in-memory tables that `apply` writes and every read is served from: tasks
 //! with their agent (the task→agent index), and agents with their cached cards.
 
+use std::sync::Arc;
+
 use imbl::{HashMap, OrdMap as BTreeMap};
 
 use super::Refusal;
@@ -44,7 +46,9 @@ pub struct AgentEntry {
 #[derive(Clone, Debug)]
 pub struct Tables {
     limits: TableLimits,
-    tasks: HashMap<String, TaskEntry>,
+    /// Entries behind `Arc`: while a snapshot's clone shares the map, a write copies the path
+    /// of nodes to its key, and with the entries inline that copied every task in those nodes.
+    tasks: HashMap<String, Arc<TaskEntry>>,
     /// Update sequence → task id, newest last: ListTasks order.
     recency: BTreeMap<u64, String>,
     /// Sequence at which a task became terminal → task id: eviction order.
@@ -74,6 +78,29 @@ struct SnapshotV1 {
 struct StoredAgent {
     record: AgentRecord,
     card: Option<CachedCard>,
+    registered_at_ms: u64,
+}
+
+/// [`VersionedSnapshot`] made of references, for encoding: the same variants and fields in
+/// the same order, so the bytes are the same (a round-trip test holds them together).
+#[derive(bincode::Encode)]
+enum VersionedSnapshotRef<'a> {
+    V1(SnapshotV1Ref<'a>),
+}
+
+#[derive(bincode::Encode)]
+struct SnapshotV1Ref<'a> {
+    tasks: Vec<&'a TaskEntry>,
+    agents: Vec<StoredAgentRef<'a>>,
+    seq: u64,
+    tasks_evicted_total: u64,
+    applied_commands: u64,
+}
+
+#[derive(bincode::Encode)]
+struct StoredAgentRef<'a> {
+    record: &'a AgentRecord,
+    card: Option<&'a CachedCard>,
     registered_at_ms: u64,
 }
 
@@ -112,7 +139,7 @@ impl Tables {
     }
 
     pub fn task(&self, id: &str) -> Option<&TaskEntry> {
-        self.tasks.get(id)
+        self.tasks.get(id).map(|e| &**e)
     }
 
     pub fn task_count(&self) -> usize {
@@ -143,7 +170,7 @@ impl Tables {
             .recency
             .range(..upper)
             .rev()
-            .filter_map(|(_, id)| self.tasks.get(id))
+            .filter_map(|(_, id)| self.task(id))
             .filter(|e| q.agent_id.is_none_or(|a| e.agent_id == a))
             .filter(|e| q.context_id.is_none_or(|c| e.task.context_id == c))
             .filter(|e| q.state.is_none_or(|s| e.task.status.state == s))
@@ -169,7 +196,7 @@ impl Tables {
         }
         self.recency
             .range(upper..)
-            .filter_map(|(_, id)| self.tasks.get(id))
+            .filter_map(|(_, id)| self.task(id))
             .filter(|e| q.agent_id.is_none_or(|a| e.agent_id == a))
             .filter(|e| q.context_id.is_none_or(|c| e.task.context_id == c))
             .filter(|e| q.state.is_none_or(|s| e.task.status.state == s))
@@ -231,7 +258,7 @@ impl Tables {
         };
         let entry =
             TaskEntry { task: snapshot, agent_id, created_at_ms: at_ms, updated_at_ms: at_ms, seq, terminal_seq };
-        self.tasks.insert(id, entry);
+        self.tasks.insert(id, Arc::new(entry));
         Ok(event)
     }
 
@@ -244,7 +271,7 @@ impl Tables {
         at_ms: u64,
         change: impl FnOnce(&mut Task) -> Result<Vec<TaskChange>, TransitionError>,
     ) -> Result<TaskEvent, Refusal> {
-        let entry = self.tasks.get_mut(id).ok_or_else(|| Refusal::TaskNotFound(id.into()))?;
+        let entry = Arc::make_mut(self.tasks.get_mut(id).ok_or_else(|| Refusal::TaskNotFound(id.into()))?);
         if entry.agent_id != agent_id {
             return Err(Refusal::OwnedByOtherAgent { task: id.into(), owner: entry.agent_id.clone() });
         }
@@ -286,24 +313,21 @@ impl Tables {
     /// The whole state, encoded for a raft snapshot. Tasks go in update order and agents in
     /// id order, so equal tables give equal bytes.
     pub fn snapshot(&self) -> Vec<u8> {
-        let tasks = self.recency.values().filter_map(|id| self.tasks.get(id)).cloned().collect();
+        // Encoded from references: nothing is copied but the bytes.
+        let tasks = self.recency.values().filter_map(|id| self.task(id)).collect();
         let agents = self
             .agents
             .values()
-            .map(|e| StoredAgent {
-                record: e.record.clone(),
-                card: e.card.clone(),
-                registered_at_ms: e.registered_at_ms,
-            })
+            .map(|e| StoredAgentRef { record: &e.record, card: e.card.as_ref(), registered_at_ms: e.registered_at_ms })
             .collect();
-        let snapshot = SnapshotV1 {
+        let snapshot = SnapshotV1Ref {
             tasks,
             agents,
             seq: self.seq,
             tasks_evicted_total: self.tasks_evicted_total,
             applied_commands: self.applied_commands,
         };
-        crate::codec::encode(&VersionedSnapshot::V1(snapshot))
+        crate::codec::encode(&VersionedSnapshotRef::V1(snapshot))
     }
 
     /// Rebuilds tables from a snapshot; the derived indexes are recomputed.
@@ -315,7 +339,7 @@ impl Tables {
             if let Some(ts) = entry.terminal_seq {
                 tables.terminal.insert(ts, entry.task.id.clone());
             }
-            tables.tasks.insert(entry.task.id.clone(), entry);
+            tables.tasks.insert(entry.task.id.clone(), Arc::new(entry));
         }
         for a in s.agents {
             let upstream = Upstream::choose(&a.record, a.card.as_ref());

@@ -410,6 +410,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
         self.pending.lock().retain(|&index, _| index > log_id.index);
         let range = (Bound::Unbounded, Bound::Included(log_id.index));
         self.write(move |tx| {
@@ -418,6 +419,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
         .map_err(|e| io_error(StorageIOError::write_logs, e))?;
+        tracing::info!(upto = log_id.index, ms = started.elapsed().as_millis() as u64, "log purged");
         self.purged = Some(log_id);
         if self.last < Some(log_id) {
             self.last = Some(log_id);

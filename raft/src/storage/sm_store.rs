@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::dedup::Dedup;
-use super::{SNAPSHOT, StoreError, blocking, io_error};
+use super::{SNAPSHOT, StoreError, background, blocking, io_error};
 use crate::StateMachine;
 use crate::codec::{self, Blob};
 use crate::types::{
@@ -268,8 +268,9 @@ impl<SM: StateMachine> SnapshotBuilder<SM> {
             };
             (meta, state.sm.snapshot_later(), state.dedup.entries())
         };
-        let data = blocking(move || codec::encode(&SnapshotBlob { app: Blob(app()), dedup }).map_err(StoreError::from))
-            .await?;
+        let data =
+            background(move || codec::encode(&SnapshotBlob { app: Blob(app()), dedup }).map_err(StoreError::from))
+                .await?;
         Ok((meta, data))
     }
 }
@@ -277,8 +278,17 @@ impl<SM: StateMachine> SnapshotBuilder<SM> {
 impl<SM: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<SM> {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let write_err = |e| io_error(|a| StorageIOError::write_snapshot(None, a), e);
+        let started = std::time::Instant::now();
         let (meta, data) = self.capture().await.map_err(write_err)?;
+        let encoded = started.elapsed();
         let data = persist(&self.db, &meta, data).await.map_err(write_err)?;
+        tracing::info!(
+            snapshot_id = %meta.snapshot_id,
+            bytes = data.len(),
+            encode_ms = encoded.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "snapshot built and stored"
+        );
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
