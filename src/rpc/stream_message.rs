@@ -68,10 +68,23 @@ enum Next {
     Done,
 }
 
-/// What one commit takes: an event on its own, or task updates that arrived together.
+/// What one commit takes: an event on its own, or events of one task that arrived together.
 enum Gathered {
     One(StreamItem),
     Updates(Vec<StreamItem>),
+}
+
+/// One read from the agent's stream.
+type Read = Result<Option<StreamItem>, StreamFault>;
+
+/// The task an event is about (empty for a message, which has none).
+fn item_task_id(item: &StreamItem) -> &str {
+    match item {
+        StreamItem::Task(task) => &task.id,
+        StreamItem::Status(update) => &update.task_id,
+        StreamItem::Artifact(update) => &update.task_id,
+        StreamItem::Message(_) => "",
+    }
 }
 
 fn is_update(item: &StreamItem) -> bool {
@@ -146,16 +159,13 @@ impl Pump {
         }
     }
 
-    /// Takes `first` and the updates that are already here behind it, within the batch
-    /// limits. Only task updates batch: a task, a message and a resumed stream's snapshot go
-    /// one at a time, and a batch ends with an update that ends the stream. What was read
-    /// but does not belong in the batch comes back as the second value.
-    #[allow(clippy::type_complexity)]
-    async fn gather(
-        &self,
-        first: StreamItem,
-        upstream: &mut UpstreamStream,
-    ) -> (Gathered, Option<Result<Option<StreamItem>, StreamFault>>) {
+    /// Takes `first` and the updates of the same task already here behind it, within the
+    /// batch limits. A batch opens with the stream's task (one this node does not hold yet,
+    /// or holds active) or an update; a message, a resumed stream's snapshot and anything
+    /// that ends the stream at once go alone, and a batch ends with an update that ends the
+    /// stream. What was read but does not belong in the batch comes back as the second value,
+    /// so the outcome is exactly that of committing the events one by one.
+    async fn gather(&self, first: StreamItem, upstream: &mut UpstreamStream) -> (Gathered, Option<Read>) {
         let limits = &self.gw.config.streams;
         let batchable = match &first {
             StreamItem::Task(task) => {
@@ -167,6 +177,7 @@ impl Pump {
         if !batchable || limits.commit_batch_events_max <= 1 {
             return (Gathered::One(first), None);
         }
+        let task_id = item_task_id(&first).to_owned();
         let mut bytes = upstream.last_event_bytes();
         let mut updates = vec![first];
         let mut yielded = false;
@@ -179,7 +190,7 @@ impl Pump {
                     tokio::task::yield_now().await;
                 }
                 None => break,
-                Some(Ok(Some(item))) if is_update(&item) => {
+                Some(Ok(Some(item))) if is_update(&item) && item_task_id(&item) == task_id => {
                     yielded = false;
                     bytes += upstream.last_event_bytes();
                     let last = ends_stream(&item);
