@@ -25,6 +25,7 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub streams: StreamsConfig,
     pub raft: RaftSection,
+    pub cluster: ClusterSection,
     pub log: LogConfig,
     /// The agents registered at startup (from the agents file and `A2A_REMOTE_URL`); not a
     /// config key.
@@ -45,7 +46,9 @@ pub struct ServerConfig {
     pub trust_forwarded_headers: bool,
     /// Local state (raft log and snapshots).
     pub data_dir: String,
-    /// This node's id in the cluster.
+    /// This node's id in the cluster. 0: automatic (1 for a single node with static peers;
+    /// else the id stored in the data dir, else a StatefulSet ordinal + 1 from `HOSTNAME` with
+    /// the dns and kubernetes strategies, else a new random id, stored in the data dir).
     pub node_id: u64,
     /// Largest request body accepted. 4 MiB fits messages with inline files; larger bodies
     /// are refused before they are read in full.
@@ -158,6 +161,57 @@ pub struct RaftSection {
     pub read_timeout_ms: u64,
 }
 
+/// Cluster formation: gossip, seed discovery and the membership rules.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// `static` (raft.peers), `gossip` (cluster.seeds), `dns` or `kubernetes`
+    /// (`CLUSTER_STRATEGY`).
+    pub strategy: String,
+    /// Nodes gossip only with nodes of the same cluster id.
+    pub cluster_id: String,
+    /// UDP gossip listener (`CLUSTER_PORT` sets its port). Never the public API.
+    pub gossip_listen: String,
+    /// `host:port` other nodes reach this node's gossip at; empty: `gossip_listen`.
+    pub gossip_advertise: String,
+    /// Period of a gossip round: a dead node is noticed after a few seconds at 200 ms.
+    pub gossip_interval_ms: u64,
+    /// Gossip addresses (`host:port,...`) of the `gossip` strategy.
+    pub seeds: String,
+    /// First boot without static peers: found the cluster once this many nodes see each
+    /// other (Consul's bootstrap_expect). 0: never found one, only join an existing cluster.
+    pub bootstrap_expect: u64,
+    /// `dns` strategy: a name whose A/AAAA records are the nodes (each at `dns_port`), or an
+    /// SRV name (starting with `_`) (`CLUSTER_DNS_QUERY`).
+    pub dns_query: String,
+    /// Name server to ask (`host:port`); empty: the system's resolver.
+    pub dns_server: String,
+    /// Gossip port of the addresses A/AAAA records give; 0: this node's gossip port.
+    pub dns_port: u64,
+    /// How often the name is resolved again (`CLUSTER_DNS_POLLING_INTERVAL`).
+    pub dns_interval_ms: u64,
+    /// `kubernetes` strategy: the API server; empty: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`.
+    pub k8s_api_url: String,
+    /// Namespace of the EndpointSlices (`CLUSTER_K8S_NAMESPACE`); empty: the pod's own.
+    pub k8s_namespace: String,
+    /// Label selector of the EndpointSlices (`CLUSTER_K8S_SELECTOR`).
+    pub k8s_selector: String,
+    /// Name of the EndpointSlice port that carries gossip; absent: this node's gossip port.
+    pub k8s_port_name: String,
+    /// Service-account token, read again on every call (it rotates).
+    pub k8s_token_file: String,
+    /// CA bundle the API server's certificate must chain to.
+    pub k8s_ca_file: String,
+    /// How often EndpointSlices are listed again.
+    pub k8s_interval_ms: u64,
+    /// A learner becomes a voter only after it has been live and caught up this long
+    /// (Consul autopilot's server stabilization time), so a flapping node never votes.
+    pub stabilization_ms: u64,
+    /// A voter dead this long is replaced by a healthy learner, or removed (never below a
+    /// majority of `raft.voters_max`). Longer than a rolling restart of one node takes.
+    pub dead_voter_timeout_ms: u64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -174,7 +228,7 @@ impl Default for ServerConfig {
             public_url: String::new(),
             trust_forwarded_headers: true,
             data_dir: "./superx-data".into(),
-            node_id: 1,
+            node_id: 0,
             body_bytes_max: 4 << 20,
         }
     }
@@ -246,6 +300,36 @@ impl Default for RaftSection {
     }
 }
 
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            strategy: "static".into(),
+            cluster_id: "superx".into(),
+            gossip_listen: "127.0.0.1:4200".into(),
+            gossip_advertise: String::new(),
+            gossip_interval_ms: 200,
+            seeds: String::new(),
+            bootstrap_expect: 0,
+            dns_query: String::new(),
+            dns_server: String::new(),
+            dns_port: 0,
+            dns_interval_ms: 5000,
+            k8s_api_url: String::new(),
+            k8s_namespace: String::new(),
+            k8s_selector: "app=superx".into(),
+            k8s_port_name: "gossip".into(),
+            k8s_token_file: "/var/run/secrets/kubernetes.io/serviceaccount/token".into(),
+            k8s_ca_file: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt".into(),
+            k8s_interval_ms: 5000,
+            stabilization_ms: 10_000,
+            dead_voter_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// The discovery strategies `cluster.strategy` accepts.
+pub const STRATEGIES: [&str; 4] = ["static", "gossip", "dns", "kubernetes"];
+
 /// One peer of a static cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
@@ -290,6 +374,10 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<String>,
     pub agents_file: Option<String>,
+    pub gossip_listen: Option<String>,
+    pub strategy: Option<String>,
+    pub seeds: Option<String>,
+    pub bootstrap_expect: Option<u64>,
 }
 
 /// Every problem found in a configuration.
@@ -309,7 +397,12 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// SuperX's variables and the config key each one sets.
-const LEGACY_ENV: [(&str, &str); 8] = [
+const LEGACY_ENV: [(&str, &str); 13] = [
+    ("CLUSTER_STRATEGY", "cluster.strategy"),
+    ("CLUSTER_DNS_QUERY", "cluster.dns_query"),
+    ("CLUSTER_DNS_POLLING_INTERVAL", "cluster.dns_interval_ms"),
+    ("CLUSTER_K8S_SELECTOR", "cluster.k8s_selector"),
+    ("CLUSTER_K8S_NAMESPACE", "cluster.k8s_namespace"),
     ("AGENTS_FILE", "agents.file"),
     ("SUPERX_AGENTS_FILE", "agents.file"),
     ("AGENT_MAX_IN_FLIGHT", "agents.max_in_flight"),
@@ -345,6 +438,7 @@ impl Config {
             }
         };
         config.validate(&mut errors);
+        config.fill_kubernetes_defaults(env, &mut errors);
         config.initial_agents = config.load_initial_agents(env, &mut errors);
         if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
     }
@@ -397,11 +491,90 @@ impl Config {
         if r.heartbeat_ms == 0 || r.heartbeat_ms >= r.election_timeout_min_ms {
             errors.push("raft.heartbeat_ms must be above 0 and below election_timeout_min_ms".into());
         }
+        self.validate_cluster(errors);
         if !matches!(self.log.format.as_str(), "text" | "json") {
             errors.push(format!("log.format: {:?} must be text or json", self.log.format));
         }
         if tracing_subscriber::EnvFilter::try_new(crate::telemetry::filter_directive(&self.log.level)).is_err() {
             errors.push(format!("log.level: {:?} is not a level or filter", self.log.level));
+        }
+    }
+
+    /// The kubernetes strategy's API server and namespace default to the pod's own (from the
+    /// environment Kubernetes sets and the service-account files); the files are checked now,
+    /// so a bad mount is reported at start rather than in every discovery round.
+    fn fill_kubernetes_defaults(&mut self, env: &HashMap<String, String>, errors: &mut Vec<String>) {
+        let c = &mut self.cluster;
+        if c.strategy != "kubernetes" {
+            return;
+        }
+        if c.k8s_api_url.is_empty() {
+            match superx_cluster::discovery::api_url_from_env(env) {
+                Some(url) => c.k8s_api_url = url,
+                None => errors.push(
+                    "cluster.k8s_api_url: not set, and KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are absent".into(),
+                ),
+            }
+        }
+        if c.k8s_namespace.is_empty() {
+            let from_pod = std::fs::read_to_string(superx_cluster::discovery::SERVICE_ACCOUNT_NAMESPACE_FILE).ok();
+            c.k8s_namespace = from_pod.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).unwrap_or("default".into());
+        }
+        if let Ok(strategy) = crate::membership::strategy(self)
+            && let Err(e) = superx_cluster::discovery::check(&strategy)
+        {
+            errors.push(format!("cluster ({} strategy): {e}", self.cluster.strategy));
+        }
+    }
+
+    fn validate_cluster(&self, errors: &mut Vec<String>) {
+        let c = &self.cluster;
+        if !STRATEGIES.contains(&c.strategy.as_str()) {
+            errors.push(format!("cluster.strategy: {:?} is not one of {}", c.strategy, STRATEGIES.join(", ")));
+            return;
+        }
+        let dynamic = c.strategy != "static";
+        if c.bootstrap_expect > 0 && !dynamic {
+            errors.push(
+                "cluster.bootstrap_expect needs a discovery strategy (gossip, dns or kubernetes); \
+                 with static raft.peers the lowest id founds the cluster"
+                    .into(),
+            );
+        }
+        if dynamic && !self.raft.peers.is_empty() {
+            errors.push(format!("raft.peers is for the static strategy, not {:?}", c.strategy));
+        }
+        if self.raft.voters_max == 0 || self.raft.voters_max % 2 == 0 {
+            errors.push(format!("raft.voters_max: {} must be odd (1, 3, 5...)", self.raft.voters_max));
+        }
+        if c.bootstrap_expect > self.raft.voters_max {
+            errors.push(format!(
+                "cluster.bootstrap_expect ({}) cannot exceed raft.voters_max ({})",
+                c.bootstrap_expect, self.raft.voters_max
+            ));
+        }
+        if !dynamic {
+            return;
+        }
+        for (key, addr) in [("cluster.gossip_listen", &c.gossip_listen), ("cluster.gossip_advertise", &c.gossip_advertise)]
+        {
+            if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {
+                errors.push(format!("{key}: {addr:?} is not an address like 10.0.0.5:4200"));
+            }
+        }
+        let positive = [
+            ("cluster.gossip_interval_ms", c.gossip_interval_ms),
+            ("cluster.dns_interval_ms", c.dns_interval_ms),
+            ("cluster.k8s_interval_ms", c.k8s_interval_ms),
+            ("cluster.dead_voter_timeout_ms", c.dead_voter_timeout_ms),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                errors.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        if c.dns_port > u64::from(u16::MAX) {
+            errors.push(format!("cluster.dns_port: {} is not a port number", c.dns_port));
         }
     }
 
@@ -509,6 +682,16 @@ fn apply_env(tree: &mut Toml, defaults: &Toml, env: &HashMap<String, String>, er
             Err(e) => errors.push(format!("{var} ({key}): {e}")),
         }
     }
+    if let Some(port) = env.get("CLUSTER_PORT") {
+        match port.trim().parse::<u16>() {
+            Ok(port) => {
+                let listen = tree["cluster"]["gossip_listen"].as_str().unwrap_or_default().to_owned();
+                let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("0.0.0.0");
+                set(tree, "cluster", "gossip_listen", Toml::String(format!("{host}:{port}")));
+            }
+            Err(_) => errors.push(format!("CLUSTER_PORT: {port:?} is not a port number")),
+        }
+    }
     if let Some(port) = env.get("PORT") {
         match port.trim().parse::<u16>() {
             Ok(port) => {
@@ -539,6 +722,18 @@ fn apply_flags(tree: &mut Toml, o: &Overrides) {
     }
     if let Some(peers) = &o.peers {
         set(tree, "raft", "peers", Toml::String(peers.clone()));
+    }
+    if let Some(listen) = &o.gossip_listen {
+        set(tree, "cluster", "gossip_listen", Toml::String(listen.clone()));
+    }
+    if let Some(strategy) = &o.strategy {
+        set(tree, "cluster", "strategy", Toml::String(strategy.clone()));
+    }
+    if let Some(seeds) = &o.seeds {
+        set(tree, "cluster", "seeds", Toml::String(seeds.clone()));
+    }
+    if let Some(n) = o.bootstrap_expect {
+        set(tree, "cluster", "bootstrap_expect", Toml::Integer(n as i64));
     }
 }
 

@@ -29,7 +29,13 @@ pub struct Gateway {
     pub replica: Replica,
     pub client: AgentClient,
     pub stats: AgentStats,
+    /// Gossip membership; `None` with the static strategy.
+    pub cluster: Option<superx_cluster::Cluster>,
+    /// How other nodes reach this node (raft listener and public API).
+    pub advertise: superx_raft::PeerAddr,
     ready: AtomicBool,
+    /// Set when the node should stop by itself (after leaving the cluster).
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// Unix milliseconds as RFC 3339 UTC with milliseconds.
@@ -41,13 +47,51 @@ impl Gateway {
     /// Starts the node's replica (opening its raft storage and joining the cluster).
     pub async fn start(config: Config) -> anyhow::Result<Arc<Gateway>> {
         let client = AgentClient::new(&config.agents)?;
-        let limits = TableLimits { tasks_max: config.tasks.memory_max };
+        // Every node starts from the same limits; the configured ones arrive through the log
+        // (`membership::keep_settings`), so apply stays the same everywhere.
+        let limits = TableLimits::default();
         let streams = &config.streams;
         let subscriptions =
             Arc::new(Subscriptions::new(streams.subscriber_buffer_events, streams.task_subscribers_max));
         let raft = raft_config(&config).map_err(anyhow::Error::msg)?;
-        let replica = Replica::start(raft, limits, subscriptions).await?;
-        Ok(Arc::new(Gateway { config, replica, client, stats: AgentStats::default(), ready: AtomicBool::new(false) }))
+        let advertise = raft.advertise.clone();
+        let replica = Replica::start(raft, limits, subscriptions, config.cluster.bootstrap_expect as usize).await?;
+        let cluster = match crate::membership::start_gossip(&config, &advertise).await {
+            Ok(cluster) => cluster,
+            Err(e) => {
+                replica.shutdown().await;
+                return Err(e);
+            }
+        };
+        Ok(Arc::new(Gateway {
+            config,
+            replica,
+            client,
+            stats: AgentStats::default(),
+            cluster,
+            advertise,
+            ready: AtomicBool::new(false),
+            stop: tokio::sync::watch::channel(false).0,
+        }))
+    }
+
+    /// Asks the node to stop by itself (the process exits once in-flight requests finish).
+    pub fn request_stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Completes once a stop was requested.
+    pub async fn stopping(&self) {
+        let mut stop = self.stop.subscribe();
+        let _ = stop.wait_for(|s| *s).await;
+    }
+
+    /// Stops gossip and raft (a SIGTERM is a restart: the node stays a member).
+    pub async fn stop(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown().await;
+        }
+        self.replica.shutdown().await;
     }
 
     /// Wall-clock time for the proposer to stamp into commands (never read inside apply).

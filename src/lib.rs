@@ -8,6 +8,7 @@
 //! - [`agents`]: agent specs, the upstream client, per-agent counters.
 //! - [`gateway`]: the shared state handlers work with.
 //! - [`tasks`]: subscriptions to tasks' committed events.
+//! - [`membership`]: cluster formation: node identity, bootstrap, the autopilot, leave.
 //! - [`state`]: `Command`, the deterministic `apply`, the in-memory tables, the replica.
 //! - [`codec`]: the one bincode codec for stored bytes.
 //! - [`config`], [`telemetry`]: startup.
@@ -20,8 +21,12 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod jsonrpc;
+pub mod membership;
 pub mod rpc;
 pub mod sse;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;
+
+/// This binary's version, gossiped to the other nodes.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -44,14 +44,59 @@ enum Command {
         /// Static cluster: 1=host:raftport@host:apiport,2=... (this node included).
         #[arg(long)]
         peers: Option<String>,
+        /// UDP gossip listener (default 127.0.0.1:4200).
+        #[arg(long)]
+        gossip_listen: Option<String>,
+        /// How nodes find each other: static, gossip, dns or kubernetes (env CLUSTER_STRATEGY).
+        #[arg(long)]
+        strategy: Option<String>,
+        /// Gossip seeds for the gossip strategy: host:port,host:port.
+        #[arg(long)]
+        seeds: Option<String>,
+        /// Found a new cluster once this many nodes see each other (first boot only).
+        #[arg(long)]
+        bootstrap_expect: Option<u64>,
+    },
+    /// Ask a node to leave the cluster on purpose; returns once it is out of the membership
+    /// (the node then stops).
+    Leave {
+        /// The node's API (env SUPERX_URL; default http://127.0.0.1:4000).
+        #[arg(long, env = "SUPERX_URL", default_value = "http://127.0.0.1:4000")]
+        url: String,
     },
 }
 
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
-    let Command::Serve { listen, config, data_dir, agents_file, node_id, raft_listen, peers } = cli.command;
-    let overrides = Overrides { config_file: config, listen, data_dir, agents_file, node_id, raft_listen, peers };
+    let overrides = match cli.command {
+        Command::Leave { url } => return leave(&url),
+        Command::Serve {
+            listen,
+            config,
+            data_dir,
+            agents_file,
+            node_id,
+            raft_listen,
+            peers,
+            gossip_listen,
+            strategy,
+            seeds,
+            bootstrap_expect,
+        } => Overrides {
+            config_file: config,
+            listen,
+            data_dir,
+            agents_file,
+            node_id,
+            raft_listen,
+            peers,
+            gossip_listen,
+            strategy,
+            seeds,
+            bootstrap_expect,
+        },
+    };
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = match Config::load(&overrides, &env) {
         Ok(c) => c,
@@ -77,10 +122,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
     std::fs::create_dir_all(&config.server.data_dir)
         .with_context(|| format!("creating data dir {}", config.server.data_dir))?;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    config.server.node_id = superx::membership::identity::resolve(&config, &env)?;
     let listen = config.server.listen.clone();
     let gw = Gateway::start(config).await?;
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
@@ -94,12 +141,40 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%listen, "superx listening");
     let startup = gw.clone();
     tokio::spawn(async move { startup.register_initial_agents().await });
+    superx::membership::spawn(&gw);
+    let stop = gw.clone();
     let served = axum::serve(listener, superx::http::router(gw.clone()))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stop.stopping() => tracing::info!("stopping after leaving the cluster"),
+            }
+        })
         .await
         .context("serving");
-    gw.replica.shutdown().await;
+    gw.stop().await;
     served
+}
+
+/// `superx leave`: asks the node to leave and waits for its answer.
+fn leave(url: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("superx: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(superx::membership::leave::request(url)) {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("superx leave: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn shutdown_signal() {

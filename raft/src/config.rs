@@ -21,6 +21,18 @@ pub struct PeerAddr {
     pub api: String,
 }
 
+/// Who decides the membership.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MembershipControl {
+    /// `peers` is the membership: the lowest id initializes on empty storage, and the leader's
+    /// reconciler adds the other peers as learners and promotes them up to `voters_max`.
+    #[default]
+    Static,
+    /// The application decides: nothing initializes or changes membership by itself; the
+    /// application calls [`crate::Replicated::initialize`], `add_learner`, `set_voters`...
+    External,
+}
+
 /// Everything a node needs to join or form a cluster.
 #[derive(Clone, Debug)]
 pub struct RaftConfig {
@@ -34,6 +46,8 @@ pub struct RaftConfig {
     pub advertise: PeerAddr,
     /// Static membership, this node included; empty means a single-node cluster.
     pub peers: BTreeMap<NodeId, PeerAddr>,
+    /// Whether `peers` drives membership, or the application does.
+    pub membership: MembershipControl,
     /// Voters wanted (3 or 5): the lowest caught-up ids become voters, the rest stay learners.
     pub voters_max: usize,
     /// A follower starts an election after a random silence in `[min, max)` milliseconds.
@@ -111,6 +125,7 @@ impl Default for RaftConfig {
             raft_listen: SocketAddr::from(([127, 0, 0, 1], 7380)),
             advertise: PeerAddr { raft: "127.0.0.1:7380".to_owned(), api: "127.0.0.1:8080".to_owned() },
             peers: BTreeMap::new(),
+            membership: MembershipControl::Static,
             voters_max: 3,
             election_timeout_ms: (400, 800),
             heartbeat_ms: 100,

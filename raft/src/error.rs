@@ -53,3 +53,23 @@ pub enum ReadError {
     #[error("raft failure: {0}")]
     Fatal(String),
 }
+
+/// Why a membership operation did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// Only the leader changes membership; this node is not it (any more).
+    #[error("this node is not the raft leader")]
+    NotLeader,
+    /// A previous membership change is still in progress (joint configuration); retry later.
+    #[error("a membership change is in progress")]
+    InProgress,
+    /// The cluster is already initialized (initialize only).
+    #[error("the cluster is already initialized")]
+    AlreadyInitialized,
+    /// The change would leave no voter, or names an unknown node.
+    #[error("invalid membership change: {0}")]
+    Invalid(String),
+    /// Raft refused or failed otherwise.
+    #[error("membership change failed: {0}")]
+    Failed(String),
+}

@@ -42,8 +42,13 @@
 //!   leadership-confirming round.
 //! - `route.rs`: where the leader is, and waiting for that to change.
 //! - `status.rs`: [`RaftStatus`] and [`Role`].
-//! - `bootstrap.rs`: who initializes the cluster (lowest id, empty storage only) and the
-//!   leader's reconciler that turns configured peers into learners, then voters up to a cap.
+//! - `bootstrap.rs`: with static peers, who initializes the cluster (lowest id, empty storage
+//!   only) and the leader's reconciler that turns configured peers into learners, then voters
+//!   up to a cap.
+//! - `membership.rs`: membership for an application that manages it itself
+//!   ([`MembershipControl::External`]): a view of members, voters, learners and replication
+//!   progress, and one-change-at-a-time operations (initialize, add learner, set voters,
+//!   remove nodes, update addresses).
 //!
 //! # Wiring it in
 //!
@@ -68,6 +73,7 @@ mod bootstrap;
 mod codec;
 mod config;
 mod error;
+mod membership;
 mod network;
 mod node;
 mod propose;
@@ -77,8 +83,9 @@ mod status;
 mod storage;
 mod types;
 
-pub use config::{PeerAddr, RaftConfig};
-pub use error::{ProposeError, ReadError, StartError};
+pub use config::{MembershipControl, PeerAddr, RaftConfig};
+pub use error::{MembershipError, ProposeError, ReadError, StartError};
+pub use membership::MembershipView;
 pub use node::Replicated;
 pub use status::{RaftStatus, Role};
 

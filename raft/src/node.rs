@@ -19,8 +19,9 @@ use tokio::time::Instant;
 
 use crate::bootstrap;
 use crate::codec::Blob;
-use crate::config::RaftConfig;
-use crate::error::{ProposeError, ReadError, StartError};
+use crate::config::{MembershipControl, RaftConfig};
+use crate::error::{MembershipError, ProposeError, ReadError, StartError};
+use crate::membership::{self, MembershipView};
 use crate::network::client::{NetworkFactory, PeerClient};
 use crate::network::server;
 use crate::propose::{self, Proposal};
@@ -31,7 +32,7 @@ use crate::storage::log_store::LogStore;
 use crate::storage::sm_store::{SmShared, SmStore};
 use crate::storage::{open_db, open_snapshot_db};
 use crate::types::{Raft, Request};
-use crate::{NodeId, StateMachine};
+use crate::{NodeId, PeerAddr, StateMachine};
 
 /// A running raft node replicating `SM`. Cheap to clone; all clones share the node.
 pub struct Replicated<SM: StateMachine> {
@@ -61,6 +62,8 @@ struct Inner<SM> {
     /// The log's and the snapshot's databases: closed once nothing holds them.
     dbs: [Weak<Database>; 2],
     stopped: AtomicBool,
+    /// The storage was empty when the node started.
+    pristine_at_start: bool,
 }
 
 impl<SM> Drop for Inner<SM> {
@@ -120,11 +123,14 @@ impl<SM: StateMachine> Replicated<SM> {
                 server: Mutex::new(Some(server)),
                 dbs,
                 stopped: AtomicBool::new(false),
+                pristine_at_start: pristine,
             }),
         };
-        bootstrap::initialize_if_first(&raft, &config, &client, pristine).await?;
-        let reconciler = bootstrap::spawn_reconciler(raft, config);
-        node.inner.tasks.lock().push(reconciler);
+        if config.membership == MembershipControl::Static {
+            bootstrap::initialize_if_first(&raft, &config, &client, pristine).await?;
+            let reconciler = bootstrap::spawn_reconciler(raft, config);
+            node.inner.tasks.lock().push(reconciler);
+        }
         Ok(node)
     }
 
@@ -223,6 +229,58 @@ impl<SM: StateMachine> Replicated<SM> {
                 return (status, held);
             }
         }
+    }
+
+    /// The membership as this node sees it now, with replication progress on the leader.
+    pub fn membership(&self) -> MembershipView {
+        MembershipView::new(&self.inner.raft.metrics().borrow())
+    }
+
+    /// Waits until the membership view changes in any way (raft metrics change), or `timeout`.
+    pub async fn membership_changed(&self, timeout: Duration) {
+        let mut metrics = self.inner.raft.metrics();
+        let _ = tokio::time::timeout(timeout, metrics.changed()).await;
+    }
+
+    /// Founds a cluster with `voters` as its first membership. Only for
+    /// [`MembershipControl::External`]; the caller guarantees that every node that calls this
+    /// passes the same set.
+    pub async fn initialize(&self, voters: &std::collections::BTreeMap<NodeId, PeerAddr>) -> Result<(), MembershipError> {
+        membership::initialize(&self.inner.raft, voters).await
+    }
+
+    /// On the leader: adds a node as a learner (replication starts; it does not vote).
+    pub async fn add_learner(&self, id: NodeId, addr: &PeerAddr) -> Result<(), MembershipError> {
+        membership::add_learner(&self.inner.raft, id, addr).await
+    }
+
+    /// On the leader: makes `voters` the voter set, in one joint-consensus change. Members
+    /// left out are kept as learners when `keep_removed`, removed otherwise.
+    pub async fn set_voters(
+        &self,
+        voters: &std::collections::BTreeSet<NodeId>,
+        keep_removed: bool,
+    ) -> Result<(), MembershipError> {
+        membership::set_voters(&self.inner.raft, voters, keep_removed).await
+    }
+
+    /// On the leader: removes learners from the cluster.
+    pub async fn remove_learners(&self, ids: &std::collections::BTreeSet<NodeId>) -> Result<(), MembershipError> {
+        membership::remove_learners(&self.inner.raft, ids).await
+    }
+
+    /// On the leader: updates the stored addresses of members that moved.
+    pub async fn set_addresses(
+        &self,
+        moved: &std::collections::BTreeMap<NodeId, PeerAddr>,
+    ) -> Result<(), MembershipError> {
+        membership::set_addresses(&self.inner.raft, moved).await
+    }
+
+    /// True when this node's storage held no raft state when it started and it has not joined
+    /// or founded a cluster since.
+    pub fn is_pristine(&self) -> bool {
+        !self.membership().initialized && self.inner.pristine_at_start
     }
 
     /// Applied-index watch, so callers can wait for "applied >= n".

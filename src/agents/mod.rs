@@ -65,6 +65,21 @@ impl AgentStats {
         CallGuard { counters }
     }
 
+    /// This node's load: agent calls in flight (streams included), and agents whose last call
+    /// here failed. For the gossiped health digest.
+    pub fn load(&self) -> (u64, u64) {
+        let map = self.by_agent.lock().unwrap_or_else(|p| p.into_inner());
+        let in_flight = map.values().map(|c| c.in_flight.load(Ordering::Relaxed)).sum();
+        let failing = map
+            .values()
+            .filter(|c| {
+                let last = c.last();
+                last.failure_at_ms.is_some_and(|f| last.success_at_ms.is_none_or(|s| f > s))
+            })
+            .count() as u64;
+        (in_flight, failing)
+    }
+
     pub fn snapshot(&self) -> Vec<(String, Arc<AgentCounters>)> {
         let map = self.by_agent.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();

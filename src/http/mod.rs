@@ -36,6 +36,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/.well-known/agent-card.json", get(cards::gateway_card))
         .route("/.well-known/agent.json", get(cards::gateway_card))
         .route("/health", get(health))
+        .route("/cluster", get(cluster))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(gw)
@@ -165,8 +166,22 @@ fn rpc_response(body: Vec<u8>, extensions: Option<HeaderValue>) -> Response {
     response
 }
 
-async fn health() -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
+/// Liveness: the process serves HTTP. Names the node and the cluster's size (raft members)
+/// for operators; readiness is `/ready`.
+async fn health(State(gw): State<Arc<Gateway>>) -> Response {
+    let body = serde_json::json!({
+        "status": "ok",
+        "nodeId": gw.config.server.node_id,
+        "node": gw.advertise.api,
+        "clusterSize": crate::rpc::cluster::cluster_size(&gw),
+    });
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// SuperX's `GET /cluster`: this node, the members, their load.
+async fn cluster(State(gw): State<Arc<Gateway>>) -> Response {
+    let body = crate::rpc::cluster::overview(&gw);
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {

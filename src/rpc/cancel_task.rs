@@ -25,7 +25,7 @@ pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError
         return Err(RpcError::TaskNotCancelable(p.id));
     }
     let agent_call = Call { scope: Scope::Agent(task.agent_id.clone()), ..call.clone() };
-    let target = resolve_agent(gw, &agent_call, None)?;
+    let target = resolve_agent(gw, &agent_call, None).await?;
     let mut params = json!({"id": p.id});
     if let Some(metadata) = p.metadata {
         params["metadata"] = metadata;

@@ -44,9 +44,8 @@ async fn refresh(
     task_id: &str,
     view: TaskView,
 ) -> Option<serde_json::Value> {
-    let target =
-        resolve_agent(gw, &super::Call { scope: super::Scope::Agent(agent_id.to_owned()), ..call.clone() }, None)
-            .ok()?;
+    let agent_call = super::Call { scope: super::Scope::Agent(agent_id.to_owned()), ..call.clone() };
+    let target = resolve_agent(gw, &agent_call, None).await.ok()?;
     let reply = gw.call_agent(&target.call_target(call), UpstreamMethod::GetTask, json!({"id": task_id})).await;
     match reply {
         Ok(reply) => {

@@ -8,6 +8,7 @@
 
 mod agents;
 mod cancel_task;
+pub mod cluster;
 mod get_task;
 mod list_tasks;
 mod send_message;
@@ -101,6 +102,7 @@ enum Op {
     AgentsHealth,
     AgentsRefreshCard,
     ClusterStatus,
+    ClusterLeave,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +162,7 @@ fn lookup(name: &str) -> Option<(Op, Family)> {
         "agents/health" | "agents.health" => (AgentsHealth, Control),
         "agents/refreshCard" | "agents.refreshCard" => (AgentsRefreshCard, Control),
         "cluster/status" | "cluster.status" => (ClusterStatus, Control),
+        "cluster/leave" | "cluster.leave" => (ClusterLeave, Control),
         _ => return None,
     })
 }
@@ -200,6 +203,7 @@ pub enum Method {
     AgentsHealth(agents::HealthParams),
     AgentsRefreshCard(agents::IdParams),
     ClusterStatus,
+    ClusterLeave,
 }
 
 impl Method {
@@ -245,6 +249,7 @@ impl Method {
             Op::AgentsHealth => Method::AgentsHealth(typed_or_default(params)?),
             Op::AgentsRefreshCard => Method::AgentsRefreshCard(typed(params)?),
             Op::ClusterStatus => Method::ClusterStatus,
+            Op::ClusterLeave => Method::ClusterLeave,
         })
     }
 
@@ -282,9 +287,8 @@ impl Method {
             Method::AgentsDelete(p) => agents::delete(gw, p).await.map(Reply::plain),
             Method::AgentsHealth(p) => agents::health(gw, p).map(Reply::plain),
             Method::AgentsRefreshCard(p) => agents::refresh_card(gw, call, p).await.map(Reply::plain),
-            Method::ClusterStatus => {
-                Ok(Reply::plain(serde_json::to_value(gw.replica.status()).expect("status serializes")))
-            }
+            Method::ClusterStatus => Ok(Reply::plain(cluster::status(gw))),
+            Method::ClusterLeave => crate::membership::leave::leave(gw).await.map(Reply::plain),
         };
         reply.map(Outcome::Reply)
     }
@@ -338,7 +342,21 @@ impl Target {
 }
 
 /// Finds the agent a call goes to: the path's agent, or `params.agentId` on `/rpc`.
-fn resolve_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<Target, RpcError> {
+///
+/// Routing must see acknowledged writes: an agent registered through another node a moment
+/// ago may not be applied here yet. A miss therefore waits for a linearizable barrier and
+/// looks again before answering "agent not found"; a hit costs nothing.
+async fn resolve_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<Target, RpcError> {
+    match lookup_agent(gw, call, agent_id) {
+        Err(RpcError::AgentNotFound(_)) if call.read_mode == ReadMode::Linearizable => {
+            gw.replica.barrier(ReadMode::Linearizable).await?;
+            lookup_agent(gw, call, agent_id)
+        }
+        other => other,
+    }
+}
+
+fn lookup_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<Target, RpcError> {
     let id = match (&call.scope, agent_id) {
         (Scope::Agent(id), _) => id.as_str(),
         (Scope::Gateway, Some(id)) => id,

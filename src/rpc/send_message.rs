@@ -82,7 +82,7 @@ pub async fn run(gw: &Gateway, call: &Call, mut p: Params) -> Result<Reply, RpcE
         Some(task_id) => Some(continue_task(gw, call, task_id, &mut p.request)?),
         None => p.agent_id.take(),
     };
-    let target = resolve_agent(gw, call, agent_id.as_deref())?;
+    let target = resolve_agent(gw, call, agent_id.as_deref()).await?;
     let reply = gw.call_agent(&target.call_target(call), UpstreamMethod::SendMessage, Value::Object(p.request)).await?;
     let result = match reply.answer {
         Answer::Task(task) => {

@@ -25,7 +25,7 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcom
         Some(task_id) => Some(super::send_message::continue_task(gw, call, task_id, &mut p.request)?),
         None => p.agent_id.take(),
     };
-    let target = resolve_agent(gw, call, agent_id.as_deref())?;
+    let target = resolve_agent(gw, call, agent_id.as_deref()).await?;
     if !target.upstream.streaming {
         return Err(RpcError::UnsupportedOperation(format!("agent {} does not stream", target.agent_id)));
     }

@@ -33,7 +33,7 @@ pub struct Params {
 pub async fn run(gw: &Arc<Gateway>, call: &Call, p: Params) -> Result<Outcome, RpcError> {
     let task = find_task(gw, call, &p.id)?;
     let agent_call = Call { scope: Scope::Agent(task.agent_id.clone()), ..call.clone() };
-    if let Ok(target) = resolve_agent(gw, &agent_call, None)
+    if let Ok(target) = resolve_agent(gw, &agent_call, None).await
         && !target.upstream.streaming
     {
         return Err(RpcError::UnsupportedOperation(format!("agent {} does not stream", target.agent_id)));

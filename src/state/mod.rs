@@ -62,6 +62,16 @@ pub enum VersionedCommand {
     /// it are not applied. One stream's events that arrived together commit this way, with
     /// exactly the outcome of proposing them one by one and stopping at the first refusal.
     V1Sequence(Vec<Command>),
+    /// Settings that change what `apply` does, the same on every node because they are in the
+    /// log (a node's own config only proposes them).
+    V1Settings(Settings),
+}
+
+/// The apply-affecting settings carried in the log. Stored type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct Settings {
+    /// `tasks.memory_max`: tasks kept in memory.
+    pub tasks_max: u64,
 }
 
 /// Why `apply` refused a command. A refused command changes nothing. Stored type (it is the

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use superx_raft::{PeerAddr, RaftConfig, Replicated, StateMachine};
+use superx_raft::{MembershipControl, PeerAddr, RaftConfig, Replicated, StateMachine};
 
-use super::{Command, Refusal, TableLimits, Tables, VersionedCommand};
+use super::{Command, Refusal, Settings, TableLimits, Tables, VersionedCommand};
 use crate::codec;
 use crate::config::{Config, parse_peers};
 use crate::tasks::Subscriptions;
@@ -76,6 +76,10 @@ impl StateMachine for AppState {
     fn apply(&mut self, command: &[u8]) -> Vec<u8> {
         let outcome = match codec::decode::<VersionedCommand>(command) {
             Ok(VersionedCommand::V1(command)) => ApplyOutcome::V1(self.apply_one(command)),
+            Ok(VersionedCommand::V1Settings(settings)) => {
+                self.tables.apply_settings(settings);
+                ApplyOutcome::V1(Ok(()))
+            }
             Ok(VersionedCommand::V1Sequence(commands)) => {
                 let mut applied = 0;
                 let mut refused = None;
@@ -139,6 +143,11 @@ pub fn raft_config(config: &Config) -> Result<RaftConfig, String> {
         raft_listen: r.listen.parse().map_err(|e| format!("raft.listen: {e}"))?,
         advertise,
         peers,
+        membership: if config.cluster.strategy == "static" {
+            MembershipControl::Static
+        } else {
+            MembershipControl::External
+        },
         voters_max: r.voters_max as usize,
         election_timeout_ms: (r.election_timeout_min_ms, r.election_timeout_max_ms),
         heartbeat_ms: r.heartbeat_ms,
@@ -156,8 +165,16 @@ impl Replica {
         config: RaftConfig,
         limits: TableLimits,
         subscriptions: Arc<Subscriptions>,
+        bootstrap_expect: usize,
     ) -> anyhow::Result<Self> {
-        let voters_expected = config.peers.len().min(config.voters_max).max(1);
+        // Static peers: wait for them (up to voters_max). Formed by gossip: the founders are
+        // voters from the first entry, so any membership with `bootstrap_expect` voters is whole.
+        let voters_expected = match config.membership {
+            MembershipControl::Static => config.peers.len(),
+            MembershipControl::External => bootstrap_expect,
+        }
+        .min(config.voters_max)
+        .max(1);
         let write_timeout = Duration::from_millis(config.write_timeout_ms);
         let state = AppState { tables: Tables::new(limits), limits, subscriptions: subscriptions.clone() };
         let raft = Replicated::start(config, state).await?;
@@ -180,6 +197,24 @@ impl Replica {
         }
         self.formed.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// The raft node, for membership operations.
+    pub fn raft(&self) -> &Replicated<AppState> {
+        &self.raft
+    }
+
+    /// The apply-affecting settings the log carries, if any were set yet.
+    pub fn settings(&self) -> Option<Settings> {
+        self.read(|t| t.settings())
+    }
+
+    /// Commits new apply-affecting settings for every node.
+    pub async fn propose_settings(&self, settings: Settings) -> Result<(), ProposeError> {
+        match self.propose_versioned(VersionedCommand::V1Settings(settings)).await? {
+            ApplyOutcome::V1(outcome) => outcome.map_err(ProposeError::Refused),
+            ApplyOutcome::V1Sequence { .. } => Err(ProposeError::Failed("a sequence outcome for settings".into())),
+        }
     }
 
     /// The subscriptions that applied task events are published to.

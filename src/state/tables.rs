@@ -20,6 +20,14 @@ pub struct TableLimits {
     pub tasks_max: usize,
 }
 
+impl Default for TableLimits {
+    /// What every node starts from until the log carries settings (`tasks.memory_max`'s
+    /// default).
+    fn default() -> Self {
+        TableLimits { tasks_max: 100_000 }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct TaskEntry {
     pub task: Task,
@@ -46,6 +54,8 @@ pub struct AgentEntry {
 #[derive(Clone, Debug)]
 pub struct Tables {
     limits: TableLimits,
+    /// The settings the log set last (they set `limits`); `None` until the first.
+    settings: Option<super::Settings>,
     /// Entries behind `Arc`: while a snapshot's clone shares the map, a write copies the path
     /// of nodes to its key, and with the entries inline that copied every task in those nodes.
     tasks: HashMap<String, Arc<TaskEntry>>,
@@ -63,6 +73,14 @@ pub struct Tables {
 #[derive(bincode::Encode, bincode::Decode)]
 enum VersionedSnapshot {
     V1(SnapshotV1),
+    V2(SnapshotV2),
+}
+
+/// V1 and the settings carried in the log.
+#[derive(bincode::Encode, bincode::Decode)]
+struct SnapshotV2 {
+    v1: SnapshotV1,
+    settings: Option<super::Settings>,
 }
 
 #[derive(bincode::Encode, bincode::Decode)]
@@ -85,7 +103,15 @@ struct StoredAgent {
 /// the same order, so the bytes are the same (a round-trip test holds them together).
 #[derive(bincode::Encode)]
 enum VersionedSnapshotRef<'a> {
+    #[allow(dead_code)]
     V1(SnapshotV1Ref<'a>),
+    V2(SnapshotV2Ref<'a>),
+}
+
+#[derive(bincode::Encode)]
+struct SnapshotV2Ref<'a> {
+    v1: SnapshotV1Ref<'a>,
+    settings: Option<super::Settings>,
 }
 
 #[derive(bincode::Encode)]
@@ -128,6 +154,7 @@ impl Tables {
     pub fn new(limits: TableLimits) -> Self {
         Tables {
             limits,
+            settings: None,
             tasks: HashMap::new(),
             recency: BTreeMap::new(),
             terminal: BTreeMap::new(),
@@ -294,19 +321,30 @@ impl Tables {
         })
     }
 
-    /// Evicts the task that became terminal longest ago when the table is full.
+    /// The settings the log carries, if any were set.
+    pub fn settings(&self) -> Option<super::Settings> {
+        self.settings
+    }
+
+    /// Applies settings from the log. A lower task limit takes effect at the next new task,
+    /// which evicts the oldest terminal tasks down to the limit.
+    pub(super) fn apply_settings(&mut self, settings: super::Settings) {
+        self.settings = Some(settings);
+        self.limits.tasks_max = usize::try_from(settings.tasks_max).unwrap_or(usize::MAX).max(1);
+    }
+
+    /// Evicts the tasks that became terminal longest ago until there is room for one more.
     fn make_room(&mut self) -> Result<(), Refusal> {
-        if self.tasks.len() < self.limits.tasks_max {
-            return Ok(());
+        while self.tasks.len() >= self.limits.tasks_max {
+            let Some((oldest, id)) = self.terminal.get_min().cloned() else {
+                return Err(Refusal::TableFull(self.limits.tasks_max));
+            };
+            self.terminal.remove(&oldest);
+            if let Some(entry) = self.tasks.remove(&id) {
+                self.recency.remove(&entry.seq);
+            }
+            self.tasks_evicted_total += 1;
         }
-        let Some((oldest, id)) = self.terminal.get_min().cloned() else {
-            return Err(Refusal::TableFull(self.limits.tasks_max));
-        };
-        self.terminal.remove(&oldest);
-        if let Some(entry) = self.tasks.remove(&id) {
-            self.recency.remove(&entry.seq);
-        }
-        self.tasks_evicted_total += 1;
         Ok(())
     }
 
@@ -327,13 +365,19 @@ impl Tables {
             tasks_evicted_total: self.tasks_evicted_total,
             applied_commands: self.applied_commands,
         };
-        crate::codec::encode(&VersionedSnapshotRef::V1(snapshot))
+        crate::codec::encode(&VersionedSnapshotRef::V2(SnapshotV2Ref { v1: snapshot, settings: self.settings }))
     }
 
     /// Rebuilds tables from a snapshot; the derived indexes are recomputed.
     pub fn restore(limits: TableLimits, bytes: &[u8]) -> Result<Tables, bincode::error::DecodeError> {
-        let VersionedSnapshot::V1(s) = crate::codec::decode(bytes)?;
+        let (s, settings) = match crate::codec::decode(bytes)? {
+            VersionedSnapshot::V1(s) => (s, None),
+            VersionedSnapshot::V2(SnapshotV2 { v1, settings }) => (v1, settings),
+        };
         let mut tables = Tables::new(limits);
+        if let Some(settings) = settings {
+            tables.apply_settings(settings);
+        }
         for entry in s.tasks {
             tables.recency.insert(entry.seq, entry.task.id.clone());
             if let Some(ts) = entry.terminal_seq {

@@ -51,10 +51,18 @@ impl PeerClient {
         // until one is installed, even for plain http. Installing fails harmlessly when the
         // application installed one first.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_millis(config.rpc_connect_timeout_ms))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        // Outgoing raft traffic leaves from the listener's address when that is a specific
+        // one, so a node is one address on the network in both directions (firewall rules
+        // and partitions by address then cover all of a node's raft traffic).
+        let listen_ip = config.raft_listen.ip();
+        if !listen_ip.is_unspecified() {
+            builder = builder.local_address(listen_ip);
+        }
+        let http = builder
             .build()
             .map_err(|e| StartError::Raft(format!("http client: {e}")))?;
         Ok(PeerClient { http, body_bytes_max: config.rpc_body_bytes_max })
