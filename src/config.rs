@@ -512,13 +512,15 @@ impl Config {
             match superx_cluster::discovery::api_url_from_env(env) {
                 Some(url) => c.k8s_api_url = url,
                 None => errors.push(
-                    "cluster.k8s_api_url: not set, and KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are absent".into(),
+                    "cluster.k8s_api_url: not set, and KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are absent"
+                        .into(),
                 ),
             }
         }
         if c.k8s_namespace.is_empty() {
             let from_pod = std::fs::read_to_string(superx_cluster::discovery::SERVICE_ACCOUNT_NAMESPACE_FILE).ok();
-            c.k8s_namespace = from_pod.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).unwrap_or("default".into());
+            c.k8s_namespace =
+                from_pod.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).unwrap_or("default".into());
         }
         if let Ok(strategy) = crate::membership::strategy(self)
             && let Err(e) = superx_cluster::discovery::check(&strategy)
@@ -544,7 +546,7 @@ impl Config {
         if dynamic && !self.raft.peers.is_empty() {
             errors.push(format!("raft.peers is for the static strategy, not {:?}", c.strategy));
         }
-        if self.raft.voters_max == 0 || self.raft.voters_max % 2 == 0 {
+        if self.raft.voters_max == 0 || self.raft.voters_max.is_multiple_of(2) {
             errors.push(format!("raft.voters_max: {} must be odd (1, 3, 5...)", self.raft.voters_max));
         }
         if c.bootstrap_expect > self.raft.voters_max {
@@ -556,7 +558,8 @@ impl Config {
         if !dynamic {
             return;
         }
-        for (key, addr) in [("cluster.gossip_listen", &c.gossip_listen), ("cluster.gossip_advertise", &c.gossip_advertise)]
+        for (key, addr) in
+            [("cluster.gossip_listen", &c.gossip_listen), ("cluster.gossip_advertise", &c.gossip_advertise)]
         {
             if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {
                 errors.push(format!("{key}: {addr:?} is not an address like 10.0.0.5:4200"));

@@ -19,44 +19,47 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Public API address (default 0.0.0.0:4000; env PORT sets the port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// TOML config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory for local state (default ./superx-data).
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// YAML file of agents to register at startup (env AGENTS_FILE).
+    #[arg(long)]
+    agents_file: Option<String>,
+    /// This node's id in the cluster (default: stored in the data dir, else derived; see README).
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// Internal raft listener (default 127.0.0.1:4100).
+    #[arg(long)]
+    raft_listen: Option<String>,
+    /// Static cluster: 1=host:raftport@host:apiport,2=... (this node included).
+    #[arg(long)]
+    peers: Option<String>,
+    /// UDP gossip listener (default 127.0.0.1:4200).
+    #[arg(long)]
+    gossip_listen: Option<String>,
+    /// How nodes find each other: static, gossip, dns or kubernetes (env CLUSTER_STRATEGY).
+    #[arg(long)]
+    strategy: Option<String>,
+    /// Gossip seeds for the gossip strategy: host:port,host:port.
+    #[arg(long)]
+    seeds: Option<String>,
+    /// Found a new cluster once this many nodes see each other (first boot only).
+    #[arg(long)]
+    bootstrap_expect: Option<u64>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a gateway node.
-    Serve {
-        /// Public API address (default 0.0.0.0:4000; env PORT sets the port).
-        #[arg(long)]
-        listen: Option<String>,
-        /// TOML config file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Directory for local state (default ./superx-data).
-        #[arg(long)]
-        data_dir: Option<String>,
-        /// YAML file of agents to register at startup (env AGENTS_FILE).
-        #[arg(long)]
-        agents_file: Option<String>,
-        /// This node's id in the cluster (default 1).
-        #[arg(long)]
-        node_id: Option<u64>,
-        /// Internal raft listener (default 127.0.0.1:4100).
-        #[arg(long)]
-        raft_listen: Option<String>,
-        /// Static cluster: 1=host:raftport@host:apiport,2=... (this node included).
-        #[arg(long)]
-        peers: Option<String>,
-        /// UDP gossip listener (default 127.0.0.1:4200).
-        #[arg(long)]
-        gossip_listen: Option<String>,
-        /// How nodes find each other: static, gossip, dns or kubernetes (env CLUSTER_STRATEGY).
-        #[arg(long)]
-        strategy: Option<String>,
-        /// Gossip seeds for the gossip strategy: host:port,host:port.
-        #[arg(long)]
-        seeds: Option<String>,
-        /// Found a new cluster once this many nodes see each other (first boot only).
-        #[arg(long)]
-        bootstrap_expect: Option<u64>,
-    },
+    Serve(Box<ServeArgs>),
     /// Ask a node to leave the cluster on purpose; returns once it is out of the membership
     /// (the node then stops).
     Leave {
@@ -71,31 +74,34 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let overrides = match cli.command {
         Command::Leave { url } => return leave(&url),
-        Command::Serve {
-            listen,
-            config,
-            data_dir,
-            agents_file,
-            node_id,
-            raft_listen,
-            peers,
-            gossip_listen,
-            strategy,
-            seeds,
-            bootstrap_expect,
-        } => Overrides {
-            config_file: config,
-            listen,
-            data_dir,
-            agents_file,
-            node_id,
-            raft_listen,
-            peers,
-            gossip_listen,
-            strategy,
-            seeds,
-            bootstrap_expect,
-        },
+        Command::Serve(args) => {
+            let ServeArgs {
+                listen,
+                config,
+                data_dir,
+                agents_file,
+                node_id,
+                raft_listen,
+                peers,
+                gossip_listen,
+                strategy,
+                seeds,
+                bootstrap_expect,
+            } = *args;
+            Overrides {
+                config_file: config,
+                listen,
+                data_dir,
+                agents_file,
+                node_id,
+                raft_listen,
+                peers,
+                gossip_listen,
+                strategy,
+                seeds,
+                bootstrap_expect,
+            }
+        }
     };
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = match Config::load(&overrides, &env) {

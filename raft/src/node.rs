@@ -245,7 +245,10 @@ impl<SM: StateMachine> Replicated<SM> {
     /// Founds a cluster with `voters` as its first membership. Only for
     /// [`MembershipControl::External`]; the caller guarantees that every node that calls this
     /// passes the same set.
-    pub async fn initialize(&self, voters: &std::collections::BTreeMap<NodeId, PeerAddr>) -> Result<(), MembershipError> {
+    pub async fn initialize(
+        &self,
+        voters: &std::collections::BTreeMap<NodeId, PeerAddr>,
+    ) -> Result<(), MembershipError> {
         membership::initialize(&self.inner.raft, voters).await
     }
 

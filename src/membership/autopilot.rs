@@ -40,11 +40,21 @@ impl Rules {
 /// One membership change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    AddLearner { id: u64, addr: PeerAddr },
+    AddLearner {
+        id: u64,
+        addr: PeerAddr,
+    },
     SetAddresses(BTreeMap<u64, PeerAddr>),
     /// The new voter set; members dropped from it are removed unless `keep_removed`.
-    SetVoters { voters: BTreeSet<u64>, keep_removed: bool, why: &'static str },
-    RemoveLearners { ids: BTreeSet<u64>, why: &'static str },
+    SetVoters {
+        voters: BTreeSet<u64>,
+        keep_removed: bool,
+        why: &'static str,
+    },
+    RemoveLearners {
+        ids: BTreeSet<u64>,
+        why: &'static str,
+    },
 }
 
 /// Timers the loop keeps on every node (so a new leader has them running already).
@@ -73,11 +83,18 @@ impl Timers {
 }
 
 /// The next membership change, if any. Only the leader acts, and never during a change.
-pub fn decide(me: u64, view: &MembershipView, members: &[Member], timers: &Timers, rules: &Rules, now: Instant) -> Option<Action> {
+pub fn decide(
+    me: u64,
+    view: &MembershipView,
+    members: &[Member],
+    timers: &Timers,
+    rules: &Rules,
+    now: Instant,
+) -> Option<Action> {
     if !view.is_leader || view.changing || !view.initialized {
         return None;
     }
-    remove_left(view, members)
+    remove_left(view, members, timers, rules, now)
         .or_else(|| replace_dead_voter(me, view, timers, rules, now))
         .or_else(|| remove_dead_learners(view, timers, rules, now))
         .or_else(|| add_new_member(view, members, rules))
@@ -85,11 +102,26 @@ pub fn decide(me: u64, view: &MembershipView, members: &[Member], timers: &Timer
         .or_else(|| promote(view, timers, rules, now))
 }
 
-fn remove_left(view: &MembershipView, members: &[Member]) -> Option<Action> {
+/// Voters that left are removed in one change, with stable learners taking their seats.
+fn remove_left(
+    view: &MembershipView,
+    members: &[Member],
+    timers: &Timers,
+    rules: &Rules,
+    now: Instant,
+) -> Option<Action> {
     let left: BTreeSet<u64> =
         members.iter().filter(|m| m.left && view.nodes.contains_key(&m.node_id)).map(|m| m.node_id).collect();
-    let voters: BTreeSet<u64> = view.voters.difference(&left).copied().collect();
+    let mut voters: BTreeSet<u64> = view.voters.difference(&left).copied().collect();
     if voters.len() < view.voters.len() && !voters.is_empty() {
+        let seats = view.voters.len().min(rules.voters_max);
+        let spares = eligible(view, timers, rules, now).into_iter().filter(|id| !left.contains(id));
+        for spare in spares {
+            if voters.len() >= seats {
+                break;
+            }
+            voters.insert(spare);
+        }
         return Some(Action::SetVoters { voters, keep_removed: false, why: "left the cluster" });
     }
     let learners: BTreeSet<u64> = view.learners.intersection(&left).copied().collect();
@@ -105,7 +137,9 @@ fn eligible(view: &MembershipView, timers: &Timers, rules: &Rules, now: Instant)
     view.learners
         .iter()
         .copied()
-        .filter(|id| timers.healthy_since.get(id).is_some_and(|s| now.saturating_duration_since(*s) >= rules.stabilization))
+        .filter(|id| {
+            timers.healthy_since.get(id).is_some_and(|s| now.saturating_duration_since(*s) >= rules.stabilization)
+        })
         .collect()
 }
 
@@ -276,7 +310,14 @@ mod tests {
         // Two learners, not yet stable: wait; stable: both at once.
         assert_eq!(run(&view(&[1, 2, 3], &[4, 5]), &members, &r, S / 2), None);
         let got = run(&view(&[1, 2, 3], &[4, 5]), &members, &r, S);
-        assert_eq!(got, Some(Action::SetVoters { voters: set(&[1, 2, 3, 4, 5]), keep_removed: true, why: "promoting caught-up learners" }));
+        assert_eq!(
+            got,
+            Some(Action::SetVoters {
+                voters: set(&[1, 2, 3, 4, 5]),
+                keep_removed: true,
+                why: "promoting caught-up learners"
+            })
+        );
         // Never beyond voters_max.
         assert_eq!(run(&view(&[1, 2, 3], &[4, 5]), &members, &rules(3), S), None);
         // A lagging learner is not caught up.
@@ -285,7 +326,14 @@ mod tests {
         assert_eq!(run(&v, &members, &r, S), None);
         // From a single founder, learners fill up to 3.
         let got = run(&view(&[1], &[2, 3, 4]), &members[..4], &rules(3), S);
-        assert_eq!(got, Some(Action::SetVoters { voters: set(&[1, 2, 3]), keep_removed: true, why: "promoting caught-up learners" }));
+        assert_eq!(
+            got,
+            Some(Action::SetVoters {
+                voters: set(&[1, 2, 3]),
+                keep_removed: true,
+                why: "promoting caught-up learners"
+            })
+        );
     }
 
     #[test]
@@ -293,9 +341,21 @@ mod tests {
         let mut members: Vec<_> = (1..=5).map(|id| member(id, true)).collect();
         members[4].left = true;
         let got = run(&view(&[1, 2, 3, 4, 5], &[]), &members, &rules(5), Duration::ZERO);
-        assert_eq!(got, Some(Action::SetVoters { voters: set(&[1, 2, 3, 4]), keep_removed: false, why: "left the cluster" }));
+        assert_eq!(
+            got,
+            Some(Action::SetVoters { voters: set(&[1, 2, 3, 4]), keep_removed: false, why: "left the cluster" })
+        );
         let got = run(&view(&[1, 2, 3], &[5]), &members, &rules(5), Duration::ZERO);
         assert_eq!(got, Some(Action::RemoveLearners { ids: set(&[5]), why: "left the cluster" }));
+        // A stable learner takes a leaving voter's seat in the same change.
+        let members4: Vec<_> = (1..=4).map(|id| member(id, true)).collect();
+        let mut leaving = members4.clone();
+        leaving[2].left = true;
+        let got = run(&view(&[1, 2, 3], &[4]), &leaving, &rules(3), S);
+        assert_eq!(
+            got,
+            Some(Action::SetVoters { voters: set(&[1, 2, 4]), keep_removed: false, why: "left the cluster" })
+        );
         // The leader itself leaving is removed like any other.
         members[0].left = true;
         let got = run(&view(&[1, 2, 3], &[]), &members[..3], &rules(3), Duration::ZERO);
@@ -308,7 +368,10 @@ mod tests {
         let v = view(&[1, 2, 3], &[4]);
         assert_eq!(run(&v, &members, &rules(3), DEAD / 2), None);
         let got = run(&v, &members, &rules(3), DEAD);
-        assert_eq!(got, Some(Action::SetVoters { voters: set(&[1, 2, 4]), keep_removed: false, why: "replacing a dead voter" }));
+        assert_eq!(
+            got,
+            Some(Action::SetVoters { voters: set(&[1, 2, 4]), keep_removed: false, why: "replacing a dead voter" })
+        );
     }
 
     #[test]
@@ -316,7 +379,10 @@ mod tests {
         // 3 voters wanted: the floor is 2, so one dead voter of 3 may go.
         let members = vec![member(1, true), member(2, true), member(3, false)];
         let got = run(&view(&[1, 2, 3], &[]), &members, &rules(3), DEAD);
-        assert_eq!(got, Some(Action::SetVoters { voters: set(&[1, 2]), keep_removed: false, why: "removing a dead voter" }));
+        assert_eq!(
+            got,
+            Some(Action::SetVoters { voters: set(&[1, 2]), keep_removed: false, why: "removing a dead voter" })
+        );
         // Two voters of 3 wanted: removing one more would go below the floor.
         let members = vec![member(1, true), member(2, false)];
         assert_eq!(run(&view(&[1, 2], &[]), &members, &rules(3), DEAD), None);
@@ -330,7 +396,10 @@ mod tests {
     fn dead_learners_are_removed_and_moved_nodes_updated() {
         let members = vec![member(1, true), member(2, true), member(3, true), member(4, false)];
         let got = run(&view(&[1, 2, 3], &[4]), &members, &rules(3), DEAD);
-        assert_eq!(got, Some(Action::RemoveLearners { ids: set(&[4]), why: "dead for longer than dead_voter_timeout" }));
+        assert_eq!(
+            got,
+            Some(Action::RemoveLearners { ids: set(&[4]), why: "dead for longer than dead_voter_timeout" })
+        );
         let mut members: Vec<_> = (1..=3).map(|id| member(id, true)).collect();
         members[2].raft_addr = "10.0.1.3:4100".into();
         let got = run(&view(&[1, 2, 3], &[]), &members, &rules(3), Duration::ZERO);

@@ -121,10 +121,8 @@ mod tests {
             for v4 in views {
                 let seen_by_1 =
                     vec![member(2, RaftState::Pristine, Some(&[2, 3, 4])), member(3, RaftState::Pristine, Some(v3))];
-                let seen_by_2 = vec![
-                    member(3, RaftState::Pristine, Some(v3)),
-                    member(4, RaftState::Pristine, Some(v4)),
-                ];
+                let seen_by_2 =
+                    vec![member(3, RaftState::Pristine, Some(v3)), member(4, RaftState::Pristine, Some(v4))];
                 let one = decide(1, 3, 3, true, &seen_by_1, "superx");
                 let two = decide(2, 3, 3, true, &seen_by_2, "superx");
                 let founders = [&one, &two].iter().filter(|s| matches!(s, Step::Found { .. })).count();

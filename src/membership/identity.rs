@@ -42,7 +42,8 @@ pub fn resolve(config: &Config, env: &HashMap<String, String>) -> anyhow::Result
 fn read_stored(path: &Path) -> anyhow::Result<Option<u64>> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let id = text.trim().parse::<u64>().with_context(|| format!("{} does not hold a node id", path.display()))?;
+            let id =
+                text.trim().parse::<u64>().with_context(|| format!("{} does not hold a node id", path.display()))?;
             if id == 0 {
                 bail!("{} holds node id 0, which is not a valid id", path.display());
             }
@@ -107,7 +108,7 @@ mod tests {
     fn an_id_once_chosen_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let first = resolve(&config(dir.path(), "gossip", 0), &env(&[])).unwrap();
-        assert!(first >= 1 && first <= GENERATED_ID_MAX);
+        assert!((1..=GENERATED_ID_MAX).contains(&first));
         // The next start reads it back, whatever the hostname says now.
         let again = resolve(&config(dir.path(), "kubernetes", 0), &env(&[("HOSTNAME", "superx-4")])).unwrap();
         assert_eq!(again, first);

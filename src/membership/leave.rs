@@ -52,7 +52,9 @@ pub async fn leave(gw: &Gateway) -> Result<Value, RpcError> {
 async fn removed(gw: &Gateway, me: u64) -> bool {
     let view = gw.replica.raft().membership();
     let member = |voters: &[u64], learners: &[u64]| voters.contains(&me) || learners.contains(&me);
-    if view.initialized && !member(&view.voters.iter().copied().collect::<Vec<_>>(), &view.learners.iter().copied().collect::<Vec<_>>()) {
+    if view.initialized
+        && !member(&view.voters.iter().copied().collect::<Vec<_>>(), &view.learners.iter().copied().collect::<Vec<_>>())
+    {
         return true;
     }
     let Some(api) = gw.replica.status().leader_api.filter(|_| view.leader != Some(me)) else {
@@ -72,8 +74,16 @@ async fn removed(gw: &Gateway, me: u64) -> bool {
 async fn leader_status(api: &str) -> Option<Value> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "cluster/status"});
     let client = reqwest::Client::builder().no_proxy().timeout(STATUS_CALL_TIMEOUT).build().ok()?;
-    let reply: Value =
-        client.post(format!("http://{api}/rpc")).header("SuperX-Read", "local").json(&body).send().await.ok()?.json().await.ok()?;
+    let reply: Value = client
+        .post(format!("http://{api}/rpc"))
+        .header("SuperX-Read", "local")
+        .json(&body)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
     reply.get("result").cloned()
 }
 

@@ -62,9 +62,7 @@ impl PeerClient {
         if !listen_ip.is_unspecified() {
             builder = builder.local_address(listen_ip);
         }
-        let http = builder
-            .build()
-            .map_err(|e| StartError::Raft(format!("http client: {e}")))?;
+        let http = builder.build().map_err(|e| StartError::Raft(format!("http client: {e}")))?;
         Ok(PeerClient { http, body_bytes_max: config.rpc_body_bytes_max })
     }
 
