@@ -66,8 +66,38 @@ ensure_venv() {
   venv_is_current || { echo "error: $VENV does not have the pinned packages after install" >&2; exit 1; }
 }
 
+# System tools the Rust integration tests start: dnsmasq (a real DNS server for the dns
+# strategy tests) and nft (network partitions on loopback). Installed only when missing.
+SYSTEM_PACKAGES=(
+  "dnsmasq:dnsmasq-base"
+  "nft:nftables"
+)
+
+ensure_system_packages() {
+  local missing=() entry cmd pkg
+  for entry in "${SYSTEM_PACKAGES[@]}"; do
+    cmd="${entry%%:*}"
+    pkg="${entry#*:}"
+    if command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -x "/sbin/$cmd" ]; then
+      echo "found $cmd"
+    else
+      missing+=("$pkg")
+    fi
+  done
+  [ "${#missing[@]}" -eq 0 ] && return
+  echo "installing ${missing[*]} (apt-get) for the cluster integration tests"
+  command -v apt-get >/dev/null || { echo "error: apt-get not found; install ${missing[*]} by hand" >&2; exit 1; }
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
 step "python venv"
 ensure_venv
+
+step "system packages"
+ensure_system_packages
 
 step "cargo build --workspace"
 cargo build --workspace

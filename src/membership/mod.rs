@@ -206,6 +206,12 @@ async fn autopilot_loop(gw: Arc<Gateway>, cluster: Cluster) {
         let members = cluster.members();
         let now = Instant::now();
         timers.observe(&view, &members, &rules, now);
+        // A leader cut off from its majority cannot commit a change; deciding there would only
+        // queue removals of the nodes it cannot reach.
+        if !gw.replica.is_ready() {
+            tokio::time::sleep(TICK).await;
+            continue;
+        }
         if let Some(action) = autopilot::decide(me, &view, &members, &timers, &rules, now) {
             execute(&gw, action).await;
         }

@@ -3,8 +3,14 @@
 //! One test binary with modules (fast to link); each test starts its own node on a free port
 //! and waits on conditions with deadlines, never on guessed sleeps.
 
+mod bad_config;
 mod cluster;
 mod config;
+mod dns;
 mod fake_agent;
+mod formation;
+mod gossip_cluster;
+mod kubernetes;
+mod partition;
 mod streaming;
 mod support;
