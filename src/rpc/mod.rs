@@ -345,10 +345,18 @@ impl Target {
 ///
 /// Routing must see acknowledged writes: an agent registered through another node a moment
 /// ago may not be applied here yet. A miss therefore waits for a linearizable barrier and
-/// looks again before answering "agent not found"; a hit costs nothing.
+/// looks again before answering "agent not found"; so does a hit on an agent whose card is not
+/// applied here yet (the card decides the upstream binding). A hit with a card costs nothing.
 async fn resolve_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<Target, RpcError> {
-    match lookup_agent(gw, call, agent_id) {
+    let found = lookup_agent(gw, call, agent_id);
+    // An agent without its card yet is routed by a guess; its card may be committed already.
+    let cardless = matches!(&found, Ok(t) if gw.replica.read(|tables| tables.agent(&t.agent_id).is_some_and(|e| e.card.is_none())));
+    match found {
         Err(RpcError::AgentNotFound(_)) if call.read_mode == ReadMode::Linearizable => {
+            gw.replica.barrier(ReadMode::Linearizable).await?;
+            lookup_agent(gw, call, agent_id)
+        }
+        Ok(_) if cardless && call.read_mode == ReadMode::Linearizable => {
             gw.replica.barrier(ReadMode::Linearizable).await?;
             lookup_agent(gw, call, agent_id)
         }
