@@ -348,23 +348,20 @@ impl Target {
 /// looks again before answering "agent not found"; so does a hit on an agent whose card is not
 /// applied here yet (the card decides the upstream binding). A hit with a card costs nothing.
 async fn resolve_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<Target, RpcError> {
-    let found = lookup_agent(gw, call, agent_id);
-    // An agent without its card yet is routed by a guess; its card may be committed already.
-    let cardless = matches!(&found, Ok(t) if gw.replica.read(|tables| tables.agent(&t.agent_id).is_some_and(|e| e.card.is_none())));
-    match found {
-        Err(RpcError::AgentNotFound(_)) if call.read_mode == ReadMode::Linearizable => {
-            gw.replica.barrier(ReadMode::Linearizable).await?;
-            lookup_agent(gw, call, agent_id)
-        }
-        Ok(_) if cardless && call.read_mode == ReadMode::Linearizable => {
-            gw.replica.barrier(ReadMode::Linearizable).await?;
-            lookup_agent(gw, call, agent_id)
-        }
-        other => other,
+    let fresh_enough = |found: &Result<(Target, bool), RpcError>| match found {
+        Err(RpcError::AgentNotFound(_)) | Ok((_, false)) => call.read_mode == ReadMode::Local,
+        _ => true,
+    };
+    let mut found = lookup_agent(gw, call, agent_id);
+    if !fresh_enough(&found) {
+        gw.replica.barrier(ReadMode::Linearizable).await?;
+        found = lookup_agent(gw, call, agent_id);
     }
+    found.map(|(target, _)| target)
 }
 
-fn lookup_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<Target, RpcError> {
+/// The agent's target, and whether its card is applied here.
+fn lookup_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<(Target, bool), RpcError> {
     let id = match (&call.scope, agent_id) {
         (Scope::Agent(id), _) => id.as_str(),
         (Scope::Gateway, Some(id)) => id,
@@ -375,12 +372,13 @@ fn lookup_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<Tar
     gw.replica.read(|t| {
         let entry = t.agent(id).ok_or_else(|| RpcError::AgentNotFound(id.to_owned()))?;
         let timeout_ms = entry.record.settings.call_timeout_ms.unwrap_or(gw.config.agents.call_timeout_ms);
-        Ok(Target {
+        let target = Target {
             agent_id: id.to_owned(),
             upstream: entry.upstream.clone(),
             bearer: entry.record.bearer.clone(),
             timeout: Duration::from_millis(timeout_ms),
-        })
+        };
+        Ok((target, entry.card.is_some()))
     })
 }
 
