@@ -23,6 +23,7 @@ pub struct Config {
     pub agents: AgentsConfig,
     pub cards: CardsConfig,
     pub tasks: TasksConfig,
+    pub archive: ArchiveConfig,
     pub streams: StreamsConfig,
     pub raft: RaftSection,
     pub cluster: ClusterSection,
@@ -97,8 +98,50 @@ pub struct CardsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TasksConfig {
     /// Tasks kept in memory on every node. When full, the task that became terminal longest
-    /// ago is evicted. 100k tasks of a few KiB each stay well under a GiB.
+    /// ago is evicted (with the archive on: the oldest archived one; if none is archived yet,
+    /// new tasks are refused with a retryable overload error). 100k tasks of a few KiB each
+    /// stay well under a GiB.
     pub memory_max: usize,
+}
+
+/// The Postgres archive of terminal tasks. Off unless a database URL is given.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// `postgres://user:password@host:port/db`; `DATABASE_URL` sets it. Empty: no archive,
+    /// and a terminal task evicted from memory is gone.
+    pub database_url: String,
+    /// Connections per node (`DB_POOL_SIZE`). The archiver uses one at a time; the rest serve
+    /// reads of archived tasks.
+    pub pool_max: u32,
+    /// Longest wait for a connection (and for the server's answer to connect).
+    pub connect_timeout_ms: u64,
+    /// Postgres `statement_timeout` on every connection: a slow database fails a statement
+    /// rather than holding a request or the archiver.
+    pub statement_timeout_ms: u64,
+    /// At startup, how long an unreachable database is retried before the node gives up.
+    /// A wrong password, a missing database or a newer schema fail at once.
+    pub startup_timeout_ms: u64,
+    /// Tasks written per archive batch (one statement, one transaction).
+    pub batch_max: usize,
+    /// Longest pause between retries while the database fails (doubling from 100 ms).
+    pub retry_backoff_max_ms: u64,
+    /// `archive.memory_retention`, by age: an archived task leaves memory this long after it
+    /// was last updated. Reads of it then go to Postgres.
+    pub memory_retention_ms: u64,
+    /// `archive.memory_retention`, by count: at most this many archived tasks stay in memory
+    /// (the oldest leave first).
+    pub memory_retention_count: usize,
+    /// Rows archived longer ago than this many days are deleted (0: kept forever).
+    pub retention_days: u64,
+    /// Rows deleted per retention statement, so deleting never holds long locks.
+    pub retention_batch: usize,
+}
+
+impl ArchiveConfig {
+    pub fn enabled(&self) -> bool {
+        !self.database_url.is_empty()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -264,6 +307,24 @@ impl Default for TasksConfig {
     }
 }
 
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            database_url: String::new(),
+            pool_max: 10,
+            connect_timeout_ms: 5_000,
+            statement_timeout_ms: 5_000,
+            startup_timeout_ms: 30_000,
+            batch_max: 1_000,
+            retry_backoff_max_ms: 10_000,
+            memory_retention_ms: 600_000,
+            memory_retention_count: 10_000,
+            retention_days: 0,
+            retention_batch: 5_000,
+        }
+    }
+}
+
 impl Default for StreamsConfig {
     fn default() -> Self {
         StreamsConfig {
@@ -397,7 +458,9 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// SuperX's variables and the config key each one sets.
-const LEGACY_ENV: [(&str, &str); 13] = [
+const LEGACY_ENV: [(&str, &str); 15] = [
+    ("DATABASE_URL", "archive.database_url"),
+    ("DB_POOL_SIZE", "archive.pool_max"),
     ("CLUSTER_STRATEGY", "cluster.strategy"),
     ("CLUSTER_DNS_QUERY", "cluster.dns_query"),
     ("CLUSTER_DNS_POLLING_INTERVAL", "cluster.dns_interval_ms"),
@@ -451,7 +514,7 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
         }
-        let positive: [(&str, u64); 16] = [
+        let positive: [(&str, u64); 22] = [
             ("streams.commit_batch_bytes_max", self.streams.commit_batch_bytes_max as u64),
             ("streams.event_bytes_max", self.streams.event_bytes_max as u64),
             ("streams.commit_batch_events_max", self.streams.commit_batch_events_max as u64),
@@ -468,6 +531,12 @@ impl Config {
             ("agents.response_bytes_max", self.agents.response_bytes_max as u64),
             ("agents.card_bytes_max", self.agents.card_bytes_max as u64),
             ("tasks.memory_max", self.tasks.memory_max as u64),
+            ("archive.pool_max", self.archive.pool_max.into()),
+            ("archive.connect_timeout_ms", self.archive.connect_timeout_ms),
+            ("archive.statement_timeout_ms", self.archive.statement_timeout_ms),
+            ("archive.batch_max", self.archive.batch_max as u64),
+            ("archive.retry_backoff_max_ms", self.archive.retry_backoff_max_ms),
+            ("archive.retention_batch", self.archive.retention_batch as u64),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -492,6 +561,11 @@ impl Config {
             errors.push("raft.heartbeat_ms must be above 0 and below election_timeout_min_ms".into());
         }
         self.validate_cluster(errors);
+        if self.archive.enabled()
+            && let Err(e) = crate::archive::connect_options(&self.archive)
+        {
+            errors.push(format!("archive.database_url (DATABASE_URL): {e}"));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             errors.push(format!("log.format: {:?} must be text or json", self.log.format));
         }

@@ -29,6 +29,8 @@ pub struct Gateway {
     pub replica: Replica,
     pub client: AgentClient,
     pub stats: AgentStats,
+    /// The Postgres archive of terminal tasks; `None` without a database URL.
+    pub archive: Option<Arc<crate::archive::Archive>>,
     /// Gossip membership; `None` with the static strategy.
     pub cluster: Option<superx_cluster::Cluster>,
     /// How other nodes reach this node (raft listener and public API).
@@ -47,6 +49,15 @@ impl Gateway {
     /// Starts the node's replica (opening its raft storage and joining the cluster).
     pub async fn start(config: Config) -> anyhow::Result<Arc<Gateway>> {
         let client = AgentClient::new(&config.agents)?;
+        // Before raft starts: a database this node cannot use is a startup error, said plainly.
+        let archive = match config.archive.enabled() {
+            true => Some(Arc::new(
+                crate::archive::Archive::open(&config.archive)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("archive (archive.database_url / DATABASE_URL): {e}"))?,
+            )),
+            false => None,
+        };
         // Every node starts from the same limits; the configured ones arrive through the log
         // (`membership::keep_settings`), so apply stays the same everywhere.
         let limits = TableLimits::default();
@@ -68,6 +79,7 @@ impl Gateway {
             replica,
             client,
             stats: AgentStats::default(),
+            archive,
             cluster,
             advertise,
             ready: AtomicBool::new(false),

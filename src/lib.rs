@@ -10,12 +10,14 @@
 //! - [`tasks`]: subscriptions to tasks' committed events.
 //! - [`membership`]: cluster formation: node identity, bootstrap, the autopilot, leave.
 //! - [`state`]: `Command`, the deterministic `apply`, the in-memory tables, the replica.
+//! - [`archive`]: terminal tasks into Postgres (the archiver on the leader) and back.
 //! - [`codec`]: the one bincode codec for stored bytes.
 //! - [`config`], [`telemetry`]: startup.
 #![forbid(unsafe_code)]
 
 pub mod a2a;
 pub mod agents;
+pub mod archive;
 pub mod codec;
 pub mod config;
 pub mod gateway;

@@ -148,6 +148,9 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let startup = gw.clone();
     tokio::spawn(async move { startup.register_initial_agents().await });
     superx::membership::spawn(&gw);
+    if let Some(archive) = gw.archive.clone() {
+        tokio::spawn(superx::archive::archiver::run(gw.clone(), archive));
+    }
     let stop = gw.clone();
     let served = axum::serve(listener, superx::http::router(gw.clone()))
         .with_graceful_shutdown(async move {

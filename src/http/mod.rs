@@ -167,15 +167,41 @@ fn rpc_response(body: Vec<u8>, extensions: Option<HeaderValue>) -> Response {
 }
 
 /// Liveness: the process serves HTTP. Names the node and the cluster's size (raft members)
-/// for operators; readiness is `/ready`.
+/// for operators, and the archive's backlog; readiness is `/ready`.
 async fn health(State(gw): State<Arc<Gateway>>) -> Response {
     let body = serde_json::json!({
         "status": "ok",
         "nodeId": gw.config.server.node_id,
         "node": gw.advertise.api,
         "clusterSize": crate::rpc::cluster::cluster_size(&gw),
+        "archive": archive_health(&gw),
     });
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// The archive's state as this node sees it: the backlog (terminal tasks not archived yet,
+/// the same on every node), and, on the leader that archives, its progress and last error.
+fn archive_health(gw: &Gateway) -> serde_json::Value {
+    use std::sync::atomic::Ordering;
+    let (backlog, tasks) = gw.replica.read(|t| (t.unarchived_count(), t.task_count()));
+    let Some(archive) = &gw.archive else {
+        return serde_json::json!({"enabled": false});
+    };
+    let stats = &archive.stats;
+    let mut body = serde_json::json!({
+        "enabled": true,
+        "backlog": backlog,
+        "tasksInMemory": tasks,
+        "memoryMax": gw.config.tasks.memory_max,
+        "archiving": gw.replica.raft().membership().is_leader,
+        "archivedTotal": stats.archived_total.load(Ordering::Relaxed),
+        "writeErrorsTotal": stats.write_errors_total.load(Ordering::Relaxed),
+    });
+    if let Some((error, ago)) = stats.last_error() {
+        body["lastError"] = serde_json::json!(error);
+        body["lastErrorAgoMs"] = serde_json::json!(ago.as_millis() as u64);
+    }
+    body
 }
 
 /// SuperX's `GET /cluster`: this node, the members, their load.
@@ -203,6 +229,24 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     let _ = writeln!(out, "# TYPE superx_tasks_evicted_total counter\nsuperx_tasks_evicted_total {evicted}");
     let _ = writeln!(out, "# TYPE superx_commands_applied_total counter\nsuperx_commands_applied_total {applied}");
     let _ = writeln!(out, "# TYPE superx_agents gauge\nsuperx_agents {agents}");
+    if let Some(archive) = &gw.archive {
+        let backlog = gw.replica.read(|t| t.unarchived_count());
+        let s = &archive.stats;
+        let _ = writeln!(out, "# TYPE superx_archive_backlog_tasks gauge\nsuperx_archive_backlog_tasks {backlog}");
+        for (name, kind, value) in [
+            ("superx_archive_tasks_total", "counter", s.archived_total.load(Ordering::Relaxed)),
+            ("superx_archive_batches_total", "counter", s.batches_total.load(Ordering::Relaxed)),
+            ("superx_archive_write_errors_total", "counter", s.write_errors_total.load(Ordering::Relaxed)),
+            ("superx_archive_read_errors_total", "counter", s.read_errors_total.load(Ordering::Relaxed)),
+            ("superx_archive_evicted_total", "counter", s.evicted_total.load(Ordering::Relaxed)),
+            ("superx_archive_retention_deleted_total", "counter", s.retention_deleted_total.load(Ordering::Relaxed)),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+        }
+        let last = s.last_batch_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ =
+            writeln!(out, "# TYPE superx_archive_last_batch_seconds gauge\nsuperx_archive_last_batch_seconds {last}");
+    }
     let _ = writeln!(out, "# TYPE superx_agent_calls_total counter");
     let stats = gw.stats.snapshot();
     for (id, c) in &stats {

@@ -28,7 +28,7 @@ use superx_raft::{MembershipError, PeerAddr};
 
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::state::{ProposeError, Settings};
+use crate::state::{ProposeError, SettingsV2};
 
 /// How often the loops look again when nothing wakes them sooner.
 const TICK: Duration = Duration::from_millis(250);
@@ -239,7 +239,7 @@ async fn execute(gw: &Gateway, action: autopilot::Action) {
 /// cluster's, so every node applies the same ones (a rolling config change converges once
 /// every node runs the new value).
 async fn keep_settings(gw: Arc<Gateway>) {
-    let wanted = Settings { tasks_max: gw.config.tasks.memory_max as u64 };
+    let wanted = SettingsV2 { tasks_max: gw.config.tasks.memory_max as u64, archive: gw.config.archive.enabled() };
     let mut warned = false;
     loop {
         tokio::time::sleep(TICK).await;
@@ -249,7 +249,7 @@ async fn keep_settings(gw: Arc<Gateway>) {
         }
         if !gw.replica.raft().membership().is_leader {
             if !warned && applied.is_some() {
-                tracing::warn!(here = ?wanted, cluster = ?applied, "this node's tasks.memory_max differs from the cluster's; the cluster's applies");
+                tracing::warn!(here = ?wanted, cluster = ?applied, "this node's task settings (tasks.memory_max, archive) differ from the cluster's; the cluster's apply");
                 warned = true;
             }
             continue;

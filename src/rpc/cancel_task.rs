@@ -20,7 +20,7 @@ pub struct Params {
 }
 
 pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError> {
-    let task = find_task(gw, call, &p.id)?;
+    let task = find_task(gw, call, &p.id).await?;
     if task.state.is_terminal() {
         return Err(RpcError::TaskNotCancelable(p.id));
     }

@@ -2,7 +2,8 @@
 //!
 //! A terminal task is answered from the tables alone. An active one is first refreshed from
 //! its agent (and the refresh committed), so a task that moved on without a stream is not
-//! shown stale; if the agent cannot answer, the stored task is shown.
+//! shown stale; if the agent cannot answer, the stored task is shown. A task no longer in
+//! memory is read from the archive.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -24,7 +25,10 @@ pub struct Params {
 
 pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError> {
     let view = TaskView { history_length: history_length(p.history_length)?, include_artifacts: true };
-    let task = find_task(gw, call, &p.id)?;
+    let task = find_task(gw, call, &p.id).await?;
+    if let Some(archived) = &task.archived {
+        return Ok(Reply::plain(task_out(call, task_to_wire(archived, view))));
+    }
     if !task.state.is_terminal()
         && let Some(refreshed) = refresh(gw, call, &task.agent_id, &p.id, view).await
     {

@@ -1,6 +1,9 @@
 //! `ListTasks` (1.0; `tasks/list` and `tasks.list` as aliases): the gateway's tasks, most
 //! recently updated first, with cursor pagination over the local tables.
 //!
+//! Tasks evicted from memory are read from the archive (when there is one) and merged into
+//! the same order, under the same cursor.
+//!
 //! Scope: the path's agent on `/agents/{id}`; on `/rpc`, `params.agentId` if given, else
 //! every agent. `nextPageToken` is always present ("" on the last page); `totalSize` counts
 //! the whole result set.
@@ -10,11 +13,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Call, Reply, RpcError, Scope, history_length, task_out};
+use std::collections::HashSet;
+
+use super::{Call, Reply, RpcError, Scope, archive_unavailable, history_length, task_out};
 use crate::a2a::task::{TaskView, task_to_wire};
 use crate::a2a::{ProtocolVersion, TaskState};
 use crate::gateway::Gateway;
-use crate::state::ListQuery;
+use crate::state::{ListQuery, Task};
 
 /// Page size when the client gives none, and the most it may ask for (A2A 1.0).
 const PAGE_SIZE_DEFAULT: usize = 50;
@@ -38,7 +43,8 @@ pub struct Params {
     context_id: Option<String>,
     state: Option<TaskState>,
     page_size: usize,
-    before_seq: Option<u64>,
+    /// The cursor: list position (update sequence, task id) of the last task seen.
+    before: Option<(u64, String)>,
     view: TaskView,
     updated_after_ms: Option<u64>,
 }
@@ -64,7 +70,7 @@ impl Params {
                 return Err(bad(format!("pageSize {n} must be between 1 and {PAGE_SIZE_MAX}")));
             }
         };
-        let before_seq = match raw.page_token.as_deref().filter(|t| !t.is_empty()) {
+        let before = match raw.page_token.as_deref().filter(|t| !t.is_empty()) {
             None => None,
             Some(token) => Some(decode_token(token).ok_or_else(|| bad("pageToken is not valid".into()))?),
         };
@@ -84,21 +90,27 @@ impl Params {
             context_id: raw.context_id,
             state,
             page_size,
-            before_seq,
+            before,
             view,
             updated_after_ms,
         })
     }
 }
 
-fn decode_token(token: &str) -> Option<u64> {
+/// Page tokens: `v2:<seq>:<task id>`, base64url. `v1:<seq>` (before the archive) still
+/// reads, as "below this sequence".
+fn decode_token(token: &str) -> Option<(u64, String)> {
     let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
     let text = std::str::from_utf8(&bytes).ok()?;
-    text.strip_prefix("v1:")?.parse().ok()
+    if let Some(v2) = text.strip_prefix("v2:") {
+        let (seq, id) = v2.split_once(':')?;
+        return Some((seq.parse().ok()?, id.to_owned()));
+    }
+    Some((text.strip_prefix("v1:")?.parse().ok()?, String::new()))
 }
 
-fn encode_token(seq: u64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v1:{seq}"))
+fn encode_token(seq: u64, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v2:{seq}:{id}"))
 }
 
 fn parse_timestamp(ts: &str) -> Option<u64> {
@@ -106,7 +118,11 @@ fn parse_timestamp(ts: &str) -> Option<u64> {
     t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64)
 }
 
-pub fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError> {
+/// One page, memory and archive merged under one order: (update sequence, task id), newest
+/// first. Memory is read before the archive: a task that leaves memory in between is in the
+/// archive by then (it leaves only once archived), so no task falls between the two reads; a
+/// task in both (archived, still in memory) is shown once.
+pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError> {
     let agent_id = match &call.scope {
         Scope::Agent(id) => Some(id.as_str()),
         Scope::Gateway => p.agent_id.as_deref(),
@@ -116,17 +132,35 @@ pub fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError> {
         context_id: p.context_id.as_deref(),
         state: p.state,
         updated_after_ms: p.updated_after_ms,
-        before_seq: p.before_seq,
+        before: p.before.as_ref().map(|(seq, id)| (*seq, id.as_str())),
         page_size: p.page_size,
     };
-    let (tasks, next, total) = gw.replica.read(|t| {
-        let page = t.list_tasks(&query);
-        let tasks: Vec<Value> = page.tasks.iter().map(|e| task_out(call, task_to_wire(&e.task, p.view))).collect();
-        (tasks, page.next_before_seq, page.total_size)
-    });
+    // A clone of the persistent tables: the scan and rendering run off the state lock.
+    let tables = gw.replica.read(|t| t.clone());
+    let page = tables.list_tasks(&query);
+    let mut merged: Vec<(u64, &str, &Task)> = page.tasks.iter().map(|e| (e.seq, e.task.id.as_str(), &e.task)).collect();
+    let mut more = page.more;
+    let mut total = page.total_size;
+    let archived;
+    if let Some(archive) = &gw.archive {
+        archived = archive.list(&query, p.page_size + 1).await.map_err(archive_unavailable)?;
+        let count = archive.count(&query).await.map_err(archive_unavailable)?;
+        total = (total - page.archived_matching).saturating_add(count as usize);
+        more |= archived.len() > p.page_size;
+        let in_memory: HashSet<&str> = merged.iter().map(|(_, id, _)| *id).collect();
+        let from_archive = archived.iter().filter(|a| !in_memory.contains(a.task.id.as_str()));
+        merged.extend(from_archive.map(|a| (a.seq, a.task.id.as_str(), &a.task)));
+        merged.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        if merged.len() > p.page_size {
+            more = true;
+            merged.truncate(p.page_size);
+        }
+    }
+    let next = merged.last().filter(|_| more).map(|(seq, id, _)| encode_token(*seq, id));
+    let tasks: Vec<Value> = merged.iter().map(|(_, _, t)| task_out(call, task_to_wire(t, p.view))).collect();
     Ok(Reply::plain(json!({
         "tasks": tasks,
-        "nextPageToken": next.map(encode_token).unwrap_or_default(),
+        "nextPageToken": next.unwrap_or_default(),
         "pageSize": p.page_size,
         "totalSize": total,
     })))
@@ -138,9 +172,11 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_junk_is_refused() {
-        assert_eq!(decode_token(&encode_token(42)), Some(42));
+        assert_eq!(decode_token(&encode_token(42, "a:b")), Some((42, "a:b".to_owned())));
+        assert_eq!(decode_token(&URL_SAFE_NO_PAD.encode("v1:7")), Some((7, String::new())));
         assert_eq!(decode_token("nope!"), None);
         assert_eq!(decode_token(&URL_SAFE_NO_PAD.encode("v2:1")), None);
+        assert_eq!(decode_token(&URL_SAFE_NO_PAD.encode("v3:1:x")), None);
     }
 
     #[test]

@@ -171,6 +171,9 @@ impl From<ProposeError> for RpcError {
     fn from(e: ProposeError) -> Self {
         match e {
             ProposeError::Unavailable(m) => RpcError::Unavailable(m),
+            ProposeError::Refused(crate::state::Refusal::TableFull(n)) => RpcError::Overloaded(format!(
+                "no room for a new task: all {n} tasks in memory are active or waiting for the archive; retry later"
+            )),
             other => RpcError::Internal(other.to_string()),
         }
     }
@@ -278,7 +281,7 @@ impl Method {
             Method::SubscribeToTask(p) => return subscribe::run(gw, call, p).await,
             Method::SendMessage(p) => send_message::run(gw, call, p).await,
             Method::GetTask(p) => get_task::run(gw, call, p).await,
-            Method::ListTasks(p) => list_tasks::run(gw, call, p),
+            Method::ListTasks(p) => list_tasks::run(gw, call, p).await,
             Method::CancelTask(p) => cancel_task::run(gw, call, p).await,
             Method::Unsupported(e) => Err(e),
             Method::AgentsList => Ok(Reply::plain(agents::list(gw, call))),
@@ -401,18 +404,37 @@ struct TaskRef {
     agent_id: String,
     context_id: String,
     state: crate::a2a::TaskState,
+    /// The whole task, when it was read from the archive (it is no longer in memory).
+    archived: Option<crate::state::Task>,
+}
+
+/// A read of the archive failed: retryable, and never answered as "task not found".
+fn archive_unavailable(e: crate::archive::ArchiveError) -> RpcError {
+    tracing::warn!(error = %e, "archive read failed");
+    RpcError::Unavailable(format!("the task archive is unavailable ({e}); retry"))
 }
 
 /// Looks a task up, as the caller may see it: a task of another agent than the path's is
 /// "not found" (its existence is not revealed).
-fn find_task(gw: &Gateway, call: &Call, task_id: &str) -> Result<TaskRef, RpcError> {
-    let found = gw.replica.read(|t| {
+async fn find_task(gw: &Gateway, call: &Call, task_id: &str) -> Result<TaskRef, RpcError> {
+    let in_memory = gw.replica.read(|t| {
         t.task(task_id).map(|e| TaskRef {
             agent_id: e.agent_id.clone(),
             context_id: e.task.context_id.clone(),
             state: e.task.status.state,
+            archived: None,
         })
     });
+    let found = match (in_memory, &gw.archive) {
+        (Some(task), _) => Some(task),
+        (None, None) => None,
+        (None, Some(archive)) => archive.get(task_id).await.map_err(archive_unavailable)?.map(|a| TaskRef {
+            agent_id: a.agent_id,
+            context_id: a.task.context_id.clone(),
+            state: a.task.status.state,
+            archived: Some(a.task),
+        }),
+    };
     match (found, &call.scope) {
         (Some(task), Scope::Agent(agent)) if task.agent_id != *agent => Err(RpcError::TaskNotFound(task_id.to_owned())),
         (Some(task), _) => Ok(task),

@@ -79,7 +79,7 @@ fn take_opt_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<Str
 
 pub async fn run(gw: &Gateway, call: &Call, mut p: Params) -> Result<Reply, RpcError> {
     let agent_id = match &p.task_id {
-        Some(task_id) => Some(continue_task(gw, call, task_id, &mut p.request)?),
+        Some(task_id) => Some(continue_task(gw, call, task_id, &mut p.request).await?),
         None => p.agent_id.take(),
     };
     let target = resolve_agent(gw, call, agent_id.as_deref()).await?;
@@ -99,13 +99,13 @@ pub async fn run(gw: &Gateway, call: &Call, mut p: Params) -> Result<Reply, RpcE
 }
 
 /// Checks a follow-up message against its task and returns the task's agent.
-pub(super) fn continue_task(
+pub(super) async fn continue_task(
     gw: &Gateway,
     call: &Call,
     task_id: &str,
     request: &mut Map<String, Value>,
 ) -> Result<String, RpcError> {
-    let task = super::find_task(gw, call, task_id)?;
+    let task = super::find_task(gw, call, task_id).await?;
     let message = request["message"].as_object_mut().expect("validated message");
     match message.get("contextId").and_then(Value::as_str) {
         Some(ctx) if ctx != task.context_id => {

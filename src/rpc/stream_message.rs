@@ -22,7 +22,7 @@ use crate::state::{ArtifactUpdate, Command, ProposeError, Refusal, StatusUpdate,
 
 pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcome, RpcError> {
     let agent_id = match &p.task_id {
-        Some(task_id) => Some(super::send_message::continue_task(gw, call, task_id, &mut p.request)?),
+        Some(task_id) => Some(super::send_message::continue_task(gw, call, task_id, &mut p.request).await?),
         None => p.agent_id.take(),
     };
     let target = resolve_agent(gw, call, agent_id.as_deref()).await?;

@@ -31,7 +31,7 @@ pub struct Params {
 }
 
 pub async fn run(gw: &Arc<Gateway>, call: &Call, p: Params) -> Result<Outcome, RpcError> {
-    let task = find_task(gw, call, &p.id)?;
+    let task = find_task(gw, call, &p.id).await?;
     let agent_call = Call { scope: Scope::Agent(task.agent_id.clone()), ..call.clone() };
     if let Ok(target) = resolve_agent(gw, &agent_call, None).await
         && !target.upstream.streaming
@@ -40,6 +40,13 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, p: Params) -> Result<Outcome, R
     }
     if task.state.is_terminal() && !p.snapshot_if_terminal {
         return Err(RpcError::UnsupportedOperation(format!("task {} is in a terminal state", p.id)));
+    }
+    if let Some(archived) = &task.archived {
+        // Terminal, and no longer in memory: the snapshot is the whole answer.
+        let (tx, frames) = mpsc::channel(1);
+        let first = render(call.version, json!({ "task": task_to_wire(archived, TaskView::FULL) }));
+        tx.try_send(StreamFrame::Result(first)).expect("a new channel has room");
+        return Ok(Outcome::Stream(StreamReply { frames, extensions: None }));
     }
     let events = gw.replica.subscriptions().subscribe(&p.id).map_err(|e| RpcError::Overloaded(e.to_string()))?;
     // Snapshot after subscribing: events at or below its sequence are already in it.

@@ -65,13 +65,44 @@ pub enum VersionedCommand {
     /// Settings that change what `apply` does, the same on every node because they are in the
     /// log (a node's own config only proposes them).
     V1Settings(Settings),
+    /// What the archiver did, committed after its I/O (apply only marks and evicts).
+    V1Archive(ArchiveCommand),
+    /// Settings with the archive switch.
+    V2Settings(SettingsV2),
 }
 
-/// The apply-affecting settings carried in the log. Stored type.
+/// The apply-affecting settings carried in the log (first version). Stored type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct Settings {
     /// `tasks.memory_max`: tasks kept in memory.
     pub tasks_max: u64,
+}
+
+/// The apply-affecting settings carried in the log. Stored type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct SettingsV2 {
+    /// `tasks.memory_max`: tasks kept in memory.
+    pub tasks_max: u64,
+    /// The cluster archives terminal tasks: a terminal task may leave memory only once the
+    /// archive holds it (else a full table evicts the oldest terminal task, and it is gone).
+    pub archive: bool,
+}
+
+impl From<Settings> for SettingsV2 {
+    fn from(s: Settings) -> Self {
+        SettingsV2 { tasks_max: s.tasks_max, archive: false }
+    }
+}
+
+/// The archiver's commands. Stored type.
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum ArchiveCommand {
+    /// The archive holds these tasks now (written and confirmed before this was proposed).
+    /// Unknown, active or already archived ids are skipped.
+    Archived { ids: Vec<String> },
+    /// These tasks leave memory (the archiver's retention policy chose them). Only tasks that
+    /// may leave are evicted: archived ones, or terminal ones with the archive off.
+    Evict { ids: Vec<String> },
 }
 
 /// Why `apply` refused a command. A refused command changes nothing. Stored type (it is the
@@ -117,6 +148,17 @@ impl Tables {
                 let id = update.task_id.clone();
                 self.update_task(&agent_id, &id, at_ms, |t| task::apply_artifact(t, update)).map(Some)
             }
+        }
+    }
+}
+
+impl Tables {
+    /// Applies an archiver command; answers how many tasks it changed.
+    pub fn apply_archive(&mut self, command: &ArchiveCommand) -> usize {
+        self.applied_commands += 1;
+        match command {
+            ArchiveCommand::Archived { ids } => self.mark_archived(ids),
+            ArchiveCommand::Evict { ids } => self.evict(ids),
         }
     }
 }

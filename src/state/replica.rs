@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use superx_raft::{MembershipControl, PeerAddr, RaftConfig, Replicated, StateMachine};
 
-use super::{Command, Refusal, Settings, TableLimits, Tables, VersionedCommand};
+use super::{ArchiveCommand, Command, Refusal, SettingsV2, TableLimits, Tables, VersionedCommand};
 use crate::codec;
 use crate::config::{Config, parse_peers};
 use crate::tasks::Subscriptions;
@@ -77,7 +77,15 @@ impl StateMachine for AppState {
         let outcome = match codec::decode::<VersionedCommand>(command) {
             Ok(VersionedCommand::V1(command)) => ApplyOutcome::V1(self.apply_one(command)),
             Ok(VersionedCommand::V1Settings(settings)) => {
+                self.tables.apply_settings(settings.into());
+                ApplyOutcome::V1(Ok(()))
+            }
+            Ok(VersionedCommand::V2Settings(settings)) => {
                 self.tables.apply_settings(settings);
+                ApplyOutcome::V1(Ok(()))
+            }
+            Ok(VersionedCommand::V1Archive(command)) => {
+                self.tables.apply_archive(&command);
                 ApplyOutcome::V1(Ok(()))
             }
             Ok(VersionedCommand::V1Sequence(commands)) => {
@@ -205,15 +213,25 @@ impl Replica {
     }
 
     /// The apply-affecting settings the log carries, if any were set yet.
-    pub fn settings(&self) -> Option<Settings> {
+    pub fn settings(&self) -> Option<SettingsV2> {
         self.read(|t| t.settings())
     }
 
     /// Commits new apply-affecting settings for every node.
-    pub async fn propose_settings(&self, settings: Settings) -> Result<(), ProposeError> {
-        match self.propose_versioned(VersionedCommand::V1Settings(settings)).await? {
+    pub async fn propose_settings(&self, settings: SettingsV2) -> Result<(), ProposeError> {
+        self.propose_plain(VersionedCommand::V2Settings(settings)).await
+    }
+
+    /// Commits what the archiver did.
+    pub async fn propose_archive(&self, command: ArchiveCommand) -> Result<(), ProposeError> {
+        self.propose_plain(VersionedCommand::V1Archive(command)).await
+    }
+
+    /// Commits a command whose outcome is a single result.
+    async fn propose_plain(&self, command: VersionedCommand) -> Result<(), ProposeError> {
+        match self.propose_versioned(command).await? {
             ApplyOutcome::V1(outcome) => outcome.map_err(ProposeError::Refused),
-            ApplyOutcome::V1Sequence { .. } => Err(ProposeError::Failed("a sequence outcome for settings".into())),
+            ApplyOutcome::V1Sequence { .. } => Err(ProposeError::Failed("a sequence outcome for one command".into())),
         }
     }
 

@@ -54,15 +54,19 @@ pub struct AgentEntry {
 #[derive(Clone, Debug)]
 pub struct Tables {
     limits: TableLimits,
-    /// The settings the log set last (they set `limits`); `None` until the first.
-    settings: Option<super::Settings>,
+    /// The settings the log set last (they set `limits` and whether terminal tasks wait for
+    /// the archive before they may leave memory); `None` until the first.
+    settings: Option<super::SettingsV2>,
     /// Entries behind `Arc`: while a snapshot's clone shares the map, a write copies the path
     /// of nodes to its key, and with the entries inline that copied every task in those nodes.
     tasks: HashMap<String, Arc<TaskEntry>>,
     /// Update sequence → task id, newest last: ListTasks order.
     recency: BTreeMap<u64, String>,
-    /// Sequence at which a task became terminal → task id: eviction order.
-    terminal: BTreeMap<u64, String>,
+    /// Terminal tasks not archived yet, by the sequence at which they became terminal: the
+    /// archiver's work, oldest first. With the archive on, they may not leave memory.
+    unarchived: BTreeMap<u64, String>,
+    /// Terminal tasks the archive holds, by the same sequence: eviction order.
+    archived: BTreeMap<u64, String>,
     agents: BTreeMap<String, AgentEntry>,
     seq: u64,
     tasks_evicted_total: u64,
@@ -74,6 +78,16 @@ pub struct Tables {
 enum VersionedSnapshot {
     V1(SnapshotV1),
     V2(SnapshotV2),
+    V3(SnapshotV3),
+}
+
+/// V1, the archive-aware settings, and which terminal tasks the archive holds (by the
+/// sequence at which they became terminal).
+#[derive(bincode::Encode, bincode::Decode)]
+struct SnapshotV3 {
+    v1: SnapshotV1,
+    settings: Option<super::SettingsV2>,
+    archived: Vec<u64>,
 }
 
 /// V1 and the settings carried in the log.
@@ -105,13 +119,16 @@ struct StoredAgent {
 enum VersionedSnapshotRef<'a> {
     #[allow(dead_code)]
     V1(SnapshotV1Ref<'a>),
-    V2(SnapshotV2Ref<'a>),
+    #[allow(dead_code)]
+    V2,
+    V3(SnapshotV3Ref<'a>),
 }
 
 #[derive(bincode::Encode)]
-struct SnapshotV2Ref<'a> {
+struct SnapshotV3Ref<'a> {
     v1: SnapshotV1Ref<'a>,
-    settings: Option<super::Settings>,
+    settings: Option<super::SettingsV2>,
+    archived: Vec<u64>,
 }
 
 #[derive(bincode::Encode)]
@@ -138,16 +155,35 @@ pub struct ListQuery<'a> {
     pub state: Option<TaskState>,
     /// Only tasks updated at or after this time (Unix ms).
     pub updated_after_ms: Option<u64>,
-    /// Continue below this update sequence (from a page token).
-    pub before_seq: Option<u64>,
+    /// Continue below this position in the list order (update sequence, then task id), from
+    /// a page token.
+    pub before: Option<(u64, &'a str)>,
     pub page_size: usize,
 }
 
+impl ListQuery<'_> {
+    pub fn matches(&self, e: &TaskEntry) -> bool {
+        self.agent_id.is_none_or(|a| e.agent_id == a)
+            && self.context_id.is_none_or(|c| e.task.context_id == c)
+            && self.state.is_none_or(|s| e.task.status.state == s)
+            && self.updated_after_ms.is_none_or(|t| e.updated_at_ms >= t)
+    }
+
+    /// Whether a task at this list position comes after the cursor.
+    pub fn is_after_cursor(&self, seq: u64, id: &str) -> bool {
+        self.before.is_none_or(|(s, i)| (seq, id) < (s, i))
+    }
+}
+
 pub struct ListPage<'a> {
+    /// Up to `page_size` matching tasks after the cursor, newest first.
     pub tasks: Vec<&'a TaskEntry>,
-    /// The cursor for the next page, if there is one.
-    pub next_before_seq: Option<u64>,
+    /// More matching tasks follow this page.
+    pub more: bool,
+    /// Matching tasks in memory, on every page (the cursor does not count).
     pub total_size: usize,
+    /// Of those, how many the archive holds too.
+    pub archived_matching: usize,
 }
 
 impl Tables {
@@ -157,7 +193,8 @@ impl Tables {
             settings: None,
             tasks: HashMap::new(),
             recency: BTreeMap::new(),
-            terminal: BTreeMap::new(),
+            unarchived: BTreeMap::new(),
+            archived: BTreeMap::new(),
             agents: BTreeMap::new(),
             seq: 0,
             tasks_evicted_total: 0,
@@ -192,43 +229,25 @@ impl Tables {
 
     /// Tasks matching the query, most recently updated first, one page at a time.
     pub fn list_tasks(&self, q: &ListQuery<'_>) -> ListPage<'_> {
-        let upper = q.before_seq.unwrap_or(u64::MAX);
-        let matching = self
-            .recency
-            .range(..upper)
-            .rev()
-            .filter_map(|(_, id)| self.task(id))
-            .filter(|e| q.agent_id.is_none_or(|a| e.agent_id == a))
-            .filter(|e| q.context_id.is_none_or(|c| e.task.context_id == c))
-            .filter(|e| q.state.is_none_or(|s| e.task.status.state == s))
-            .filter(|e| q.updated_after_ms.is_none_or(|t| e.updated_at_ms >= t));
-        let mut tasks = Vec::with_capacity(q.page_size.min(128));
-        let mut remaining = 0usize;
-        for entry in matching {
-            if tasks.len() < q.page_size {
-                tasks.push(entry);
+        let mut page = ListPage {
+            tasks: Vec::with_capacity(q.page_size.min(128)),
+            more: false,
+            total_size: 0,
+            archived_matching: 0,
+        };
+        for entry in self.recency.values().rev().filter_map(|id| self.task(id)).filter(|e| q.matches(e)) {
+            page.total_size += 1;
+            page.archived_matching += usize::from(self.is_archived(entry));
+            if !q.is_after_cursor(entry.seq, &entry.task.id) {
+                continue;
+            }
+            if page.tasks.len() < q.page_size {
+                page.tasks.push(entry);
             } else {
-                remaining += 1;
+                page.more = true;
             }
         }
-        let before_cursor = self.count_newer_matching(q, upper);
-        let next_before_seq = (remaining > 0).then(|| tasks.last().map(|e| e.seq)).flatten();
-        ListPage { total_size: before_cursor + tasks.len() + remaining, tasks, next_before_seq }
-    }
-
-    /// Matching tasks above the cursor, so `totalSize` counts the whole result set on every page.
-    fn count_newer_matching(&self, q: &ListQuery<'_>, upper: u64) -> usize {
-        if upper == u64::MAX {
-            return 0;
-        }
-        self.recency
-            .range(upper..)
-            .filter_map(|(_, id)| self.task(id))
-            .filter(|e| q.agent_id.is_none_or(|a| e.agent_id == a))
-            .filter(|e| q.context_id.is_none_or(|c| e.task.context_id == c))
-            .filter(|e| q.state.is_none_or(|s| e.task.status.state == s))
-            .filter(|e| q.updated_after_ms.is_none_or(|t| e.updated_at_ms >= t))
-            .count()
+        page
     }
 
     pub(super) fn upsert_agent(&mut self, record: AgentRecord, at_ms: u64) {
@@ -273,7 +292,7 @@ impl Tables {
         let seq = self.seq;
         let terminal_seq = snapshot.status.state.is_terminal().then_some(seq);
         if let Some(ts) = terminal_seq {
-            self.terminal.insert(ts, id.clone());
+            self.unarchived.insert(ts, id.clone());
         }
         self.recency.insert(seq, id.clone());
         let event = TaskEvent {
@@ -310,7 +329,7 @@ impl Tables {
         entry.updated_at_ms = at_ms;
         if entry.terminal_seq.is_none() && entry.task.status.state.is_terminal() {
             entry.terminal_seq = Some(self.seq);
-            self.terminal.insert(self.seq, id.to_owned());
+            self.unarchived.insert(self.seq, id.to_owned());
         }
         Ok(TaskEvent {
             task_id: id.to_owned(),
@@ -322,30 +341,104 @@ impl Tables {
     }
 
     /// The settings the log carries, if any were set.
-    pub fn settings(&self) -> Option<super::Settings> {
+    pub fn settings(&self) -> Option<super::SettingsV2> {
         self.settings
     }
 
+    /// True when the log says terminal tasks go to the archive before they may leave memory.
+    pub fn archive_on(&self) -> bool {
+        self.settings.is_some_and(|s| s.archive)
+    }
+
     /// Applies settings from the log. A lower task limit takes effect at the next new task,
-    /// which evicts the oldest terminal tasks down to the limit.
-    pub(super) fn apply_settings(&mut self, settings: super::Settings) {
+    /// which evicts the oldest evictable tasks down to the limit. Turning the archive on makes
+    /// every terminal task in memory that is not archived the archiver's work (none is lost).
+    pub(super) fn apply_settings(&mut self, settings: super::SettingsV2) {
         self.settings = Some(settings);
         self.limits.tasks_max = usize::try_from(settings.tasks_max).unwrap_or(usize::MAX).max(1);
     }
 
-    /// Evicts the tasks that became terminal longest ago until there is room for one more.
-    fn make_room(&mut self) -> Result<(), Refusal> {
-        while self.tasks.len() >= self.limits.tasks_max {
-            let Some((oldest, id)) = self.terminal.get_min().cloned() else {
-                return Err(Refusal::TableFull(self.limits.tasks_max));
-            };
-            self.terminal.remove(&oldest);
-            if let Some(entry) = self.tasks.remove(&id) {
-                self.recency.remove(&entry.seq);
+    /// Marks terminal tasks as held by the archive, so they may leave memory. Ids that are
+    /// not in memory, not terminal or already archived are skipped: a repeated or late
+    /// command changes nothing.
+    pub(super) fn mark_archived(&mut self, ids: &[String]) -> usize {
+        let mut marked = 0;
+        for id in ids {
+            let Some(ts) = self.tasks.get(id).and_then(|e| e.terminal_seq) else { continue };
+            if let Some(id) = self.unarchived.remove(&ts) {
+                self.archived.insert(ts, id);
+                marked += 1;
             }
+        }
+        marked
+    }
+
+    /// Evicts the given tasks from memory where that loses nothing: archived ones, or, with
+    /// the archive off, terminal ones. Others are skipped.
+    pub(super) fn evict(&mut self, ids: &[String]) -> usize {
+        let mut evicted = 0;
+        for id in ids {
+            let Some(ts) = self.tasks.get(id).and_then(|e| e.terminal_seq) else { continue };
+            let evictable =
+                self.archived.contains_key(&ts) || (!self.archive_on() && self.unarchived.contains_key(&ts));
+            if evictable {
+                self.remove_terminal(ts);
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
+    /// Removes the terminal task that became terminal at `ts` from memory.
+    fn remove_terminal(&mut self, ts: u64) {
+        let id = self.archived.remove(&ts).or_else(|| self.unarchived.remove(&ts));
+        if let Some(entry) = id.and_then(|id| self.tasks.remove(&id)) {
+            self.recency.remove(&entry.seq);
             self.tasks_evicted_total += 1;
         }
+    }
+
+    /// The oldest task that may leave memory: archived, or with the archive off any terminal
+    /// one, whichever became terminal first.
+    fn oldest_evictable(&self) -> Option<u64> {
+        let archived = self.archived.get_min().map(|(ts, _)| *ts);
+        if self.archive_on() {
+            return archived;
+        }
+        let unarchived = self.unarchived.get_min().map(|(ts, _)| *ts);
+        archived.into_iter().chain(unarchived).min()
+    }
+
+    /// Evicts the tasks that became terminal longest ago (and may leave memory) until there is
+    /// room for one more; refuses when none may.
+    fn make_room(&mut self) -> Result<(), Refusal> {
+        while self.tasks.len() >= self.limits.tasks_max {
+            let Some(ts) = self.oldest_evictable() else {
+                return Err(Refusal::TableFull(self.limits.tasks_max));
+            };
+            self.remove_terminal(ts);
+        }
         Ok(())
+    }
+
+    /// Terminal tasks the archive does not hold yet, oldest first, up to `max`.
+    pub fn unarchived(&self, max: usize) -> impl Iterator<Item = &TaskEntry> {
+        self.unarchived.values().filter_map(|id| self.task(id)).take(max)
+    }
+
+    /// How many terminal tasks wait for the archive.
+    pub fn unarchived_count(&self) -> usize {
+        self.unarchived.len()
+    }
+
+    /// Archived tasks still in memory, oldest first (the order they leave memory in).
+    pub fn archived_in_memory(&self) -> impl ExactSizeIterator<Item = &TaskEntry> + '_ {
+        self.archived.values().map(|id| self.task(id).expect("the archived index only names tasks in memory"))
+    }
+
+    /// Whether the archive holds this task (it is also still in memory).
+    pub fn is_archived(&self, entry: &TaskEntry) -> bool {
+        entry.terminal_seq.is_some_and(|ts| self.archived.contains_key(&ts))
     }
 
     /// The whole state, encoded for a raft snapshot. Tasks go in update order and agents in
@@ -365,15 +458,22 @@ impl Tables {
             tasks_evicted_total: self.tasks_evicted_total,
             applied_commands: self.applied_commands,
         };
-        crate::codec::encode(&VersionedSnapshotRef::V2(SnapshotV2Ref { v1: snapshot, settings: self.settings }))
+        let archived = self.archived.keys().copied().collect();
+        crate::codec::encode(&VersionedSnapshotRef::V3(SnapshotV3Ref {
+            v1: snapshot,
+            settings: self.settings,
+            archived,
+        }))
     }
 
     /// Rebuilds tables from a snapshot; the derived indexes are recomputed.
     pub fn restore(limits: TableLimits, bytes: &[u8]) -> Result<Tables, bincode::error::DecodeError> {
-        let (s, settings) = match crate::codec::decode(bytes)? {
-            VersionedSnapshot::V1(s) => (s, None),
-            VersionedSnapshot::V2(SnapshotV2 { v1, settings }) => (v1, settings),
+        let (s, settings, archived) = match crate::codec::decode(bytes)? {
+            VersionedSnapshot::V1(s) => (s, None, vec![]),
+            VersionedSnapshot::V2(SnapshotV2 { v1, settings }) => (v1, settings.map(super::SettingsV2::from), vec![]),
+            VersionedSnapshot::V3(SnapshotV3 { v1, settings, archived }) => (v1, settings, archived),
         };
+        let archived: std::collections::HashSet<u64> = archived.into_iter().collect();
         let mut tables = Tables::new(limits);
         if let Some(settings) = settings {
             tables.apply_settings(settings);
@@ -381,7 +481,8 @@ impl Tables {
         for entry in s.tasks {
             tables.recency.insert(entry.seq, entry.task.id.clone());
             if let Some(ts) = entry.terminal_seq {
-                tables.terminal.insert(ts, entry.task.id.clone());
+                let index = if archived.contains(&ts) { &mut tables.archived } else { &mut tables.unarchived };
+                index.insert(ts, entry.task.id.clone());
             }
             tables.tasks.insert(entry.task.id.clone(), Arc::new(entry));
         }
@@ -402,7 +503,10 @@ impl Tables {
         let mut ids: Vec<_> = self.tasks.keys().collect();
         ids.sort();
         let tasks: Vec<_> = ids.iter().map(|id| format!("{:?}", self.tasks[*id])).collect();
-        format!("{tasks:?} {:?} {:?} {} {}", self.recency, self.terminal, self.seq, self.tasks_evicted_total)
+        format!(
+            "{tasks:?} {:?} {:?} {:?} {} {} {:?}",
+            self.recency, self.unarchived, self.archived, self.seq, self.tasks_evicted_total, self.settings
+        )
     }
 }
 
@@ -428,13 +532,15 @@ mod tests {
         let mut seen = vec![];
         let mut cursor = None;
         loop {
-            let page = t.list_tasks(&ListQuery { before_seq: cursor, page_size: 3, ..Default::default() });
+            let before = cursor.as_ref().map(|(s, i): &(u64, String)| (*s, i.as_str()));
+            let page = t.list_tasks(&ListQuery { before, page_size: 3, ..Default::default() });
             assert_eq!(page.total_size, 7);
             seen.extend(page.tasks.iter().map(|e| e.task.id.clone()));
-            match page.next_before_seq {
-                Some(c) => cursor = Some(c),
-                None => break,
+            if !page.more {
+                break;
             }
+            let last = page.tasks.last().unwrap();
+            cursor = Some((last.seq, last.task.id.clone()));
         }
         assert_eq!(seen, ["t6", "t5", "t4", "t3", "t2", "t1", "t0"]);
     }
