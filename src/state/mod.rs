@@ -222,6 +222,78 @@ mod tests {
         assert_eq!(tables.task_count(), 3);
     }
 
+    fn archive_on(tables: &mut Tables, tasks_max: u64) {
+        tables.apply_settings(SettingsV2 { tasks_max, archive: true });
+    }
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn with_the_archive_on_only_archived_tasks_leave_memory() {
+        let mut tables = Tables::new(limits(100));
+        archive_on(&mut tables, 3);
+        tables.apply(record("a", task("done1", TaskState::Completed), 1)).unwrap();
+        tables.apply(record("a", task("done2", TaskState::Failed), 2)).unwrap();
+        tables.apply(record("a", task("active", TaskState::Working), 3)).unwrap();
+        // Full, and nothing archived: refused, nothing lost.
+        let before = tables.debug_fingerprint();
+        assert_eq!(tables.apply(record("a", task("new", TaskState::Working), 4)), Err(Refusal::TableFull(3)));
+        assert_eq!(tables.debug_fingerprint(), before);
+        assert_eq!(tables.unarchived_count(), 2);
+        // done2 archived: it makes room, done1 (older, not archived) stays.
+        assert_eq!(tables.apply_archive(&ArchiveCommand::Archived { ids: ids(&["done2"]) }), 1);
+        tables.apply(record("a", task("new", TaskState::Working), 5)).unwrap();
+        assert!(tables.task("done2").is_none() && tables.task("done1").is_some());
+        assert_eq!(tables.tasks_evicted_total(), 1);
+    }
+
+    #[test]
+    fn archived_and_evict_change_only_what_they_may() {
+        let mut tables = Tables::new(limits(100));
+        archive_on(&mut tables, 100);
+        for (id, state) in
+            [("done", TaskState::Completed), ("kept", TaskState::Canceled), ("active", TaskState::Working)]
+        {
+            tables.apply(record("a", task(id, state), 1)).unwrap();
+        }
+        // Unknown, active and terminal ids: only the terminal one is marked; again, nothing.
+        let archived = ArchiveCommand::Archived { ids: ids(&["done", "active", "missing"]) };
+        assert_eq!(tables.apply_archive(&archived), 1);
+        let marked = tables.debug_fingerprint();
+        assert_eq!(tables.apply_archive(&archived), 0);
+        assert_eq!(tables.debug_fingerprint(), marked);
+        // Evict: the active and the unarchived terminal task stay.
+        assert_eq!(
+            tables.apply_archive(&ArchiveCommand::Evict { ids: ids(&["done", "kept", "active", "missing"]) }),
+            1
+        );
+        assert!(tables.task("done").is_none());
+        assert!(tables.task("kept").is_some() && tables.task("active").is_some());
+        // With the archive off, a terminal task may leave without being archived.
+        tables.apply_settings(SettingsV2 { tasks_max: 100, archive: false });
+        assert_eq!(tables.apply_archive(&ArchiveCommand::Evict { ids: ids(&["kept", "active"]) }), 1);
+        assert!(tables.task("kept").is_none() && tables.task("active").is_some());
+    }
+
+    #[test]
+    fn a_task_that_becomes_terminal_waits_for_the_archive() {
+        let mut tables = Tables::new(limits(100));
+        archive_on(&mut tables, 100);
+        tables.apply(record("a", task("t", TaskState::Working), 1)).unwrap();
+        assert_eq!(tables.unarchived_count(), 0);
+        tables
+            .apply(Command::UpdateStatus {
+                agent_id: "a".into(),
+                update: task::tests::status("t", TaskState::Completed, None),
+                at_ms: 2,
+            })
+            .unwrap();
+        let waiting: Vec<_> = tables.unarchived(10).map(|e| e.task.id.clone()).collect();
+        assert_eq!(waiting, ["t"]);
+    }
+
     #[test]
     fn same_log_same_tables() {
         let log = [
@@ -232,7 +304,11 @@ mod tests {
         ];
         let run = || {
             let mut t = Tables::new(limits(10));
-            let results: Vec<_> = log.iter().cloned().map(|c| t.apply(c)).collect();
+            archive_on(&mut t, 10);
+            let mut results: Vec<_> = log.iter().cloned().map(|c| t.apply(c)).collect();
+            t.apply_archive(&ArchiveCommand::Archived { ids: ids(&["t2", "t1"]) });
+            t.apply_archive(&ArchiveCommand::Evict { ids: ids(&["t2"]) });
+            results.push(t.apply(record("a", task("t3", TaskState::Working), 5)));
             (format!("{:?}", t.debug_fingerprint()), results)
         };
         assert_eq!(run(), run());

@@ -570,6 +570,37 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_keep_what_the_archive_holds_and_old_snapshots_still_read() {
+        let mut a = filled();
+        a.apply_settings(crate::state::SettingsV2 { tasks_max: 100, archive: true });
+        assert_eq!(a.mark_archived(&["t0".into(), "t2".into()]), 2);
+        let b = Tables::restore(TableLimits::default(), &a.snapshot()).unwrap();
+        assert_eq!(a.debug_fingerprint(), b.debug_fingerprint());
+        assert!(b.archive_on() && b.is_archived(b.task("t2").unwrap()));
+        assert_eq!(b.unarchived_count(), 2, "t4 and t6 still wait for the archive");
+        // A V2 snapshot (before the archive): every terminal task reads as not archived.
+        let tasks = a.recency.values().map(|id| (*a.tasks[id]).clone()).collect();
+        let v1 = SnapshotV1 { tasks, agents: vec![], seq: a.seq, tasks_evicted_total: 0, applied_commands: 0 };
+        let old = VersionedSnapshot::V2(SnapshotV2 { v1, settings: Some(crate::state::Settings { tasks_max: 7 }) });
+        let c = Tables::restore(TableLimits::default(), &crate::codec::encode(&old)).unwrap();
+        assert_eq!(c.settings(), Some(crate::state::SettingsV2 { tasks_max: 7, archive: false }));
+        assert_eq!((c.unarchived_count(), c.archived_in_memory().len(), c.task_count()), (4, 0, 7));
+    }
+
+    #[test]
+    fn pages_count_what_the_archive_also_holds() {
+        let mut t = filled();
+        t.mark_archived(&["t0".into(), "t4".into()]);
+        let page = t.list_tasks(&ListQuery { page_size: 2, ..Default::default() });
+        assert_eq!((page.total_size, page.archived_matching, page.more), (7, 2, true));
+        // The cursor is (seq, id): below t5's position.
+        let t5 = t.task("t5").unwrap();
+        let q = ListQuery { before: Some((t5.seq, "t5")), page_size: 50, ..Default::default() };
+        let ids: Vec<_> = t.list_tasks(&q).tasks.iter().map(|e| e.task.id.as_str()).collect();
+        assert_eq!(ids, ["t4", "t3", "t2", "t1", "t0"]);
+    }
+
+    #[test]
     fn filters_combine() {
         let t = filled();
         let q = ListQuery {
