@@ -136,6 +136,8 @@ pub struct ArchiveConfig {
     pub retention_days: u64,
     /// Rows deleted per retention statement, so deleting never holds long locks.
     pub retention_batch: usize,
+    /// How often the archiver deletes expired rows (at most 100 statements each time).
+    pub retention_interval_ms: u64,
 }
 
 impl ArchiveConfig {
@@ -321,6 +323,7 @@ impl Default for ArchiveConfig {
             memory_retention_count: 10_000,
             retention_days: 0,
             retention_batch: 5_000,
+            retention_interval_ms: 60_000,
         }
     }
 }
@@ -514,7 +517,7 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
         }
-        let positive: [(&str, u64); 22] = [
+        let positive: [(&str, u64); 23] = [
             ("streams.commit_batch_bytes_max", self.streams.commit_batch_bytes_max as u64),
             ("streams.event_bytes_max", self.streams.event_bytes_max as u64),
             ("streams.commit_batch_events_max", self.streams.commit_batch_events_max as u64),
@@ -537,6 +540,7 @@ impl Config {
             ("archive.batch_max", self.archive.batch_max as u64),
             ("archive.retry_backoff_max_ms", self.archive.retry_backoff_max_ms),
             ("archive.retention_batch", self.archive.retention_batch as u64),
+            ("archive.retention_interval_ms", self.archive.retention_interval_ms),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -24,10 +24,7 @@ const IDLE_PAUSE: Duration = Duration::from_millis(50);
 /// First pause after a failed round; it doubles up to `archive.retry_backoff_max_ms`.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 
-/// How often retention deletes expired rows.
-const RETENTION_PERIOD: Duration = Duration::from_secs(60);
-
-/// Retention statements per period at most (each deletes `archive.retention_batch` rows).
+/// Retention statements per period (`archive.retention_interval_ms`) at most (each deletes `archive.retention_batch` rows).
 const RETENTION_BATCHES_MAX: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +74,7 @@ pub async fn run(gw: Arc<Gateway>, archive: Arc<Archive>) {
             }
         }
         if c.retention_days > 0 && Instant::now() >= next_retention {
-            next_retention = Instant::now() + RETENTION_PERIOD;
+            next_retention = Instant::now() + Duration::from_millis(c.retention_interval_ms);
             delete_expired(&archive, &c).await;
         }
     }
