@@ -2,9 +2,12 @@
 # The test command of the project:  bash tests/run.sh [extra pytest args]
 #
 # Works on a fresh machine, non-interactively: makes the Python venv for the end-to-end
-# tests (.venv, pinned packages) if it is missing or stale, builds the workspace (debug),
-# runs the Rust tests (cargo nextest, or cargo test when nextest is absent), then runs the
-# end-to-end tests in tests/e2e against target/debug/superx with real A2A SDK agents.
+# tests (.venv, pinned packages) if it is missing or stale, installs the system packages the
+# tests need (dnsmasq, nftables, PostgreSQL) when missing, starts a throwaway PostgreSQL
+# server for the tests (tests/postgres.sh; stopped on exit) unless DATABASE_URL is given, in
+# which case that server is used instead, builds the workspace (debug), runs the Rust tests
+# (cargo nextest, or cargo test when nextest is absent), then runs the end-to-end tests in
+# tests/e2e against target/debug/superx with real A2A SDK agents.
 # Exits non-zero if any step fails.
 set -euo pipefail
 
@@ -26,6 +29,9 @@ export PIP_NO_INPUT=1
 export PYTHONDONTWRITEBYTECODE=1
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# ensure_postgres_packages, start_test_postgres
+source "$ROOT/tests/postgres.sh"
 
 venv_is_current() {
   [ -x "$PY" ] || return 1
@@ -98,6 +104,10 @@ ensure_venv
 
 step "system packages"
 ensure_system_packages
+
+step "postgres"
+ensure_postgres_packages
+start_test_postgres
 
 step "cargo build --workspace"
 cargo build --workspace

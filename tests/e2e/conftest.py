@@ -16,8 +16,10 @@ gateway is polled on `/ready` until a deadline.
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,6 +37,7 @@ AGENT_SCRIPT = REPO_ROOT / 'tests' / 'agents' / 'sdk_agent.py'
 AGENT_READY_SECONDS_MAX = 30.0
 GATEWAY_READY_SECONDS_MAX = 30.0
 PROCESS_STOP_SECONDS_MAX = 10.0
+PSQL_SECONDS_MAX = 60.0
 
 # The running session's E2E, for the report hook.
 _SESSION: dict[str, 'E2E'] = {}
@@ -281,3 +284,77 @@ def extra_agent(e2e: E2E, tmp_path_factory: pytest.TempPathFactory):
         yield f'http://127.0.0.1:{port}/'
     finally:
         proc.stop()
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+# SUPERX_TEST_DATABASE_URL is the admin URL of a server the tests may create databases on;
+# tests/run.sh starts a throwaway one (tests/postgres.sh) or passes DATABASE_URL through.
+
+_DB_COUNTER = itertools.count()
+
+
+def _psql_program() -> str:
+    """psql from SUPERX_PG_BIN, else the newest /usr/lib/postgresql/<version>/bin, else PATH."""
+    dirs = []
+    if os.environ.get('SUPERX_PG_BIN'):
+        dirs.append(Path(os.environ['SUPERX_PG_BIN']))
+
+    def version(path: Path) -> tuple[int, ...]:
+        try:
+            return tuple(int(p) for p in path.parent.name.split('.'))
+        except ValueError:
+            return ()
+
+    dirs += sorted(Path('/usr/lib/postgresql').glob('*/bin'), key=version, reverse=True)
+    for d in dirs:
+        if (d / 'psql').is_file():
+            return str(d / 'psql')
+    found = shutil.which('psql')
+    if found is None:
+        pytest.fail('psql not found in SUPERX_PG_BIN, /usr/lib/postgresql/*/bin or PATH')
+    return found
+
+
+def _psql(url: str, sql: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [_psql_program(), url, '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', sql],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=PSQL_SECONDS_MAX,
+        env=dict(os.environ, PGCONNECT_TIMEOUT='10'),
+    )
+
+
+def _with_database(url: str, name: str) -> str:
+    """`url` with its database (the path) replaced by `name`; the query string is kept."""
+    base, sep, query = url.partition('?')
+    scheme_end = base.find('://')
+    authority = scheme_end + 3 if scheme_end >= 0 else 0
+    slash = base.find('/', authority)
+    if slash >= 0:
+        base = base[:slash]
+    return f'{base}/{name}{sep}{query}'
+
+
+@pytest.fixture
+def database_url():
+    """A fresh database on SUPERX_TEST_DATABASE_URL's server, for one test; yields its URL and
+    drops it afterwards. Skips the test when SUPERX_TEST_DATABASE_URL is unset."""
+    admin_url = os.environ.get('SUPERX_TEST_DATABASE_URL', '')
+    if not admin_url:
+        pytest.skip(
+            'SUPERX_TEST_DATABASE_URL is unset (tests/run.sh sets it: it starts a throwaway '
+            'PostgreSQL, or uses DATABASE_URL)'
+        )
+    name = f'superx_e2e_{os.getpid()}_{next(_DB_COUNTER)}_{time.time_ns()}'
+    created = _psql(admin_url, f'CREATE DATABASE "{name}"')
+    if created.returncode != 0:
+        pytest.fail(f'could not create database {name} on {admin_url}: {created.stderr.strip()}')
+    try:
+        yield _with_database(admin_url, name)
+    finally:
+        try:
+            _psql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except (OSError, subprocess.SubprocessError):
+            pass  # the server is gone or hangs; the database goes with the server

@@ -4,9 +4,7 @@
 //! every acknowledged write and every read), and a restarted node catching up from a
 //! snapshot.
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::path::PathBuf;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,160 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::fake_agent;
-use crate::support::{Node, command, wait_until};
-
-/// A cluster member's fixed addresses and data dir, so it can be killed and restarted.
-struct Member {
-    id: u64,
-    api: String,
-    raft: String,
-    dir: PathBuf,
-}
-
-struct Cluster {
-    members: Vec<Member>,
-    nodes: HashMap<u64, Node>,
-    peers: String,
-    agents_file: PathBuf,
-    env: Vec<(String, String)>,
-    _tmp: tempfile::TempDir,
-}
-
-fn port_on(ip: &str) -> u16 {
-    std::net::TcpListener::bind(format!("{ip}:0")).unwrap().local_addr().unwrap().port()
-}
-
-impl Cluster {
-    fn new(size: u64, agent_url: &str, env: &[(&str, &str)]) -> Cluster {
-        let tmp = tempfile::tempdir().unwrap();
-        let members: Vec<Member> = (1..=size)
-            .map(|id| {
-                let ip = format!("127.0.0.{id}");
-                Member {
-                    id,
-                    api: format!("{ip}:{}", port_on(&ip)),
-                    raft: format!("{ip}:{}", port_on(&ip)),
-                    dir: tmp.path().join(format!("n{id}")),
-                }
-            })
-            .collect();
-        let peers = members.iter().map(|m| format!("{}={}@{}", m.id, m.raft, m.api)).collect::<Vec<_>>().join(",");
-        let agents_file = tmp.path().join("agents.yml");
-        let mut f = std::fs::File::create(&agents_file).unwrap();
-        writeln!(f, "agents:\n  echo:\n    url: {agent_url}\n").unwrap();
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut cluster = Cluster { members, nodes: HashMap::new(), peers, agents_file, env, _tmp: tmp };
-        for id in 1..=size {
-            cluster.spawn(id);
-        }
-        for id in 1..=size {
-            cluster.wait_ready(id);
-        }
-        cluster.wait_voters(size.min(3) as usize);
-        cluster
-    }
-
-    fn member(&self, id: u64) -> &Member {
-        &self.members[(id - 1) as usize]
-    }
-
-    fn spawn(&mut self, id: u64) {
-        let m = self.member(id);
-        let node_id = id.to_string();
-        let agents = self.agents_file.to_str().unwrap().to_owned();
-        let args = [
-            "--node-id",
-            &node_id,
-            "--listen",
-            &m.api,
-            "--raft-listen",
-            &m.raft,
-            "--peers",
-            &self.peers,
-            "--agents-file",
-            &agents,
-        ];
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let child = command(&m.dir, &args, &env).spawn().expect("spawn superx");
-        let base = format!("http://{}", m.api);
-        self.nodes.insert(id, Node { child, base });
-    }
-
-    fn wait_ready(&self, id: u64) {
-        let url = format!("{}/ready", self.base(id));
-        wait_until(Duration::from_secs(30), || crate::support::get(&url).is_some_and(|(s, _)| s == 200));
-    }
-
-    /// Waits until the cluster has formed: this many voters in the membership.
-    fn wait_voters(&self, voters: usize) {
-        wait_until(Duration::from_secs(30), || {
-            self.nodes.keys().any(|id| self.status(*id)["voters"].as_array().is_some_and(|v| v.len() == voters))
-        });
-    }
-
-    fn base(&self, id: u64) -> String {
-        format!("http://{}", self.member(id).api)
-    }
-
-    /// Kills a node with SIGKILL: no shutdown, no flush.
-    fn kill(&mut self, id: u64) {
-        if let Some(mut node) = self.nodes.remove(&id) {
-            node.child.kill().unwrap();
-            node.child.wait().unwrap();
-        }
-    }
-
-    fn status(&self, id: u64) -> Value {
-        rpc(&self.base(id), "/rpc", "cluster/status", json!({}), None)["result"].clone()
-    }
-
-    fn leader(&self) -> u64 {
-        let mut leader = 0;
-        wait_until(Duration::from_secs(20), || {
-            leader = self
-                .nodes
-                .keys()
-                .find_map(|id| {
-                    let s = self.status(*id);
-                    (s["role"] == "leader").then_some(*id)
-                })
-                .unwrap_or(0);
-            leader != 0
-        });
-        leader
-    }
-}
-
-fn client() -> reqwest::blocking::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
-}
-
-fn rpc(base: &str, path: &str, method: &str, params: Value, read: Option<&str>) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let mut req = client().post(format!("{base}{path}")).header("A2A-Version", "1.0").json(&body);
-    if let Some(mode) = read {
-        req = req.header("SuperX-Read", mode);
-    }
-    match req.send().and_then(|r| r.json::<Value>()) {
-        Ok(v) => v,
-        Err(e) => json!({"error": {"code": 0, "message": format!("transport: {e}")}}),
-    }
-}
-
-fn send(base: &str, text: &str) -> Result<Value, Value> {
-    let params = json!({"message": {"messageId": text, "role": "ROLE_USER", "parts": [{"text": text}]}});
-    let reply = rpc(base, "/agents/echo", "SendMessage", params, None);
-    match reply.get("result") {
-        Some(r) => Ok(r["task"].clone()),
-        None => Err(reply["error"].clone()),
-    }
-}
-
-fn get_task(base: &str, id: &str, read: Option<&str>) -> Option<Value> {
-    let reply = rpc(base, "/agents/echo", "GetTask", json!({"id": id}), read);
-    reply.get("result").cloned()
-}
+use crate::support::{Cluster, call, get_task, send, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_node_survives_kill_9_with_every_acknowledged_task() {
@@ -251,7 +96,7 @@ async fn leader_killed_under_load_loses_no_acknowledged_write() {
         let survivors: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
         for id in &survivors {
             for (task, _) in &h.acked {
-                let reply = rpc(&cluster.base(*id), "/agents/echo", "GetTask", json!({"id": task}), None);
+                let reply = call(&cluster.base(*id), "/agents/echo", "GetTask", json!({"id": task}), None);
                 assert!(reply.get("result").is_some(), "acknowledged task {task} missing on node {id}: {reply}");
             }
         }
@@ -296,7 +141,7 @@ fn run_load(bases: &[(u64, String)], history: &Mutex<History>, stop: &AtomicBool
                 None => {
                     // A read that fails is fine while its node is down; one that answers
                     // "not found" for an acknowledged task is a lost write.
-                    let reply = rpc(reader, "/agents/echo", "GetTask", json!({"id": id}), None);
+                    let reply = call(reader, "/agents/echo", "GetTask", json!({"id": id}), None);
                     if reply["error"]["code"] == -32001 {
                         history.lock().unwrap().backwards.push(id);
                     }

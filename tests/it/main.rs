@@ -3,6 +3,7 @@
 //! One test binary with modules (fast to link); each test starts its own node on a free port
 //! and waits on conditions with deadlines, never on guessed sleeps.
 
+mod archive;
 mod bad_config;
 mod cluster;
 mod config;
@@ -12,5 +13,6 @@ mod formation;
 mod gossip_cluster;
 mod kubernetes;
 mod partition;
+mod postgres;
 mod streaming;
 mod support;

@@ -1,9 +1,14 @@
 //! Starting and stopping `superx` processes for tests.
 
+use std::collections::HashMap;
+use std::io::Write;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
 use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_superx");
 
@@ -78,7 +83,7 @@ pub fn wait_until(deadline: Duration, mut ok: impl FnMut() -> bool) {
 
 fn client() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 
 /// GET, returning status and body (None when the node does not answer).
@@ -91,4 +96,154 @@ pub fn get(url: &str) -> Option<(u16, String)> {
 pub fn rpc(base: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     client().post(format!("{base}/rpc")).json(&body).send().unwrap().json().unwrap()
+}
+
+/// A cluster member's fixed addresses and data dir, so it can be killed and restarted.
+pub struct Member {
+    pub id: u64,
+    pub api: String,
+    pub raft: String,
+    pub dir: PathBuf,
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub nodes: HashMap<u64, Node>,
+    peers: String,
+    agents_file: PathBuf,
+    env: Vec<(String, String)>,
+    _tmp: tempfile::TempDir,
+}
+
+pub fn port_on(ip: &str) -> u16 {
+    std::net::TcpListener::bind(format!("{ip}:0")).unwrap().local_addr().unwrap().port()
+}
+
+impl Cluster {
+    pub fn new(size: u64, agent_url: &str, env: &[(&str, &str)]) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let members: Vec<Member> = (1..=size)
+            .map(|id| {
+                let ip = format!("127.0.0.{id}");
+                Member {
+                    id,
+                    api: format!("{ip}:{}", port_on(&ip)),
+                    raft: format!("{ip}:{}", port_on(&ip)),
+                    dir: tmp.path().join(format!("n{id}")),
+                }
+            })
+            .collect();
+        let peers = members.iter().map(|m| format!("{}={}@{}", m.id, m.raft, m.api)).collect::<Vec<_>>().join(",");
+        let agents_file = tmp.path().join("agents.yml");
+        let mut f = std::fs::File::create(&agents_file).unwrap();
+        writeln!(f, "agents:\n  echo:\n    url: {agent_url}\n").unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut cluster = Cluster { members, nodes: HashMap::new(), peers, agents_file, env, _tmp: tmp };
+        for id in 1..=size {
+            cluster.spawn(id);
+        }
+        for id in 1..=size {
+            cluster.wait_ready(id);
+        }
+        cluster.wait_voters(size.min(3) as usize);
+        cluster
+    }
+
+    pub fn member(&self, id: u64) -> &Member {
+        &self.members[(id - 1) as usize]
+    }
+
+    pub fn spawn(&mut self, id: u64) {
+        let m = self.member(id);
+        let node_id = id.to_string();
+        let agents = self.agents_file.to_str().unwrap().to_owned();
+        let args = [
+            "--node-id",
+            &node_id,
+            "--listen",
+            &m.api,
+            "--raft-listen",
+            &m.raft,
+            "--peers",
+            &self.peers,
+            "--agents-file",
+            &agents,
+        ];
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let child = command(&m.dir, &args, &env).spawn().expect("spawn superx");
+        let base = format!("http://{}", m.api);
+        self.nodes.insert(id, Node { child, base });
+    }
+
+    pub fn wait_ready(&self, id: u64) {
+        let url = format!("{}/ready", self.base(id));
+        wait_until(Duration::from_secs(30), || crate::support::get(&url).is_some_and(|(s, _)| s == 200));
+    }
+
+    /// Waits until the cluster has formed: this many voters in the membership.
+    pub fn wait_voters(&self, voters: usize) {
+        wait_until(Duration::from_secs(30), || {
+            self.nodes.keys().any(|id| self.status(*id)["voters"].as_array().is_some_and(|v| v.len() == voters))
+        });
+    }
+
+    pub fn base(&self, id: u64) -> String {
+        format!("http://{}", self.member(id).api)
+    }
+
+    /// Kills a node with SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut node) = self.nodes.remove(&id) {
+            node.child.kill().unwrap();
+            node.child.wait().unwrap();
+        }
+    }
+
+    pub fn status(&self, id: u64) -> Value {
+        call(&self.base(id), "/rpc", "cluster/status", json!({}), None)["result"].clone()
+    }
+
+    pub fn leader(&self) -> u64 {
+        let mut leader = 0;
+        wait_until(Duration::from_secs(20), || {
+            leader = self
+                .nodes
+                .keys()
+                .find_map(|id| {
+                    let s = self.status(*id);
+                    (s["role"] == "leader").then_some(*id)
+                })
+                .unwrap_or(0);
+            leader != 0
+        });
+        leader
+    }
+}
+
+/// A JSON-RPC call as an A2A 1.0 client, to any path, with an optional read mode; a
+/// transport failure comes back as an error object with code 0.
+pub fn call(base: &str, path: &str, method: &str, params: Value, read: Option<&str>) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let mut req = client().post(format!("{base}{path}")).header("A2A-Version", "1.0").json(&body);
+    if let Some(mode) = read {
+        req = req.header("SuperX-Read", mode);
+    }
+    match req.send().and_then(|r| r.json::<Value>()) {
+        Ok(v) => v,
+        Err(e) => json!({"error": {"code": 0, "message": format!("transport: {e}")}}),
+    }
+}
+
+pub fn send(base: &str, text: &str) -> Result<Value, Value> {
+    let params = json!({"message": {"messageId": text, "role": "ROLE_USER", "parts": [{"text": text}]}});
+    let reply = call(base, "/agents/echo", "SendMessage", params, None);
+    match reply.get("result") {
+        Some(r) => Ok(r["task"].clone()),
+        None => Err(reply["error"].clone()),
+    }
+}
+
+pub fn get_task(base: &str, id: &str, read: Option<&str>) -> Option<Value> {
+    let reply = call(base, "/agents/echo", "GetTask", json!({"id": id}), read);
+    reply.get("result").cloned()
 }
