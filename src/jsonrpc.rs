@@ -126,6 +126,16 @@ impl RpcError {
         }
     }
 
+    /// Conditions that share the internal-error code but are worth retrying get their own
+    /// `ErrorInfo.reason`, so a 1.0 client can tell "retry" from "bug".
+    fn retryable_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Overloaded(_) => Some("OVERLOADED"),
+            Self::Unavailable(_) => Some("UNAVAILABLE"),
+            _ => None,
+        }
+    }
+
     /// The `ErrorInfo.reason` for a code (SDK 1.3.0's names), if it has one.
     fn reason(code: i64) -> Option<&'static str> {
         Some(match code {
@@ -154,7 +164,7 @@ impl RpcError {
         let data = match (self, version) {
             (Self::Upstream { data: Some(d), .. }, ProtocolVersion::V10) if d.is_array() => Some(d.clone()),
             (Self::Upstream { data: Some(d), .. }, ProtocolVersion::V03) if !d.is_array() => Some(d.clone()),
-            (_, ProtocolVersion::V10) => Self::reason(code).map(|r| json!([error_info(r)])),
+            (_, ProtocolVersion::V10) => self.retryable_reason().or(Self::reason(code)).map(|r| json!([error_info(r)])),
             (_, ProtocolVersion::V03) => None,
         };
         if let Some(data) = data {
