@@ -277,12 +277,16 @@ impl Archive {
         rows.into_iter().map(decode_row).collect()
     }
 
-    /// How many archived tasks match the query (the cursor does not count).
-    pub async fn count(&self, q: &ListQuery<'_>) -> Result<u64, ArchiveError> {
-        let mut sql = QueryBuilder::<Postgres>::new("SELECT count(*) FROM archived_tasks WHERE true");
+    /// How many archived tasks match the query (the cursor does not count), and how many of
+    /// `ids` the archive holds, in one statement (one snapshot of the table, so a batch
+    /// written meanwhile is in both counts or in neither).
+    pub async fn count(&self, q: &ListQuery<'_>, ids: &[&str]) -> Result<(u64, u64), ArchiveError> {
+        let mut sql = QueryBuilder::<Postgres>::new("SELECT (SELECT count(*) FROM archived_tasks WHERE true");
         push_filters(&mut sql, q);
-        let (n,): (i64,) = sql.build_query_as().fetch_one(&self.pool).await.map_err(|e| self.read_failed(e))?;
-        Ok(n as u64)
+        sql.push("), (SELECT count(*) FROM archived_tasks WHERE task_id = ANY(").push_bind(ids).push("))");
+        let (n, present): (i64, i64) =
+            sql.build_query_as().fetch_one(&self.pool).await.map_err(|e| self.read_failed(e))?;
+        Ok((n as u64, present as u64))
     }
 
     fn read_failed(&self, e: sqlx::Error) -> ArchiveError {

@@ -184,6 +184,10 @@ pub struct ListPage<'a> {
     pub total_size: usize,
     /// Of those, how many the archive holds too.
     pub archived_matching: usize,
+    /// Of those, the terminal ones not marked archived yet: the archiver may have written
+    /// them already (its mark not applied here yet), so a count over memory and archive
+    /// checks these ids in the archive.
+    pub waiting_for_archive: Vec<&'a str>,
 }
 
 impl Tables {
@@ -234,10 +238,15 @@ impl Tables {
             more: false,
             total_size: 0,
             archived_matching: 0,
+            waiting_for_archive: vec![],
         };
         for entry in self.recency.values().rev().filter_map(|id| self.task(id)).filter(|e| q.matches(e)) {
             page.total_size += 1;
-            page.archived_matching += usize::from(self.is_archived(entry));
+            match entry.terminal_seq {
+                Some(ts) if self.archived.contains_key(&ts) => page.archived_matching += 1,
+                Some(_) => page.waiting_for_archive.push(&entry.task.id),
+                None => {}
+            }
             if !q.is_after_cursor(entry.seq, &entry.task.id) {
                 continue;
             }
