@@ -68,6 +68,9 @@ pub struct GossipCluster {
     pub shared_gossip_port: Option<u16>,
     pub agents_file: PathBuf,
     pub acked: Vec<Acked>,
+    /// Slot n's address is this prefix and n. A test whose firewall rules match addresses
+    /// uses a prefix of its own, so the rules touch no other test running at the same time.
+    pub ip_prefix: String,
     tmp: Option<tempfile::TempDir>,
 }
 
@@ -121,6 +124,7 @@ impl GossipCluster {
             shared_gossip_port: None,
             agents_file,
             acked: Vec::new(),
+            ip_prefix: "127.0.0.".into(),
             tmp: Some(tmp),
         }
     }
@@ -134,9 +138,9 @@ impl GossipCluster {
         self.env.push((key.to_owned(), value.to_owned()));
     }
 
-    /// Reserves slot `n` on 127.0.0.n.
+    /// Reserves slot `n` on `<ip_prefix>n` (127.0.0.n by default).
     pub fn add(&mut self, n: u64, node_id_flag: bool) {
-        let ip = format!("127.0.0.{n}");
+        let ip = format!("{}{n}", self.ip_prefix);
         let gossip_port = self.shared_gossip_port.unwrap_or_else(|| udp_port_on(&ip));
         let slot = Slot {
             api: format!("{ip}:{}", tcp_port_on(&ip)),

@@ -1,4 +1,4 @@
-//! A network partition on loopback: a 3-node gossip cluster on 127.0.0.1-3, its leader cut off
+//! A network partition on loopback: a 3-node gossip cluster on 127.0.1.1-3, its leader cut off
 //! from the other two with nftables. The minority refuses writes with the retryable error, the
 //! majority elects a leader and goes on, and once healed the old leader converges. No
 //! acknowledged write is lost.
@@ -105,6 +105,8 @@ async fn isolated_leader_refuses_writes_majority_goes_on_and_the_healed_node_con
     let agent_port: u16 = agent.url.trim_end_matches('/').rsplit(':').next().unwrap().parse().unwrap();
     tokio::task::spawn_blocking(move || {
         let mut c = GossipCluster::new(&agent.url);
+        // Addresses no other test uses: the rules drop by address, machine-wide.
+        c.ip_prefix = "127.0.1.".into();
         // Node processes run as other uids: they must reach their dirs.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(c.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -191,14 +193,14 @@ fn connects(from: &str, to: &std::net::TcpListener) -> bool {
 #[test]
 fn nft_partition_cuts_node_addresses_but_not_the_test_client() {
     let listen = |ip: &str| std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
-    let (l1, l2, l3) = (listen("127.0.0.1"), listen("127.0.0.2"), listen("127.0.0.3"));
+    let (l1, l2, l3) = (listen("127.0.2.1"), listen("127.0.2.2"), listen("127.0.2.3"));
     let uid = UID_BASE + 90;
-    let partition = Partition::isolate(("127.0.0.1", uid), &[("127.0.0.2", uid + 1), ("127.0.0.3", uid + 2)], 9);
-    assert!(!connects("127.0.0.1", &l2), "isolated -> other got through");
-    assert!(!connects("127.0.0.3", &l1), "other -> isolated got through");
-    assert!(connects("127.0.0.2", &l3), "the majority cannot talk");
+    let partition = Partition::isolate(("127.0.2.1", uid), &[("127.0.2.2", uid + 1), ("127.0.2.3", uid + 2)], 9);
+    assert!(!connects("127.0.2.1", &l2), "isolated -> other got through");
+    assert!(!connects("127.0.2.3", &l1), "other -> isolated got through");
+    assert!(connects("127.0.2.2", &l3), "the majority cannot talk");
     assert!(connects(CLIENT_IP, &l1), "the test client cannot reach the isolated node");
     assert!(connects(CLIENT_IP, &l2), "the test client cannot reach the majority");
     drop(partition);
-    assert!(connects("127.0.0.1", &l2), "still cut after the table was deleted");
+    assert!(connects("127.0.2.1", &l2), "still cut after the table was deleted");
 }
