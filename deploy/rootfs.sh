@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Lays out the root filesystem of the superx image from binaries built on this machine:
 #   deploy/rootfs.sh [--out DIR] SUPERX_BINARY [MORE_BINARIES...]
-# Each binary goes to DIR/usr/local/bin/ with every shared library `ldd` names (and the
-# dynamic loader) at its own path, plus /etc/passwd and /etc/group with the `superx` user
-# (uid/gid 10001), /etc/nsswitch.conf, the CA bundle (for https agents) and an empty /data.
+# DIR/root is the image's tree: each binary in /usr/local/bin/ with every shared library `ldd`
+# names (and the dynamic loader) at its own path, /etc/passwd and /etc/group with the
+# `superx` user (uid/gid 10001), /etc/nsswitch.conf and the CA bundle (for https agents).
+# DIR/data is the initial /data, copied apart so that the directory itself belongs to 10001.
 # No shell, no package manager: `FROM scratch` + this directory is the whole image.
 # deploy/Dockerfile's `prebuilt` target copies DIR (default deploy/.rootfs); its source build
 # runs this same script inside the Rust build stage.
@@ -17,7 +18,9 @@ fi
 [ "$#" -ge 1 ] || { echo "usage: $0 [--out DIR] SUPERX_BINARY [MORE_BINARIES...]" >&2; exit 2; }
 
 rm -rf "$out"
-mkdir -p "$out/usr/local/bin" "$out/etc/ssl/certs" "$out/data"
+data="$out/data"
+out="$out/root"
+mkdir -p "$out/usr/local/bin" "$out/etc/ssl/certs" "$data"
 
 copy_with_parents() {
   local src="$1"
@@ -27,7 +30,12 @@ copy_with_parents() {
 
 for bin in "$@"; do
   [ -x "$bin" ] || { echo "error: $bin is not an executable" >&2; exit 1; }
-  cp -L "$bin" "$out/usr/local/bin/$(basename "$bin")"
+  # Debug info is for debuggers, not for the image (a debug build's binary is mostly that).
+  if command -v strip >/dev/null; then
+    strip --strip-debug -o "$out/usr/local/bin/$(basename "$bin")" "$bin"
+  else
+    cp -L "$bin" "$out/usr/local/bin/$(basename "$bin")"
+  fi
   # Lines look like "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or, for the
   # loader, "/lib64/ld-linux-x86-64.so.2 (0x...)". A static binary has none.
   while read -r lib; do
@@ -48,7 +56,6 @@ echo "hosts: files dns" >"$out/etc/nsswitch.conf"
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
   cp /etc/ssl/certs/ca-certificates.crt "$out/etc/ssl/certs/"
 fi
-# The data dir's contents are copied with the image's owner (10001) by the Dockerfile; a
-# named volume mounted there starts from them.
-touch "$out/data/.superx-image"
-echo "rootfs in $out: $(du -sh "$out" | cut -f1)"
+# A named volume mounted on /data starts as a copy of it, owner included.
+touch "$data/.superx-image"
+echo "rootfs in $(dirname "$out"): $(du -sh "$out" | cut -f1)"

@@ -13,6 +13,7 @@
 //! - [`archive`]: terminal tasks into Postgres (the archiver on the leader) and back.
 //! - [`codec`]: the one bincode codec for stored bytes.
 //! - [`config`], [`telemetry`]: startup.
+//! - [`probe`]: `superx probe`, the health check of the shell-less container image.
 #![forbid(unsafe_code)]
 
 pub mod a2a;
@@ -24,6 +25,7 @@ pub mod gateway;
 pub mod http;
 pub mod jsonrpc;
 pub mod membership;
+pub mod probe;
 pub mod rpc;
 pub mod sse;
 pub mod state;

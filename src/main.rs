@@ -67,6 +67,15 @@ enum Command {
         #[arg(long, env = "SUPERX_URL", default_value = "http://127.0.0.1:4000")]
         url: String,
     },
+    /// Check this node's health (exit 0 on HTTP 200): the container image's HEALTHCHECK.
+    Probe {
+        /// The node's API (default http://127.0.0.1:$PORT, PORT defaulting to 4000).
+        #[arg(long)]
+        url: Option<String>,
+        /// /health (the process serves) or /ready (it knows a leader and has caught up).
+        #[arg(long, default_value = "/health")]
+        path: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +83,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let overrides = match cli.command {
         Command::Leave { url } => return leave(&url),
+        Command::Probe { url, path } => return probe(url, &path),
         Command::Serve(args) => {
             let ServeArgs {
                 listen,
@@ -181,6 +191,28 @@ fn leave(url: &str) -> ExitCode {
         }
         Err(e) => {
             eprintln!("superx leave: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `superx probe`: one GET of the node's own health endpoint.
+fn probe(url: Option<String>, path: &str) -> ExitCode {
+    let url = url.unwrap_or_else(|| superx::probe::default_url(std::env::var("PORT").ok().as_deref()));
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("superx: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(superx::probe::check(&url, path)) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("superx probe: {e}");
             ExitCode::FAILURE
         }
     }

@@ -8,7 +8,11 @@
 # which case that server is used instead, builds the workspace (debug), runs the Rust tests
 # (cargo nextest, or cargo test when nextest is absent), then runs the end-to-end tests in
 # tests/e2e against target/debug/superx with real A2A SDK agents.
-# Exits non-zero if any step fails.
+# The deployment files are validated first (tests/deploy/validate.sh), and the container
+# tests (tests/deploy/containers.py: the image from the debug binaries, 3 nodes on a Docker
+# network under kills, a partition, a full restart and scaling) run in the background beside
+# the Rust and end-to-end tests; their log is printed at the end. They need a Docker engine
+# (no registry, no base image). Exits non-zero if any step fails.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -109,8 +113,44 @@ step "postgres"
 ensure_postgres_packages
 start_test_postgres
 
+step "deployment files (tests/deploy/validate.sh)"
+PY="$PY" bash tests/deploy/validate.sh
+
 step "cargo build --workspace"
 cargo build --workspace
+
+# The container tests take a few minutes, mostly waiting on the cluster: they run beside the
+# Rust tests. Stopped (and their containers removed) if this script exits first.
+step "container tests (tests/deploy/containers.py) started in the background"
+command -v docker >/dev/null && docker info >/dev/null 2>&1 \
+  || { echo "error: the container tests need a running Docker engine (docker info failed)" >&2; exit 1; }
+CONTAINERS_LOG="$(mktemp -t superx-containers.XXXXXX.log)"
+"$PY" -u tests/deploy/containers.py \
+  --superx-bin "${CARGO_TARGET_DIR:-target}/debug/superx" \
+  --echo-bin "${CARGO_TARGET_DIR:-target}/debug/superx-echo-agent" >"$CONTAINERS_LOG" 2>&1 &
+CONTAINERS_PID=$!
+echo "pid $CONTAINERS_PID, log $CONTAINERS_LOG"
+stop_container_tests() {
+  if [ -n "${CONTAINERS_PID:-}" ] && kill -0 "$CONTAINERS_PID" 2>/dev/null; then
+    kill -TERM "$CONTAINERS_PID" 2>/dev/null || true
+    wait "$CONTAINERS_PID" 2>/dev/null || true
+    cat "$CONTAINERS_LOG"
+  fi
+}
+# Composed with the EXIT trap already set (the test Postgres's); in a function so `set --`
+# does not touch this script's arguments.
+add_exit_trap() {
+  local command="$1" previous
+  previous="$(trap -p EXIT)"
+  if [ -n "$previous" ]; then
+    eval "set -- $previous"  # -> trap -- 'command' EXIT
+    # shellcheck disable=SC2064
+    trap "$command; $3" EXIT
+  else
+    trap "$command" EXIT
+  fi
+}
+add_exit_trap stop_container_tests
 
 step "rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
@@ -124,3 +164,10 @@ step "end-to-end tests (tests/e2e)"
 export SUPERX_BIN="${SUPERX_BIN:-${CARGO_TARGET_DIR:-target}/debug/superx}"
 unset SUPERX_E2E_DIRECT
 "$PY" -m pytest tests/e2e -p no:cacheprovider -q "$@"
+
+step "container tests (tests/deploy/containers.py)"
+containers_status=0
+wait "$CONTAINERS_PID" || containers_status=$?
+CONTAINERS_PID=""
+cat "$CONTAINERS_LOG"
+[ "$containers_status" -eq 0 ] || { echo "error: the container tests failed ($containers_status)" >&2; exit 1; }
