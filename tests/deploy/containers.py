@@ -17,6 +17,9 @@ acknowledged write:
 At the end every acknowledged task must be readable on every node (most of them only from
 the archive by then: archived tasks leave memory after 2 s) and be in Postgres. It prints
 how many writes were acknowledged, failed with a retryable error, and lost (must be 0).
+Then deploy/compose.yaml itself is brought up with the same images (its own project,
+subnet and host ports), one task is sent through it and read back on every node and in
+its Postgres, and it is brought down with its volumes.
 Every wait is on a condition with a deadline. Every container, network, volume and image
 is named with a unique prefix and removed at the end, also on failure or SIGTERM.
 """
@@ -119,7 +122,9 @@ class Docker:
         ids = run('docker', 'ps', '-aq', '--filter', f'name={self.prefix}-', check=False, quiet=True).stdout.split()
         if ids:
             run('docker', 'rm', '-f', '-v', *ids, check=False)
-        run('docker', 'network', 'rm', self.network, check=False, quiet=True)
+        nets = run('docker', 'network', 'ls', '-q', '--filter', f'name={self.prefix}-', check=False, quiet=True)
+        if nets.stdout.split():
+            run('docker', 'network', 'rm', *nets.stdout.split(), check=False)
         vols = run('docker', 'volume', 'ls', '-q', '--filter', f'name={self.prefix}-', check=False, quiet=True)
         if vols.stdout.split():
             run('docker', 'volume', 'rm', '-f', *vols.stdout.split(), check=False)
@@ -128,7 +133,7 @@ class Docker:
         left = run('docker', 'ps', '-aq', '--filter', f'name={self.prefix}-', check=False, quiet=True).stdout.split()
         left += run('docker', 'volume', 'ls', '-q', '--filter', f'name={self.prefix}-', check=False,
                     quiet=True).stdout.split()
-        left += run('docker', 'network', 'ls', '-q', '--filter', f'name={self.network}', check=False,
+        left += run('docker', 'network', 'ls', '-q', '--filter', f'name={self.prefix}-', check=False,
                     quiet=True).stdout.split()
         if left:
             log(f'warning: left behind: {left}')
@@ -439,6 +444,65 @@ def verify(d: Docker, cluster: Cluster, load: Load) -> dict:
             'archived_in_postgres': len(want & in_pg), 'reads': len(jobs)}
 
 
+def compose_command() -> list[str]:
+    if shutil.which('docker-compose'):
+        return ['docker-compose']
+    return ['docker', 'compose']
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def compose_smoke(d: Docker, image: str, pg_image: str) -> None:
+    """deploy/compose.yaml as README runs it, with this run's images, subnet and ports."""
+    project = d.name('compose')
+    ports = [free_port() for _ in range(3)]
+    base = compose_command() + ['-p', project, '-f', str(ROOT / 'deploy' / 'compose.yaml')]
+    env = dict(os.environ, SUPERX_IMAGE=image, POSTGRES_IMAGE=pg_image,
+               **{f'SUPERX_PORT_{i}': str(p) for i, p in enumerate(ports)})
+    log(f'5. deploy/compose.yaml up (project {project}, API on 127.0.0.1:{ports})')
+    for _ in range(20):
+        env['SUPERX_SUBNET'] = f'10.{random.randint(100, 250)}.{random.randint(0, 255)}'
+        proc = subprocess.run(base + ['up', '-d'], env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode == 0:
+            break
+        if 'overlap' not in proc.stderr and 'Pool' not in proc.stderr:
+            raise Failed(f'compose up failed: {proc.stderr.strip()}')
+        subprocess.run(base + ['down', '-v'], env=env, capture_output=True, timeout=120)
+    else:
+        raise Failed(f'compose up: no free subnet: {proc.stderr.strip()}')
+    http = httpx.Client(timeout=httpx.Timeout(5.0, connect=1.0), trust_env=False)
+    urls = [f'http://127.0.0.1:{p}' for p in ports]
+    wait_for('the compose cluster ready on every node',
+             lambda: all(http.get(u + '/ready').status_code == 200 for u in urls), 120)
+    send = {'jsonrpc': '2.0', 'id': 1, 'method': 'SendMessage', 'params': {'message': {
+        'messageId': str(uuid.uuid4()), 'role': 'ROLE_USER', 'parts': [{'text': 'hello compose'}]}}}
+    a2a = {'A2A-Version': '1.0'}
+    reply = wait_for('a task through compose node 2',
+                     lambda: (r := http.post(urls[1] + '/agents/echo', json=send, headers=a2a).json()).get('result')
+                     and r, 60)
+    task_id = reply['result']['task']['id']
+    for u in urls:
+        got = http.post(u + '/agents/echo', headers=a2a,
+                        json={'jsonrpc': '2.0', 'id': 2, 'method': 'GetTask', 'params': {'id': task_id}}).json()
+        if got.get('result', {}).get('status', {}).get('state') != 'TASK_STATE_COMPLETED':
+            raise Failed(f'compose: GetTask {task_id} on {u}: {got}')
+    pg = run(*base, 'ps', '-q', 'postgres').stdout.strip()
+    wait_for(f'compose: task {task_id} archived in its Postgres', lambda: task_id in run(
+        'docker', 'exec', '-e', 'PGPASSWORD=superx', pg, 'psql', '-h', '127.0.0.1', '-U', 'superx', '-d', 'superx',
+        '-At', '-c', 'SELECT task_id FROM archived_tasks').stdout.split(), 60, interval=0.5)
+    wait_for('compose: every superx container healthy (the image HEALTHCHECK)', lambda: all(
+        run('docker', 'inspect', '-f', '{{.State.Health.Status}}', c).stdout.strip() == 'healthy'
+        for c in run(*base, 'ps', '-q', 'superx-0', 'superx-1', 'superx-2').stdout.split()), 60, interval=1)
+    subprocess.run(base + ['down', '-v'], env=env, capture_output=True, text=True, timeout=120, check=True)
+    log(f'   compose: 3 nodes ready and healthy, task {task_id} read on every node and archived; down -v')
+
+
 def dump_logs(d: Docker) -> None:
     names = run('docker', 'ps', '-a', '--format', '{{.Names}}', '--filter', f'name={d.prefix}-', check=False,
                 quiet=True).stdout.split()
@@ -470,6 +534,7 @@ def main() -> int:
         cluster = Cluster(d, image, pg_image)
         load = Load(cluster)
         result = scenario(d, cluster, load)
+        compose_smoke(d, image, pg_image)
         print(json.dumps(result, indent=2), flush=True)
         log(f'acknowledged {result["acknowledged"]}, failed with a retryable error {result["retryable_failed"]}, '
             f'lost {result["lost"]} (other failures {result["other_failed"]}); '
