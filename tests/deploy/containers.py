@@ -435,12 +435,15 @@ def verify(d: Docker, cluster: Cluster, load: Load) -> dict:
         return None
 
     jobs = [(node, t) for t in acked for node in range(CORE_NODES)]
+    lost_ids: set[str] = set()
     with concurrent.futures.ThreadPoolExecutor(CHECK_WORKERS) as pool:
-        for problem in pool.map(check, jobs):
+        for (_, task_id), problem in zip(jobs, pool.map(check, jobs)):
             if problem:
                 lost.append(problem)
+                lost_ids.add(task_id)
+    # A write is lost when any node cannot show it as acknowledged.
     return {'acknowledged': len(acked), 'retryable_failed': load.retryable, 'other_failed': len(load.other),
-            'lost': len(lost), 'lost_examples': lost[:10], 'other_examples': load.other[:5],
+            'lost': len(lost_ids), 'lost_examples': lost[:10], 'other_examples': load.other[:5],
             'archived_in_postgres': len(want & in_pg), 'reads': len(jobs)}
 
 
