@@ -37,10 +37,14 @@ copy_libs_of() {
   done < <(ldd "$1" 2>/dev/null | awk '/=> \//{print $3} /^\t\//{print $1}')
 }
 
-# The server, the health check and a client for inspection (docker exec ... psql).
+# The server, the health check and a client for inspection (docker exec ... psql), on the
+# default PATH through symlinks (postgres finds its share dir from its real path), so the
+# Dockerfile does not depend on the major version.
+mkdir -p "$out/usr/local/bin"
 for tool in postgres pg_isready psql; do
   copy_with_parents "$bin/$tool"
   copy_libs_of "$bin/$tool"
+  ln -s "$bin/$tool" "$out/usr/local/bin/$tool"
 done
 # Loadable modules (plpgsql, text search dictionaries...), without the JIT and its bitcode.
 mkdir -p "$out/usr/lib/postgresql/$major/lib"
