@@ -47,7 +47,7 @@ Usage: bench/archive.py [--tasks 100000] [--rounds 2] [--duration 10] [--warmup 
                         [--connections 32] [--get-requests 10000] [--get-connections 4]
                         [--list-requests 2000] [--list-connections 2]
                         [--bin-dir target/release] [--pg-bin /usr/lib/postgresql/15/bin]
-                        [--wait-quiet 60] [--quiet-pct 15] [--no-pin]
+                        [--wait-quiet 60] [--quiet-pct 15] [--no-pin] [--parts 1234]
                         [--port-base 4700] [--echo-addr 127.0.0.1:9994] [--keep]
 """
 
@@ -647,7 +647,8 @@ class Bench:
         log(f"part 1: Postgres alone inserts 1000 archived rows (text -> jsonb, same indexes) in "
             f"{r1['postgres_insert_1000_ms']} ms (EXPLAIN ANALYZE, median of 3, rolled back)")
         self.results["drain"] = r1
-        self.part2(node)
+        if "2" in self.args.parts:
+            self.part2(node)
         return node
 
     def insert_probe(self, n):
@@ -1011,7 +1012,11 @@ def main():
                         help="quiet: processes not started here use less than this %% of a core (default 15)")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to cores")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, data)")
+    parser.add_argument("--parts", default="1234",
+                        help="which parts to run, e.g. 1 (drain only) or 4 (send only); 3 needs 1 (default 1234)")
     args = parser.parse_args()
+    if not args.parts or not set(args.parts) <= set("1234") or ("3" in args.parts and "1" not in args.parts):
+        parser.error("--parts: digits 1-4; part 3 needs part 1")
     if not 1000 <= args.tasks <= 5_000_000:
         parser.error("--tasks must be between 1000 and 5000000")
     if not 1 <= args.rounds <= 20:
@@ -1060,9 +1065,12 @@ def main():
     started = time.monotonic()
     try:
         bench.setup()
-        node = bench.part1_and_2()
-        bench.part3(node)
-        bench.part4()
+        if "1" in args.parts or "2" in args.parts:
+            node = bench.part1_and_2()
+            if "3" in args.parts:
+                bench.part3(node)
+        if "4" in args.parts:
+            bench.part4()
     except (RuntimeError, subprocess.SubprocessError, OSError, KeyError, ValueError) as err:
         aborted = f"{type(err).__name__}: {err}"
         log(f"stopped: {aborted}")

@@ -124,6 +124,10 @@ pub struct ArchiveConfig {
     pub startup_timeout_ms: u64,
     /// Tasks written per archive batch (one statement, one transaction).
     pub batch_max: usize,
+    /// Batches the archiver writes at once, each on its own connection; one round archives
+    /// up to `writers` x `batch_max` tasks and commits them in one `Archived` entry. Must be
+    /// below `pool_max`, which also serves reads.
+    pub writers: u32,
     /// Longest pause between retries while the database fails (doubling from 100 ms).
     pub retry_backoff_max_ms: u64,
     /// `archive.memory_retention`, by age: an archived task leaves memory this long after it
@@ -318,6 +322,7 @@ impl Default for ArchiveConfig {
             statement_timeout_ms: 5_000,
             startup_timeout_ms: 30_000,
             batch_max: 1_000,
+            writers: 2,
             retry_backoff_max_ms: 10_000,
             memory_retention_ms: 600_000,
             memory_retention_count: 10_000,
@@ -517,7 +522,7 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
         }
-        let positive: [(&str, u64); 23] = [
+        let positive: [(&str, u64); 24] = [
             ("streams.commit_batch_bytes_max", self.streams.commit_batch_bytes_max as u64),
             ("streams.event_bytes_max", self.streams.event_bytes_max as u64),
             ("streams.commit_batch_events_max", self.streams.commit_batch_events_max as u64),
@@ -538,6 +543,7 @@ impl Config {
             ("archive.connect_timeout_ms", self.archive.connect_timeout_ms),
             ("archive.statement_timeout_ms", self.archive.statement_timeout_ms),
             ("archive.batch_max", self.archive.batch_max as u64),
+            ("archive.writers", self.archive.writers.into()),
             ("archive.retry_backoff_max_ms", self.archive.retry_backoff_max_ms),
             ("archive.retention_batch", self.archive.retention_batch as u64),
             ("archive.retention_interval_ms", self.archive.retention_interval_ms),
@@ -546,6 +552,15 @@ impl Config {
             if value == 0 {
                 errors.push(format!("{key}: must be greater than 0"));
             }
+        }
+        if self.archive.writers > 16 {
+            errors.push(format!("archive.writers: {} is more than 16", self.archive.writers));
+        }
+        if self.archive.writers >= self.archive.pool_max {
+            errors.push(format!(
+                "archive.writers: {} must be below archive.pool_max ({}): reads of archived tasks need connections too",
+                self.archive.writers, self.archive.pool_max
+            ));
         }
         if self.raft.listen.parse::<SocketAddr>().is_err() {
             errors.push(format!("raft.listen: {:?} is not an address like 127.0.0.1:4100", self.raft.listen));

@@ -2,8 +2,9 @@
 //! leave memory.
 //!
 //! One round: clone the tables (O(1), off the state lock), take the oldest terminal tasks
-//! the archive does not hold yet (up to `archive.batch_max`), write them in one idempotent
-//! statement, then commit `Archived` for them. Then commit `Evict` for the archived tasks the
+//! the archive does not hold yet (up to `archive.writers` x `archive.batch_max`), write them
+//! in idempotent batches of `batch_max` (one statement each, `writers` at once on their own
+//! connections), then commit `Archived` for all of them in one entry. Then commit `Evict` for the archived tasks the
 //! retention policy (`archive.memory_retention_*`) lets go. A failed write is retried with
 //! backoff; meanwhile the tasks stay in memory, and when memory is full of tasks that may not
 //! leave it, new tasks are refused (retryable). A leader change mid-round is harmless: the
@@ -80,31 +81,44 @@ pub async fn run(gw: Arc<Gateway>, archive: Arc<Archive>) {
     }
 }
 
-/// One batch archived and one eviction committed; true when a full batch was written (more
-/// work is likely waiting).
+/// Up to `writers` batches archived and one eviction committed; true when the round was
+/// full (more work is likely waiting).
 async fn round(gw: &Gateway, archive: &Archive, c: &ArchiveConfig) -> Result<bool, RoundError> {
+    let round_max = c.batch_max.saturating_mul(c.writers as usize);
     let tables = gw.replica.read(|t| t.clone());
-    let rows: Vec<ArchiveRow> = tables.unarchived(c.batch_max).map(ArchiveRow::of).collect();
+    let rows: Vec<ArchiveRow> = tables.unarchived(round_max).map(ArchiveRow::of).collect();
     drop(tables);
     let written = rows.len();
     if written > 0 {
-        let started = Instant::now();
-        archive.store(&rows).await?;
-        archive.stats.last_batch_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        store_batches(archive, &rows, c.batch_max).await?;
         let ids = rows.into_iter().map(|r| r.task_id).collect();
         gw.replica.propose_archive(ArchiveCommand::Archived { ids }).await?;
         archive.stats.archived_total.fetch_add(written as u64, Ordering::Relaxed);
-        archive.stats.batches_total.fetch_add(1, Ordering::Relaxed);
     }
     let tables = gw.replica.read(|t| t.clone());
-    let leaving = evictions(&tables, gw.now_ms(), c.memory_retention_ms, c.memory_retention_count, c.batch_max);
+    let leaving = evictions(&tables, gw.now_ms(), c.memory_retention_ms, c.memory_retention_count, round_max);
     drop(tables);
     let evicted = leaving.len();
     if evicted > 0 {
         gw.replica.propose_archive(ArchiveCommand::Evict { ids: leaving }).await?;
         archive.stats.evicted_total.fetch_add(evicted as u64, Ordering::Relaxed);
     }
-    Ok(written == c.batch_max || evicted == c.batch_max)
+    Ok(written == round_max || evicted == round_max)
+}
+
+/// Writes `rows` in batches of `batch_max`, all at once (each statement on its own
+/// connection); fails if any batch fails. Batches are independent and idempotent, so a
+/// round that failed halfway is simply written again.
+async fn store_batches(archive: &Archive, rows: &[ArchiveRow], batch_max: usize) -> Result<(), ArchiveError> {
+    let writes = rows.chunks(batch_max).enumerate().map(|(slot, batch)| async move {
+        let started = Instant::now();
+        archive.store(batch, slot as i16).await?;
+        archive.stats.last_batch_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        archive.stats.batches_total.fetch_add(1, Ordering::Relaxed);
+        Ok::<_, ArchiveError>(())
+    });
+    futures::future::try_join_all(writes).await?;
+    Ok(())
 }
 
 /// The archived tasks that leave memory now, oldest first: those beyond `count`, then those

@@ -31,6 +31,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// with its whole history and artifacts.
 pub const ROW_VERSION: i16 = 1;
 
+/// The `archived_task_counts` slot retention subtracts from (writers use 0..`archive.writers`).
+const RETENTION_SLOT: i16 = -1;
+
 /// Pause before the first retry of an unreachable database at startup.
 const STARTUP_RETRY_FIRST: Duration = Duration::from_millis(200);
 
@@ -199,10 +202,12 @@ impl Archive {
         Ok(Archive { pool, stats: ArchiveStats::default() })
     }
 
-    /// Writes a batch in one statement. Idempotent: a row already there with the same or a
-    /// newer sequence is left as it is, so a retried batch (or one written twice by an old
-    /// and a new leader) changes nothing.
-    pub async fn store(&self, rows: &[ArchiveRow]) -> Result<u64, ArchiveError> {
+    /// Writes a batch in one statement (one transaction, with its counts; see
+    /// `archived_task_counts`). Idempotent: a row already there with the same or a newer
+    /// sequence is left as it is, so a retried batch (or one written twice by an old and a
+    /// new leader) changes nothing. `slot` is the writer's counts row: writers at once use
+    /// different slots (0..`archive.writers`). Answers how many rows were new.
+    pub async fn store(&self, rows: &[ArchiveRow], slot: i16) -> Result<u64, ArchiveError> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -224,18 +229,27 @@ impl Archive {
             updated.push(r.updated_at_ms);
             tasks.push(r.task_json.as_str());
         }
-        let done = sqlx::query(
-            "INSERT INTO archived_tasks \
-               (task_id, seq, agent_id, context_id, state, created_at, updated_at, row_version, task) \
-             SELECT t.id, t.seq, t.agent, t.ctx, t.state, \
-                    to_timestamp(t.created / 1000.0), to_timestamp(t.updated / 1000.0), $9, t.task::jsonb \
-             FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[]) \
-               AS t(id, seq, agent, ctx, state, created, updated, task) \
-             ON CONFLICT (task_id) DO UPDATE SET \
-               seq = EXCLUDED.seq, agent_id = EXCLUDED.agent_id, context_id = EXCLUDED.context_id, \
-               state = EXCLUDED.state, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
-               archived_at = now(), row_version = EXCLUDED.row_version, task = EXCLUDED.task \
-             WHERE archived_tasks.seq < EXCLUDED.seq",
+        // `xmax = 0` tells an inserted row from an updated one. An update keeps the row's
+        // agent and state (a terminal task's never change), so only new rows are counted.
+        let (new,): (i64,) = sqlx::query_as(
+            "WITH written AS ( \
+               INSERT INTO archived_tasks \
+                 (task_id, seq, agent_id, context_id, state, created_at, updated_at, row_version, task) \
+               SELECT t.id, t.seq, t.agent, t.ctx, t.state, \
+                      to_timestamp(t.created / 1000.0), to_timestamp(t.updated / 1000.0), $9, t.task::jsonb \
+               FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[]) \
+                 AS t(id, seq, agent, ctx, state, created, updated, task) \
+               ON CONFLICT (task_id) DO UPDATE SET \
+                 seq = EXCLUDED.seq, context_id = EXCLUDED.context_id, \
+                 created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
+                 archived_at = now(), row_version = EXCLUDED.row_version, task = EXCLUDED.task \
+               WHERE archived_tasks.seq < EXCLUDED.seq \
+               RETURNING agent_id, state, xmax = 0 AS inserted), \
+             counted AS ( \
+               INSERT INTO archived_task_counts (agent_id, state, slot, n) \
+               SELECT agent_id, state, $10, count(*) FROM written WHERE inserted GROUP BY agent_id, state \
+               ON CONFLICT (agent_id, state, slot) DO UPDATE SET n = archived_task_counts.n + EXCLUDED.n) \
+             SELECT count(*) FROM written WHERE inserted",
         )
         .bind(&ids)
         .bind(&seqs)
@@ -246,9 +260,10 @@ impl Archive {
         .bind(&updated)
         .bind(&tasks)
         .bind(ROW_VERSION)
-        .execute(&self.pool)
+        .bind(slot)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(new as u64)
     }
 
     /// One archived task by id.
@@ -279,10 +294,23 @@ impl Archive {
 
     /// How many archived tasks match the query (the cursor does not count), and how many of
     /// `ids` the archive holds, in one statement (one snapshot of the table, so a batch
-    /// written meanwhile is in both counts or in neither).
+    /// written meanwhile is in both counts or in neither). Without a context or time filter
+    /// the count comes from `archived_task_counts` (a few rows, whatever the archive's size);
+    /// with one, from the rows (a context's are few; a time filter scans).
     pub async fn count(&self, q: &ListQuery<'_>, ids: &[&str]) -> Result<(u64, u64), ArchiveError> {
-        let mut sql = QueryBuilder::<Postgres>::new("SELECT (SELECT count(*) FROM archived_tasks WHERE true");
-        push_filters(&mut sql, q);
+        let mut sql = QueryBuilder::<Postgres>::new("SELECT (");
+        if q.context_id.is_none() && q.updated_after_ms.is_none() {
+            sql.push("SELECT greatest(coalesce(sum(n), 0), 0)::int8 FROM archived_task_counts WHERE true");
+            if let Some(agent) = q.agent_id {
+                sql.push(" AND agent_id = ").push_bind(agent.to_owned());
+            }
+            if let Some(state) = q.state {
+                sql.push(" AND state = ").push_bind(state.v10_name());
+            }
+        } else {
+            sql.push("SELECT count(*) FROM archived_tasks WHERE true");
+            push_filters(&mut sql, q);
+        }
         sql.push("), (SELECT count(*) FROM archived_tasks WHERE task_id = ANY(").push_bind(ids).push("))");
         let (n, present): (i64, i64) =
             sql.build_query_as().fetch_one(&self.pool).await.map_err(|e| self.read_failed(e))?;
@@ -294,19 +322,27 @@ impl Archive {
         e.into()
     }
 
-    /// Deletes up to `batch` rows archived more than `days` days ago; answers how many.
+    /// Deletes up to `batch` rows archived more than `days` days ago, oldest first, with
+    /// their counts; answers how many.
     pub async fn delete_expired(&self, days: u64, batch: usize) -> Result<u64, ArchiveError> {
-        let done = sqlx::query(
-            "DELETE FROM archived_tasks WHERE task_id IN ( \
-               SELECT task_id FROM archived_tasks \
-               WHERE archived_at < now() - make_interval(days => $1) \
-               ORDER BY archived_at LIMIT $2)",
+        let (deleted,): (i64,) = sqlx::query_as(
+            "WITH gone AS ( \
+               DELETE FROM archived_tasks WHERE task_id IN ( \
+                 SELECT task_id FROM archived_tasks WHERE archived_at < now() - make_interval(days => $1) \
+                 ORDER BY archived_at LIMIT $2) \
+               RETURNING agent_id, state), \
+             counted AS ( \
+               INSERT INTO archived_task_counts (agent_id, state, slot, n) \
+               SELECT agent_id, state, $3, -count(*) FROM gone GROUP BY agent_id, state \
+               ON CONFLICT (agent_id, state, slot) DO UPDATE SET n = archived_task_counts.n + EXCLUDED.n) \
+             SELECT count(*) FROM gone",
         )
         .bind(i32::try_from(days).unwrap_or(i32::MAX))
         .bind(batch as i64)
-        .execute(&self.pool)
+        .bind(RETENTION_SLOT)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(deleted as u64)
     }
 }
 
@@ -318,7 +354,9 @@ fn push_filters(sql: &mut QueryBuilder<'_, Postgres>, q: &ListQuery<'_>) {
         sql.push(" AND context_id = ").push_bind(context.to_owned());
     }
     if let Some(state) = q.state {
-        sql.push(" AND state = ").push_bind(state.v10_name());
+        // A literal (a closed set of names), so the planner sees whether the partial state
+        // index applies; a bound parameter would hide it from a cached generic plan.
+        sql.push(" AND state = '").push(state.v10_name()).push("'");
     }
     if let Some(ms) = q.updated_after_ms {
         sql.push(" AND updated_at >= to_timestamp(").push_bind(ms as f64).push(" / 1000.0)");
