@@ -47,7 +47,7 @@ Usage: bench/archive.py [--tasks 100000] [--rounds 2] [--duration 10] [--warmup 
                         [--connections 32] [--get-requests 10000] [--get-connections 4]
                         [--list-requests 2000] [--list-connections 2]
                         [--bin-dir target/release] [--pg-bin /usr/lib/postgresql/15/bin]
-                        [--wait-quiet 60] [--quiet-pct 15] [--no-pin] [--parts 1234]
+                        [--wait-quiet 60] [--quiet-pct 15] [--no-pin] [--parts 1234] [--writers 2]
                         [--port-base 4700] [--echo-addr 127.0.0.1:9994] [--keep]
 """
 
@@ -548,7 +548,8 @@ class Bench:
         # Statements slower than 10 ms are logged with their server-side duration (the batch
         # inserts, ListTasks' count); GetTask's lookups stay below it and are not logged.
         self.pg.psql("ALTER DATABASE bench_drain SET log_min_duration_statement = '10ms'")
-        env = {"DATABASE_URL": url, "SUPERX_TASKS__MEMORY_MAX": str(a.tasks + a.tasks // 2 + 20_000),
+        env = {"DATABASE_URL": url, "SUPERX_ARCHIVE__WRITERS": str(a.writers),
+               "SUPERX_TASKS__MEMORY_MAX": str(a.tasks + a.tasks // 2 + 20_000),
                "SUPERX_ARCHIVE__RETRY_BACKOFF_MAX_MS": "200", "SUPERX_ARCHIVE__MEMORY_RETENTION_COUNT": "0"}
         self.drain_env = env
         self.drain_dir = self.work / "drain-node"
@@ -820,6 +821,7 @@ class Bench:
                 env = {}
                 if mode == "with":
                     env["DATABASE_URL"] = self.pg.create_db(f"bench_send_r{number}")
+                    env["SUPERX_ARCHIVE__WRITERS"] = str(a.writers)
                 data_dir = self.work / name
                 node = self.node(name, data_dir, env)
                 self.quiet(node, f"part 4 {name}")
@@ -1012,6 +1014,9 @@ def main():
                         help="quiet: processes not started here use less than this %% of a core (default 15)")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to cores")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, data)")
+    parser.add_argument("--writers", type=int, default=2,
+                        help="archive.writers of the nodes with an archive (default 2, superx's default); "
+                             "SUPERX_* variables of this shell are not passed on")
     parser.add_argument("--parts", default="1234",
                         help="which parts to run, e.g. 1 (drain only) or 4 (send only); 3 needs 1 (default 1234)")
     args = parser.parse_args()
