@@ -627,14 +627,8 @@ class Bench:
         log(f"part 1: {backlog} tasks archived in {drain_s:.2f}s from Postgres up ({r1['tasks_per_s']:.0f}/s); "
             f"first batch after {first_progress}s; {batches} batches; {cpu_note(drain_cpu)}")
         # Every archived task leaves memory (retention count 0).
-        t0 = time.monotonic()
-        try:
-            wait_until("every archived task evicted",
-                       lambda: node.metrics()["superx_tasks_in_memory"] == 0, 120, [node])
-            r1["evicted_all_after_backlog0_s"] = round(time.monotonic() - t0, 2)
-        except RuntimeError as err:
-            log(f"part 1: {err}; in memory: {node.metrics()['superx_tasks_in_memory']}")
-            r1["evicted_all_after_backlog0_s"] = None
+        r1["evicted_all_after_backlog0_s"] = seconds_until(
+            "every archived task evicted", lambda: node.metrics()["superx_tasks_in_memory"] == 0, node, "part 1")
         r1["in_memory_after"] = int(node.metrics()["superx_tasks_in_memory"])
         rows = int(self.pg.psql("SELECT count(*) FROM archived_tasks", "bench_drain"))
         r1["rows_in_postgres"] = rows
@@ -865,14 +859,9 @@ class Bench:
                     entry["batches_in_window"] = int(m1["superx_archive_batches_total"]
                                                      - m0["superx_archive_batches_total"])
                     entry["last_batch_ms"] = round(m1.get("superx_archive_last_batch_seconds", 0) * 1000, 2)
-                    t_end = time.monotonic()
-                    try:
-                        wait_until("the backlog drained after the load",
-                                   lambda: node.metrics()["superx_archive_backlog_tasks"] == 0, 120, [node])
-                        entry["backlog_drained_after_load_s"] = round(time.monotonic() - t_end, 2)
-                    except RuntimeError as err:
-                        log(f"part 4: {err}")
-                        entry["backlog_drained_after_load_s"] = None
+                    entry["backlog_drained_after_load_s"] = seconds_until(
+                        "the backlog drained after the load",
+                        lambda: node.metrics()["superx_archive_backlog_tasks"] == 0, node, "part 4")
                 extra = (f"; archived {entry['archived_per_s']:.0f} tasks/s alongside, backlog at end "
                          f"{entry['backlog_end']}, {entry['batches_in_window']} batches, last batch "
                          f"{entry['last_batch_ms']} ms" if mode == "with" else "")
@@ -989,6 +978,17 @@ def table(res, args):
         lines.append("  ".join(str(c).ljust(w) if i in (0, 7) else str(c).rjust(w) for i, (c, w) in
                                enumerate(zip(r, widths))).rstrip())
     return "\n".join(lines)
+
+
+def seconds_until(what, cond, node, part, timeout=120):
+    """Seconds until cond() holds (waited on with a deadline), or None, logged, past it."""
+    t0 = time.monotonic()
+    try:
+        wait_until(what, cond, timeout, [node])
+    except RuntimeError as err:
+        log(f"{part}: {err}")
+        return None
+    return round(time.monotonic() - t0, 2)
 
 
 def main():
