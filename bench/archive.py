@@ -48,7 +48,7 @@ Usage: bench/archive.py [--tasks 100000] [--rounds 2] [--duration 10] [--warmup 
                         [--list-requests 2000] [--list-connections 2]
                         [--bin-dir target/release] [--pg-bin /usr/lib/postgresql/15/bin]
                         [--wait-quiet 60] [--quiet-pct 15] [--no-pin] [--parts 1234] [--writers 2]
-                        [--port-base 4700] [--echo-addr 127.0.0.1:9994] [--keep]
+                        [--port-base 4700] [--echo-addr 127.0.0.1:9994] [--memory-max N] [--perf] [--keep]
 """
 
 import argparse
@@ -108,7 +108,8 @@ def free_port():
 # --------------------------------------------------------------------------- CPU accounting
 
 def core_times():
-    """{core: (busy ticks, total ticks)} from /proc/stat."""
+    """{core: (busy ticks, total ticks, steal ticks)} from /proc/stat. Busy counts steal (time
+    the hypervisor gave this vCPU to another guest): it is time the core was not ours."""
     out = {}
     with open("/proc/stat") as f:
         for line in f:
@@ -116,7 +117,7 @@ def core_times():
                 name, *fields = line.split()
                 v = [int(x) for x in fields]
                 total = sum(v[:8])
-                out[int(name[3:])] = (total - v[3] - v[4], total)
+                out[int(name[3:])] = (total - v[3] - v[4], total, v[7])
     return out
 
 
@@ -164,23 +165,28 @@ class CpuWindow:
         secs = time.monotonic() - self.t0
         cores1 = core_times()
         out = {"seconds": round(secs, 2)}
-        for core, (busy, total) in cores1.items():
-            b0, t0 = self.cores0.get(core, (busy, total))
+        steal = 0.0
+        for core, (busy, total, stolen) in cores1.items():
+            b0, t0, s0 = self.cores0.get(core, (busy, total, stolen))
             out[f"core{core}_busy_pct"] = round(100 * (busy - b0) / max(1, total - t0), 1)
+            steal += 100 * (stolen - s0) / max(1, total - t0)
         ours = 0.0
         for name, f in self.groups.items():
             ticks = proc_ticks(f()) - self.procs0[name]
             out[f"{name}_cpu_pct"] = round(100 * ticks / self.HZ / max(secs, 1e-6), 1)
             ours += out[f"{name}_cpu_pct"]
         busy = sum(v for k, v in out.items() if k.startswith("core") and k.endswith("_busy_pct"))
-        # Everything else on the machine (other people's builds and tests), in % of one core.
+        # Everything else on the machine (other people's builds and tests, and the time other
+        # guests of the hypervisor took, shown on its own as steal), in % of one core.
         out["other_cpu_pct"] = round(max(0.0, busy - ours), 1)
+        out["steal_pct"] = round(steal, 1)
         return out
 
 
 def cpu_note(c):
     parts = [f"core0 {c.get('core0_busy_pct')}%", f"core1 {c.get('core1_busy_pct')}%"]
     parts += [f"{k[:-8]} {v}%" for k, v in c.items() if k.endswith("_cpu_pct")]
+    parts.append(f"steal {c.get('steal_pct')}%")
     return "busy: " + ", ".join(parts)
 
 
@@ -813,6 +819,9 @@ class Bench:
             for mode in ("without", "with"):
                 name = f"send-r{number}-{mode}"
                 env = {}
+                if a.memory_max:
+                    env["SUPERX_TASKS__MEMORY_MAX"] = str(a.memory_max)
+                    env["SUPERX_ARCHIVE__MEMORY_RETENTION_COUNT"] = str(a.memory_max)
                 if mode == "with":
                     env["DATABASE_URL"] = self.pg.create_db(f"bench_send_r{number}")
                     env["SUPERX_ARCHIVE__WRITERS"] = str(a.writers)
@@ -834,10 +843,12 @@ class Bench:
                         m0 = node.metrics()
                         t0 = time.monotonic()
                         cpu = self.cpu(node).start()
+                        perf = self.perf_start(node, name)
                         time.sleep(max(0.0, started + a.warmup + a.duration - 0.05 - time.monotonic()))
                         m1 = node.metrics()
                         t1 = time.monotonic()
                         window_cpu = cpu.stop()
+                        self.perf_stop(perf)
                         rc = load.wait(timeout=a.duration + 120)
                     finally:
                         if load.poll() is None:
@@ -883,6 +894,22 @@ class Bench:
             "gateway_cpu_us_per_req_with": statistics.median(
                 [r["gateway_cpu_us_per_req"] for r in rounds if r["archiver"]]),
         }
+
+    def perf_start(self, node, name):
+        """With --perf: `perf record --call-graph dwarf` on the gateway for the measured window, into
+        <results>/<name>.perf.data (read with `perf report -i`)."""
+        if not self.args.perf:
+            return None
+        out = self.out / f"{name}.perf.data"
+        argv = pinned(SIDE_CORE, ["perf", "record", "-F", "499", "--call-graph", "dwarf,32768", "-o", str(out), "-p", str(node.pids()[0])],
+                      self.pin)
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+    @staticmethod
+    def perf_stop(perf):
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=60)
 
     def close(self):
         for proc in reversed(self.procs):
@@ -1013,6 +1040,11 @@ def main():
     parser.add_argument("--quiet-pct", type=float, default=15.0,
                         help="quiet: processes not started here use less than this %% of a core (default 15)")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to cores")
+    parser.add_argument("--memory-max", type=int, default=0,
+                        help="part 4: tasks.memory_max (and archive.memory_retention_count) of both nodes, so "
+                             "both evict at the same rate once full (default: the node's defaults)")
+    parser.add_argument("--perf", action="store_true",
+                        help="part 4: record a perf profile of the gateway in each measured window")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, data)")
     parser.add_argument("--writers", type=int, default=2,
                         help="archive.writers of the nodes with an archive (default 2, superx's default); "
@@ -1111,7 +1143,8 @@ def main():
           f"fsync {res.get('postgres', {}).get('fsync', '?')}; load average at start {load_avg[0]:.2f})")
     print(table(res, args))
     print("other% = CPU used during the measurement by processes not started here, in % of one core "
-          "(the machine may be shared)")
+          "(the machine may be shared); it includes steal, the time the hypervisor gave our vCPUs to "
+          "other guests (shown on its own in each round's line)")
     d = res.get("drain")
     if d:
         li_ = d.get("postgres_logged_insert_ms") or {}

@@ -4,6 +4,7 @@
 //! are stored typed; clients get them back rendered here, with `historyLength` and
 //! `includeArtifacts` applied.
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::TaskState;
@@ -124,6 +125,71 @@ pub fn task_to_wire(task: &Task, view: TaskView) -> Value {
     Value::Object(t)
 }
 
+/// A stored task as a 1.0 `Task`, serialized straight from its fields: the same JSON as
+/// `task_to_wire` (keys in another order) without building and dropping a `Value` tree.
+/// For output that is only written out (the archive's rows).
+pub struct WireTask<'a> {
+    pub task: &'a Task,
+    pub view: TaskView,
+}
+
+impl Serialize for WireTask<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (task, view) = (self.task, self.view);
+        let keep = view.history_length.unwrap_or(usize::MAX).min(task.history.len());
+        let mut t = serializer.serialize_map(None)?;
+        t.serialize_entry("id", &task.id)?;
+        t.serialize_entry("contextId", &task.context_id)?;
+        t.serialize_entry("status", &WireStatus(&task.status))?;
+        if view.include_artifacts && !task.artifacts.is_empty() {
+            let artifacts: Vec<WireArtifact> = task.artifacts.iter().map(WireArtifact).collect();
+            t.serialize_entry("artifacts", &artifacts)?;
+        }
+        if keep > 0 {
+            let history: Vec<&Value> = task.history[task.history.len() - keep..].iter().map(|m| &m.0).collect();
+            t.serialize_entry("history", &history)?;
+        }
+        if let Some(m) = &task.metadata {
+            t.serialize_entry("metadata", &m.0)?;
+        }
+        t.end()
+    }
+}
+
+struct WireStatus<'a>(&'a TaskStatus);
+
+impl Serialize for WireStatus<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_map(None)?;
+        s.serialize_entry("state", self.0.state.v10_name())?;
+        if let Some(m) = &self.0.message {
+            s.serialize_entry("message", &m.0)?;
+        }
+        if let Some(ts) = &self.0.timestamp {
+            s.serialize_entry("timestamp", ts)?;
+        }
+        s.end()
+    }
+}
+
+struct WireArtifact<'a>(&'a Artifact);
+
+impl Serialize for WireArtifact<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let artifact = self.0;
+        let mut a = serializer.serialize_map(None)?;
+        if let Value::Object(rest) = &artifact.rest.0 {
+            for (k, v) in rest.iter().filter(|(k, _)| !matches!(k.as_str(), "artifactId" | "parts")) {
+                a.serialize_entry(k, v)?;
+            }
+        }
+        a.serialize_entry("artifactId", &artifact.artifact_id)?;
+        let parts: Vec<&Value> = artifact.parts.iter().map(|p| &p.0).collect();
+        a.serialize_entry("parts", &parts)?;
+        a.end()
+    }
+}
+
 /// A 1.0 `TaskStatusUpdateEvent` from an agent.
 pub fn status_update_from_wire(value: Value) -> Result<StatusUpdate, WireError> {
     let mut e = take_object(value, "statusUpdate")?;
@@ -213,6 +279,28 @@ mod tests {
         assert_eq!(last["history"], json!([wire()["history"][1]]));
         let more = task_to_wire(&task, TaskView { history_length: Some(10), include_artifacts: true });
         assert_eq!(more["history"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_borrowed_renderer_writes_what_task_to_wire_builds() {
+        let mut with_clashing_rest = wire();
+        with_clashing_rest["artifacts"][0]["description"] = json!("d");
+        let mut task = task_from_wire(with_clashing_rest).unwrap();
+        task.artifacts[0].rest = Json(json!({"name": "echo", "artifactId": "stale", "parts": [], "description": "d"}));
+        let views = [
+            TaskView::FULL,
+            TaskView { history_length: Some(0), include_artifacts: false },
+            TaskView { history_length: Some(1), include_artifacts: true },
+            TaskView { history_length: Some(10), include_artifacts: false },
+        ];
+        for view in views {
+            let text = serde_json::to_string(&WireTask { task: &task, view }).unwrap();
+            let parsed: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(parsed, task_to_wire(&task, view), "{view:?}");
+        }
+        let bare = Task { artifacts: vec![], history: vec![], metadata: None, ..task.clone() };
+        let text = serde_json::to_string(&WireTask { task: &bare, view: TaskView::FULL }).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), task_to_wire(&bare, TaskView::FULL));
     }
 
     #[test]

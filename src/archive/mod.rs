@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
 
-use crate::a2a::task::{TaskView, task_from_wire, task_to_wire};
+use crate::a2a::task::{TaskView, WireTask, task_from_wire};
 use crate::config::ArchiveConfig;
 use crate::state::{ListQuery, Task, TaskEntry};
 
@@ -122,7 +122,8 @@ impl ArchiveRow {
             state: entry.task.status.state.v10_name(),
             created_at_ms: entry.created_at_ms as i64,
             updated_at_ms: entry.updated_at_ms as i64,
-            task_json: task_to_wire(&entry.task, TaskView::FULL).to_string(),
+            task_json: serde_json::to_string(&WireTask { task: &entry.task, view: TaskView::FULL })
+                .expect("a task of JSON values serializes"),
         }
     }
 }
