@@ -54,6 +54,18 @@ pub struct ServerConfig {
     /// Largest request body accepted. 4 MiB fits messages with inline files; larger bodies
     /// are refused before they are read in full.
     pub body_bytes_max: usize,
+    /// Admission control: API requests this node serves at once (a stream counts until its
+    /// response starts). Past it a request is refused before its body is read: HTTP 503 with
+    /// Retry-After and the retryable overloaded error. Bounds the node's memory under any
+    /// overload; at a few milliseconds per request, 1024 is far above what a node completes.
+    pub requests_in_flight_max: usize,
+    /// Admission control: open client streams (SendStreamingMessage, SubscribeToTask) on
+    /// this node; past it a new stream is refused like a request over the limit.
+    pub streams_in_flight_max: usize,
+    /// On SIGTERM: new requests are refused (retryable), in-flight ones finish, open streams
+    /// end with a retryable error, raft stops; all within this long, then the process exits
+    /// whatever is left. Below Kubernetes' termination grace period (25 s in k8s/).
+    pub drain_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -279,6 +291,9 @@ impl Default for ServerConfig {
             data_dir: "./superx-data".into(),
             node_id: 0,
             body_bytes_max: 4 << 20,
+            requests_in_flight_max: 1024,
+            streams_in_flight_max: 4096,
+            drain_timeout_ms: 15_000,
         }
     }
 }
@@ -522,7 +537,7 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
         }
-        let positive: [(&str, u64); 24] = [
+        let positive: [(&str, u64); 27] = [
             ("streams.commit_batch_bytes_max", self.streams.commit_batch_bytes_max as u64),
             ("streams.event_bytes_max", self.streams.event_bytes_max as u64),
             ("streams.commit_batch_events_max", self.streams.commit_batch_events_max as u64),
@@ -531,6 +546,9 @@ impl Config {
             ("streams.client_buffer_events", self.streams.client_buffer_events as u64),
             ("streams.keepalive_ms", self.streams.keepalive_ms),
             ("server.body_bytes_max", self.server.body_bytes_max as u64),
+            ("server.requests_in_flight_max", self.server.requests_in_flight_max as u64),
+            ("server.streams_in_flight_max", self.server.streams_in_flight_max as u64),
+            ("server.drain_timeout_ms", self.server.drain_timeout_ms),
             ("agents.max_in_flight", self.agents.max_in_flight.into()),
             ("agents.failure_threshold", self.agents.failure_threshold.into()),
             ("agents.call_timeout_ms", self.agents.call_timeout_ms),

@@ -29,6 +29,8 @@ pub struct Gateway {
     pub replica: Replica,
     pub client: AgentClient,
     pub stats: AgentStats,
+    /// Requests and streams this node admits at once; the drain on shutdown.
+    pub admission: crate::admission::Admission,
     /// The Postgres archive of terminal tasks; `None` without a database URL.
     pub archive: Option<Arc<crate::archive::Archive>>,
     /// Gossip membership; `None` with the static strategy.
@@ -74,11 +76,13 @@ impl Gateway {
                 return Err(e);
             }
         };
+        let admission = crate::admission::Admission::new(&config.server);
         Ok(Arc::new(Gateway {
             config,
             replica,
             client,
             stats: AgentStats::default(),
+            admission,
             archive,
             cluster,
             advertise,
@@ -111,9 +115,9 @@ impl Gateway {
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
 
-    /// True once startup registration is done and the replica can serve.
+    /// True once startup registration is done and the replica can serve, until the drain.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && self.replica.is_ready()
+        self.ready.load(Ordering::Acquire) && self.replica.is_ready() && !self.admission.is_draining()
     }
 
     /// Calls an agent, counting the call for `agents/health`.

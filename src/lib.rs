@@ -2,6 +2,7 @@
 //!
 //! Layout, in the order a request meets it:
 //! - [`http`]: the axum router, the JSON-RPC edge, card endpoints, health.
+//! - [`admission`]: how many requests and streams a node takes at once; the drain.
 //! - [`jsonrpc`]: the envelope and [`jsonrpc::RpcError`], the one place error codes are chosen.
 //! - [`rpc`]: the closed `Method` enum and one file per method.
 //! - [`a2a`]: A2A wire JSON (1.0 and 0.3), translation, card rewriting.
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod a2a;
+pub mod admission;
 pub mod agents;
 pub mod archive;
 pub mod codec;

@@ -4,10 +4,17 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use superx::config::{Config, Overrides};
 use superx::gateway::Gateway;
+
+/// How long the raft node may take to stop after the drain (it flushes and closes storage).
+const RAFT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After `serve` returns, tasks still running (agent calls past the drain) get this long.
+const RUNTIME_STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -129,7 +136,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    let result = runtime.block_on(serve(config));
+    // Never hang on exit: whatever still runs (an agent call past the drain) is dropped.
+    runtime.shutdown_timeout(RUNTIME_STOP_TIMEOUT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "superx stopped");
@@ -161,17 +171,35 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     if let Some(archive) = gw.archive.clone() {
         tokio::spawn(superx::archive::archiver::run(gw.clone(), archive));
     }
-    let stop = gw.clone();
-    let served = axum::serve(listener, superx::http::router(gw.clone()))
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown_signal() => {}
-                _ = stop.stopping() => tracing::info!("stopping after leaving the cluster"),
-            }
-        })
-        .await
-        .context("serving");
-    gw.stop().await;
+    let signalled = gw.clone();
+    let served = axum::serve(listener, superx::http::router(gw.clone())).with_graceful_shutdown(async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = signalled.stopping() => tracing::info!("stopping after leaving the cluster"),
+        }
+        // Refuse new requests, end open streams; axum stops accepting and waits for the rest.
+        signalled.admission.drain();
+    });
+    let drain_timeout = Duration::from_millis(gw.config.server.drain_timeout_ms);
+    let deadline = async {
+        gw.admission.drained().await;
+        let (requests, streams) = gw.admission.in_flight();
+        tracing::info!(requests, streams, timeout = ?drain_timeout, "draining");
+        tokio::time::sleep(drain_timeout).await;
+    };
+    let served = tokio::select! {
+        served = served.into_future() => served.context("serving"),
+        _ = deadline => {
+            let (requests, streams) = gw.admission.in_flight();
+            tracing::warn!(requests, streams, "drain timeout: closing what is still open");
+            Ok(())
+        }
+    };
+    // Raft last: requests that were finishing may still have needed it. Bounded like the rest.
+    if tokio::time::timeout(RAFT_STOP_TIMEOUT, gw.stop()).await.is_err() {
+        tracing::warn!("raft did not stop in time; exiting anyway");
+    }
+    tracing::info!("stopped");
     served
 }
 

@@ -90,7 +90,10 @@ pub struct RaftConfig {
     /// on a 2-core box with 256 clients did ~37k writes/s with 1 and ~21k with 4. At low load 1
     /// costs at most one commit of extra wait.
     pub propose_batches_in_flight_max: usize,
-    /// Proposals waiting for a batch; `propose` waits for room when full (backpressure).
+    /// Proposals waiting for a batch; when full, `propose` refuses at once with
+    /// `ProposeError::Busy` (load shedding: a queue that only grows adds latency to every
+    /// write and memory to the node, and the client may as well retry elsewhere). About a
+    /// second of writes at this node's peak.
     pub propose_queue_max: usize,
     /// Linearizable reads waiting for the next read-index round; `read_linearizable` waits for
     /// room when full.
@@ -141,7 +144,7 @@ impl Default for RaftConfig {
             propose_batch_entries_max: 1024,
             propose_batch_bytes_max: 1 << 20,
             propose_batches_in_flight_max: 1,
-            propose_queue_max: 65_536,
+            propose_queue_max: 8_192,
             read_queue_max: 65_536,
             ready_lag_entries_max: 64,
             command_bytes_max: 8 << 20,

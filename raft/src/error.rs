@@ -31,6 +31,11 @@ pub enum ProposeError {
     /// still commit. Retryable with the same request id.
     #[error("raft write timed out")]
     Timeout,
+    /// `propose_queue_max` proposals already wait for a batch on this node; nothing was
+    /// proposed. Retryable (later, or on another node): the node sheds load at once instead of
+    /// queueing without end.
+    #[error("{queued} proposals already wait on this node (propose_queue_max)")]
+    Busy { queued: usize },
     /// The command exceeds `command_bytes_max`; nothing was proposed.
     #[error("command of {bytes} bytes exceeds the limit of {max} bytes")]
     TooLarge { bytes: usize, max: usize },

@@ -146,13 +146,12 @@ impl<SM: StateMachine> Replicated<SM> {
         let (reply, answer) = oneshot::channel();
         let request = Request { id: request_id, command: Blob(command) };
         let stopped = || ProposeError::Fatal("raft node is shut down".into());
-        // A full queue is backpressure, bounded like the rest of the write by write_timeout_ms.
-        let queue_wait = Duration::from_millis(self.inner.config.write_timeout_ms);
-        let queued = self.inner.proposals.send(Proposal { request, reply });
-        match tokio::time::timeout(queue_wait, queued).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(stopped()),
-            Err(_) => return Err(ProposeError::Timeout),
+        match self.inner.proposals.try_send(Proposal { request, reply }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(ProposeError::Busy { queued: self.inner.config.propose_queue_max });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(stopped()),
         }
         let response = answer.await.map_err(|_| stopped())??;
         Ok(response.0)

@@ -95,6 +95,11 @@ async fn handle_rpc(gw: &Arc<Gateway>, scope: Scope, query: Option<&str>, header
     // header is absent or unsupported).
     let header_version = *version.as_ref().unwrap_or(&ProtocolVersion::V03);
     let fail = |id: &serde_json::Value, e: &RpcError, v| rpc_response(jsonrpc::failure_bytes(id, e, v), None);
+    // Admitted before the body is read: a refused request costs the node next to nothing.
+    let _request_slot = match gw.admission.request() {
+        Ok(slot) => slot,
+        Err(e) => return refused(&serde_json::Value::Null, &e, header_version),
+    };
     let bytes = match read_body(body, gw.config.server.body_bytes_max).await {
         Ok(b) => b,
         Err(e) => return fail(&serde_json::Value::Null, &e, header_version),
@@ -123,10 +128,19 @@ async fn handle_rpc(gw: &Arc<Gateway>, scope: Scope, query: Option<&str>, header
         extensions: headers.get(A2A_EXTENSIONS).or_else(|| headers.get(X_A2A_EXTENSIONS)).cloned(),
         base_url: cards::public_base(gw, headers),
         read_mode: read_mode(headers),
+        stream_slot: None,
     };
     let method_name = request.method;
     let parsed = Method::parse(&method_name, request.params, &call);
+    let mut call = call;
     let outcome = match parsed {
+        Ok(method) if method.streams() => match gw.admission.stream() {
+            Ok(slot) => {
+                call.stream_slot = Some(Arc::new(slot));
+                method.run(gw, &call).await
+            }
+            Err(e) => return refused(&request.id, &e, version),
+        },
         Ok(method) => method.run(gw, &call).await,
         Err(e @ RpcError::VersionNotSupported(_)) => return fail(&request.id, &e, render_version),
         Err(e) => Err(e),
@@ -135,7 +149,8 @@ async fn handle_rpc(gw: &Arc<Gateway>, scope: Scope, query: Option<&str>, header
         Ok(Outcome::Reply(reply)) => rpc_response(jsonrpc::success_bytes(&request.id, &reply.result), reply.extensions),
         Ok(Outcome::Stream(stream)) => {
             let keepalive = std::time::Duration::from_millis(gw.config.streams.keepalive_ms);
-            sse::response(stream, request.id, version, keepalive)
+            let open = sse::Open { slot: call.stream_slot.take(), drain: gw.admission.watch(), keepalive };
+            sse::response(stream, request.id, version, open)
         }
         Err(e) => {
             if let RpcError::Internal(detail) = &e {
@@ -144,6 +159,15 @@ async fn handle_rpc(gw: &Arc<Gateway>, scope: Scope, query: Option<&str>, header
             fail(&request.id, &e, version)
         }
     }
+}
+
+/// A request the node did not admit (at its limit, or draining): HTTP 503 with Retry-After,
+/// so load balancers and HTTP clients back off, and the JSON-RPC error saying why.
+fn refused(id: &serde_json::Value, e: &RpcError, version: ProtocolVersion) -> Response {
+    let mut response = rpc_response(jsonrpc::failure_bytes(id, e, version), None);
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 async fn read_body(body: Body, max: usize) -> Result<Bytes, RpcError> {

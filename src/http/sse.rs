@@ -43,15 +43,40 @@ fn push_frame(out: &mut Vec<u8>, frame: StreamFrame, id: &Value, version: Protoc
     }
 }
 
+/// What an open stream holds besides its frames.
+pub struct Open {
+    /// Its stream slot on this node (admission), freed when the stream ends.
+    pub slot: Option<std::sync::Arc<crate::admission::Permit>>,
+    /// Turns true when the node drains: the stream then ends with a retryable error.
+    pub drain: tokio::sync::watch::Receiver<bool>,
+    /// A keep-alive comment goes out after this long without a frame.
+    pub keepalive: Duration,
+}
+
 /// The SSE response for a stream of frames.
-pub fn response(reply: StreamReply, id: Value, version: ProtocolVersion, keepalive: Duration) -> Response {
-    let state = (reply.frames, id, false);
-    let stream = futures::stream::unfold(state, move |(mut frames, id, ended)| async move {
+pub fn response(reply: StreamReply, id: Value, version: ProtocolVersion, open: Open) -> Response {
+    let Open { slot, drain, keepalive } = open;
+    let state = (reply.frames, id, false, drain, slot);
+    let stream = futures::stream::unfold(state, move |(mut frames, id, ended, mut drain, slot)| async move {
         if ended {
             return None;
         }
-        let first = match tokio::time::timeout(keepalive, frames.recv()).await {
-            Err(_) => return Some((Ok::<_, Infallible>(Bytes::from_static(KEEP_ALIVE)), (frames, id, false))),
+        let next = tokio::select! {
+            next = tokio::time::timeout(keepalive, frames.recv()) => Some(next),
+            _ = drain.wait_for(|d| *d) => None,
+        };
+        let Some(next) = next else {
+            let e = RpcError::Unavailable(
+                "this node is shutting down; resubscribe (SubscribeToTask) on another node".into(),
+            );
+            let mut out = Vec::new();
+            push_frame(&mut out, StreamFrame::Error(e), &id, version);
+            return Some((Ok(Bytes::from(out)), (frames, id, true, drain, slot)));
+        };
+        let first = match next {
+            Err(_) => {
+                return Some((Ok::<_, Infallible>(Bytes::from_static(KEEP_ALIVE)), (frames, id, false, drain, slot)));
+            }
             Ok(None) => return None,
             Ok(Some(frame)) => frame,
         };
@@ -61,7 +86,7 @@ pub fn response(reply: StreamReply, id: Value, version: ProtocolVersion, keepali
             let Ok(frame) = frames.try_recv() else { break };
             ended = push_frame(&mut out, frame, &id, version);
         }
-        Some((Ok(Bytes::from(out)), (frames, id, ended)))
+        Some((Ok(Bytes::from(out)), (frames, id, ended, drain, slot)))
     });
     let mut response = (
         StatusCode::OK,

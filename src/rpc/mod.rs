@@ -50,6 +50,10 @@ pub struct Call {
     pub base_url: String,
     /// How fresh the state this call reads must be (the `SuperX-Read` header).
     pub read_mode: ReadMode,
+    /// A streaming call's slot on this node (admission). Whatever serves the stream holds a
+    /// clone of the call, so the slot frees when the last of them ends: the client's SSE body,
+    /// and the pump that goes on recording the agent's stream after its client left.
+    pub stream_slot: Option<Arc<crate::admission::Permit>>,
 }
 
 /// What a method answers with: one result, or a stream of them (SSE).
@@ -171,6 +175,11 @@ impl From<ProposeError> for RpcError {
     fn from(e: ProposeError) -> Self {
         match e {
             ProposeError::Unavailable(m) => RpcError::Unavailable(m),
+            ProposeError::Overloaded(m) => RpcError::Overloaded(m),
+            // What an agent sent that the gateway cannot store: the agent's fault, not a bug.
+            ProposeError::Refused(crate::state::Refusal::Transition(e)) => {
+                RpcError::InvalidAgentResponse(e.to_string())
+            }
             ProposeError::Refused(crate::state::Refusal::TableFull(n)) => RpcError::Overloaded(format!(
                 "no room for a new task: all {n} tasks in memory are active or waiting for the archive; retry later"
             )),
@@ -254,6 +263,11 @@ impl Method {
             Op::ClusterStatus => Method::ClusterStatus,
             Op::ClusterLeave => Method::ClusterLeave,
         })
+    }
+
+    /// Whether the method answers with a stream (it then needs a stream slot on this node).
+    pub fn streams(&self) -> bool {
+        matches!(self, Method::SendStreamingMessage(_) | Method::SubscribeToTask(_))
     }
 
     /// Whether the method reads state that must reflect every acknowledged write.
@@ -448,7 +462,14 @@ mod tests {
     use serde_json::json;
 
     fn call(version: ProtocolVersion, scope: Scope) -> Call {
-        Call { version, scope, extensions: None, base_url: "http://gw".into(), read_mode: ReadMode::Local }
+        Call {
+            version,
+            scope,
+            extensions: None,
+            base_url: "http://gw".into(),
+            read_mode: ReadMode::Local,
+            stream_slot: None,
+        }
     }
 
     fn code(name: &str, params: Value, c: &Call) -> i64 {

@@ -14,7 +14,7 @@ use crate::a2a::task::{TaskView, task_to_wire, validate_message};
 use crate::a2a::{ProtocolVersion, v03};
 use crate::agents::{Answer, UpstreamMethod};
 use crate::gateway::Gateway;
-use crate::state::{Command, ProposeError, Refusal, Task};
+use crate::state::{Command, ProposeError, Refusal, Task, TransitionError};
 
 pub struct Params {
     /// `params.agentId` (on `/rpc`).
@@ -136,7 +136,7 @@ pub(super) async fn record(gw: &Gateway, agent_id: &str, task: Task, view: TaskV
     match gw.replica.propose(command).await {
         Ok(()) => Ok(rendered),
         // The stored task is terminal and stays as it is: answer with it.
-        Err(ProposeError::Refused(Refusal::Transition(_))) => gw
+        Err(ProposeError::Refused(Refusal::Transition(TransitionError::Terminal(_)))) => gw
             .replica
             .read(|t| t.task(&task_id).map(|e| task_to_wire(&e.task, view)))
             .ok_or(RpcError::TaskNotFound(task_id)),

@@ -18,7 +18,7 @@ use crate::a2a::task::{TaskView, artifact_to_wire, status_to_wire, task_to_wire}
 use crate::a2a::{ProtocolVersion, v03};
 use crate::agents::{StreamFault, StreamItem, UpstreamMethod, UpstreamStream};
 use crate::gateway::Gateway;
-use crate::state::{ArtifactUpdate, Command, ProposeError, Refusal, StatusUpdate, Task, TaskChange};
+use crate::state::{ArtifactUpdate, Command, ProposeError, Refusal, StatusUpdate, Task, TaskChange, TransitionError};
 
 pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcome, RpcError> {
     let agent_id = match &p.task_id {
@@ -353,7 +353,7 @@ impl Pump {
     /// client gets the stored final status, then the stream ends.
     fn refused(&mut self, error: ProposeError) -> RpcError {
         match error {
-            ProposeError::Refused(Refusal::Transition(_)) => {
+            ProposeError::Refused(Refusal::Transition(TransitionError::Terminal(_))) => {
                 let id = self.task_id.clone().unwrap_or_default();
                 let final_status = self.gw.replica.read(|t| {
                     t.task(&id).map(|e| {

@@ -29,6 +29,9 @@ pub enum ProposeError {
     /// No leader could take the write in time (an election, or no majority). Retryable.
     #[error("{0}")]
     Unavailable(String),
+    /// This node has as many writes waiting as it may queue. Retryable.
+    #[error("{0}")]
+    Overloaded(String),
     /// The node is stopping or its storage failed.
     #[error("replication failed: {0}")]
     Failed(String),
@@ -279,6 +282,9 @@ impl Replica {
             }
             superx_raft::ProposeError::Timeout => {
                 ProposeError::Unavailable("the write was not confirmed in time; retry".into())
+            }
+            superx_raft::ProposeError::Busy { queued } => {
+                ProposeError::Overloaded(format!("this node has {queued} writes waiting, its limit; retry later"))
             }
             other => ProposeError::Failed(other.to_string()),
         })?;

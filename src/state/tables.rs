@@ -281,6 +281,7 @@ impl Tables {
     }
 
     pub(super) fn record_task(&mut self, agent_id: String, snapshot: Task, at_ms: u64) -> Result<TaskEvent, Refusal> {
+        let snapshot = task::bounded(snapshot)?;
         let id = snapshot.id.clone();
         match self.tasks.get(&id) {
             Some(entry) if entry.agent_id != agent_id => {

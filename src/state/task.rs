@@ -78,8 +78,44 @@ pub enum TransitionError {
     Terminal(String),
     #[error("event is for task {event}, not {task}")]
     WrongTask { task: String, event: String },
+    /// The task would exceed a per-task limit (`ARTIFACTS_MAX`, `ARTIFACT_PARTS_MAX`).
+    #[error("task {task} would exceed the gateway's limit of {limit}")]
+    TooLarge { task: String, limit: String },
     #[error("event context {event} does not match task context {task}")]
     WrongContext { task: String, event: String },
+}
+
+/// Messages of history a stored task keeps; older ones are dropped as new ones arrive (the
+/// most recent are what `historyLength` asks for). Constants, not settings: apply must do the
+/// same on every node.
+pub const HISTORY_MESSAGES_MAX: usize = 1000;
+/// Artifacts one task may have; an event adding one more is refused.
+pub const ARTIFACTS_MAX: usize = 1000;
+/// Parts one artifact may have (appended chunks included); an event going past it is refused.
+pub const ARTIFACT_PARTS_MAX: usize = 10_000;
+
+fn too_large(task: &Task, limit: String) -> TransitionError {
+    TransitionError::TooLarge { task: task.id.clone(), limit }
+}
+
+/// A snapshot from an agent held to the per-task limits: history trimmed to the last
+/// `HISTORY_MESSAGES_MAX` messages; too many artifacts or parts are refused.
+pub fn bounded(mut snapshot: Task) -> Result<Task, TransitionError> {
+    if snapshot.artifacts.len() > ARTIFACTS_MAX {
+        return Err(too_large(&snapshot, format!("{ARTIFACTS_MAX} artifacts")));
+    }
+    if snapshot.artifacts.iter().any(|a| a.parts.len() > ARTIFACT_PARTS_MAX) {
+        return Err(too_large(&snapshot, format!("{ARTIFACT_PARTS_MAX} parts per artifact")));
+    }
+    trim_history(&mut snapshot);
+    Ok(snapshot)
+}
+
+fn trim_history(task: &mut Task) {
+    let excess = task.history.len().saturating_sub(HISTORY_MESSAGES_MAX);
+    if excess > 0 {
+        task.history.drain(..excess);
+    }
 }
 
 /// Replaces a stored task by a newer snapshot from its agent.
@@ -104,6 +140,7 @@ pub fn apply_status(task: &mut Task, update: StatusUpdate) -> Result<Vec<TaskCha
     let previous = std::mem::replace(&mut task.status, update.status);
     if let Some(message) = previous.message {
         task.history.push(message);
+        trim_history(task);
     }
     if let Some(metadata) = update.metadata {
         task.metadata = Some(metadata);
@@ -138,7 +175,18 @@ pub fn apply_artifact(task: &mut Task, update: ArtifactUpdate) -> Result<Vec<Tas
         last_chunk: update.last_chunk,
     };
     let incoming = update.artifact;
-    let existing = task.artifacts.iter_mut().find(|a| a.artifact_id == incoming.artifact_id);
+    let index = task.artifacts.iter().position(|a| a.artifact_id == incoming.artifact_id);
+    let parts_after = match (index, update.append) {
+        (Some(i), true) => task.artifacts[i].parts.len() + incoming.parts.len(),
+        _ => incoming.parts.len(),
+    };
+    if parts_after > ARTIFACT_PARTS_MAX {
+        return Err(too_large(task, format!("{ARTIFACT_PARTS_MAX} parts per artifact")));
+    }
+    if index.is_none() && task.artifacts.len() >= ARTIFACTS_MAX {
+        return Err(too_large(task, format!("{ARTIFACTS_MAX} artifacts")));
+    }
+    let existing = index.map(|i| &mut task.artifacts[i]);
     match (existing, update.append) {
         (Some(artifact), true) => artifact.parts.extend(incoming.parts),
         (Some(artifact), false) => *artifact = incoming,
@@ -201,6 +249,47 @@ pub(crate) mod tests {
             append,
             last_chunk: false,
         }
+    }
+
+    #[test]
+    fn history_keeps_the_most_recent_messages() {
+        let mut t = task("t", TaskState::Working);
+        for i in 0..HISTORY_MESSAGES_MAX + 5 {
+            apply_status(&mut t, status("t", TaskState::Working, Some(&format!("s{i}")))).unwrap();
+        }
+        assert_eq!(t.history.len(), HISTORY_MESSAGES_MAX);
+        // The last status message is the current status; the one before it is newest in history.
+        let newest = &t.history.last().unwrap().0["messageId"];
+        assert_eq!(newest, &json!(format!("s{}", HISTORY_MESSAGES_MAX + 3)));
+        let mut snapshot = task("t", TaskState::Working);
+        snapshot.history = (0..HISTORY_MESSAGES_MAX + 7).map(|i| Json(json!({"messageId": i}))).collect();
+        let kept = bounded(snapshot).unwrap();
+        assert_eq!(kept.history.len(), HISTORY_MESSAGES_MAX);
+        assert_eq!(kept.history[0].0["messageId"], json!(7));
+    }
+
+    #[test]
+    fn artifacts_and_parts_past_their_limits_are_refused_and_change_nothing() {
+        let mut t = task("t", TaskState::Working);
+        let mut first = chunk("t", "a", "x", false);
+        first.artifact.parts = vec![Json(json!({"text": "x"})); ARTIFACT_PARTS_MAX];
+        apply_artifact(&mut t, first).unwrap();
+        let before = t.clone();
+        let refused = apply_artifact(&mut t, chunk("t", "a", "one too many", true));
+        assert!(matches!(refused, Err(TransitionError::TooLarge { .. })), "{refused:?}");
+        assert_eq!(t, before);
+        // Replacing the artifact (not appending) is fine.
+        apply_artifact(&mut t, chunk("t", "a", "fresh", false)).unwrap();
+        for i in 1..ARTIFACTS_MAX {
+            apply_artifact(&mut t, chunk("t", &format!("a{i}"), "x", false)).unwrap();
+        }
+        let before = t.clone();
+        assert!(matches!(apply_artifact(&mut t, chunk("t", "new", "x", false)), Err(TransitionError::TooLarge { .. })));
+        assert_eq!(t, before);
+        let mut snapshot = task("t", TaskState::Working);
+        snapshot.artifacts = t.artifacts.clone();
+        snapshot.artifacts.push(chunk("t", "new", "x", false).artifact);
+        assert!(matches!(bounded(snapshot), Err(TransitionError::TooLarge { .. })));
     }
 
     /// Every (from, to) pair of states: a terminal task refuses every change, any other task

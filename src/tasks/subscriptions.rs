@@ -6,7 +6,10 @@
 //! `subscriber_buffer_events` behind is told it lagged (and the stream is closed with an error)
 //! instead of slowing the others or growing memory. The channel of a task is dropped when the
 //! task turns terminal (subscribers drain what is buffered, then see the end) or when its last
-//! subscriber is gone.
+//! subscriber is gone: at its next event, or, for a task that has no more events (finished,
+//! or gone from memory), at the next sweep, which runs whenever the map doubled since the
+//! last one. So the map holds at most twice the tasks with live subscribers, plus
+//! `SWEEP_FLOOR`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,8 +24,17 @@ pub enum SubscribeError {
     TooMany(String, usize),
 }
 
+/// The map is swept of channels nobody listens to once it holds this many (or twice as many
+/// as after the last sweep).
+const SWEEP_FLOOR: usize = 64;
+
+struct Channels {
+    by_task: HashMap<String, broadcast::Sender<Arc<TaskEvent>>>,
+    sweep_at: usize,
+}
+
 pub struct Subscriptions {
-    by_task: Mutex<HashMap<String, broadcast::Sender<Arc<TaskEvent>>>>,
+    channels: Mutex<Channels>,
     /// Events a subscriber may be behind before it is cut off.
     subscriber_buffer_events: usize,
     /// Subscribers of one task on this node.
@@ -31,13 +43,19 @@ pub struct Subscriptions {
 
 impl Subscriptions {
     pub fn new(subscriber_buffer_events: usize, task_subscribers_max: usize) -> Self {
-        Subscriptions { by_task: Mutex::new(HashMap::new()), subscriber_buffer_events, task_subscribers_max }
+        let channels = Channels { by_task: HashMap::new(), sweep_at: SWEEP_FLOOR };
+        Subscriptions { channels: Mutex::new(channels), subscriber_buffer_events, task_subscribers_max }
     }
 
     /// Starts following a task. Take the task's snapshot after this call and skip events
     /// whose `seq` is at or below the snapshot's: then nothing is missed or repeated.
     pub fn subscribe(&self, task_id: &str) -> Result<broadcast::Receiver<Arc<TaskEvent>>, SubscribeError> {
-        let mut map = self.by_task.lock().unwrap_or_else(|p| p.into_inner());
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if channels.by_task.len() >= channels.sweep_at {
+            channels.by_task.retain(|_, tx| tx.receiver_count() > 0);
+            channels.sweep_at = (2 * channels.by_task.len()).max(SWEEP_FLOOR);
+        }
+        let map = &mut channels.by_task;
         if let Some(tx) = map.get(task_id) {
             if tx.receiver_count() >= self.task_subscribers_max {
                 return Err(SubscribeError::TooMany(task_id.to_owned(), self.task_subscribers_max));
@@ -51,7 +69,8 @@ impl Subscriptions {
 
     /// Hands an applied event to the task's subscribers, if it has any. Never blocks.
     pub fn publish(&self, event: TaskEvent) {
-        let mut map = self.by_task.lock().unwrap_or_else(|p| p.into_inner());
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let map = &mut channels.by_task;
         let Some(tx) = map.get(&event.task_id) else {
             return;
         };
@@ -69,7 +88,7 @@ impl Subscriptions {
 
     /// Tasks with a live channel on this node.
     pub fn tasks_followed(&self) -> usize {
-        self.by_task.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.channels.lock().unwrap_or_else(|p| p.into_inner()).by_task.len()
     }
 }
 
@@ -123,5 +142,23 @@ mod tests {
         drop(subs.subscribe("t").unwrap());
         subs.publish(event("t", 1, TaskState::Working));
         assert_eq!(subs.tasks_followed(), 0, "a channel nobody listens to is dropped");
+    }
+
+    #[test]
+    fn channels_of_tasks_that_never_change_again_are_swept() {
+        let subs = Subscriptions::new(4, 2);
+        // Subscribers that came and went for finished tasks: no event will ever clean up.
+        for i in 0..10 * SWEEP_FLOOR {
+            drop(subs.subscribe(&format!("done-{i}")).unwrap());
+            assert!(subs.tasks_followed() <= SWEEP_FLOOR, "{} channels after {i}", subs.tasks_followed());
+        }
+        let live: Vec<_> = (0..SWEEP_FLOOR).map(|i| subs.subscribe(&format!("live-{i}")).unwrap()).collect();
+        for i in 0..10 * SWEEP_FLOOR {
+            drop(subs.subscribe(&format!("gone-{i}")).unwrap());
+        }
+        assert!(subs.tasks_followed() <= 2 * live.len() + 1, "{}", subs.tasks_followed());
+        assert!(live.iter().all(|rx| rx.is_empty()), "nothing was published to the live tasks yet");
+        subs.publish(event("live-0", 1, TaskState::Working));
+        assert_eq!(live[0].len(), 1);
     }
 }

@@ -152,14 +152,14 @@ fn run_load(bases: &[(u64, String)], history: &Mutex<History>, stop: &AtomicBool
 }
 
 /// The `data:` events of an SSE body, parsed.
-fn sse_events(text: &str) -> Vec<Value> {
+pub fn sse_events(text: &str) -> Vec<Value> {
     text.split("\n\n")
         .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
         .filter_map(|data| serde_json::from_str(data).ok())
         .collect()
 }
 
-async fn open_stream(base: &str, method: &str, params: Value) -> reqwest::Response {
+pub async fn open_stream(base: &str, method: &str, params: Value) -> reqwest::Response {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let body = json!({"jsonrpc": "2.0", "id": "s", "method": method, "params": params});
     let url = format!("{base}/agents/echo");
@@ -167,7 +167,7 @@ async fn open_stream(base: &str, method: &str, params: Value) -> reqwest::Respon
 }
 
 /// Reads a stream's first event (its task snapshot), then the rest in the background.
-async fn first_then_rest(resp: reqwest::Response) -> (Value, tokio::task::JoinHandle<Vec<Value>>) {
+pub async fn first_then_rest(resp: reqwest::Response) -> (Value, tokio::task::JoinHandle<Vec<Value>>) {
     use futures::StreamExt;
     let mut body = resp.bytes_stream();
     let mut buf = String::new();

@@ -8,6 +8,7 @@ mod bad_config;
 mod cluster;
 mod config;
 mod dns;
+mod drain;
 mod fake_agent;
 mod formation;
 mod gossip_cluster;

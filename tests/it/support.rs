@@ -72,6 +72,20 @@ pub fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Node {
     node
 }
 
+/// Sends SIGTERM and waits for the process to exit, at most `deadline`.
+pub fn terminate(child: &mut Child, deadline: Duration) -> (Duration, std::process::ExitStatus) {
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
+    assert!(sent.success(), "kill -TERM failed");
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (start.elapsed(), status);
+        }
+        assert!(start.elapsed() < deadline, "superx did not exit within {deadline:?} of SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Polls a condition until it holds, or panics at the deadline.
 pub fn wait_until(deadline: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -197,6 +211,14 @@ impl Cluster {
             node.child.kill().unwrap();
             node.child.wait().unwrap();
         }
+    }
+
+    /// Stops a node with SIGTERM (its drain) and waits for it to exit; answers how long that
+    /// took and the exit status. Panics if it has not exited by the deadline.
+    pub fn terminate(&mut self, id: u64, deadline: Duration) -> (Duration, std::process::ExitStatus) {
+        let mut node = self.nodes.remove(&id).expect("a running node");
+        let (took, status) = terminate(&mut node.child, deadline);
+        (took, status)
     }
 
     pub fn status(&self, id: u64) -> Value {

@@ -40,6 +40,12 @@ const COMMITTED_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_
 /// Jobs one transaction of the log writer takes at most.
 const WRITE_JOBS_MAX: usize = 1024;
 
+/// Jobs waiting for the log writer at most. Past it, queuing waits for the writer (the disk)
+/// to catch up: raft slows down, the proposal queue fills, and new writes are refused at once
+/// (`ProposeError::Busy`) instead of the queue growing without end. Proposals are capped
+/// before this, so it is only reached when the disk stalls.
+const WRITE_QUEUE_MAX: usize = 4 * WRITE_JOBS_MAX;
+
 /// Entries appended but not yet durable, by index: readers look here as well as on disk.
 type Pending = Arc<Mutex<BTreeMap<u64, Entry>>>;
 
@@ -58,7 +64,7 @@ pub(crate) struct LogStore {
     db: Arc<Database>,
     pending: Pending,
     /// The log writer's queue; the writer thread ends when this is dropped.
-    writer: Option<mpsc::Sender<WriteJob>>,
+    writer: Option<mpsc::SyncSender<WriteJob>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     vote: Option<Vote>,
     committed: Option<LogId>,
@@ -85,7 +91,7 @@ impl LogStore {
         let reader = db.clone();
         let (vote, committed, purged, last) = blocking(move || load(&reader)).await?;
         let last = last.or(purged);
-        let (writer, jobs) = mpsc::channel();
+        let (writer, jobs) = mpsc::sync_channel(WRITE_QUEUE_MAX);
         let writer_db = db.clone();
         let writer_thread = std::thread::Builder::new()
             .name("raft-log-writer".into())

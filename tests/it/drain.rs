@@ -1,0 +1,158 @@
+//! Admission control and the drain on SIGTERM, against real processes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::cluster::{first_then_rest, open_stream};
+use crate::fake_agent;
+use crate::support::{Cluster, call, send, wait_until};
+
+/// The drain timeout the tests configure; a node must be gone well within it.
+const DRAIN_MS: u64 = 4000;
+
+/// A failure a client may simply retry: the node was unreachable (code 0 from `call`), or
+/// the error says overloaded or unavailable. Anything else (an internal error, a task not
+/// found) is a bug showing through the drain.
+fn retryable(error: &Value) -> bool {
+    let reason = error["data"][0]["reason"].as_str().unwrap_or("");
+    error["code"] == 0 || matches!(reason, "UNAVAILABLE" | "OVERLOADED")
+}
+
+fn message(text: &str) -> Value {
+    json!({"message": {"messageId": text, "role": "ROLE_USER", "parts": [{"text": text}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_stream_limit_a_stream_is_refused_at_once_with_503_and_retry_after() {
+    let agent = fake_agent::start(1, 10).await;
+    let env = [("SUPERX_SERVER__STREAMS_IN_FLIGHT_MAX", "1")];
+    let url = agent.url.clone();
+    let cluster = tokio::task::spawn_blocking(move || Cluster::new(1, &url, &env)).await.unwrap();
+    let base = cluster.base(1);
+    // The agent holds the first stream open until `go`.
+    let (first, rest) = first_then_rest(open_stream(&base, "SendStreamingMessage", message("one")).await).await;
+    assert!(first["result"]["task"]["id"].is_string(), "{first}");
+    let refused = open_stream(&base, "SendStreamingMessage", message("two")).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["data"][0]["reason"], "OVERLOADED", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("streams_in_flight_max"), "{body}");
+    // Unary calls are not streams: they still pass.
+    let unary = tokio::task::spawn_blocking({
+        let base = base.clone();
+        move || send(&base, "unary")
+    });
+    assert!(unary.await.unwrap().is_ok());
+    // Once the first stream ends, its slot is free again.
+    agent.go.add_permits(1);
+    let events = rest.await.unwrap();
+    assert!(events.last().unwrap()["result"]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED");
+    let (third, _) = first_then_rest(open_stream(&base, "SendStreamingMessage", message("three")).await).await;
+    assert!(third["result"]["task"]["id"].is_string(), "{third}");
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_open_streams_with_a_retryable_error_and_exits_within_the_drain_timeout() {
+    let agent = fake_agent::start(1, 10).await;
+    let drain = DRAIN_MS.to_string();
+    let url = agent.url.clone();
+    let mut cluster = tokio::task::spawn_blocking(move || {
+        Cluster::new(1, &url, &[("SUPERX_SERVER__DRAIN_TIMEOUT_MS", drain.as_str())])
+    })
+    .await
+    .unwrap();
+    let base = cluster.base(1);
+    let (first, rest) = first_then_rest(open_stream(&base, "SendStreamingMessage", message("held")).await).await;
+    assert!(first["result"]["task"]["id"].is_string(), "{first}");
+    // The agent never lets the stream go on: only the drain can end it.
+    let (took, status) =
+        tokio::task::spawn_blocking(move || cluster.terminate(1, Duration::from_millis(DRAIN_MS))).await.unwrap();
+    let events = tokio::time::timeout(Duration::from_secs(5), rest).await.expect("the stream ended").unwrap();
+    let last = events.last().expect("a last event");
+    assert!(retryable(&last["error"]), "the stream must end with a retryable error: {last}");
+    assert!(status.success(), "exit status {status:?}");
+    eprintln!("node with an open stream exited {took:?} after SIGTERM");
+    drop(agent);
+}
+
+#[derive(Default)]
+struct Seen {
+    acked: Vec<(String, Instant)>,
+    errors: Vec<Value>,
+}
+
+#[test]
+fn sigterm_on_the_leader_under_load_loses_no_acknowledged_write_and_clients_see_only_retryable_errors() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let agent = runtime.block_on(fake_agent::start(0, 0));
+    let drain = DRAIN_MS.to_string();
+    let mut cluster = Cluster::new(3, &agent.url, &[("SUPERX_SERVER__DRAIN_TIMEOUT_MS", drain.as_str())]);
+    let leader = cluster.leader();
+    let bases: Vec<String> = (1..=3).map(|id| cluster.base(id)).collect();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (seen, stop, bases) = (seen.clone(), stop.clone(), bases.clone());
+            std::thread::spawn(move || {
+                let mut i = c;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 4;
+                    match send(&bases[i % bases.len()], &format!("drain-{i}")) {
+                        Ok(task) => {
+                            let id = task["id"].as_str().unwrap().to_owned();
+                            seen.lock().unwrap().acked.push((id, Instant::now()));
+                        }
+                        Err(e) => seen.lock().unwrap().errors.push(e),
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until(Duration::from_secs(30), || seen.lock().unwrap().acked.len() >= 100);
+    let signalled = Instant::now();
+    let (took, status) = cluster.terminate(leader, Duration::from_millis(DRAIN_MS));
+    assert!(status.success(), "exit status {status:?}");
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().acked.iter().any(|(_, at)| *at > signalled + took));
+    let resumed =
+        seen.lock().unwrap().acked.iter().find(|(_, at)| *at > signalled + took).map(|(_, at)| *at - signalled);
+    let acked_at_stop = seen.lock().unwrap().acked.len();
+    wait_until(Duration::from_secs(30), || seen.lock().unwrap().acked.len() >= acked_at_stop + 100);
+    stop.store(true, Ordering::Relaxed);
+    clients.into_iter().for_each(|c| c.join().unwrap());
+    let seen = seen.lock().unwrap();
+    eprintln!(
+        "leader {leader} exited {took:?} after SIGTERM; writes on the survivors {resumed:?} after it; {} acked, {} errors",
+        seen.acked.len(),
+        seen.errors.len()
+    );
+    let bad: Vec<&Value> = seen.errors.iter().filter(|e| !retryable(e)).collect();
+    assert!(bad.is_empty(), "clients saw errors that are not retryable: {bad:?}");
+    for id in (1..=3).filter(|id| *id != leader) {
+        for (task, _) in &seen.acked {
+            let reply = call(&cluster.base(id), "/agents/echo", "GetTask", json!({"id": task}), None);
+            assert!(reply.get("result").is_some(), "acknowledged task {task} missing on node {id}: {reply}");
+        }
+    }
+    drop(cluster);
+    drop(runtime);
+}
+
+#[test]
+fn a_node_without_anything_open_exits_at_once_on_sigterm() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let agent = runtime.block_on(fake_agent::start(0, 0));
+    let cluster = Cluster::new(1, &agent.url, &[]);
+    send(&cluster.base(1), "one").expect("a write");
+    let mut cluster = cluster;
+    // The default drain timeout is 15 s; with nothing in flight the node must not wait for it.
+    let (took, status) = cluster.terminate(1, Duration::from_secs(5));
+    assert!(status.success(), "exit status {status:?}");
+    eprintln!("idle node exited {took:?} after SIGTERM");
+    drop(runtime);
+}
