@@ -74,7 +74,7 @@ impl Gateway {
                 return Err(e);
             }
         };
-        Ok(Arc::new(Gateway {
+        let gw = Arc::new(Gateway {
             config,
             replica,
             client,
@@ -84,7 +84,9 @@ impl Gateway {
             advertise,
             ready: AtomicBool::new(false),
             stop: tokio::sync::watch::channel(false).0,
-        }))
+        });
+        crate::telemetry::metrics::spawn_raft_watch(&gw);
+        Ok(gw)
     }
 
     /// Asks the node to stop by itself (the process exits once in-flight requests finish).

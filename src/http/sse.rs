@@ -14,6 +14,7 @@ use crate::a2a::ProtocolVersion;
 use crate::agents::client::A2A_EXTENSIONS;
 use crate::jsonrpc::{self, RpcError};
 use crate::rpc::{StreamFrame, StreamReply};
+use crate::telemetry::metrics::StreamGauge;
 
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
@@ -45,13 +46,16 @@ fn push_frame(out: &mut Vec<u8>, frame: StreamFrame, id: &Value, version: Protoc
 
 /// The SSE response for a stream of frames.
 pub fn response(reply: StreamReply, id: Value, version: ProtocolVersion, keepalive: Duration) -> Response {
-    let state = (reply.frames, id, false);
-    let stream = futures::stream::unfold(state, move |(mut frames, id, ended)| async move {
+    // The gauge goes with the body: dropped when the stream ends or the client goes away.
+    let state = (reply.frames, id, false, StreamGauge::open());
+    let stream = futures::stream::unfold(state, move |(mut frames, id, ended, open)| async move {
         if ended {
             return None;
         }
         let first = match tokio::time::timeout(keepalive, frames.recv()).await {
-            Err(_) => return Some((Ok::<_, Infallible>(Bytes::from_static(KEEP_ALIVE)), (frames, id, false))),
+            Err(_) => {
+                return Some((Ok::<_, Infallible>(Bytes::from_static(KEEP_ALIVE)), (frames, id, false, open)));
+            }
             Ok(None) => return None,
             Ok(Some(frame)) => frame,
         };
@@ -61,7 +65,7 @@ pub fn response(reply: StreamReply, id: Value, version: ProtocolVersion, keepali
             let Ok(frame) = frames.try_recv() else { break };
             ended = push_frame(&mut out, frame, &id, version);
         }
-        Some((Ok(Bytes::from(out)), (frames, id, ended)))
+        Some((Ok(Bytes::from(out)), (frames, id, ended, open)))
     });
     let mut response = (
         StatusCode::OK,

@@ -27,6 +27,7 @@ use crate::agents::{Answer, CallTarget};
 use crate::gateway::Gateway;
 use crate::jsonrpc::RpcError;
 use crate::state::{ProposeError, ReadMode, Task, Upstream};
+use crate::telemetry::trace::TraceContext;
 
 /// Which endpoint a call came in on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct Call {
     pub base_url: String,
     /// How fresh the state this call reads must be (the `SuperX-Read` header).
     pub read_mode: ReadMode,
+    /// The request's trace; agent calls are its child spans.
+    pub trace: TraceContext,
 }
 
 /// What a method answers with: one result, or a stream of them (SSE).
@@ -177,6 +180,37 @@ impl From<ProposeError> for RpcError {
             other => RpcError::Internal(other.to_string()),
         }
     }
+}
+
+impl Op {
+    /// The name metrics count the operation under, whichever spelling the client used: the
+    /// A2A 1.0 name, or the control plane's slash name.
+    fn label(self) -> &'static str {
+        match self {
+            Op::SendMessage => "SendMessage",
+            Op::SendStreamingMessage => "SendStreamingMessage",
+            Op::GetTask => "GetTask",
+            Op::ListTasks => "ListTasks",
+            Op::CancelTask => "CancelTask",
+            Op::SubscribeToTask => "SubscribeToTask",
+            Op::PushConfig => "TaskPushNotificationConfig",
+            Op::GetExtendedAgentCard => "GetExtendedAgentCard",
+            Op::AgentsList => "agents/list",
+            Op::AgentsGet => "agents/get",
+            Op::AgentsUpsert => "agents/upsert",
+            Op::AgentsDelete => "agents/delete",
+            Op::AgentsHealth => "agents/health",
+            Op::AgentsRefreshCard => "agents/refreshCard",
+            Op::ClusterStatus => "cluster/status",
+            Op::ClusterLeave => "cluster/leave",
+        }
+    }
+}
+
+/// A method name as a metrics label: its operation's canonical name, `unknown` for a name
+/// the gateway does not know (so clients cannot create series).
+pub fn method_label(name: &str) -> &'static str {
+    lookup(name).map_or("unknown", |(op, _)| op.label())
 }
 
 /// The protocol generation a method name belongs to, if it belongs to one (SuperX's dotted
@@ -340,6 +374,7 @@ impl Target {
             bearer: self.bearer.as_deref(),
             timeout: self.timeout,
             extensions: call.extensions.as_ref(),
+            trace: Some(&call.trace),
         }
     }
 }
@@ -448,7 +483,14 @@ mod tests {
     use serde_json::json;
 
     fn call(version: ProtocolVersion, scope: Scope) -> Call {
-        Call { version, scope, extensions: None, base_url: "http://gw".into(), read_mode: ReadMode::Local }
+        Call {
+            version,
+            scope,
+            extensions: None,
+            base_url: "http://gw".into(),
+            read_mode: ReadMode::Local,
+            trace: TraceContext::new_root(),
+        }
     }
 
     fn code(name: &str, params: Value, c: &Call) -> i64 {
@@ -476,6 +518,16 @@ mod tests {
         assert_eq!(code("GetTask", json!({"id": 5}), &v10), -32602);
         assert_eq!(code("GetTask", json!({}), &v10), -32602);
         assert_eq!(code("GetTask", json!({"id": "t", "historyLength": "x"}), &v10), -32602);
+    }
+
+    #[test]
+    fn every_spelling_counts_under_one_label() {
+        for name in ["SendMessage", "message/send", "message.send"] {
+            assert_eq!(method_label(name), "SendMessage");
+        }
+        assert_eq!(method_label("agents.list"), "agents/list");
+        assert_eq!(method_label("tasks/pushNotificationConfig/get"), "TaskPushNotificationConfig");
+        assert_eq!(method_label("no/such/method"), "unknown");
     }
 
     #[test]

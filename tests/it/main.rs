@@ -16,3 +16,4 @@ mod partition;
 mod postgres;
 mod streaming;
 mod support;
+mod telemetry;
