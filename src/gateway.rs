@@ -48,6 +48,8 @@ pub fn rfc3339_ms(ms: u64) -> String {
 impl Gateway {
     /// Starts the node's replica (opening its raft storage and joining the cluster).
     pub async fn start(config: Config) -> anyhow::Result<Arc<Gateway>> {
+        // Before anything records: the facade drops what arrives before a recorder is set.
+        crate::telemetry::metrics::handle();
         let client = AgentClient::new(&config.agents)?;
         // Before raft starts: a database this node cannot use is a startup error, said plainly.
         let archive = match config.archive.enabled() {

@@ -52,8 +52,10 @@ pub const AGENT_CALL_SECONDS_METRIC: &str = "superx_agent_call_duration_seconds"
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// The process's Prometheus handle, installing the recorder on first use. If another
-/// recorder was installed first (a test harness), this one still renders, but empty.
+/// The process's Prometheus handle, installing the recorder on first use; `Gateway::start`
+/// calls it first thing, since the facade drops whatever is recorded before a recorder is
+/// installed. If another recorder was installed first (a test harness), this one still
+/// renders, but empty.
 pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = builder().build_recorder();

@@ -214,7 +214,9 @@ def wait_for_metrics(e2e, what: str, ok) -> dict:
         families = scrape(e2e)
         if ok(families):
             return families
-        assert time.monotonic() < deadline, f'metrics never showed {what}'
+        shown = {n: [(s.labels, s.value) for s in f.samples] for n, f in families.items()
+                 if n.startswith(('superx_streams', 'superx_task'))}
+        assert time.monotonic() < deadline, f'metrics never showed {what}: {shown}'
         time.sleep(0.05)  # polling interval; the deadline bounds the wait
 
 
