@@ -260,6 +260,7 @@ mod tests {
 
     #[test]
     fn rpc_calls_count_by_method_and_code() {
+        handle();
         rpc_request("GetTask", None);
         rpc_request("GetTask", Some(-32001));
         rpc_request("GetTask", Some(-32001));
@@ -273,6 +274,7 @@ mod tests {
         let line = || {
             rendered().lines().find(|l| l.starts_with("superx_streams_open ")).map(str::to_owned).unwrap_or_default()
         };
+        handle();
         let open = StreamGauge::open();
         assert_eq!(line(), "superx_streams_open 1");
         drop(open);
