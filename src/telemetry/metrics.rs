@@ -224,7 +224,9 @@ fn record_archive(s: &crate::archive::ArchiveStats, backlog: usize) {
     gauge!("superx_archive_last_batch_seconds").set(s.last_batch_us.load(Ordering::Relaxed) as f64 / 1e6);
 }
 
-/// The node-local per-agent counters `agents/health` shows.
+/// The node-local per-agent counters `agents/health` shows, under the names `/metrics` had
+/// before the exporter. When agent calls are recorded through the facade where they happen
+/// (agent protection), these must go: the same name from two sources would count twice.
 fn record_agents(gw: &Gateway) {
     for (id, c) in gw.stats.snapshot() {
         counter!("superx_agent_calls_total", "agent" => id.clone()).absolute(c.calls_total.load(Ordering::Relaxed));
