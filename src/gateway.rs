@@ -50,6 +50,8 @@ pub fn rfc3339_ms(ms: u64) -> String {
 impl Gateway {
     /// Starts the node's replica (opening its raft storage and joining the cluster).
     pub async fn start(config: Config) -> anyhow::Result<Arc<Gateway>> {
+        // Before anything records: the facade drops what arrives before a recorder is set.
+        crate::telemetry::metrics::handle();
         let client = AgentClient::new(&config.agents)?;
         // Before raft starts: a database this node cannot use is a startup error, said plainly.
         let archive = match config.archive.enabled() {
@@ -77,7 +79,7 @@ impl Gateway {
             }
         };
         let admission = crate::admission::Admission::new(&config.server);
-        Ok(Arc::new(Gateway {
+        let gw = Arc::new(Gateway {
             config,
             replica,
             client,
@@ -88,7 +90,9 @@ impl Gateway {
             advertise,
             ready: AtomicBool::new(false),
             stop: tokio::sync::watch::channel(false).0,
-        }))
+        });
+        crate::telemetry::metrics::spawn_raft_watch(&gw);
+        Ok(gw)
     }
 
     /// Asks the node to stop by itself (the process exits once in-flight requests finish).

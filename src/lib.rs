@@ -13,7 +13,8 @@
 //! - [`state`]: `Command`, the deterministic `apply`, the in-memory tables, the replica.
 //! - [`archive`]: terminal tasks into Postgres (the archiver on the leader) and back.
 //! - [`codec`]: the one bincode codec for stored bytes.
-//! - [`config`], [`telemetry`]: startup.
+//! - [`config`]: the config tree, loaded once at startup.
+//! - [`telemetry`]: logs, `/metrics`, request ids and trace context.
 //! - [`probe`]: `superx probe`, the health check of the shell-less container image.
 #![forbid(unsafe_code)]
 

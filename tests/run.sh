@@ -24,6 +24,7 @@ PY_PINS=(
   "uvicorn==0.54.0"
   "pytest==9.2.0"
   "httpx==0.28.1"
+  "prometheus-client==0.26.0"
 )
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"

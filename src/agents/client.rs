@@ -1,8 +1,9 @@
 //! Calls to agents: JSON-RPC requests in the version the agent's card prefers (translating
 //! the gateway's 1.0 model when the agent speaks 0.3), and agent card fetches.
 //!
-//! Every call carries `A2A-Version`, the agent's bearer, a deadline, and the client's
-//! `A2A-Extensions`; answers are size-limited and checked before anything is believed.
+//! Every call carries `A2A-Version`, the agent's bearer, a deadline, the client's
+//! `A2A-Extensions`, and a `traceparent` continuing the client's trace; answers are
+//! size-limited and checked before anything is believed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::a2a::v03;
 use crate::config::{AgentsConfig, StreamsConfig};
 use crate::jsonrpc::RpcError;
 use crate::state::{AgentRecord, Task, Upstream};
+use crate::telemetry::trace::{TRACEPARENT, TRACESTATE, TraceContext};
 
 pub const A2A_VERSION: &str = "a2a-version";
 pub const A2A_EXTENSIONS: &str = "a2a-extensions";
@@ -57,6 +59,8 @@ pub struct CallTarget<'a> {
     pub timeout: Duration,
     /// The client's `A2A-Extensions`, forwarded.
     pub extensions: Option<&'a HeaderValue>,
+    /// The client request's trace: each call sends a child span's `traceparent`.
+    pub trace: Option<&'a TraceContext>,
 }
 
 /// What an agent answered, checked and typed.
@@ -125,6 +129,14 @@ impl AgentClient {
         if let Some(ext) = target.extensions {
             let name = if version == ProtocolVersion::V03 { X_A2A_EXTENSIONS } else { A2A_EXTENSIONS };
             request = request.header(name, ext.clone());
+        }
+        if let Some(trace) = target.trace {
+            let (span_id, traceparent) = trace.child_traceparent();
+            tracing::debug!(agent_id = target.agent_id, agent_span_id = %format!("{span_id:016x}"), "calling the agent");
+            request = request.header(TRACEPARENT, traceparent);
+            if let Some(state) = &trace.tracestate {
+                request = request.header(TRACESTATE, state.clone());
+            }
         }
         request
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +25,10 @@ use crate::gateway::Gateway;
 use crate::jsonrpc::{self, RpcError};
 use crate::rpc::{Call, Method, Outcome, Scope};
 use crate::state::ReadMode;
+use crate::telemetry::trace::TraceContext;
+
+/// The method label of a request whose envelope could not be read.
+const INVALID: &str = "invalid";
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -39,21 +43,39 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/cluster", get(cluster))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(crate::telemetry::layer::middleware))
         .with_state(gw)
 }
 
-async fn rpc_gateway(State(gw): State<Arc<Gateway>>, query: RawQuery, headers: HeaderMap, body: Body) -> Response {
-    handle_rpc(&gw, Scope::Gateway, query.0.as_deref(), &headers, body).await
+/// What the JSON-RPC handlers take from the request besides the path and query.
+struct RpcRequest {
+    headers: HeaderMap,
+    /// Set by the telemetry middleware.
+    trace: Option<TraceContext>,
+    body: Body,
+}
+
+async fn rpc_gateway(
+    State(gw): State<Arc<Gateway>>,
+    query: RawQuery,
+    trace: Option<Extension<TraceContext>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request = RpcRequest { headers, trace: trace.map(|t| t.0), body };
+    handle_rpc(&gw, Scope::Gateway, query.0.as_deref(), request).await
 }
 
 async fn rpc_agent(
     State(gw): State<Arc<Gateway>>,
     Path(id): Path<String>,
     query: RawQuery,
+    trace: Option<Extension<TraceContext>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle_rpc(&gw, Scope::Agent(id), query.0.as_deref(), &headers, body).await
+    let request = RpcRequest { headers, trace: trace.map(|t| t.0), body };
+    handle_rpc(&gw, Scope::Agent(id), query.0.as_deref(), request).await
 }
 
 /// The client's `A2A-Version`: the header, else the `A2A-Version` query parameter.
@@ -89,37 +111,55 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-async fn handle_rpc(gw: &Arc<Gateway>, scope: Scope, query: Option<&str>, headers: &HeaderMap, body: Body) -> Response {
+/// Answers one JSON-RPC request and counts it by method and result code.
+async fn handle_rpc(gw: &Arc<Gateway>, scope: Scope, query: Option<&str>, request: RpcRequest) -> Response {
+    let (response, method, code) = answer_rpc(gw, scope, query, request).await;
+    crate::telemetry::metrics::rpc_request(method, code);
+    response
+}
+
+/// The response, the method's canonical name (`invalid` before one is known) and the error
+/// code answered (`None` for a result or an opened stream).
+async fn answer_rpc(
+    gw: &Arc<Gateway>,
+    scope: Scope,
+    query: Option<&str>,
+    RpcRequest { headers, trace, body }: RpcRequest,
+) -> (Response, &'static str, Option<i64>) {
+    let headers = &headers;
     let version = ProtocolVersion::from_header(requested_version(headers, query));
     // Until the method is known, errors are rendered in the requested version (0.3 when the
     // header is absent or unsupported).
     let header_version = *version.as_ref().unwrap_or(&ProtocolVersion::V03);
-    let fail = |id: &serde_json::Value, e: &RpcError, v| rpc_response(jsonrpc::failure_bytes(id, e, v), None);
+    let fail = |id: &serde_json::Value, e: &RpcError, v, method| {
+        (rpc_response(jsonrpc::failure_bytes(id, e, v), None), method, Some(e.code()))
+    };
     // Admitted before the body is read: a refused request costs the node next to nothing.
     let _request_slot = match gw.admission.request() {
         Ok(slot) => slot,
-        Err(e) => return refused(&serde_json::Value::Null, &e, header_version),
+        Err(e) => return (refused(&serde_json::Value::Null, &e, header_version), INVALID, Some(e.code())),
     };
     let bytes = match read_body(body, gw.config.server.body_bytes_max).await {
         Ok(b) => b,
-        Err(e) => return fail(&serde_json::Value::Null, &e, header_version),
+        Err(e) => return fail(&serde_json::Value::Null, &e, header_version, INVALID),
     };
     if !is_json_content_type(headers) {
         let e = RpcError::ContentTypeNotSupported("Content-Type must be application/json".into());
         let id = jsonrpc::parse_request(&bytes).map(|r| r.id).unwrap_or(serde_json::Value::Null);
-        return fail(&id, &e, header_version);
+        return fail(&id, &e, header_version, INVALID);
     }
     let request = match jsonrpc::parse_request(&bytes) {
         Ok(r) => r,
-        Err((id, e)) => return fail(&id, &e, header_version),
+        Err((id, e)) => return fail(&id, &e, header_version, INVALID),
     };
+    let label = crate::rpc::method_label(&request.method);
     // A method name of one generation gets its errors in that generation's form.
     let render_version = crate::rpc::naming_version(&request.method).unwrap_or(header_version);
     let version = match version {
         Ok(v) => v,
         Err(raw) => {
             let e = RpcError::VersionNotSupported(format!("A2A version {raw:?} is not supported; use 1.0 or 0.3"));
-            return fail(&request.id, &e, render_version);
+            return fail(&request.id, &e, render_version, label);
         }
     };
     let call = Call {
@@ -129,6 +169,7 @@ async fn handle_rpc(gw: &Arc<Gateway>, scope: Scope, query: Option<&str>, header
         base_url: cards::public_base(gw, headers),
         read_mode: read_mode(headers),
         stream_slot: None,
+        trace: trace.unwrap_or_else(TraceContext::new_root),
     };
     let method_name = request.method;
     let parsed = Method::parse(&method_name, request.params, &call);
@@ -139,24 +180,26 @@ async fn handle_rpc(gw: &Arc<Gateway>, scope: Scope, query: Option<&str>, header
                 call.stream_slot = Some(Arc::new(slot));
                 method.run(gw, &call).await
             }
-            Err(e) => return refused(&request.id, &e, version),
+            Err(e) => return (refused(&request.id, &e, version), label, Some(e.code())),
         },
         Ok(method) => method.run(gw, &call).await,
-        Err(e @ RpcError::VersionNotSupported(_)) => return fail(&request.id, &e, render_version),
+        Err(e @ RpcError::VersionNotSupported(_)) => return fail(&request.id, &e, render_version, label),
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(Outcome::Reply(reply)) => rpc_response(jsonrpc::success_bytes(&request.id, &reply.result), reply.extensions),
+        Ok(Outcome::Reply(reply)) => {
+            (rpc_response(jsonrpc::success_bytes(&request.id, &reply.result), reply.extensions), label, None)
+        }
         Ok(Outcome::Stream(stream)) => {
             let keepalive = std::time::Duration::from_millis(gw.config.streams.keepalive_ms);
             let open = sse::Open { slot: call.stream_slot.take(), drain: gw.admission.watch(), keepalive };
-            sse::response(stream, request.id, version, open)
+            (sse::response(stream, request.id, version, open), label, None)
         }
         Err(e) => {
             if let RpcError::Internal(detail) = &e {
                 tracing::error!(method = %method_name, %detail, "internal error");
             }
-            fail(&request.id, &e, version)
+            fail(&request.id, &e, version, label)
         }
     }
 }
@@ -242,51 +285,15 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-/// Prometheus text exposition of the node's counters.
+/// Prometheus text exposition of every series (README, "Metrics").
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
-    use std::fmt::Write;
-    use std::sync::atomic::Ordering;
-    let (tasks, evicted, applied, agents) =
-        gw.replica.read(|t| (t.task_count(), t.tasks_evicted_total(), t.applied_commands(), t.agents().count()));
-    let mut out = String::new();
-    let _ = writeln!(out, "# TYPE superx_tasks_in_memory gauge\nsuperx_tasks_in_memory {tasks}");
-    let _ = writeln!(out, "# TYPE superx_tasks_evicted_total counter\nsuperx_tasks_evicted_total {evicted}");
-    let _ = writeln!(out, "# TYPE superx_commands_applied_total counter\nsuperx_commands_applied_total {applied}");
-    let _ = writeln!(out, "# TYPE superx_agents gauge\nsuperx_agents {agents}");
-    if let Some(archive) = &gw.archive {
-        let backlog = gw.replica.read(|t| t.unarchived_count());
-        let s = &archive.stats;
-        let _ = writeln!(out, "# TYPE superx_archive_backlog_tasks gauge\nsuperx_archive_backlog_tasks {backlog}");
-        for (name, kind, value) in [
-            ("superx_archive_tasks_total", "counter", s.archived_total.load(Ordering::Relaxed)),
-            ("superx_archive_batches_total", "counter", s.batches_total.load(Ordering::Relaxed)),
-            ("superx_archive_write_errors_total", "counter", s.write_errors_total.load(Ordering::Relaxed)),
-            ("superx_archive_read_errors_total", "counter", s.read_errors_total.load(Ordering::Relaxed)),
-            ("superx_archive_evicted_total", "counter", s.evicted_total.load(Ordering::Relaxed)),
-            ("superx_archive_retention_deleted_total", "counter", s.retention_deleted_total.load(Ordering::Relaxed)),
-        ] {
-            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+    // Scanning the tables' clone takes a moment on a large node: off the async workers.
+    let body = match tokio::task::spawn_blocking(move || crate::telemetry::metrics::render(&gw)).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "rendering metrics failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
-        let last = s.last_batch_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ =
-            writeln!(out, "# TYPE superx_archive_last_batch_seconds gauge\nsuperx_archive_last_batch_seconds {last}");
-    }
-    let _ = writeln!(out, "# TYPE superx_agent_calls_total counter");
-    let stats = gw.stats.snapshot();
-    for (id, c) in &stats {
-        let _ = writeln!(out, "superx_agent_calls_total{{agent=\"{id}\"}} {}", c.calls_total.load(Ordering::Relaxed));
-    }
-    let _ = writeln!(out, "# TYPE superx_agent_call_failures_total counter");
-    for (id, c) in &stats {
-        let _ = writeln!(
-            out,
-            "superx_agent_call_failures_total{{agent=\"{id}\"}} {}",
-            c.failures_total.load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(out, "# TYPE superx_agent_calls_in_flight gauge");
-    for (id, c) in &stats {
-        let _ = writeln!(out, "superx_agent_calls_in_flight{{agent=\"{id}\"}} {}", c.in_flight.load(Ordering::Relaxed));
-    }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -14,6 +14,7 @@ use crate::a2a::ProtocolVersion;
 use crate::agents::client::A2A_EXTENSIONS;
 use crate::jsonrpc::{self, RpcError};
 use crate::rpc::{StreamFrame, StreamReply};
+use crate::telemetry::metrics::StreamGauge;
 
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
@@ -56,8 +57,11 @@ pub struct Open {
 /// The SSE response for a stream of frames.
 pub fn response(reply: StreamReply, id: Value, version: ProtocolVersion, open: Open) -> Response {
     let Open { slot, drain, keepalive } = open;
-    let state = (reply.frames, id, false, drain, slot);
-    let stream = futures::stream::unfold(state, move |(mut frames, id, ended, mut drain, slot)| async move {
+    // What the body holds until the stream ends or the client goes away: its admission slot
+    // and the open-streams gauge.
+    let held = (slot, StreamGauge::open());
+    let state = (reply.frames, id, false, drain, held);
+    let stream = futures::stream::unfold(state, move |(mut frames, id, ended, mut drain, held)| async move {
         if ended {
             return None;
         }
@@ -71,11 +75,11 @@ pub fn response(reply: StreamReply, id: Value, version: ProtocolVersion, open: O
             );
             let mut out = Vec::new();
             push_frame(&mut out, StreamFrame::Error(e), &id, version);
-            return Some((Ok(Bytes::from(out)), (frames, id, true, drain, slot)));
+            return Some((Ok(Bytes::from(out)), (frames, id, true, drain, held)));
         };
         let first = match next {
             Err(_) => {
-                return Some((Ok::<_, Infallible>(Bytes::from_static(KEEP_ALIVE)), (frames, id, false, drain, slot)));
+                return Some((Ok::<_, Infallible>(Bytes::from_static(KEEP_ALIVE)), (frames, id, false, drain, held)));
             }
             Ok(None) => return None,
             Ok(Some(frame)) => frame,
@@ -86,7 +90,7 @@ pub fn response(reply: StreamReply, id: Value, version: ProtocolVersion, open: O
             let Ok(frame) = frames.try_recv() else { break };
             ended = push_frame(&mut out, frame, &id, version);
         }
-        Some((Ok(Bytes::from(out)), (frames, id, ended, drain, slot)))
+        Some((Ok(Bytes::from(out)), (frames, id, ended, drain, held)))
     });
     let mut response = (
         StatusCode::OK,

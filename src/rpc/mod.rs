@@ -27,6 +27,7 @@ use crate::agents::{Answer, CallTarget};
 use crate::gateway::Gateway;
 use crate::jsonrpc::RpcError;
 use crate::state::{ProposeError, ReadMode, Task, Upstream};
+use crate::telemetry::trace::TraceContext;
 
 /// Which endpoint a call came in on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +55,8 @@ pub struct Call {
     /// clone of the call, so the slot frees when the last of them ends: the client's SSE body,
     /// and the pump that goes on recording the agent's stream after its client left.
     pub stream_slot: Option<Arc<crate::admission::Permit>>,
+    /// The request's trace; agent calls are its child spans.
+    pub trace: TraceContext,
 }
 
 /// What a method answers with: one result, or a stream of them (SSE).
@@ -186,6 +189,37 @@ impl From<ProposeError> for RpcError {
             other => RpcError::Internal(other.to_string()),
         }
     }
+}
+
+impl Op {
+    /// The name metrics count the operation under, whichever spelling the client used: the
+    /// A2A 1.0 name, or the control plane's slash name.
+    fn label(self) -> &'static str {
+        match self {
+            Op::SendMessage => "SendMessage",
+            Op::SendStreamingMessage => "SendStreamingMessage",
+            Op::GetTask => "GetTask",
+            Op::ListTasks => "ListTasks",
+            Op::CancelTask => "CancelTask",
+            Op::SubscribeToTask => "SubscribeToTask",
+            Op::PushConfig => "TaskPushNotificationConfig",
+            Op::GetExtendedAgentCard => "GetExtendedAgentCard",
+            Op::AgentsList => "agents/list",
+            Op::AgentsGet => "agents/get",
+            Op::AgentsUpsert => "agents/upsert",
+            Op::AgentsDelete => "agents/delete",
+            Op::AgentsHealth => "agents/health",
+            Op::AgentsRefreshCard => "agents/refreshCard",
+            Op::ClusterStatus => "cluster/status",
+            Op::ClusterLeave => "cluster/leave",
+        }
+    }
+}
+
+/// A method name as a metrics label: its operation's canonical name, `unknown` for a name
+/// the gateway does not know (so clients cannot create series).
+pub fn method_label(name: &str) -> &'static str {
+    lookup(name).map_or("unknown", |(op, _)| op.label())
 }
 
 /// The protocol generation a method name belongs to, if it belongs to one (SuperX's dotted
@@ -354,6 +388,7 @@ impl Target {
             bearer: self.bearer.as_deref(),
             timeout: self.timeout,
             extensions: call.extensions.as_ref(),
+            trace: Some(&call.trace),
         }
     }
 }
@@ -469,6 +504,7 @@ mod tests {
             base_url: "http://gw".into(),
             read_mode: ReadMode::Local,
             stream_slot: None,
+            trace: TraceContext::new_root(),
         }
     }
 
@@ -497,6 +533,16 @@ mod tests {
         assert_eq!(code("GetTask", json!({"id": 5}), &v10), -32602);
         assert_eq!(code("GetTask", json!({}), &v10), -32602);
         assert_eq!(code("GetTask", json!({"id": "t", "historyLength": "x"}), &v10), -32602);
+    }
+
+    #[test]
+    fn every_spelling_counts_under_one_label() {
+        for name in ["SendMessage", "message/send", "message.send"] {
+            assert_eq!(method_label(name), "SendMessage");
+        }
+        assert_eq!(method_label("agents.list"), "agents/list");
+        assert_eq!(method_label("tasks/pushNotificationConfig/get"), "TaskPushNotificationConfig");
+        assert_eq!(method_label("no/such/method"), "unknown");
     }
 
     #[test]

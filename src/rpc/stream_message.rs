@@ -45,7 +45,8 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcom
         history_length: p.history_length,
         resumed: false,
     };
-    tokio::spawn(pump.run(upstream));
+    // The pump outlives the request; its logs still name the request that started it.
+    tokio::spawn(tracing::Instrument::in_current_span(pump.run(upstream)));
     Ok(Outcome::Stream(StreamReply { frames, extensions: None }))
 }
 

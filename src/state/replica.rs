@@ -276,6 +276,7 @@ impl Replica {
         self.wait_formed().await?;
         let request_id = uuid::Uuid::new_v4().as_u128();
         let bytes = codec::encode(&command);
+        let proposed = std::time::Instant::now();
         let response = self.raft.propose(request_id, bytes).await.map_err(|e| match e {
             superx_raft::ProposeError::NoLeader => {
                 ProposeError::Unavailable("the cluster has no leader right now; retry".into())
@@ -288,6 +289,7 @@ impl Replica {
             }
             other => ProposeError::Failed(other.to_string()),
         })?;
+        crate::telemetry::metrics::raft_commit(proposed.elapsed().as_secs_f64());
         codec::decode::<ApplyOutcome>(&response)
             .map_err(|e| ProposeError::Failed(format!("unreadable apply outcome: {e}")))
     }

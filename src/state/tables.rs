@@ -219,6 +219,19 @@ impl Tables {
         self.tasks_evicted_total
     }
 
+    /// Tasks in memory by state, in [`TaskState::ALL`] order. A scan of every task: run it on
+    /// a clone of the tables (O(1)), never under the state lock.
+    pub fn count_by_state(&self) -> [u64; TaskState::ALL.len()] {
+        let mut counts = [0; TaskState::ALL.len()];
+        for entry in self.tasks.values() {
+            let state = entry.task.status.state;
+            // Declaration order is ALL's order, so the discriminant is the index.
+            debug_assert_eq!(TaskState::ALL[state as usize], state);
+            counts[state as usize] += 1;
+        }
+        counts
+    }
+
     pub fn applied_commands(&self) -> u64 {
         self.applied_commands
     }

@@ -86,6 +86,12 @@ impl Subscriptions {
         }
     }
 
+    /// Subscribers on this node, over every task.
+    pub fn subscribers(&self) -> usize {
+        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.by_task.values().map(|tx| tx.receiver_count()).sum()
+    }
+
     /// Tasks with a live channel on this node.
     pub fn tasks_followed(&self) -> usize {
         self.channels.lock().unwrap_or_else(|p| p.into_inner()).by_task.len()
@@ -136,7 +142,9 @@ mod tests {
         let a = subs.subscribe("t").unwrap();
         let _b = subs.subscribe("t").unwrap();
         assert_eq!(subs.subscribe("t").unwrap_err(), SubscribeError::TooMany("t".into(), 2));
+        assert_eq!(subs.subscribers(), 2);
         drop(a);
+        assert_eq!(subs.subscribers(), 1);
         assert!(subs.subscribe("t").is_ok());
         let subs = Subscriptions::new(4, 2);
         drop(subs.subscribe("t").unwrap());

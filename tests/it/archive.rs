@@ -183,6 +183,20 @@ async fn postgres_down_fills_memory_then_refuses_and_drains_when_back() {
         let listed: HashSet<String> = list_all(&base, 7).into_iter().collect();
         assert_eq!(listed, acked.iter().cloned().collect::<HashSet<_>>());
         assert!(archive_health(&base).get("lastError").is_none(), "the error clears once writes work");
+        // The same story on /metrics, as the bench scripts read it (`name value` lines).
+        let metrics = get(&format!("{base}/metrics")).expect("/metrics answers").1;
+        let metric = |name: &str| -> f64 {
+            let line = metrics.lines().find(|l| l.split_whitespace().next() == Some(name));
+            line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or_else(|| panic!("{name}:\n{metrics}"))
+        };
+        assert_eq!(metric("superx_archive_backlog_tasks"), 0.0);
+        assert!(metric("superx_archive_tasks_total") >= acked.len() as f64, "{metrics}");
+        assert!(metric("superx_archive_batches_total") >= 1.0, "{metrics}");
+        assert!(metric("superx_archive_write_errors_total") >= 1.0, "{metrics}");
+        assert!(metric("superx_archive_evicted_total") >= 1.0, "{metrics}");
+        assert!(metric("superx_archive_last_batch_seconds") >= 0.0, "{metrics}");
+        assert!(metric("superx_tasks_evicted_total") >= 1.0, "{metrics}");
+        assert!(metric("superx_tasks_in_memory") >= 1.0, "{metrics}");
     })
     .await
     .unwrap();

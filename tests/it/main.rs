@@ -17,3 +17,4 @@ mod partition;
 mod postgres;
 mod streaming;
 mod support;
+mod telemetry;
