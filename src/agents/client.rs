@@ -33,6 +33,11 @@ pub enum UpstreamMethod {
 }
 
 impl UpstreamMethod {
+    /// The 1.0 name, the `method` label of agent call metrics.
+    pub fn label(self) -> &'static str {
+        self.name(ProtocolVersion::V10)
+    }
+
     fn name(self, version: ProtocolVersion) -> &'static str {
         match (self, version) {
             (Self::SendMessage, ProtocolVersion::V10) => "SendMessage",
@@ -57,6 +62,8 @@ pub struct CallTarget<'a> {
     pub timeout: Duration,
     /// The client's `A2A-Extensions`, forwarded.
     pub extensions: Option<&'a HeaderValue>,
+    /// The agent's breaker and in-flight knobs, from its record at resolution.
+    pub limits: super::Limits,
 }
 
 /// What an agent answered, checked and typed.

@@ -171,6 +171,7 @@ impl From<ProposeError> for RpcError {
     fn from(e: ProposeError) -> Self {
         match e {
             ProposeError::Unavailable(m) => RpcError::Unavailable(m),
+            ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => RpcError::AgentNotFound(id),
             ProposeError::Refused(crate::state::Refusal::TableFull(n)) => RpcError::Overloaded(format!(
                 "no room for a new task: all {n} tasks in memory are active or waiting for the archive; retry later"
             )),
@@ -330,6 +331,7 @@ struct Target {
     upstream: Upstream,
     bearer: Option<String>,
     timeout: Duration,
+    limits: crate::agents::Limits,
 }
 
 impl Target {
@@ -340,6 +342,7 @@ impl Target {
             bearer: self.bearer.as_deref(),
             timeout: self.timeout,
             extensions: call.extensions.as_ref(),
+            limits: self.limits,
         }
     }
 }
@@ -380,6 +383,7 @@ fn lookup_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<(Ta
             upstream: entry.upstream.clone(),
             bearer: entry.record.bearer.clone(),
             timeout: Duration::from_millis(timeout_ms),
+            limits: crate::agents::Limits::of(&gw.config.agents, &entry.record.settings),
         };
         Ok((target, entry.card.is_some()))
     })
