@@ -14,5 +14,6 @@ mod gossip_cluster;
 mod kubernetes;
 mod partition;
 mod postgres;
+mod protect;
 mod streaming;
 mod support;
