@@ -124,7 +124,9 @@ class Bench:
         a = self.args
         threshold = "\n    failureThreshold: 1000000000" if mode == "no-breaker" else ""
         agents = self.work / f"{name}-agents.yml"
-        agents.write_text(f"agents:\n  healthy:\n    url: http://{a.echo_addr}/\n"
+        # The healthy agent's in-flight limit is above the load's connections: the bench
+        # measures the dead agent's cost, not backpressure on the healthy one.
+        agents.write_text(f"agents:\n  healthy:\n    url: http://{a.echo_addr}/\n    maxInFlight: {a.connections * 4}\n"
                           f"  dead:\n    url: http://{self.dead_addr}/\n    protocolVersion: '1.0'{threshold}\n")
         api = f"127.0.0.1:{a.port_base}"
         raft = f"127.0.0.1:{a.port_base + 1}"
@@ -173,7 +175,8 @@ class Bench:
                 if p.wait(timeout=a.duration + 120) != 0:
                     raise RuntimeError(f"superx-load failed in {name}; see {self.work / 'load.log'}")
         r = json.loads(healthy_out.read_text())
-        entry = {"round": number, "mode": mode, "req_per_sec": round(r["req_per_sec"], 1),
+        # Goodput: answered without an error (an error would be a rejection, not work done).
+        entry = {"round": number, "mode": mode, "req_per_sec": round(r["ok_per_sec"], 1),
                  "errors": r["errors"]["total"], "p50_ms": r["latency_us"]["p50"] / 1000,
                  "p99_ms": r["latency_us"]["p99"] / 1000, "cpu": window}
         if mode != "alone":

@@ -144,10 +144,15 @@ impl Gateway {
 
     /// Admits a call or stream to an agent (its breaker and in-flight limit), or answers
     /// with the retryable error that names the agent.
-    pub fn admit(&self, target: &CallTarget<'_>) -> Result<Permit, RpcError> {
+    pub fn admit(&self, target: &CallTarget<'_>, method: UpstreamMethod) -> Result<Permit, RpcError> {
         let registered = |id: &str| self.replica.read(|t| t.agent(id).is_some());
         let counters = self.stats.get_or_create(target.agent_id, registered);
-        self.stats.admit(counters, target.limits).map_err(|r| r.into_error(target.agent_id))
+        self.stats.admit(counters, target.limits).map_err(|rejection| {
+            let (agent, name) = (target.agent_id.to_owned(), method.label());
+            metrics::counter!("superx_agent_calls_total", "agent" => agent, "method" => name, "outcome" => rejection.label())
+                .increment(1);
+            rejection.into_error(target.agent_id)
+        })
     }
 
     /// Calls an agent through its protection, counting the call for `agents/health` and
@@ -158,7 +163,7 @@ impl Gateway {
         method: UpstreamMethod,
         params: Value,
     ) -> Result<UpstreamReply, RpcError> {
-        let mut permit = self.admit(target)?;
+        let mut permit = self.admit(target, method)?;
         let started = tokio::time::Instant::now();
         let result = self.client.call(target, method, params).await;
         record_call(&mut permit, target.agent_id, method, &result, started.elapsed());
@@ -173,7 +178,7 @@ impl Gateway {
         method: UpstreamMethod,
         params: Value,
     ) -> Result<(UpstreamStream, Permit), RpcError> {
-        let mut permit = self.admit(target)?;
+        let mut permit = self.admit(target, method)?;
         let stream = self.reopen_agent_stream(&mut permit, target, method, params).await?;
         Ok((stream, permit))
     }

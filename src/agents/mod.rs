@@ -49,6 +49,9 @@ fn unix_ms() -> u64 {
 
 impl AgentCounters {
     pub fn new(id: &str) -> AgentCounters {
+        // The gauges exist (closed, nothing in flight) before the first transition or call.
+        metrics::gauge!("superx_breaker_state", "agent" => id.to_owned()).set(BreakerState::Closed.gauge());
+        metrics::gauge!("superx_agent_in_flight", "agent" => id.to_owned()).set(0.0);
         AgentCounters {
             id: id.to_owned(),
             in_flight: AtomicU64::new(0),
@@ -90,14 +93,11 @@ impl AgentCounters {
     }
 
     fn rejected(&self, rejection: Rejection) {
-        let (counter, outcome) = match rejection {
-            Rejection::BreakerOpen { .. } => ("superx_breaker_rejections_total", "rejected_breaker"),
-            Rejection::Overloaded { .. } => ("superx_backpressure_rejections_total", "rejected_overload"),
+        let counter = match rejection {
+            Rejection::BreakerOpen { .. } => "superx_breaker_rejections_total",
+            Rejection::Overloaded { .. } => "superx_backpressure_rejections_total",
         };
         metrics::counter!(counter, "agent" => self.id.clone()).increment(1);
-        // The method is not known here; rejections are counted per agent under `any`.
-        metrics::counter!("superx_agent_calls_total", "agent" => self.id.clone(), "method" => "any", "outcome" => outcome)
-            .increment(1);
     }
 
     fn in_flight_changed(&self) {

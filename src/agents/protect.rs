@@ -90,6 +90,14 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// The `outcome` label of `superx_agent_calls_total` for a rejected call.
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::BreakerOpen { .. } => "rejected_breaker",
+            Rejection::Overloaded { .. } => "rejected_overload",
+        }
+    }
+
     pub fn into_error(self, agent_id: &str) -> RpcError {
         match self {
             Rejection::BreakerOpen { retry_after } => RpcError::AgentCircuitOpen {
