@@ -26,11 +26,17 @@ both superx-load processes and this script on core 1. The VM has noisy
 neighbours: each measured window reports both cores' busy %, the CPU of other
 processes and the steal the hypervisor took (as bench/archive.py does).
 
-Output: a table per mode (median req/s over the rounds, p50/p99), the ratio
-dead/alone against the 5% target, and JSON in bench-results/<timestamp>-breaker/.
+Before each measurement the script waits (up to --wait-quiet s) for a second in
+which other processes use less than --quiet-pct of a core.
+
+Output: a table per mode (median goodput over the rounds, p50/p99), the cost of
+each dead mode as the median of its per-round ratio to that round's `alone`
+(the modes run back to back), against the 5% target, and JSON in
+bench-results/<timestamp>-breaker/.
 
 Usage: bench/breaker.py [--rounds 3] [--duration 10] [--warmup 2] [--connections 32]
                         [--dead-rate 500] [--bin-dir target/release] [--no-pin]
+                        [--wait-quiet 30] [--quiet-pct 15]
                         [--port-base 4800] [--echo-addr 127.0.0.1:9993]
 """
 
@@ -146,10 +152,25 @@ class Bench:
                           "load": lambda: [p.pid for p in self.loads if p.poll() is None],
                           "script": lambda: [os.getpid()]})
 
+    def wait_quiet(self, node, what):
+        """Waits (up to --wait-quiet s) for a second in which other processes use less than
+        --quiet-pct of a core; returns their share in the last second."""
+        deadline = time.monotonic() + self.args.wait_quiet
+        while True:
+            window = self.cpu(node).start()
+            time.sleep(1.0)
+            other = window.stop()["other_cpu_pct"]
+            if other < self.args.quiet_pct:
+                return other
+            if time.monotonic() >= deadline:
+                log(f"{what}: other processes still use {other}% of a core; measuring anyway")
+                return other
+
     def round(self, number, mode):
         a = self.args
         name = f"r{number}-{mode}"
         node = self.node(name, mode)
+        self.wait_quiet(node, name)
         base = f"http://{node.api}"
         log(f"round {number} {mode}: superx-load send1 {a.connections} connections to healthy"
             + (f", {a.dead_rate} req/s to dead" if mode != "alone" else "") + f", {a.duration}s + {a.warmup}s warmup")
@@ -214,9 +235,14 @@ def summarize(rounds):
                      "median_p99_ms": statistics.median(r["p99_ms"] for r in rs),
                      "median_steal_pct": statistics.median(r["cpu"]["steal_pct"] for r in rs),
                      "median_other_cpu_pct": statistics.median(r["cpu"]["other_cpu_pct"] for r in rs)}
-    alone = out["alone"]["median_req_per_sec"]
+    # Each round runs the three modes back to back, so a round's own ratio is less exposed to
+    # the neighbours' load drifting over the run than a ratio of medians.
+    by_round = {(r["round"], r["mode"]): r["req_per_sec"] for r in rounds}
     for mode in ("dead", "no-breaker"):
-        out[mode]["cost_pct"] = round(100 * (1 - out[mode]["median_req_per_sec"] / alone), 1) if alone else None
+        paired = [100 * (1 - by_round[(n, mode)] / by_round[(n, "alone")])
+                  for (n, m) in by_round if m == "alone" and by_round[(n, m)]]
+        out[mode]["paired_cost_pct"] = [round(c, 1) for c in paired]
+        out[mode]["cost_pct"] = round(statistics.median(paired), 1) if paired else None
     return out
 
 
@@ -229,6 +255,8 @@ def main():
     parser.add_argument("--dead-rate", type=float, default=500.0, help="req/s sent to the dead agent")
     parser.add_argument("--bin-dir", default=os.environ.get("BIN_DIR", str(ROOT / "target" / "release")))
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--wait-quiet", type=float, default=30.0, help="seconds to wait for a quiet machine")
+    parser.add_argument("--quiet-pct", type=float, default=15.0, help="'quiet': others use less than this % of a core")
     parser.add_argument("--port-base", type=int, default=4800)
     parser.add_argument("--echo-addr", default="127.0.0.1:9993")
     args = parser.parse_args()
@@ -248,7 +276,7 @@ def main():
           f"{'steal %':>8} {'other %':>8}  cost vs alone")
     for mode in MODES:
         s = summary[mode]
-        cost = f"{s['cost_pct']}%" if "cost_pct" in s else ""
+        cost = f"{s['cost_pct']}% (per round {s['paired_cost_pct']})" if "cost_pct" in s else ""
         rounds_txt = ", ".join(f"{v:.0f}" for v in s["per_round"])
         print(f"{mode:<12} {s['median_req_per_sec']:>15.0f} {rounds_txt:>28} {s['median_p50_ms']:>8.2f} "
               f"{s['median_p99_ms']:>8.2f} {s['median_steal_pct']:>8.1f} {s['median_other_cpu_pct']:>8.1f}  {cost}")
