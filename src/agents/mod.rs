@@ -181,3 +181,21 @@ impl AgentStats {
         all
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleted_agents_leave_the_map() {
+        let stats = AgentStats::default();
+        stats.get_or_create("a", |_| true);
+        stats.get_or_create("b", |_| true);
+        stats.forget("a");
+        assert!(stats.find("a").is_none(), "deleted here: dropped at once");
+        // "b" was deleted through another node: dropped when the next agent is added.
+        stats.get_or_create("c", |id| id != "b");
+        let ids: Vec<String> = stats.snapshot().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["c"]);
+    }
+}

@@ -373,6 +373,16 @@ mod tests {
         assert_eq!(c.breaker_state(), BreakerState::Open);
     }
 
+    #[test]
+    fn only_the_agents_faults_are_failures() {
+        let failure = |e: RpcError| Outcome::of::<()>(&Err(e));
+        assert_eq!(failure(RpcError::AgentUnavailable("unreachable".into())), Outcome::Failure);
+        assert_eq!(failure(RpcError::InvalidAgentResponse("not JSON".into())), Outcome::Failure);
+        let own = RpcError::Upstream { code: -32001, message: "task not found".into(), data: None };
+        assert_eq!(failure(own), Outcome::AgentError);
+        assert_eq!(Outcome::of(&Ok::<_, RpcError>(())), Outcome::Ok);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn agent_errors_are_answers() {
         let c = counters();
