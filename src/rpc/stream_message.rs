@@ -16,7 +16,9 @@ use super::send_message::{Params, record};
 use super::{Call, Outcome, RpcError, StreamFrame, StreamReply, Target, resolve_agent};
 use crate::a2a::task::{TaskView, artifact_to_wire, status_to_wire, task_to_wire};
 use crate::a2a::{ProtocolVersion, v03};
-use crate::agents::{Outcome as CallOutcome, Permit, StreamFault, StreamItem, UpstreamMethod, UpstreamStream};
+use crate::agents::{
+    BreakerState, Outcome as CallOutcome, Permit, StreamFault, StreamItem, UpstreamMethod, UpstreamStream,
+};
 use crate::gateway::Gateway;
 use crate::state::{ArtifactUpdate, Command, ProposeError, Refusal, StatusUpdate, Task, TaskChange};
 
@@ -149,6 +151,12 @@ impl Pump {
                 return self.fail(e);
             }
             reconnects += 1;
+            // The stream's permit already holds an in-flight slot, but an open (or probing)
+            // breaker still means the agent is not called: the attempt is spent without it.
+            if self.permit.counters().breaker_state() != BreakerState::Closed {
+                tracing::info!(agent_id = %self.target.agent_id, %task_id, attempt = reconnects, "breaker not closed: not resubscribing");
+                continue;
+            }
             self.resumed = true;
             tracing::info!(agent_id = %self.target.agent_id, %task_id, %fault, attempt = reconnects, "resubscribing to the agent's stream");
             let params = json!({ "id": task_id });
