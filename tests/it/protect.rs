@@ -223,11 +223,23 @@ async fn breaker_opens_probes_once_closes_and_reopens() {
     assert_eq!(health(&base).await["breakerState"], "closed");
     send(&base).await.expect("closed: calls pass");
 
-    // Failing again: open, then a failed probe re-opens for a new cooldown.
+    // Failing again (a stream that fails to open counts too): open, then a failed probe
+    // re-opens for a new cooldown.
     agent.fail.store(true, Ordering::SeqCst);
-    for _ in 0..3 {
+    for _ in 0..2 {
         assert_eq!(code(&send(&base).await.unwrap_err()), -32099);
     }
+    let stream: Value = http()
+        .post(format!("{base}/agents/a"))
+        .header("A2A-Version", "1.0")
+        .json(&send_body("SendStreamingMessage"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(code(&stream["error"]), -32099, "{stream}");
     assert_eq!(code(&send(&base).await.unwrap_err()), -32012);
     wait_until("half-open again", || async { health(&base).await["breakerState"] == "half_open" }).await;
     let at_probe = requests();
