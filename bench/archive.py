@@ -303,7 +303,9 @@ class Node(Proc):
         base = {k: v for k, v in os.environ.items()
                 if not (k.startswith("SUPERX_") or k in ("DATABASE_URL", "DB_POOL_SIZE", "AGENTS_FILE")
                         or k.startswith("A2A_REMOTE_") or k.startswith("AGENT_"))}
-        self.env = {**base, "LOG_LEVEL": "info", "A2A_REMOTE_URL": f"http://{echo_addr}/", **env}
+        self.env = {**base, "LOG_LEVEL": "info", "A2A_REMOTE_URL": f"http://{echo_addr}/",
+                    # The bench measures the gateway: the agent's own in-flight limit stays out of the way.
+                    "AGENT_MAX_IN_FLIGHT": "4096", **env}
 
     def start(self):
         with open(self.log_path, "ab") as out:

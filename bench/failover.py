@@ -40,6 +40,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+# Benches measure the gateway: the agent's own in-flight limit (agents.max_in_flight) stays out of the way.
+BENCH_AGENT_MAX_IN_FLIGHT = 4096
 
 
 def log(msg):
@@ -326,7 +328,7 @@ def main():
                    lambda: http(f"http://{args.echo_addr}/.well-known/agent-card.json", timeout=1)[0] == 200,
                    10, [echo])
         agents = work / "agents.yaml"
-        agents.write_text(f"agents:\n  echo:\n    url: http://{args.echo_addr}/\n")
+        agents.write_text(f"agents:\n  echo:\n    url: http://{args.echo_addr}/\n    maxInFlight: {BENCH_AGENT_MAX_IN_FLIGHT}\n")
         peers = ",".join(f"{i + 1}={rafts[i]}@{apis[i]}" for i in range(3))
         nodes = [Node(i + 1, apis[i], rafts[i], peers, work / f"n{i + 1}", agents, bin_dir, work) for i in range(3)]
         for node in nodes:

@@ -206,7 +206,7 @@ def main():
         wait_until("the echo agent",
                    lambda: http(f"http://{args.echo_addr}/.well-known/agent-card.json", timeout=1)[0] == 200, 10, [echo])
         agents = work / "agents.yaml"
-        agents.write_text(f"agents:\n  echo:\n    url: http://{args.echo_addr}/\n")
+        agents.write_text(f"agents:\n  echo:\n    url: http://{args.echo_addr}/\n    maxInFlight: 4096\n")
         for number in range(1, args.rounds + 1):
             took, voters, leader = formation_round(work, args, bin_dir, agents, env)
             results["formation_ms"].append(took)

@@ -101,7 +101,7 @@ start_echo() {
     ECHO_PID=$!
     PIDS+=("$ECHO_PID")
     wait_ready "http://$addr/.well-known/agent-card.json" 10 "$ECHO_PID" "echo agent" "$WORK/echo.log"
-    printf 'agents:\n  echo:\n    url: http://%s/\n' "$addr" >"$WORK/agents.yaml"
+    printf 'agents:\n  echo:\n    url: http://%s/\n    maxInFlight: 4096\n' "$addr" >"$WORK/agents.yaml"
 }
 
 # start_node ID API RAFT PEERS NAME: starts one superx node with its data in

@@ -85,7 +85,9 @@ def main():
     echo = Proc("echo", pinned(SIDE_CORE, [str(bin_dir / "superx-echo-agent"), "--listen", echo_addr,
                                            "--workers", "1"], a.pin), work / "echo.log")
     env_node = ["env", "-i", f"PATH={shutil.os.environ.get('PATH', '')}", "LOG_LEVEL=warn",
-                f"A2A_REMOTE_URL=http://{echo_addr}/", f"SUPERX_SERVER__REQUESTS_IN_FLIGHT_MAX={a.requests_max}"]
+                f"A2A_REMOTE_URL=http://{echo_addr}/", f"SUPERX_SERVER__REQUESTS_IN_FLIGHT_MAX={a.requests_max}",
+                # The node's admission is under test, not the agent's in-flight limit.
+                "AGENT_MAX_IN_FLIGHT=1000000"]
     node = Proc("superx", pinned(GW_CORE, [*env_node, str(bin_dir / "superx"), "serve", "--listen", api,
                                           "--raft-listen", raft, "--data-dir", str(work / "data")], a.pin),
                 work / "superx.log")

@@ -110,7 +110,7 @@ PIDS+=("$ECHO_PID")
 wait_ready "http://$ECHO_ADDR/.well-known/agent-card.json" 10 "$ECHO_PID" "echo agent" "$WORK/echo.log"
 
 if [[ $DIRECT_ONLY -eq 0 ]]; then
-    printf 'agents:\n  echo:\n    url: http://%s/\n' "$ECHO_ADDR" >"$WORK/agents.yaml"
+    printf 'agents:\n  echo:\n    url: http://%s/\n    maxInFlight: 4096\n' "$ECHO_ADDR" >"$WORK/agents.yaml"
     taskset -c "$GW_CORE" "$BIN/superx" serve --listen "$GW_ADDR" --data-dir "$DATA_DIR" \
         --agents-file "$WORK/agents.yaml" >"$WORK/gateway.log" 2>&1 &
     GW_PID=$!

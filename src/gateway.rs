@@ -1,6 +1,7 @@
 //! The gateway: the state every request handler shares (config, replica, agent client,
-//! per-agent counters) and the operations that combine them (registering agents, fetching
-//! cards, calling agents with accounting).
+//! per-agent counters and protection) and the operations that combine them (registering
+//! agents, fetching cards, calling agents and opening their streams through their breaker and
+//! in-flight limit).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +12,7 @@ use serde_json::Value;
 
 use crate::agents::client::UpstreamReply;
 use crate::agents::spec::AgentSpec;
-use crate::agents::{AgentClient, AgentStats, CallTarget, UpstreamMethod};
+use crate::agents::{AgentClient, AgentStats, CallTarget, Outcome, Permit, UpstreamMethod, UpstreamStream};
 use crate::codec::Json;
 use crate::config::Config;
 use crate::jsonrpc::RpcError;
@@ -40,6 +41,31 @@ pub struct Gateway {
     ready: AtomicBool,
     /// Set when the node should stop by itself (after leaving the cluster).
     stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Records how an agent call (or stream opening) ended: on its permit for the breaker and
+/// `agents/health`, and in the call metrics.
+fn record_call<T>(
+    permit: &mut Permit,
+    agent_id: &str,
+    method: UpstreamMethod,
+    result: &Result<T, RpcError>,
+    took: Duration,
+) {
+    let outcome = Outcome::of(result);
+    let error = match (outcome, result) {
+        (Outcome::Failure, Err(e)) => Some(e.to_string()),
+        _ => None,
+    };
+    if let Some(error) = &error {
+        tracing::warn!(agent_id, ?method, %error, "agent call failed");
+    }
+    permit.record(outcome, error.as_deref());
+    let (agent, name) = (agent_id.to_owned(), method.label());
+    metrics::counter!("superx_agent_calls_total", "agent" => agent.clone(), "method" => name, "outcome" => outcome.label())
+        .increment(1);
+    metrics::histogram!("superx_agent_call_duration_seconds", "agent" => agent, "method" => name)
+        .record(took.as_secs_f64());
 }
 
 /// Unix milliseconds as RFC 3339 UTC with milliseconds.
@@ -124,23 +150,62 @@ impl Gateway {
         self.ready.load(Ordering::Acquire) && self.replica.is_ready() && !self.admission.is_draining()
     }
 
-    /// Calls an agent, counting the call for `agents/health`.
+    /// Admits a call or stream to an agent (its breaker and in-flight limit), or answers
+    /// with the retryable error that names the agent.
+    pub fn admit(&self, target: &CallTarget<'_>, method: UpstreamMethod) -> Result<Permit, RpcError> {
+        let registered = |id: &str| self.replica.read(|t| t.agent(id).is_some());
+        let counters = self.stats.get_or_create(target.agent_id, registered);
+        self.stats.admit(counters, target.limits).map_err(|rejection| {
+            let (agent, name) = (target.agent_id.to_owned(), method.label());
+            metrics::counter!("superx_agent_calls_total", "agent" => agent, "method" => name, "outcome" => rejection.label())
+                .increment(1);
+            rejection.into_error(target.agent_id)
+        })
+    }
+
+    /// Calls an agent through its protection, counting the call for `agents/health` and
+    /// the metrics.
     pub async fn call_agent(
         &self,
         target: &CallTarget<'_>,
         method: UpstreamMethod,
         params: Value,
     ) -> Result<UpstreamReply, RpcError> {
-        let guard = self.stats.begin(target.agent_id);
+        let mut permit = self.admit(target, method)?;
+        let started = tokio::time::Instant::now();
         let result = self.client.call(target, method, params).await;
-        let failure = match &result {
-            Err(e @ (RpcError::AgentUnavailable(_) | RpcError::InvalidAgentResponse(_))) => Some(e.to_string()),
-            _ => None,
-        };
-        if let Some(error) = &failure {
-            tracing::warn!(agent_id = target.agent_id, ?method, error = %error, "agent call failed");
+        record_call(&mut permit, target.agent_id, method, &result, started.elapsed());
+        result
+    }
+
+    /// Opens a stream on an agent through its protection. The permit comes back with the
+    /// stream: it holds an in-flight slot until the stream ends (the pump drops it).
+    pub async fn open_agent_stream(
+        &self,
+        target: &CallTarget<'_>,
+        method: UpstreamMethod,
+        params: Value,
+    ) -> Result<(UpstreamStream, Permit), RpcError> {
+        let mut permit = self.admit(target, method)?;
+        let stream = self.reopen_agent_stream(&mut permit, target, method, params).await?;
+        Ok((stream, permit))
+    }
+
+    /// Opens a stream under a permit already held (a pump reconnecting), recording the
+    /// outcome for the agent's breaker.
+    pub async fn reopen_agent_stream(
+        &self,
+        permit: &mut Permit,
+        target: &CallTarget<'_>,
+        method: UpstreamMethod,
+        params: Value,
+    ) -> Result<UpstreamStream, RpcError> {
+        let started = tokio::time::Instant::now();
+        let result = self.client.open_stream(target, method, params, &self.config.streams).await;
+        record_call(permit, target.agent_id, method, &result, started.elapsed());
+        if result.is_ok() {
+            metrics::counter!("superx_agent_streams_started_total", "agent" => target.agent_id.to_owned()).increment(1);
         }
-        guard.finish(self.now_ms(), failure);
         result
     }
 

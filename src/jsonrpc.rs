@@ -3,7 +3,19 @@
 //!
 //! Errors go out with HTTP 200. In A2A 1.0 an error's `data` is an array holding a
 //! `google.rpc.ErrorInfo`; in 0.3 it is free-form (the gateway leaves it out, or passes an
-//! agent's through).
+//! agent's through). [`RpcError::http_status`] and [`RpcError::retry_after_secs`] give the
+//! status and `Retry-After` a binding with HTTP statuses (HTTP+JSON) answers with.
+//!
+//! The gateway's own codes sit in the JSON-RPC server range, outside A2A's -32001..-32009:
+//!
+//! | code | reason | retryable | meaning |
+//! |---|---|---|---|
+//! | -32010 | AGENT_NOT_FOUND | no | no agent with that id (SuperX's -32010) |
+//! | -32012 | AGENT_CIRCUIT_OPEN | yes, after Retry-After | the agent's breaker is open (SuperX's -32002) |
+//! | -32013 | AGENT_OVERLOADED | yes | the agent's `maxInFlight` calls are in flight (SuperX's -32003) |
+//! | -32020 | OVERLOADED | yes | the gateway is at a limit (memory table full, slow stream reader) |
+//! | -32021 | UNAVAILABLE | yes | no raft leader or majority, archive unreachable |
+//! | -32099 | AGENT_UNAVAILABLE | yes | the agent failed: unreachable, timed out, HTTP error (SuperX's -32099) |
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -92,6 +104,13 @@ pub enum RpcError {
     /// The agent could not be reached or did not answer well (HTTP status, timeout).
     #[error("{0}")]
     AgentUnavailable(String),
+    /// The agent's circuit breaker is open: the gateway did not call it. Retryable after
+    /// `retry_after_secs` (the rest of the cooldown).
+    #[error("agent {agent} is failing and its circuit breaker is open; retry in {retry_after_secs} s")]
+    AgentCircuitOpen { agent: String, retry_after_secs: u64 },
+    /// The agent already has `max_in_flight` calls in flight on this node. Retryable.
+    #[error("agent {agent} is overloaded: {max_in_flight} calls in flight (maxInFlight); retry later")]
+    AgentOverloaded { agent: String, max_in_flight: u32 },
     /// The gateway is at a limit for this request (a full subscriber list, a stream reader
     /// too slow to keep up). Retryable later.
     #[error("{0}")]
@@ -112,7 +131,7 @@ impl RpcError {
             Self::InvalidRequest(_) => -32600,
             Self::MethodNotFound(_) => -32601,
             Self::InvalidParams(_) => -32602,
-            Self::Internal(_) | Self::AgentUnavailable(_) | Self::Overloaded(_) | Self::Unavailable(_) => -32603,
+            Self::Internal(_) => -32603,
             Self::TaskNotFound(_) => -32001,
             Self::TaskNotCancelable(_) => -32002,
             Self::PushNotSupported => -32003,
@@ -122,16 +141,67 @@ impl RpcError {
             Self::ExtendedCardNotConfigured => -32007,
             Self::VersionNotSupported(_) => -32009,
             Self::AgentNotFound(_) => -32010,
+            Self::AgentCircuitOpen { .. } => -32012,
+            Self::AgentOverloaded { .. } => -32013,
+            Self::Overloaded(_) => -32020,
+            Self::Unavailable(_) => -32021,
+            Self::AgentUnavailable(_) => -32099,
             Self::Upstream { code, .. } => *code,
         }
     }
 
-    /// Conditions that share the internal-error code but are worth retrying get their own
-    /// `ErrorInfo.reason`, so a 1.0 client can tell "retry" from "bug".
-    fn retryable_reason(&self) -> Option<&'static str> {
+    /// Whether the same request may succeed later without change (a limit, a failing agent,
+    /// an election), as opposed to a bug or a bad request.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::AgentCircuitOpen { .. }
+                | Self::AgentOverloaded { .. }
+                | Self::Overloaded(_)
+                | Self::Unavailable(_)
+                | Self::AgentUnavailable(_)
+        )
+    }
+
+    /// The HTTP status a binding with statuses (HTTP+JSON) answers this error with. JSON-RPC
+    /// answers every error with 200, as A2A's JSON-RPC binding says.
+    pub fn http_status(&self) -> u16 {
         match self {
-            Self::Overloaded(_) => Some("OVERLOADED"),
-            Self::Unavailable(_) => Some("UNAVAILABLE"),
+            Self::Parse(_) | Self::InvalidRequest(_) | Self::InvalidParams(_) => 400,
+            Self::MethodNotFound(_) | Self::TaskNotFound(_) | Self::AgentNotFound(_) => 404,
+            Self::TaskNotCancelable(_)
+            | Self::PushNotSupported
+            | Self::UnsupportedOperation(_)
+            | Self::ExtendedCardNotConfigured
+            | Self::VersionNotSupported(_) => 400,
+            Self::ContentTypeNotSupported(_) => 415,
+            Self::Internal(_) => 500,
+            Self::InvalidAgentResponse(_) | Self::AgentUnavailable(_) => 502,
+            Self::AgentOverloaded { .. } => 429,
+            Self::AgentCircuitOpen { .. } | Self::Overloaded(_) | Self::Unavailable(_) => 503,
+            Self::Upstream { code, .. } => match code {
+                -32001 => 404,
+                -32700 | -32600 | -32602 | -32009..=-32002 => 400,
+                _ => 500,
+            },
+        }
+    }
+
+    /// The `Retry-After` seconds to send with [`Self::http_status`]: the rest of the
+    /// breaker's cooldown, or a second for the other retryable limits.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::AgentCircuitOpen { retry_after_secs, .. } => Some(*retry_after_secs),
+            Self::AgentOverloaded { .. } | Self::Overloaded(_) | Self::Unavailable(_) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The agent a gateway error is about, for `ErrorInfo.metadata.agentId`.
+    fn agent(&self) -> Option<&str> {
+        match self {
+            Self::AgentCircuitOpen { agent, .. } | Self::AgentOverloaded { agent, .. } => Some(agent),
+            Self::AgentNotFound(agent) => Some(agent),
             _ => None,
         }
     }
@@ -153,6 +223,11 @@ impl RpcError {
             -32008 => "EXTENSION_SUPPORT_REQUIRED",
             -32009 => "VERSION_NOT_SUPPORTED",
             -32010 => "AGENT_NOT_FOUND",
+            -32012 => "AGENT_CIRCUIT_OPEN",
+            -32013 => "AGENT_OVERLOADED",
+            -32020 => "OVERLOADED",
+            -32021 => "UNAVAILABLE",
+            -32099 => "AGENT_UNAVAILABLE",
             _ => return None,
         })
     }
@@ -164,13 +239,29 @@ impl RpcError {
         let data = match (self, version) {
             (Self::Upstream { data: Some(d), .. }, ProtocolVersion::V10) if d.is_array() => Some(d.clone()),
             (Self::Upstream { data: Some(d), .. }, ProtocolVersion::V03) if !d.is_array() => Some(d.clone()),
-            (_, ProtocolVersion::V10) => self.retryable_reason().or(Self::reason(code)).map(|r| json!([error_info(r)])),
+            // An agent's error gets a reason only for the standard and A2A codes: the
+            // gateway's own codes mean what the gateway says, not what an agent reused them for.
+            (Self::Upstream { .. }, ProtocolVersion::V10) if (-32099..=-32010).contains(&code) => None,
+            (_, ProtocolVersion::V10) => Self::reason(code).map(|r| json!([self.error_info(r)])),
             (_, ProtocolVersion::V03) => None,
         };
         if let Some(data) = data {
             error["data"] = data;
         }
         error
+    }
+
+    /// The `ErrorInfo` with the agent and the retry hint in its metadata (string values, as
+    /// `google.rpc.ErrorInfo` has them).
+    fn error_info(&self, reason: &str) -> Value {
+        let mut info = error_info(reason);
+        if let Some(agent) = self.agent() {
+            info["metadata"]["agentId"] = json!(agent);
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            info["metadata"]["retryAfterSeconds"] = json!(secs.to_string());
+        }
+        info
     }
 }
 
@@ -235,6 +326,31 @@ mod tests {
         assert!(nf.get("data").is_none());
         let internal = RpcError::Internal("secret detail".into()).to_error_object(ProtocolVersion::V03);
         assert_eq!(internal["message"], "internal error");
+    }
+
+    #[test]
+    fn limits_and_failures_have_their_own_codes_outside_a2a() {
+        let open = RpcError::AgentCircuitOpen { agent: "a".into(), retry_after_secs: 7 };
+        let busy = RpcError::AgentOverloaded { agent: "a".into(), max_in_flight: 2 };
+        let cases = [
+            (open.clone(), -32012, "AGENT_CIRCUIT_OPEN", 503, Some(7)),
+            (busy, -32013, "AGENT_OVERLOADED", 429, Some(1)),
+            (RpcError::Overloaded("full".into()), -32020, "OVERLOADED", 503, Some(1)),
+            (RpcError::Unavailable("no leader".into()), -32021, "UNAVAILABLE", 503, Some(1)),
+            (RpcError::AgentUnavailable("down".into()), -32099, "AGENT_UNAVAILABLE", 502, None),
+            (RpcError::Internal("bug".into()), -32603, "INTERNAL_ERROR", 500, None),
+        ];
+        for (e, code, reason, status, retry) in cases {
+            assert!(!(-32009..=-32001).contains(&code), "{code} is A2A's");
+            let v10 = e.to_error_object(ProtocolVersion::V10);
+            assert_eq!((v10["code"].as_i64(), v10["data"][0]["reason"].as_str()), (Some(code), Some(reason)), "{e:?}");
+            assert_eq!((e.http_status(), e.retry_after_secs()), (status, retry), "{e:?}");
+            assert_eq!(e.is_retryable(), code != -32603, "{e:?}");
+        }
+        let v10 = open.to_error_object(ProtocolVersion::V10);
+        assert_eq!(v10["data"][0]["metadata"], json!({"agentId": "a", "retryAfterSeconds": "7"}));
+        assert!(v10["message"].as_str().unwrap().contains("agent a"), "{v10}");
+        assert!(open.to_error_object(ProtocolVersion::V03).get("data").is_none());
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub struct HealthDigest {
     pub applied_index: u64,
     /// Agents whose last call on this node failed.
     pub agents_failing: u64,
+    /// Agents whose circuit breaker is open or half-open on this node (absent from older
+    /// nodes' digests: zero).
+    #[serde(default)]
+    pub breakers_open: u64,
 }
 
 /// The keys a node publishes once at start, before its first gossip round.
@@ -264,13 +268,19 @@ mod tests {
     #[test]
     fn health_round_trips_and_is_republished_only_on_change() {
         let (_, mut state) = state_with_initial_keys();
-        let digest = HealthDigest { in_flight: 3, tasks: 10, applied_index: 99, agents_failing: 1 };
+        let digest = HealthDigest { in_flight: 3, tasks: 10, applied_index: 99, agents_failing: 1, breakers_open: 1 };
         assert!(set_health(&mut state, &digest));
         let version = state.max_version();
         assert!(!set_health(&mut state, &digest));
         assert_eq!(state.max_version(), version, "an identical digest must not bump the version");
         assert_eq!(health(&state), Some(digest));
-        assert_eq!(state.get(HEALTH), Some(r#"{"inFlight":3,"tasks":10,"appliedIndex":99,"agentsFailing":1}"#));
+        assert_eq!(
+            state.get(HEALTH),
+            Some(r#"{"inFlight":3,"tasks":10,"appliedIndex":99,"agentsFailing":1,"breakersOpen":1}"#)
+        );
+        // A digest from a node without the field reads as zero breakers open.
+        state.set(HEALTH, r#"{"inFlight":3,"tasks":10,"appliedIndex":99,"agentsFailing":1}"#);
+        assert_eq!(health(&state).map(|h| h.breakers_open), Some(0));
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub enum ProposeError {
     /// The node is shutting down or its storage failed.
     #[error("raft failure: {0}")]
     Fatal(String),
+    /// This node's raft was shut down (the process is stopping); nothing was proposed.
+    /// Retryable on another node.
+    #[error("raft node is shut down")]
+    Stopped,
 }
 
 /// Why a linearizable read could not be served.

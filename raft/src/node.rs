@@ -145,7 +145,7 @@ impl<SM: StateMachine> Replicated<SM> {
         }
         let (reply, answer) = oneshot::channel();
         let request = Request { id: request_id, command: Blob(command) };
-        let stopped = || ProposeError::Fatal("raft node is shut down".into());
+        let stopped = || ProposeError::Stopped;
         match self.inner.proposals.try_send(Proposal { request, reply }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {

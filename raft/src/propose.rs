@@ -113,7 +113,7 @@ async fn commit(routing: &Routing, batch: Batch, deadline: Instant) -> Result<(u
         match routing.pause(leader.id(routing.node_id), deadline).await {
             Pause::Retry => {}
             Pause::Deadline => return Err(deadline_error(routing)),
-            Pause::Stopped => return Err(ProposeError::Fatal("raft stopped".into())),
+            Pause::Stopped => return Err(ProposeError::Stopped),
         }
     }
 }

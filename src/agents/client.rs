@@ -35,6 +35,11 @@ pub enum UpstreamMethod {
 }
 
 impl UpstreamMethod {
+    /// The 1.0 name, the `method` label of agent call metrics.
+    pub fn label(self) -> &'static str {
+        self.name(ProtocolVersion::V10)
+    }
+
     fn name(self, version: ProtocolVersion) -> &'static str {
         match (self, version) {
             (Self::SendMessage, ProtocolVersion::V10) => "SendMessage",
@@ -61,6 +66,8 @@ pub struct CallTarget<'a> {
     pub extensions: Option<&'a HeaderValue>,
     /// The client request's trace: each call sends a child span's `traceparent`.
     pub trace: Option<&'a TraceContext>,
+    /// The agent's breaker and in-flight knobs, from its record at resolution.
+    pub limits: super::Limits,
 }
 
 /// What an agent answered, checked and typed.

@@ -209,7 +209,8 @@ async fn answer_rpc(
 fn refused(id: &serde_json::Value, e: &RpcError, version: ProtocolVersion) -> Response {
     let mut response = rpc_response(jsonrpc::failure_bytes(id, e, version), None);
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let retry_after = e.retry_after_secs().unwrap_or(1);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     response
 }
 

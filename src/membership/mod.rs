@@ -132,6 +132,7 @@ fn health_digest(gw: &Gateway) -> HealthDigest {
         tasks: gw.replica.read(|t| t.task_count() as u64),
         applied_index: gw.replica.status().applied_index,
         agents_failing,
+        breakers_open: gw.stats.breakers_open(),
     }
 }
 

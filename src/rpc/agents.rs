@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Call, RpcError};
 use crate::agents::spec::AgentSpec;
+use crate::agents::{AgentCounters, Limits};
 use crate::gateway::Gateway;
 use crate::state::{AgentEntry, Command};
 
@@ -92,7 +93,9 @@ pub async fn upsert(gw: &Gateway, call: &Call, p: UpsertParams) -> Result<Value,
 }
 
 pub async fn delete(gw: &Gateway, p: IdParams) -> Result<Value, RpcError> {
-    gw.replica.propose(Command::DeleteAgent { id: p.id }).await?;
+    gw.replica.propose(Command::DeleteAgent { id: p.id.clone() }).await?;
+    // Its breaker and counters go with it (other nodes drop theirs when they next add one).
+    gw.stats.forget(&p.id);
     Ok(json!(true))
 }
 
@@ -108,26 +111,33 @@ pub fn health(gw: &Gateway, p: HealthParams) -> Result<Value, RpcError> {
         None => gw.replica.read(|t| t.agents().map(|e| e.record.id.clone()).collect()),
     };
     let node = gw.replica.status().node_id;
-    let reports: Vec<Value> = ids
-        .iter()
-        .map(|id| {
-            let c = gw.stats.get(id);
-            let last = c.last();
-            let card = gw.replica.read(|t| t.agent(id).map(|e| e.card.is_some()).unwrap_or(false));
-            json!({
-                "agentId": id,
-                "node": node,
-                "inFlight": c.in_flight.load(Ordering::Relaxed),
-                "callsTotal": c.calls_total.load(Ordering::Relaxed),
-                "failuresTotal": c.failures_total.load(Ordering::Relaxed),
-                "lastSuccessAt": last.success_at_ms.map(crate::gateway::rfc3339_ms),
-                "lastFailureAt": last.failure_at_ms.map(crate::gateway::rfc3339_ms),
-                "lastError": last.error,
-                "cardCached": card,
-            })
-        })
-        .collect();
+    let reports: Vec<Value> = ids.iter().filter_map(|id| health_report(gw, id, node)).collect();
     Ok(if single { reports.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(reports) })
+}
+
+/// One agent's health on this node: its breaker, in-flight calls and recent outcomes. An
+/// agent never called here shows a closed breaker and zeros.
+fn health_report(gw: &Gateway, id: &str, node: u64) -> Option<Value> {
+    let (limits, card) = gw
+        .replica
+        .read(|t| t.agent(id).map(|e| (Limits::of(&gw.config.agents, &e.record.settings), e.card.is_some())))?;
+    let counters = gw.stats.find(id).unwrap_or_else(|| std::sync::Arc::new(AgentCounters::new(id)));
+    let last = counters.last();
+    Some(json!({
+        "agentId": id,
+        "node": node,
+        "breakerState": counters.breaker_state().name(),
+        "inFlight": counters.in_flight.load(Ordering::Relaxed),
+        "maxInFlight": limits.max_in_flight,
+        "recentFailures": counters.recent_failures(&limits),
+        "failureThreshold": limits.failure_threshold,
+        "callsTotal": counters.calls_total.load(Ordering::Relaxed),
+        "failuresTotal": counters.failures_total.load(Ordering::Relaxed),
+        "lastSuccessAt": last.success_at_ms.map(crate::gateway::rfc3339_ms),
+        "lastFailureAt": last.failure_at_ms.map(crate::gateway::rfc3339_ms),
+        "lastError": last.error,
+        "cardCached": card,
+    }))
 }
 
 pub async fn refresh_card(gw: &Gateway, call: &Call, p: IdParams) -> Result<Value, RpcError> {

@@ -66,14 +66,14 @@ pub fn overview(gw: &Gateway) -> Value {
         "nodeId": raft.node_id,
         "api": gw.advertise.api,
         "role": raft.role,
-        "load": {"inFlight": in_flight, "tasks": gw.replica.read(|t| t.task_count())},
+        "load": {"inFlight": in_flight, "tasks": gw.replica.read(|t| t.task_count()), "breakersOpen": gw.stats.breakers_open()},
     });
     let nodes: Vec<Value> = match &gw.cluster {
         Some(cluster) => cluster
             .members()
             .iter()
             .map(|m| {
-                let load = m.health.as_ref().map(|h| json!({"inFlight": h.in_flight, "tasks": h.tasks}));
+                let load = m.health.as_ref().map(|h| json!({"inFlight": h.in_flight, "tasks": h.tasks, "breakersOpen": h.breakers_open}));
                 json!({"nodeId": m.node_id, "api": m.api_addr, "live": m.live, "role": role_of(m.node_id), "load": load})
             })
             .collect(),

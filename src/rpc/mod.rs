@@ -183,6 +183,7 @@ impl From<ProposeError> for RpcError {
             ProposeError::Refused(crate::state::Refusal::Transition(e)) => {
                 RpcError::InvalidAgentResponse(e.to_string())
             }
+            ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => RpcError::AgentNotFound(id),
             ProposeError::Refused(crate::state::Refusal::TableFull(n)) => RpcError::Overloaded(format!(
                 "no room for a new task: all {n} tasks in memory are active or waiting for the archive; retry later"
             )),
@@ -378,6 +379,7 @@ struct Target {
     upstream: Upstream,
     bearer: Option<String>,
     timeout: Duration,
+    limits: crate::agents::Limits,
 }
 
 impl Target {
@@ -389,6 +391,7 @@ impl Target {
             timeout: self.timeout,
             extensions: call.extensions.as_ref(),
             trace: Some(&call.trace),
+            limits: self.limits,
         }
     }
 }
@@ -429,6 +432,7 @@ fn lookup_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<(Ta
             upstream: entry.upstream.clone(),
             bearer: entry.record.bearer.clone(),
             timeout: Duration::from_millis(timeout_ms),
+            limits: crate::agents::Limits::of(&gw.config.agents, &entry.record.settings),
         };
         Ok((target, entry.card.is_some()))
     })

@@ -16,7 +16,9 @@ use super::send_message::{Params, record};
 use super::{Call, Outcome, RpcError, StreamFrame, StreamReply, Target, resolve_agent};
 use crate::a2a::task::{TaskView, artifact_to_wire, status_to_wire, task_to_wire};
 use crate::a2a::{ProtocolVersion, v03};
-use crate::agents::{StreamFault, StreamItem, UpstreamMethod, UpstreamStream};
+use crate::agents::{
+    BreakerState, Outcome as CallOutcome, Permit, StreamFault, StreamItem, UpstreamMethod, UpstreamStream,
+};
 use crate::gateway::Gateway;
 use crate::state::{ArtifactUpdate, Command, ProposeError, Refusal, StatusUpdate, Task, TaskChange, TransitionError};
 
@@ -30,9 +32,9 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcom
         return Err(RpcError::UnsupportedOperation(format!("agent {} does not stream", target.agent_id)));
     }
     let limits = &gw.config.streams;
-    let upstream = gw
-        .client
-        .open_stream(&target.call_target(call), UpstreamMethod::SendStreamingMessage, Value::Object(p.request), limits)
+    // The permit (an in-flight slot of the agent) goes with the pump and ends with it.
+    let (upstream, permit) = gw
+        .open_agent_stream(&target.call_target(call), UpstreamMethod::SendStreamingMessage, Value::Object(p.request))
         .await?;
     let (tx, frames) = mpsc::channel(limits.client_buffer_events + 1);
     // A follow-up message continues a known task: the agent may start with an update.
@@ -44,6 +46,7 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcom
         task_id: p.task_id.clone(),
         history_length: p.history_length,
         resumed: false,
+        permit,
     };
     // The pump outlives the request; its logs still name the request that started it.
     tokio::spawn(tracing::Instrument::in_current_span(pump.run(upstream)));
@@ -61,6 +64,9 @@ struct Pump {
     /// Set once the pump reconnected: the agent's new stream starts with a task snapshot,
     /// which the client (already past its first event) gets as the updates it implies.
     resumed: bool,
+    /// The agent's in-flight slot, held for as long as the pump follows the agent; broken
+    /// connections and malformed events are recorded on it as the agent's failures.
+    permit: Permit,
 }
 
 /// Whether the stream goes on after an event.
@@ -122,9 +128,15 @@ impl Pump {
                     }
                 }
                 Ok(None) => "the agent closed its stream before the task ended".to_owned(),
-                Err(StreamFault::Dropped(why)) => why,
+                Err(StreamFault::Dropped(why)) => {
+                    self.permit.record(CallOutcome::Failure, Some(&why));
+                    why
+                }
                 Err(StreamFault::Agent(e)) => return self.fail(e),
-                Err(StreamFault::Invalid(why)) => return self.fail(RpcError::InvalidAgentResponse(why)),
+                Err(StreamFault::Invalid(why)) => {
+                    self.permit.record(CallOutcome::Failure, Some(&why));
+                    return self.fail(RpcError::InvalidAgentResponse(why));
+                }
             };
             let Some(task_id) = self.task_id.clone() else {
                 let e = RpcError::AgentUnavailable(format!(
@@ -135,24 +147,22 @@ impl Pump {
             };
             if reconnects >= self.gw.config.streams.upstream_resubscribe_attempts {
                 tracing::warn!(agent_id = %self.target.agent_id, %task_id, %fault, "gave up following the agent's stream");
-                self.gw
-                    .stats
-                    .get(&self.target.agent_id)
-                    .streams_abandoned
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.permit.counters().streams_abandoned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let e = RpcError::AgentUnavailable(format!("agent {} stream lost: {fault}", self.target.agent_id));
                 return self.fail(e);
             }
             reconnects += 1;
+            // The stream's permit already holds an in-flight slot, but an open (or probing)
+            // breaker still means the agent is not called: the attempt is spent without it.
+            if self.permit.counters().breaker_state() != BreakerState::Closed {
+                tracing::info!(agent_id = %self.target.agent_id, %task_id, attempt = reconnects, "breaker not closed: not resubscribing");
+                continue;
+            }
             self.resumed = true;
             tracing::info!(agent_id = %self.target.agent_id, %task_id, %fault, attempt = reconnects, "resubscribing to the agent's stream");
             let params = json!({ "id": task_id });
-            let limits = &self.gw.config.streams;
-            match self
-                .gw
-                .client
-                .open_stream(&self.target.call_target(&self.call), UpstreamMethod::SubscribeToTask, params, limits)
-                .await
+            let target = self.target.call_target(&self.call);
+            match self.gw.reopen_agent_stream(&mut self.permit, &target, UpstreamMethod::SubscribeToTask, params).await
             {
                 Ok(stream) => upstream = stream,
                 Err(e) => tracing::warn!(agent_id = %self.target.agent_id, %task_id, error = %e, "resubscribe failed"),

@@ -284,6 +284,9 @@ impl Replica {
             superx_raft::ProposeError::Timeout => {
                 ProposeError::Unavailable("the write was not confirmed in time; retry".into())
             }
+            superx_raft::ProposeError::Stopped => {
+                ProposeError::Unavailable("this node is shutting down; retry (another node serves)".into())
+            }
             superx_raft::ProposeError::Busy { queued } => {
                 ProposeError::Overloaded(format!("this node has {queued} writes waiting, its limit; retry later"))
             }

@@ -186,7 +186,6 @@ fn record_state(gw: &Gateway) {
     if let Some(archive) = &gw.archive {
         record_archive(&archive.stats, tables.unarchived_count());
     }
-    record_agents(gw);
 }
 
 fn record_raft(gw: &Gateway) {
@@ -222,18 +221,6 @@ fn record_archive(s: &crate::archive::ArchiveStats, backlog: usize) {
         counter!(name).absolute(value.load(Ordering::Relaxed));
     }
     gauge!("superx_archive_last_batch_seconds").set(s.last_batch_us.load(Ordering::Relaxed) as f64 / 1e6);
-}
-
-/// The node-local per-agent counters `agents/health` shows, under the names `/metrics` had
-/// before the exporter. When agent calls are recorded through the facade where they happen
-/// (agent protection), these must go: the same name from two sources would count twice.
-fn record_agents(gw: &Gateway) {
-    for (id, c) in gw.stats.snapshot() {
-        counter!("superx_agent_calls_total", "agent" => id.clone()).absolute(c.calls_total.load(Ordering::Relaxed));
-        counter!("superx_agent_call_failures_total", "agent" => id.clone())
-            .absolute(c.failures_total.load(Ordering::Relaxed));
-        gauge!("superx_agent_calls_in_flight", "agent" => id).set(c.in_flight.load(Ordering::Relaxed) as f64);
-    }
 }
 
 #[cfg(test)]

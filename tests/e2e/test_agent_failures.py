@@ -1,5 +1,5 @@
 """Agent failures as clients see them: an agent that is unreachable, slow past its deadline,
-answering HTTP errors or malformed JSON-RPC gives the client -32603 or -32006 with a clear
+answering HTTP errors or malformed JSON-RPC gives the client -32099 or -32006 with a clear
 message, records nothing, and is counted in `agents/health`."""
 
 from __future__ import annotations
@@ -83,10 +83,10 @@ def bad_agent():
 
 
 CASES = [
-    ('http500', -32603, 'HTTP 500', {}),
+    ('http500', -32099, 'HTTP 500', {}),
     ('garbage', -32006, 'not JSON', {}),
     ('wrongshape', -32006, 'sleeping', {}),
-    ('slow', -32603, 'within 300 ms', {'callTimeoutMs': 300}),
+    ('slow', -32099, 'within 300 ms', {'callTimeoutMs': 300}),
 ]
 
 
@@ -120,7 +120,7 @@ def test_unreachable_agent(e2e):
     upsert = result_of(rpc(e2e.rpc_url, 'agents/upsert', {'agent': {'id': 'gone', 'url': url}}))
     assert upsert.get('cardError'), upsert
     doc = rpc(e2e.agent_url('gone'), 'message/send', {'message': {'kind': 'message', 'messageId': 'm', 'role': 'user', 'parts': [{'kind': 'text', 'text': 'x'}]}})
-    err = error_of(doc, -32603)
+    err = error_of(doc, -32099)
     assert 'unreachable' in err['message'], err
     assert 'data' not in err or not isinstance(err['data'], list), '0.3 errors carry no ErrorInfo list'
 

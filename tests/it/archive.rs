@@ -152,7 +152,7 @@ async fn postgres_down_fills_memory_then_refuses_and_drains_when_back() {
             }
             assert!(acked.len() < 200, "memory never filled");
         };
-        assert_eq!(refusal["code"], json!(-32603), "{refusal}");
+        assert_eq!(refusal["code"], json!(-32020), "{refusal}");
         assert_eq!(refusal["data"][0]["reason"], json!("OVERLOADED"), "retryable, told apart from a bug: {refusal}");
         let message = refusal["message"].as_str().unwrap();
         assert!(message.contains("no room for a new task") && message.contains("retry"), "{refusal}");

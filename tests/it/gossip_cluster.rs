@@ -419,7 +419,9 @@ pub fn is_retryable(error: &Value) -> bool {
         return true;
     }
     let message = error["message"].as_str().unwrap_or_default().to_lowercase();
-    error["code"] == -32603 && message.contains("retry")
+    // -32021 UNAVAILABLE, -32020 OVERLOADED: the gateway's retryable codes.
+    [-32021, -32020].contains(&error["code"].as_i64().unwrap_or(0))
+        || (error["code"] == -32603 && message.contains("retry"))
 }
 
 /// A request that got no JSON-RPC answer at all (connection refused, timeout).

@@ -15,6 +15,7 @@ mod gossip_cluster;
 mod kubernetes;
 mod partition;
 mod postgres;
+mod protect;
 mod streaming;
 mod support;
 mod telemetry;
