@@ -13,6 +13,9 @@ use superx::gateway::Gateway;
 /// How long the raft node may take to stop after the drain (it flushes and closes storage).
 const RAFT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a draining leader tries to hand leadership to another voter.
+const HAND_OFF_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// After `serve` returns, tasks still running (agent calls past the drain) get this long.
 const RUNTIME_STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -195,7 +198,21 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     };
-    // Raft last: requests that were finishing may still have needed it. Bounded like the rest.
+    // Raft last: requests that were finishing may still have needed it. A leader first hands
+    // over to a caught-up voter, so the cluster does not wait out an election.
+    if gw.admission.is_draining() {
+        let started = std::time::Instant::now();
+        let outcome = gw.replica.raft().hand_off_leadership(HAND_OFF_TIMEOUT).await;
+        match outcome {
+            superx_raft::HandOff::Done { leader } => {
+                tracing::info!(leader, took = ?started.elapsed(), "leadership handed over")
+            }
+            superx_raft::HandOff::TimedOut => {
+                tracing::warn!("leadership hand-off timed out; the cluster elects once this node is gone")
+            }
+            superx_raft::HandOff::NotLeader | superx_raft::HandOff::NoOtherVoter => {}
+        }
+    }
     if tokio::time::timeout(RAFT_STOP_TIMEOUT, gw.stop()).await.is_err() {
         tracing::warn!("raft did not stop in time; exiting anyway");
     }

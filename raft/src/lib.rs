@@ -73,6 +73,7 @@ mod bootstrap;
 mod codec;
 mod config;
 mod error;
+mod handoff;
 mod membership;
 mod network;
 mod node;
@@ -85,6 +86,7 @@ mod types;
 
 pub use config::{MembershipControl, PeerAddr, RaftConfig};
 pub use error::{MembershipError, ProposeError, ReadError, StartError};
+pub use handoff::HandOff;
 pub use membership::MembershipView;
 pub use node::Replicated;
 pub use status::{RaftStatus, Role};

@@ -102,9 +102,9 @@ impl<SM: StateMachine> Replicated<SM> {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let dbs = dbs.each_ref().map(Arc::downgrade);
-        let server = spawn_server(&raft, &config, listener);
         let applied = sm.applied_index_watch();
         let routing = Arc::new(Routing::new(raft.clone(), client.clone(), config.clone(), applied));
+        let server = spawn_server(&raft, &routing, &config, listener);
         let (proposals, queue) = mpsc::channel(config.propose_queue_max);
         let batcher = propose::spawn_batcher(routing.clone(), queue);
         let (reads, read_queue) = mpsc::channel(config.read_queue_max);
@@ -230,6 +230,18 @@ impl<SM: StateMachine> Replicated<SM> {
         }
     }
 
+    /// If this node leads, hands leadership to a voter that holds the whole log and waits
+    /// until it leads, at most `timeout` (see `handoff`). For a planned stop: call it once no
+    /// new writes arrive, then `shutdown`.
+    pub async fn hand_off_leadership(&self, timeout: Duration) -> crate::HandOff {
+        let routing = &self.inner.routing;
+        routing.handing_off.store(true, Ordering::Release);
+        let outcome = crate::handoff::hand_off(&self.inner.raft, self.inner.node_id, &routing.client, timeout).await;
+        // Whatever came of it, this node commits again if it still leads.
+        routing.handing_off.store(false, Ordering::Release);
+        outcome
+    }
+
     /// The membership as this node sees it now, with replication progress on the leader.
     pub fn membership(&self) -> MembershipView {
         MembershipView::new(&self.inner.raft.metrics().borrow())
@@ -331,9 +343,15 @@ async fn open_storage<SM: StateMachine>(
     Ok(([db, snapshot_db], log_store, sm_store))
 }
 
-fn spawn_server(raft: &Raft, config: &RaftConfig, listener: TcpListener) -> (oneshot::Sender<()>, JoinHandle<()>) {
-    let router =
-        server::router(raft.clone(), Duration::from_millis(config.forward_timeout_ms), config.rpc_body_bytes_max);
+fn spawn_server(
+    raft: &Raft,
+    routing: &Routing,
+    config: &RaftConfig,
+    listener: TcpListener,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let forward_timeout = Duration::from_millis(config.forward_timeout_ms);
+    let handing_off = routing.handing_off.clone();
+    let router = server::router(raft.clone(), handing_off, forward_timeout, config.rpc_body_bytes_max);
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(server::serve(listener, router, async move {
         let _ = stopped.await;

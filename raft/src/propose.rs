@@ -10,6 +10,7 @@
 //! request ids, so never applied twice) as leadership settles, until `write_timeout_ms`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -100,7 +101,7 @@ async fn commit(routing: &Routing, batch: Batch, deadline: Instant) -> Result<(u
         let leader = routing.leader();
         let remaining = Routing::remaining(deadline);
         let reply = match &leader {
-            Leader::Me => match commit_here(&routing.raft, batch.clone(), remaining).await {
+            Leader::Me => match commit_here(&routing.raft, &routing.handing_off, batch.clone(), remaining).await {
                 CommitReply::Failed(e) => return Err(ProposeError::Fatal(e)),
                 reply => reply,
             },
@@ -140,7 +141,10 @@ async fn forward(routing: &Routing, raft_addr: &str, batch: &Batch, remaining: D
 }
 
 /// Commits `batch` through the local raft if it leads; never forwards.
-pub(crate) async fn commit_here(raft: &Raft, batch: Batch, timeout: Duration) -> CommitReply {
+pub(crate) async fn commit_here(raft: &Raft, handing_off: &AtomicBool, batch: Batch, timeout: Duration) -> CommitReply {
+    if handing_off.load(Ordering::Acquire) {
+        return CommitReply::NotLeader;
+    }
     let requests = batch.requests.len();
     match tokio::time::timeout(timeout, raft.client_write(batch)).await {
         Err(_) => CommitReply::Timeout,

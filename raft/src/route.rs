@@ -55,11 +55,22 @@ pub(crate) struct Routing {
     pub(crate) applied: watch::Receiver<u64>,
     /// The term in which this node was first seen leading, and when.
     leading_since: Mutex<Option<(u64, Instant)>>,
+    /// Set while this leader hands over (`handoff`): it commits nothing more, so a voter can
+    /// catch up with its whole log; writes are answered "not leader" and wait for the next.
+    pub(crate) handing_off: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Routing {
     pub(crate) fn new(raft: Raft, client: PeerClient, config: Arc<RaftConfig>, applied: watch::Receiver<u64>) -> Self {
-        Routing { raft, node_id: config.node_id, client, config, applied, leading_since: Mutex::new(None) }
+        Routing {
+            raft,
+            node_id: config.node_id,
+            client,
+            config,
+            applied,
+            leading_since: Mutex::new(None),
+            handing_off: Arc::default(),
+        }
     }
 
     pub(crate) fn leader(&self) -> Leader {

@@ -118,6 +118,11 @@ fn sigterm_on_the_leader_under_load_loses_no_acknowledged_write_and_clients_see_
     let signalled = Instant::now();
     let (took, status) = cluster.terminate(leader, Duration::from_millis(DRAIN_MS));
     assert!(status.success(), "exit status {status:?}");
+    // The leader handed over before it exited: a survivor already leads, with no election
+    // timeout to wait out (asked at once, not waited for).
+    let leaders: Vec<u64> =
+        (1..=3).filter(|id| *id != leader).filter(|id| cluster.status(*id)["role"] == "leader").collect();
+    assert_eq!(leaders.len(), 1, "no survivor leads right after the old leader exited: {leaders:?}");
     wait_until(Duration::from_secs(10), || seen.lock().unwrap().acked.iter().any(|(_, at)| *at > signalled + took));
     let resumed =
         seen.lock().unwrap().acked.iter().find(|(_, at)| *at > signalled + took).map(|(_, at)| *at - signalled);

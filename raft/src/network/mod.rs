@@ -19,6 +19,8 @@ pub(crate) const SNAPSHOT_PATH: &str = "/raft/snapshot";
 pub(crate) const FORWARD_PATH: &str = "/raft/forward-write";
 pub(crate) const READ_INDEX_PATH: &str = "/raft/read-index";
 pub(crate) const INITIALIZED_PATH: &str = "/raft/initialized";
+/// Asks this node to campaign now (a leader handing over before it stops).
+pub(crate) const ELECT_PATH: &str = "/raft/elect";
 
 /// A follower's batch of writes, for the leader to commit. `B` is `&Batch` when sending (no
 /// copy) and `Batch` when receiving; both encode the same.

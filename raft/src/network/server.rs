@@ -5,6 +5,8 @@
 //! again, so a write crosses at most one hop.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,8 +20,8 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 
 use super::{
-    APPEND_PATH, FORWARD_PATH, ForwardRequest, INITIALIZED_PATH, READ_INDEX_PATH, ReadIndexRequest, SNAPSHOT_PATH,
-    VOTE_PATH,
+    APPEND_PATH, ELECT_PATH, FORWARD_PATH, ForwardRequest, INITIALIZED_PATH, READ_INDEX_PATH, ReadIndexRequest,
+    SNAPSHOT_PATH, VOTE_PATH,
 };
 use crate::codec;
 use crate::types::{Batch, Raft};
@@ -29,13 +31,20 @@ use crate::{propose, read};
 #[derive(Clone)]
 struct ServerState {
     raft: Raft,
+    /// The leader is handing over: forwarded writes are refused as "not leader".
+    handing_off: Arc<AtomicBool>,
     /// Cap on how long a forwarded write or read-index request may hold a handler.
     forward_timeout: Duration,
 }
 
 /// The raft listener's routes.
-pub(crate) fn router(raft: Raft, forward_timeout: Duration, body_bytes_max: usize) -> Router {
-    let state = ServerState { raft, forward_timeout };
+pub(crate) fn router(
+    raft: Raft,
+    handing_off: Arc<AtomicBool>,
+    forward_timeout: Duration,
+    body_bytes_max: usize,
+) -> Router {
+    let state = ServerState { raft, handing_off, forward_timeout };
     Router::new()
         .route(APPEND_PATH, post(append))
         .route(VOTE_PATH, post(vote))
@@ -43,6 +52,7 @@ pub(crate) fn router(raft: Raft, forward_timeout: Duration, body_bytes_max: usiz
         .route(FORWARD_PATH, post(forward_write))
         .route(READ_INDEX_PATH, post(read_index))
         .route(INITIALIZED_PATH, post(initialized))
+        .route(ELECT_PATH, post(elect))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(state)
 }
@@ -89,7 +99,7 @@ async fn snapshot(State(s): State<ServerState>, body: Bytes) -> Response {
 async fn forward_write(State(s): State<ServerState>, body: Bytes) -> Response {
     rpc(body, |req: ForwardRequest<Batch>| async move {
         let timeout = Duration::from_millis(req.timeout_ms).min(s.forward_timeout);
-        propose::commit_here(&s.raft, req.batch, timeout).await
+        propose::commit_here(&s.raft, &s.handing_off, req.batch, timeout).await
     })
     .await
 }
@@ -104,4 +114,9 @@ async fn read_index(State(s): State<ServerState>, body: Bytes) -> Response {
 
 async fn initialized(State(s): State<ServerState>, body: Bytes) -> Response {
     rpc(body, |()| async move { s.raft.is_initialized().await.unwrap_or(false) }).await
+}
+
+/// Campaigns at once (the leader is handing over); true when the election started.
+async fn elect(State(s): State<ServerState>, body: Bytes) -> Response {
+    rpc(body, |()| async move { s.raft.trigger().elect().await.is_ok() }).await
 }
