@@ -44,7 +44,30 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(crate::telemetry::layer::middleware))
+        .layer(axum::middleware::from_fn_with_state(gw.clone(), admit))
         .with_state(gw)
+}
+
+/// Admission, outermost: a JSON-RPC request (a POST) takes a slot before anything else is
+/// done for it, and keeps it until its answer is ready (a stream's slot is taken further in).
+/// A refusal costs as little as the node can make it: no body read, no span, no request id,
+/// one counter.
+async fn admit(
+    State(gw): State<Arc<Gateway>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    match gw.admission.request() {
+        Ok(_slot) => next.run(request).await,
+        Err(e) => {
+            let version = ProtocolVersion::from_header(requested_version(request.headers(), request.uri().query()));
+            crate::telemetry::metrics::request_refused();
+            refused(&serde_json::Value::Null, &e, version.unwrap_or(ProtocolVersion::V03))
+        }
+    }
 }
 
 /// What the JSON-RPC handlers take from the request besides the path and query.
@@ -133,11 +156,6 @@ async fn answer_rpc(
     let header_version = *version.as_ref().unwrap_or(&ProtocolVersion::V03);
     let fail = |id: &serde_json::Value, e: &RpcError, v, method| {
         (rpc_response(jsonrpc::failure_bytes(id, e, v), None), method, Some(e.code()))
-    };
-    // Admitted before the body is read: a refused request costs the node next to nothing.
-    let _request_slot = match gw.admission.request() {
-        Ok(slot) => slot,
-        Err(e) => return (refused(&serde_json::Value::Null, &e, header_version), INVALID, Some(e.code())),
     };
     let bytes = match read_body(body, gw.config.server.body_bytes_max).await {
         Ok(b) => b,

@@ -44,6 +44,7 @@ const AGENT_CALL_SECONDS: &[f64] =
 pub const HTTP_REQUESTS: &str = "superx_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "superx_http_request_duration_seconds";
 pub const RPC_REQUESTS: &str = "superx_rpc_requests_total";
+pub const REQUESTS_REFUSED: &str = "superx_requests_refused_total";
 pub const RAFT_COMMIT_SECONDS: &str = "superx_raft_commit_duration_seconds";
 pub const RAFT_LEADER_CHANGES: &str = "superx_raft_leader_changes_total";
 pub const STREAMS_OPEN: &str = "superx_streams_open";
@@ -114,6 +115,12 @@ pub fn rpc_request(method: &'static str, code: Option<i64>) {
         None => counter!(RPC_REQUESTS, "method" => method, "code" => "ok").increment(1),
         Some(code) => counter!(RPC_REQUESTS, "method" => method, "code" => code.to_string()).increment(1),
     }
+}
+
+/// A request refused by admission control (the node at `server.requests_in_flight_max`, or
+/// draining). Counted apart from the HTTP series: a refusal skips the request middleware.
+pub fn request_refused() {
+    counter!(REQUESTS_REFUSED).increment(1);
 }
 
 /// A write committed and applied on this node, `seconds` after it was proposed.
