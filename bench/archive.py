@@ -183,6 +183,22 @@ class CpuWindow:
         return out
 
 
+def wait_quiet(window, wait_s, quiet_pct, what, say=None):
+    """Waits (up to wait_s) for a second in which processes not started here use less than
+    quiet_pct of a core (the machine may be shared); `window()` makes the CpuWindow that
+    knows our processes; `say` logs (this script's log by default). Returns the share seen last."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        w = window().start()
+        time.sleep(1.0)
+        other = w.stop()["other_cpu_pct"]
+        if other < quiet_pct:
+            return other
+        if time.monotonic() >= deadline:
+            (say or log)(f"{what}: other processes still use {other}% of a core; measuring anyway")
+            return other
+
+
 def cpu_note(c):
     parts = [f"core0 {c.get('core0_busy_pct')}%", f"core1 {c.get('core1_busy_pct')}%"]
     parts += [f"{k[:-8]} {v}%" for k, v in c.items() if k.endswith("_cpu_pct")]
@@ -494,18 +510,7 @@ class Bench:
         return CpuWindow(groups)
 
     def quiet(self, node, what):
-        """Waits (up to --wait-quiet s) for a second in which processes not started here use
-        less than --quiet-pct of a core; the machine may be shared. Returns what was seen."""
-        deadline = time.monotonic() + self.args.wait_quiet
-        while True:
-            window = self.cpu(node).start()
-            time.sleep(1.0)
-            other = window.stop()["other_cpu_pct"]
-            if other < self.args.quiet_pct:
-                return other
-            if time.monotonic() >= deadline:
-                log(f"{what}: other processes still use {other}% of a core; measuring anyway")
-                return other
+        return wait_quiet(lambda: self.cpu(node), self.args.wait_quiet, self.args.quiet_pct, what)
 
     def setup(self):
         a = self.args

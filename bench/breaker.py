@@ -53,7 +53,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from archive import CpuWindow, cpu_note, free_port, pinned  # noqa: E402
+from archive import CpuWindow, cpu_note, free_port, pinned, wait_quiet  # noqa: E402
 from failover import ROOT, Proc, http, port_busy, rpc, wait_until  # noqa: E402
 
 GW_CORE = 0
@@ -153,18 +153,7 @@ class Bench:
                           "script": lambda: [os.getpid()]})
 
     def wait_quiet(self, node, what):
-        """Waits (up to --wait-quiet s) for a second in which other processes use less than
-        --quiet-pct of a core; returns their share in the last second."""
-        deadline = time.monotonic() + self.args.wait_quiet
-        while True:
-            window = self.cpu(node).start()
-            time.sleep(1.0)
-            other = window.stop()["other_cpu_pct"]
-            if other < self.args.quiet_pct:
-                return other
-            if time.monotonic() >= deadline:
-                log(f"{what}: other processes still use {other}% of a core; measuring anyway")
-                return other
+        return wait_quiet(lambda: self.cpu(node), self.args.wait_quiet, self.args.quiet_pct, what, log)
 
     def round(self, number, mode):
         a = self.args

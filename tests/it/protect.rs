@@ -128,18 +128,21 @@ fn send_body(method: &str) -> Value {
         "params": {"message": {"messageId": format!("m{}", next_id()), "role": "ROLE_USER", "parts": [{"text": "hi"}]}}})
 }
 
+/// POSTs a fresh `method` request to agent `a` and reads the JSON answer (an error, for a
+/// stream the gateway refused before it started).
+async fn post_json(base: &str, method: &str) -> Value {
+    let request = http().post(format!("{base}/agents/a")).header("A2A-Version", "1.0").json(&send_body(method));
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// A SendStreamingMessage the gateway answers with a JSON-RPC error instead of a stream.
+async fn refused_stream(base: &str) -> Value {
+    post_json(base, "SendStreamingMessage").await
+}
+
 /// A SendMessage through the gateway: the task, or the error.
 async fn send(base: &str) -> Result<Value, Value> {
-    let reply: Value = http()
-        .post(format!("{base}/agents/a"))
-        .header("A2A-Version", "1.0")
-        .json(&send_body("SendMessage"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply = post_json(base, "SendMessage").await;
     match reply.get("result") {
         Some(r) => Ok(r.clone()),
         None => Err(reply["error"].clone()),
@@ -229,16 +232,7 @@ async fn breaker_opens_probes_once_closes_and_reopens() {
     for _ in 0..2 {
         assert_eq!(code(&send(&base).await.unwrap_err()), -32099);
     }
-    let stream: Value = http()
-        .post(format!("{base}/agents/a"))
-        .header("A2A-Version", "1.0")
-        .json(&send_body("SendStreamingMessage"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stream = refused_stream(&base).await;
     assert_eq!(code(&stream["error"]), -32099, "{stream}");
     assert_eq!(code(&send(&base).await.unwrap_err()), -32012);
     wait_until("half-open again", || async { health(&base).await["breakerState"] == "half_open" }).await;
@@ -305,16 +299,7 @@ async fn max_in_flight_rejects_a_third_call_or_stream_and_recovers() {
     let h = health(&base).await;
     assert_eq!((h["inFlight"].as_u64(), h["maxInFlight"].as_u64()), (Some(2), Some(2)), "{h}");
     assert_eq!(code(&send(&base).await.unwrap_err()), -32013, "a unary call while two streams are open");
-    let third: Value = http()
-        .post(format!("{base}/agents/a"))
-        .header("A2A-Version", "1.0")
-        .json(&send_body("SendStreamingMessage"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let third = refused_stream(&base).await;
     assert_eq!(code(&third["error"]), -32013, "a third stream: {third}");
     agent.go.add_permits(2);
     for mut stream in streams {
