@@ -245,7 +245,7 @@ def main():
     parser.add_argument("--bin-dir", default=os.environ.get("BIN_DIR", str(ROOT / "target" / "release")))
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--wait-quiet", type=float, default=30.0, help="seconds to wait for a quiet machine")
-    parser.add_argument("--quiet-pct", type=float, default=15.0, help="'quiet': others use less than this % of a core")
+    parser.add_argument("--quiet-pct", type=float, default=15.0, help="'quiet': others use less than this %% of a core")
     parser.add_argument("--port-base", type=int, default=4800)
     parser.add_argument("--echo-addr", default="127.0.0.1:9993")
     args = parser.parse_args()
