@@ -189,6 +189,24 @@ pub struct StreamsConfig {
     /// Bytes (as the agent sent them) of the events committed together, at most; a batch ends
     /// once it reaches this, so one entry stays far below raft's command limit.
     pub commit_batch_bytes_max: usize,
+    /// Tasks whose recent events a node keeps, so that a client reconnecting with
+    /// `Last-Event-ID` (on any node) gets what it missed replayed. The oldest task's history is
+    /// dropped first; a task created already terminal keeps none (there is nothing to resume).
+    /// 0 turns replay off: a resumed stream then starts from the current task.
+    pub resume_history_tasks_max: usize,
+    /// Events kept per task for replay; a client further behind gets the current task.
+    pub resume_history_events_max: usize,
+    /// Tasks one node follows upstream at once by itself: tasks answered active to a
+    /// non-streaming send (`returnImmediately`), and streams the agent dropped for good. A
+    /// task past the limit is not followed (its subscribers see it change when a client or
+    /// another node brings news).
+    pub follow_tasks_max: usize,
+    /// First pause between GetTask polls of a followed task (agents that do not stream); it
+    /// doubles after every poll that brings nothing new, up to `follow_poll_max_ms`.
+    pub follow_poll_initial_ms: u64,
+    pub follow_poll_max_ms: u64,
+    /// How long a task is followed at most; it is left as it is after that.
+    pub follow_budget_ms: u64,
 }
 
 /// Replication: the internal raft listener, the static peers, and the timing of elections.
@@ -361,6 +379,12 @@ impl Default for StreamsConfig {
             upstream_idle_timeout_ms: 300_000,
             commit_batch_events_max: 64,
             commit_batch_bytes_max: 256 << 10,
+            resume_history_tasks_max: 8192,
+            resume_history_events_max: 256,
+            follow_tasks_max: 1024,
+            follow_poll_initial_ms: 250,
+            follow_poll_max_ms: 15_000,
+            follow_budget_ms: 3_600_000,
         }
     }
 }
@@ -537,7 +561,7 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
         }
-        let positive: [(&str, u64); 27] = [
+        let positive: [(&str, u64); 29] = [
             ("streams.commit_batch_bytes_max", self.streams.commit_batch_bytes_max as u64),
             ("streams.event_bytes_max", self.streams.event_bytes_max as u64),
             ("streams.commit_batch_events_max", self.streams.commit_batch_events_max as u64),
@@ -545,6 +569,8 @@ impl Config {
             ("streams.task_subscribers_max", self.streams.task_subscribers_max as u64),
             ("streams.client_buffer_events", self.streams.client_buffer_events as u64),
             ("streams.keepalive_ms", self.streams.keepalive_ms),
+            ("streams.follow_poll_initial_ms", self.streams.follow_poll_initial_ms),
+            ("streams.follow_poll_max_ms", self.streams.follow_poll_max_ms),
             ("server.body_bytes_max", self.server.body_bytes_max as u64),
             ("server.requests_in_flight_max", self.server.requests_in_flight_max as u64),
             ("server.streams_in_flight_max", self.server.streams_in_flight_max as u64),

@@ -17,7 +17,7 @@ use crate::codec::Json;
 use crate::config::Config;
 use crate::jsonrpc::RpcError;
 use crate::state::{CachedCard, Command, ProposeError, Replica, TableLimits, raft_config};
-use crate::tasks::Subscriptions;
+use crate::tasks::{HistoryLimits, Subscriptions};
 
 /// Pause between attempts to register a startup agent while the cluster has no leader.
 const STARTUP_RETRY_PAUSE: Duration = Duration::from_millis(200);
@@ -38,6 +38,8 @@ pub struct Gateway {
     pub cluster: Option<superx_cluster::Cluster>,
     /// How other nodes reach this node (raft listener and public API).
     pub advertise: superx_raft::PeerAddr,
+    /// The tasks this node follows upstream by itself.
+    pub followed: Arc<crate::tasks::Followed>,
     ready: AtomicBool,
     /// Set when the node should stop by itself (after leaving the cluster).
     stop: tokio::sync::watch::Sender<bool>,
@@ -92,8 +94,14 @@ impl Gateway {
         // (`membership::keep_settings`), so apply stays the same everywhere.
         let limits = TableLimits::default();
         let streams = &config.streams;
-        let subscriptions =
-            Arc::new(Subscriptions::new(streams.subscriber_buffer_events, streams.task_subscribers_max));
+        let subscriptions = Arc::new(Subscriptions::new(
+            streams.subscriber_buffer_events,
+            streams.task_subscribers_max,
+            HistoryLimits {
+                tasks_max: streams.resume_history_tasks_max,
+                events_max: streams.resume_history_events_max,
+            },
+        ));
         let raft = raft_config(&config).map_err(anyhow::Error::msg)?;
         let advertise = raft.advertise.clone();
         let replica = Replica::start(raft, limits, subscriptions, config.cluster.bootstrap_expect as usize).await?;
@@ -105,6 +113,7 @@ impl Gateway {
             }
         };
         let admission = crate::admission::Admission::new(&config.server);
+        let followed = crate::tasks::Followed::new(config.streams.follow_tasks_max);
         let gw = Arc::new(Gateway {
             config,
             replica,
@@ -114,6 +123,7 @@ impl Gateway {
             archive,
             cluster,
             advertise,
+            followed,
             ready: AtomicBool::new(false),
             stop: tokio::sync::watch::channel(false).0,
         });
@@ -242,7 +252,7 @@ impl Gateway {
             .await
             .map_err(|e| RpcError::AgentUnavailable(format!("agent {id}: card fetch failed: {e}")))?;
         let card = CachedCard { card: Json(card), source_url, fetched_at_ms: self.now_ms() };
-        self.replica.propose(Command::SetAgentCard { id: id.to_owned(), card }).await.map_err(|e| match e {
+        self.replica.propose(Command::SetAgentCard { id: id.to_owned(), card }).await.map(|_| ()).map_err(|e| match e {
             crate::state::ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => {
                 RpcError::AgentNotFound(id)
             }

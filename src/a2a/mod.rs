@@ -7,8 +7,11 @@
 //! JSON in [`task`]. Agent cards are rewritten for clients in [`card`].
 
 pub mod card;
+pub mod resume;
 pub mod task;
 pub mod v03;
+
+pub use resume::Resume;
 
 use std::fmt;
 
@@ -60,6 +63,23 @@ impl ProtocolVersion {
 impl fmt::Display for ProtocolVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.header_value())
+    }
+}
+
+/// A 1.0 method result (`{"task": ..}`, `{"message": ..}`, a stream event) in the client's
+/// version. The one place results switch between 1.0 and 0.3 on the way out.
+pub fn result_for(version: ProtocolVersion, result: serde_json::Value) -> serde_json::Value {
+    match version {
+        ProtocolVersion::V10 => result,
+        ProtocolVersion::V03 => v03::result_from_v10(result),
+    }
+}
+
+/// A 1.0 `Task` (GetTask, CancelTask, a ListTasks entry) in the client's version.
+pub fn task_for(version: ProtocolVersion, task: serde_json::Value) -> serde_json::Value {
+    match version {
+        ProtocolVersion::V10 => task,
+        ProtocolVersion::V03 => v03::task_from_v10(task),
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::TaskState;
 use super::v03::WireError;
 use crate::codec::Json;
-use crate::state::{Artifact, ArtifactUpdate, StatusUpdate, Task, TaskStatus};
+use crate::state::{Artifact, ArtifactUpdate, StatusUpdate, Task, TaskChange, TaskStatus};
 
 fn err(msg: impl Into<String>) -> WireError {
     WireError(msg.into())
@@ -103,6 +103,48 @@ pub fn artifact_to_wire(artifact: &Artifact) -> Value {
     a.insert("artifactId".into(), json!(artifact.artifact_id));
     a.insert("parts".into(), Value::Array(artifact.parts.iter().map(|p| p.0.clone()).collect()));
     Value::Object(a)
+}
+
+/// A 1.0 `statusUpdate` stream result.
+fn status_event(task_id: &str, context_id: &str, status: &TaskStatus, metadata: Option<&Json>) -> Value {
+    let mut e = json!({"taskId": task_id, "contextId": context_id, "status": status_to_wire(status)});
+    if let Some(m) = metadata {
+        e["metadata"] = m.0.clone();
+    }
+    json!({ "statusUpdate": e })
+}
+
+/// A 1.0 `artifactUpdate` stream result.
+fn artifact_event(task_id: &str, context_id: &str, artifact: &Artifact, append: bool, last_chunk: bool) -> Value {
+    json!({ "artifactUpdate": {
+        "taskId": task_id,
+        "contextId": context_id,
+        "artifact": artifact_to_wire(artifact),
+        "append": append,
+        "lastChunk": last_chunk,
+    }})
+}
+
+/// A status update event as a 1.0 stream result.
+pub fn status_update_to_wire(update: &StatusUpdate) -> Value {
+    status_event(&update.task_id, &update.context_id, &update.status, update.metadata.as_ref())
+}
+
+/// An artifact update event as a 1.0 stream result.
+pub fn artifact_update_to_wire(update: &ArtifactUpdate) -> Value {
+    artifact_event(&update.task_id, &update.context_id, &update.artifact, update.append, update.last_chunk)
+}
+
+/// One applied change of a task as a 1.0 stream result. `Created` has none: the task itself
+/// is the first event of a stream.
+pub fn change_to_wire(task_id: &str, context_id: &str, change: &TaskChange) -> Option<Value> {
+    match change {
+        TaskChange::Created => None,
+        TaskChange::Status { status, metadata } => Some(status_event(task_id, context_id, status, metadata.as_ref())),
+        TaskChange::Artifact { artifact, append, last_chunk } => {
+            Some(artifact_event(task_id, context_id, artifact, *append, *last_chunk))
+        }
+    }
 }
 
 /// Renders a stored task as a 1.0 `Task`.

@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use http_body_util::BodyExt;
 
 use crate::a2a::ProtocolVersion;
+use crate::a2a::resume::{LAST_EVENT_ID, parse_last_event_id};
 use crate::agents::client::{A2A_EXTENSIONS, A2A_VERSION, X_A2A_EXTENSIONS};
 use crate::gateway::Gateway;
 use crate::jsonrpc::{self, RpcError};
@@ -180,6 +181,13 @@ async fn answer_rpc(
             return fail(&request.id, &e, render_version, label);
         }
     };
+    let last_event_id = match headers.get(LAST_EVENT_ID).map(|v| v.to_str().unwrap_or("?")) {
+        None => None,
+        Some(raw) => match parse_last_event_id(raw) {
+            Ok(id) => id,
+            Err(e) => return fail(&request.id, &RpcError::InvalidParams(e), version, label),
+        },
+    };
     let call = Call {
         version,
         scope,
@@ -188,6 +196,7 @@ async fn answer_rpc(
         read_mode: read_mode(headers),
         stream_slot: None,
         trace: trace.unwrap_or_else(TraceContext::new_root),
+        last_event_id,
     };
     let method_name = request.method;
     let parsed = Method::parse(&method_name, request.params, &call);

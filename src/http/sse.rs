@@ -1,6 +1,7 @@
 //! Streams to clients as Server-Sent Events: each frame is `data: <JSON-RPC response>` with
-//! the client's request id, a keep-alive comment goes out on an idle stream, and the
-//! headers turn buffering off along the way (`Cache-Control: no-store`, `X-Accel-Buffering: no`).
+//! the client's request id (and `id: <event number>` for a committed task event, which a
+//! client resumes from), a keep-alive comment goes out on an idle stream, and the headers
+//! turn buffering off along the way (`Cache-Control: no-store`, `X-Accel-Buffering: no`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::a2a::ProtocolVersion;
+use crate::a2a::resume::RESUME_HEADER;
 use crate::agents::client::A2A_EXTENSIONS;
 use crate::jsonrpc::{self, RpcError};
 use crate::rpc::{StreamFrame, StreamReply};
@@ -21,7 +23,11 @@ const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 /// Frames that are already waiting go out in one body chunk (one write) of at most this size.
 const CHUNK_BYTES_MAX: usize = 64 << 10;
 
-fn push_event(out: &mut Vec<u8>, json: &[u8]) {
+fn push_event(out: &mut Vec<u8>, event_id: Option<u64>, json: &[u8]) {
+    if let Some(n) = event_id {
+        use std::io::Write;
+        let _ = writeln!(out, "id: {n}");
+    }
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(json);
     out.extend_from_slice(b"\n\n");
@@ -31,14 +37,18 @@ fn push_event(out: &mut Vec<u8>, json: &[u8]) {
 fn push_frame(out: &mut Vec<u8>, frame: StreamFrame, id: &Value, version: ProtocolVersion) -> bool {
     match frame {
         StreamFrame::Result(result) => {
-            push_event(out, &jsonrpc::success_bytes(id, &result));
+            push_event(out, None, &jsonrpc::success_bytes(id, &result));
+            false
+        }
+        StreamFrame::Event(n, result) => {
+            push_event(out, Some(n), &jsonrpc::success_bytes(id, &result));
             false
         }
         StreamFrame::Error(error) => {
             if let RpcError::Internal(detail) = &error {
                 tracing::error!(%detail, "internal error in a stream");
             }
-            push_event(out, &jsonrpc::failure_bytes(id, &error, version));
+            push_event(out, None, &jsonrpc::failure_bytes(id, &error, version));
             true
         }
     }
@@ -104,6 +114,9 @@ pub fn response(reply: StreamReply, id: Value, version: ProtocolVersion, open: O
         .into_response();
     if let Some(ext) = reply.extensions {
         response.headers_mut().insert(A2A_EXTENSIONS, ext);
+    }
+    if let Some(resume) = reply.resume {
+        response.headers_mut().insert(RESUME_HEADER, HeaderValue::from_static(resume.header_value()));
     }
     response
 }

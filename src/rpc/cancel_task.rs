@@ -32,6 +32,6 @@ pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError
     }
     let reply = gw.call_agent(&target.call_target(call), UpstreamMethod::CancelTask, params).await?;
     let answered = expect_task(&task.agent_id, &p.id, reply.answer)?;
-    let task = record(gw, &task.agent_id, answered, TaskView::FULL).await?;
+    let (task, _) = record(gw, &task.agent_id, answered, TaskView::FULL).await?;
     Ok(Reply { result: task_out(call, task), extensions: reply.extensions })
 }

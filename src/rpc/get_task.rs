@@ -54,7 +54,7 @@ async fn refresh(
     match reply {
         Ok(reply) => {
             match async { record(gw, agent_id, expect_task(agent_id, task_id, reply.answer)?, view).await }.await {
-                Ok(task) => Some(task),
+                Ok((task, _)) => Some(task),
                 Err(e) => {
                     tracing::warn!(task_id, agent_id, error = %e, "task refresh from agent not recorded");
                     None

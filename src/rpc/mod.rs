@@ -9,6 +9,7 @@
 mod agents;
 mod cancel_task;
 pub mod cluster;
+mod follow;
 mod get_task;
 mod list_tasks;
 mod send_message;
@@ -22,7 +23,7 @@ use axum::http::HeaderValue;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::a2a::{ProtocolVersion, v03};
+use crate::a2a::ProtocolVersion;
 use crate::agents::{Answer, CallTarget};
 use crate::gateway::Gateway;
 use crate::jsonrpc::RpcError;
@@ -57,6 +58,8 @@ pub struct Call {
     pub stream_slot: Option<Arc<crate::admission::Permit>>,
     /// The request's trace; agent calls are its child spans.
     pub trace: TraceContext,
+    /// The client's `Last-Event-ID`: it resumes a stream after that event.
+    pub last_event_id: Option<u64>,
 }
 
 /// What a method answers with: one result, or a stream of them (SSE).
@@ -69,13 +72,29 @@ pub enum Outcome {
 pub struct StreamReply {
     pub frames: tokio::sync::mpsc::Receiver<StreamFrame>,
     pub extensions: Option<HeaderValue>,
+    /// For a stream the client asked to resume: how it starts.
+    pub resume: Option<crate::a2a::Resume>,
 }
 
 /// One event of a stream to the client: a result, or the error that ends the stream.
 #[derive(Debug)]
 pub enum StreamFrame {
+    /// A result that is not a committed task event (a message).
     Result(Value),
+    /// A committed task event, with its number (the task's event count after it): the SSE
+    /// `id:` a client resumes from with `Last-Event-ID`.
+    Event(u64, Value),
     Error(RpcError),
+}
+
+impl StreamFrame {
+    /// A result, numbered when its event number is known.
+    pub fn result(result: Value, event: Option<u64>) -> StreamFrame {
+        match event {
+            Some(n) => StreamFrame::Event(n, result),
+            None => StreamFrame::Result(result),
+        }
+    }
 }
 
 /// A method's answer: its JSON-RPC `result`, in the client's version.
@@ -367,13 +386,11 @@ fn history_length(value: Option<i64>) -> Result<Option<usize>, RpcError> {
 
 /// Renders a 1.0 Task for the client.
 fn task_out(call: &Call, task: Value) -> Value {
-    match call.version {
-        ProtocolVersion::V10 => task,
-        ProtocolVersion::V03 => v03::task_from_v10(task),
-    }
+    crate::a2a::task_for(call.version, task)
 }
 
 /// An agent call target, owned, resolved from the tables.
+#[derive(Clone)]
 struct Target {
     agent_id: String,
     upstream: Upstream,
@@ -509,6 +526,7 @@ mod tests {
             read_mode: ReadMode::Local,
             stream_slot: None,
             trace: TraceContext::new_root(),
+            last_event_id: None,
         }
     }
 

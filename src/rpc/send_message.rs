@@ -77,7 +77,7 @@ fn take_opt_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<Str
     }
 }
 
-pub async fn run(gw: &Gateway, call: &Call, mut p: Params) -> Result<Reply, RpcError> {
+pub async fn run(gw: &std::sync::Arc<Gateway>, call: &Call, mut p: Params) -> Result<Reply, RpcError> {
     let agent_id = match &p.task_id {
         Some(task_id) => Some(continue_task(gw, call, task_id, &mut p.request).await?),
         None => p.agent_id.take(),
@@ -87,15 +87,17 @@ pub async fn run(gw: &Gateway, call: &Call, mut p: Params) -> Result<Reply, RpcE
     let result = match reply.answer {
         Answer::Task(task) => {
             let view = TaskView { history_length: p.history_length, include_artifacts: true };
-            json!({ "task": record(gw, &target.agent_id, task, view).await? })
+            let (task_id, state) = (task.id.clone(), task.status.state);
+            let recorded = record(gw, &target.agent_id, task, view).await?.0;
+            if !(state.is_terminal() || state.is_interrupted()) {
+                // Still running at the agent, and no stream follows it: this node does.
+                super::follow::start(gw, call, target, task_id, super::follow::Via::Stream);
+            }
+            json!({ "task": recorded })
         }
         Answer::Message(message) => json!({ "message": message }),
     };
-    let result = match call.version {
-        ProtocolVersion::V10 => result,
-        ProtocolVersion::V03 => v03::result_from_v10(result),
-    };
-    Ok(Reply { result, extensions: reply.extensions })
+    Ok(Reply { result: crate::a2a::result_for(call.version, result), extensions: reply.extensions })
 }
 
 /// Checks a follow-up message against its task and returns the task's agent.
@@ -128,17 +130,22 @@ pub(super) async fn continue_task(
 }
 
 /// Commits a task snapshot from an agent and renders what is stored for the client.
-pub(super) async fn record(gw: &Gateway, agent_id: &str, task: Task, view: TaskView) -> Result<Value, RpcError> {
+pub(super) async fn record(
+    gw: &Gateway,
+    agent_id: &str,
+    task: Task,
+    view: TaskView,
+) -> Result<(Value, Option<u64>), RpcError> {
     // Rendered before the task moves into the command: the client sees exactly what is stored.
     let rendered = task_to_wire(&task, view);
     let task_id = task.id.clone();
     let command = Command::RecordTask { agent_id: agent_id.to_owned(), task, at_ms: gw.now_ms() };
     match gw.replica.propose(command).await {
-        Ok(()) => Ok(rendered),
+        Ok(events) => Ok((rendered, events)),
         // The stored task is terminal and stays as it is: answer with it.
         Err(ProposeError::Refused(Refusal::Transition(TransitionError::Terminal(_)))) => gw
             .replica
-            .read(|t| t.task(&task_id).map(|e| task_to_wire(&e.task, view)))
+            .read(|t| t.task(&task_id).map(|e| (task_to_wire(&e.task, view), Some(e.events))))
             .ok_or(RpcError::TaskNotFound(task_id)),
         Err(ProposeError::Refused(Refusal::OwnedByOtherAgent { task, .. })) => Err(RpcError::InvalidAgentResponse(
             format!("agent {agent_id} answered with task {task}, which belongs to another agent"),

@@ -14,13 +14,14 @@ use tokio::sync::mpsc;
 
 use super::send_message::{Params, record};
 use super::{Call, Outcome, RpcError, StreamFrame, StreamReply, Target, resolve_agent};
-use crate::a2a::task::{TaskView, artifact_to_wire, status_to_wire, task_to_wire};
-use crate::a2a::{ProtocolVersion, v03};
+use crate::a2a::task::{
+    TaskView, artifact_update_to_wire, change_to_wire, status_to_wire, status_update_to_wire, task_to_wire,
+};
 use crate::agents::{
     BreakerState, Outcome as CallOutcome, Permit, StreamFault, StreamItem, UpstreamMethod, UpstreamStream,
 };
 use crate::gateway::Gateway;
-use crate::state::{ArtifactUpdate, Command, ProposeError, Refusal, StatusUpdate, Task, TaskChange, TransitionError};
+use crate::state::{ArtifactUpdate, Command, ProposeError, Refusal, StatusUpdate, Task, TransitionError};
 
 pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcome, RpcError> {
     let agent_id = match &p.task_id {
@@ -50,7 +51,33 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcom
     };
     // The pump outlives the request; its logs still name the request that started it.
     tokio::spawn(tracing::Instrument::in_current_span(pump.run(upstream)));
-    Ok(Outcome::Stream(StreamReply { frames, extensions: None }))
+    Ok(Outcome::Stream(StreamReply { frames, extensions: None, resume: None }))
+}
+
+/// Follows a task with the agent's SubscribeToTask until the stream ends, recording every
+/// event (no client reads it: subscribers follow the log). A task whose stream cannot be
+/// opened is left to the caller (which polls).
+pub(super) async fn follow_stream(gw: &Arc<Gateway>, call: &Call, target: Target, task_id: &str) {
+    let params = json!({ "id": task_id });
+    let opened = gw.open_agent_stream(&target.call_target(call), UpstreamMethod::SubscribeToTask, params).await;
+    let (upstream, permit) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            tracing::debug!(agent_id = %target.agent_id, %task_id, error = %e, "could not follow the task's stream");
+            return;
+        }
+    };
+    let pump = Pump {
+        gw: gw.clone(),
+        call: call.clone(),
+        target,
+        client: None,
+        task_id: Some(task_id.to_owned()),
+        history_length: None,
+        resumed: true,
+        permit,
+    };
+    pump.run(upstream).await;
 }
 
 struct Pump {
@@ -68,6 +95,10 @@ struct Pump {
     /// connections and malformed events are recorded on it as the agent's failures.
     permit: Permit,
 }
+
+/// A committed event as the client gets it: the 1.0 result, the task's state after it, and
+/// its event number.
+type Committed = (Value, crate::a2a::TaskState, Option<u64>);
 
 /// Whether the stream goes on after an event.
 enum Next {
@@ -146,10 +177,18 @@ impl Pump {
                 return self.fail(e);
             };
             if reconnects >= self.gw.config.streams.upstream_resubscribe_attempts {
-                tracing::warn!(agent_id = %self.target.agent_id, %task_id, %fault, "gave up following the agent's stream");
+                tracing::warn!(agent_id = %self.target.agent_id, %task_id, %fault, "gave up following the agent's stream; polling it");
                 self.permit.counters().streams_abandoned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let e = RpcError::AgentUnavailable(format!("agent {} stream lost: {fault}", self.target.agent_id));
-                return self.fail(e);
+                self.fail(e);
+                // The task goes on without a stream: poll it, so subscribers see it end.
+                return super::follow::start(
+                    &self.gw,
+                    &self.call,
+                    self.target.clone(),
+                    task_id,
+                    super::follow::Via::Poll,
+                );
             }
             reconnects += 1;
             // The stream's permit already holds an in-flight slot, but an open (or probing)
@@ -248,13 +287,13 @@ impl Pump {
                 }
                 StreamItem::Status(update) => {
                     self.check_task(&update.task_id)?;
-                    frames.push(status_update_wire(&update));
+                    frames.push(status_update_to_wire(&update));
                     state = Some(update.status.state);
                     commands.push(Command::UpdateStatus { agent_id: agent_id.clone(), update, at_ms });
                 }
                 StreamItem::Artifact(update) => {
                     self.check_task(&update.task_id)?;
-                    frames.push(artifact_update_wire(&update));
+                    frames.push(artifact_update_to_wire(&update));
                     state = None; // chunks never end a stream
                     commands.push(Command::UpdateArtifact { agent_id: agent_id.clone(), update, at_ms });
                 }
@@ -263,9 +302,9 @@ impl Pump {
                 }
             }
         }
-        let (applied, outcome) = self.gw.replica.propose_sequence(commands).await;
-        for frame in frames.into_iter().take(applied) {
-            self.send(frame);
+        let (events, outcome) = self.gw.replica.propose_sequence(commands).await;
+        for (frame, id) in frames.into_iter().zip(events) {
+            self.send(frame, id);
         }
         if let Err(e) = outcome {
             return Err(self.refused(e));
@@ -280,9 +319,9 @@ impl Pump {
     /// Commits one event, then hands it to the client.
     async fn commit(&mut self, item: StreamItem) -> Result<Next, RpcError> {
         let agent_id = self.target.agent_id.clone();
-        let (result, state) = match item {
+        let (result, state, id) = match item {
             StreamItem::Message(message) if self.task_id.is_none() => {
-                self.send(json!({ "message": message }));
+                self.send(json!({ "message": message }), None);
                 return Ok(Next::Done);
             }
             StreamItem::Task(task) if self.resumed => return self.commit_resumed(task).await,
@@ -293,7 +332,8 @@ impl Pump {
                 self.task_id = Some(task.id.clone());
                 let state = task.status.state;
                 let view = TaskView { history_length: self.history_length, include_artifacts: true };
-                (json!({ "task": record(&self.gw, &agent_id, task, view).await? }), state)
+                let (task, id) = record(&self.gw, &agent_id, task, view).await?;
+                (json!({ "task": task }), state, id)
             }
             StreamItem::Status(update) => self.commit_status(update).await?,
             StreamItem::Artifact(update) => self.commit_artifact(update).await?,
@@ -303,7 +343,7 @@ impl Pump {
                 )));
             }
         };
-        self.send(result);
+        self.send(result, id);
         Ok(if state.is_terminal() || state.is_interrupted() { Next::Done } else { Next::More })
     }
 
@@ -314,9 +354,13 @@ impl Pump {
         let before = self.gw.replica.read(|t| t.task(&task.id).map(|e| e.task.clone()));
         let changes = before.map(|b| crate::state::task::diff(&b, &task)).unwrap_or_default();
         let (id, context, state) = (task.id.clone(), task.context_id.clone(), task.status.state);
-        record(&self.gw, &agent_id, task, TaskView::FULL).await?;
-        for frame in changes.iter().filter_map(|c| change_frame(&id, &context, c)) {
-            self.send(frame);
+        let (_, events) = record(&self.gw, &agent_id, task, TaskView::FULL).await?;
+        // The changes are the task's last events (its count after them is `events`).
+        let first = events.map(|n| n + 1 - changes.len() as u64);
+        for (i, change) in changes.iter().enumerate() {
+            if let Some(frame) = change_to_wire(&id, &context, change) {
+                self.send(frame, first.map(|f| f + i as u64));
+            }
         }
         Ok(if state.is_terminal() || state.is_interrupted() { Next::Done } else { Next::More })
     }
@@ -331,31 +375,32 @@ impl Pump {
         }
     }
 
-    async fn commit_status(&mut self, update: StatusUpdate) -> Result<(Value, crate::a2a::TaskState), RpcError> {
+    async fn commit_status(&mut self, update: StatusUpdate) -> Result<Committed, RpcError> {
         self.check_task(&update.task_id)?;
-        let rendered = status_update_wire(&update);
+        let rendered = status_update_to_wire(&update);
         let state = update.status.state;
         let command = Command::UpdateStatus { agent_id: self.target.agent_id.clone(), update, at_ms: self.gw.now_ms() };
-        self.propose(command).await?;
-        Ok((rendered, state))
+        let id = self.propose(command).await?;
+        Ok((rendered, state, id))
     }
 
     /// Artifact chunks never end a stream (only a status or task does), whatever state the
     /// task was left in before: a follow-up may go straight from input-required to chunks.
-    async fn commit_artifact(&mut self, update: ArtifactUpdate) -> Result<(Value, crate::a2a::TaskState), RpcError> {
+    async fn commit_artifact(&mut self, update: ArtifactUpdate) -> Result<Committed, RpcError> {
         self.check_task(&update.task_id)?;
-        let rendered = artifact_update_wire(&update);
+        let rendered = artifact_update_to_wire(&update);
         let command =
             Command::UpdateArtifact { agent_id: self.target.agent_id.clone(), update, at_ms: self.gw.now_ms() };
-        self.propose(command).await?;
-        Ok((rendered, crate::a2a::TaskState::Working))
+        let id = self.propose(command).await?;
+        Ok((rendered, crate::a2a::TaskState::Working, id))
     }
 
     /// Proposes an event. If the task was finished elsewhere meanwhile (e.g. canceled through
     /// another node), the stream ends with the stored final status.
-    async fn propose(&mut self, command: Command) -> Result<(), RpcError> {
+    /// Answers the event number of the committed event.
+    async fn propose(&mut self, command: Command) -> Result<Option<u64>, RpcError> {
         match self.gw.replica.propose(command).await {
-            Ok(()) => Ok(()),
+            Ok(events) => Ok(events),
             Err(e) => Err(self.refused(e)),
         }
     }
@@ -368,12 +413,13 @@ impl Pump {
                 let id = self.task_id.clone().unwrap_or_default();
                 let final_status = self.gw.replica.read(|t| {
                     t.task(&id).map(|e| {
-                        json!({"statusUpdate": {
-                        "taskId": id, "contextId": e.task.context_id, "status": status_to_wire(&e.task.status)}})
+                        let status = json!({"statusUpdate": {
+                        "taskId": id, "contextId": e.task.context_id, "status": status_to_wire(&e.task.status)}});
+                        (status, e.events)
                     })
                 });
-                if let Some(status) = final_status {
-                    self.send(status);
+                if let Some((status, events)) = final_status {
+                    self.send(status, Some(events));
                 }
                 self.client = None;
                 RpcError::UnsupportedOperation(format!("task {id} reached a terminal state"))
@@ -382,14 +428,12 @@ impl Pump {
         }
     }
 
-    /// Hands a 1.0 result to the client in its version. A client that is gone or too slow
-    /// is dropped (with a last error frame when there is room); recording goes on.
-    fn send(&mut self, result: Value) {
+    /// Hands a 1.0 result to the client in its version, with its event number when it is a
+    /// committed event. A client that is gone or too slow is dropped (with a last error frame
+    /// when there is room); recording goes on.
+    fn send(&mut self, result: Value, id: Option<u64>) {
         let Some(tx) = &self.client else { return };
-        let frame = match self.call.version {
-            ProtocolVersion::V10 => result,
-            ProtocolVersion::V03 => v03::result_from_v10(result),
-        };
+        let frame = StreamFrame::result(crate::a2a::result_for(self.call.version, result), id);
         if tx.capacity() <= 1 {
             let _ = tx.try_send(StreamFrame::Error(RpcError::Overloaded(
                 "client too slow for the stream; use GetTask for the current state".into(),
@@ -397,7 +441,7 @@ impl Pump {
             self.client = None;
             return;
         }
-        if tx.try_send(StreamFrame::Result(frame)).is_err() {
+        if tx.try_send(frame).is_err() {
             self.client = None;
         }
     }
@@ -407,44 +451,4 @@ impl Pump {
             let _ = tx.try_send(StreamFrame::Error(error));
         }
     }
-}
-
-/// One change of a task as a 1.0 stream result (`Created` has none: the task itself is the
-/// first event of a stream).
-pub(super) fn change_frame(task_id: &str, context_id: &str, change: &TaskChange) -> Option<Value> {
-    match change {
-        TaskChange::Created => None,
-        TaskChange::Status { status, metadata } => Some(status_update_wire(&StatusUpdate {
-            task_id: task_id.to_owned(),
-            context_id: context_id.to_owned(),
-            status: status.clone(),
-            metadata: metadata.clone(),
-        })),
-        TaskChange::Artifact { artifact, append, last_chunk } => Some(artifact_update_wire(&ArtifactUpdate {
-            task_id: task_id.to_owned(),
-            context_id: context_id.to_owned(),
-            artifact: artifact.clone(),
-            append: *append,
-            last_chunk: *last_chunk,
-        })),
-    }
-}
-
-pub(super) fn status_update_wire(update: &StatusUpdate) -> Value {
-    let mut e =
-        json!({"taskId": update.task_id, "contextId": update.context_id, "status": status_to_wire(&update.status)});
-    if let Some(m) = &update.metadata {
-        e["metadata"] = m.0.clone();
-    }
-    json!({ "statusUpdate": e })
-}
-
-pub(super) fn artifact_update_wire(update: &ArtifactUpdate) -> Value {
-    json!({ "artifactUpdate": {
-        "taskId": update.task_id,
-        "contextId": update.context_id,
-        "artifact": artifact_to_wire(&update.artifact),
-        "append": update.append,
-        "lastChunk": update.last_chunk,
-    }})
 }

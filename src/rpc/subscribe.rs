@@ -5,6 +5,14 @@
 //! that falls too far behind is closed with an error.
 //!
 //! A terminal task answers -32004 in 1.0 and 0.3; SuperX's form sends the snapshot and closes.
+//!
+//! Resuming (`Last-Event-ID`, the resumable-streams extension, docs/resumable-streams.md):
+//! every event carries its number in the task's event sequence (the same on every node), and
+//! a client that reconnects with the last number it got is sent every committed event after
+//! it, then the live ones, on whichever node it reconnects to. The events come from the
+//! node's replay history; when they are no longer there, the client gets the current task
+//! first (and the `SuperX-Resume: snapshot` header says so). A finished task can be resumed
+//! too: the client gets what it missed, up to the end.
 
 use std::sync::Arc;
 
@@ -13,10 +21,9 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 
-use super::stream_message::change_frame;
 use super::{Call, Outcome, RpcError, Scope, StreamFrame, StreamReply, find_task, resolve_agent};
-use crate::a2a::task::{TaskView, task_to_wire};
-use crate::a2a::{ProtocolVersion, v03};
+use crate::a2a::task::{TaskView, change_to_wire, task_to_wire};
+use crate::a2a::{ProtocolVersion, Resume, result_for};
 use crate::gateway::Gateway;
 use crate::state::TaskEvent;
 
@@ -30,7 +37,16 @@ pub struct Params {
     pub(super) snapshot_if_terminal: bool,
 }
 
+/// The task as this node holds it when the stream starts.
+struct Snapshot {
+    task: Value,
+    /// Its event count: the number of the last event the snapshot includes.
+    events: u64,
+    state: crate::a2a::TaskState,
+}
+
 pub async fn run(gw: &Arc<Gateway>, call: &Call, p: Params) -> Result<Outcome, RpcError> {
+    let resume_after = call.last_event_id;
     let task = find_task(gw, call, &p.id).await?;
     let agent_call = Call { scope: Scope::Agent(task.agent_id.clone()), ..call.clone() };
     if let Ok(target) = resolve_agent(gw, &agent_call, None).await
@@ -38,76 +54,126 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, p: Params) -> Result<Outcome, R
     {
         return Err(RpcError::UnsupportedOperation(format!("agent {} does not stream", target.agent_id)));
     }
-    if task.state.is_terminal() && !p.snapshot_if_terminal {
+    if task.state.is_terminal() && !p.snapshot_if_terminal && resume_after.is_none() {
         return Err(RpcError::UnsupportedOperation(format!("task {} is in a terminal state", p.id)));
     }
     if let Some(archived) = &task.archived {
         // Terminal, and no longer in memory: the snapshot is the whole answer.
         let (tx, frames) = mpsc::channel(1);
-        let first = render(call.version, json!({ "task": task_to_wire(archived, TaskView::FULL) }));
+        let first = result_for(call.version, json!({ "task": task_to_wire(archived, TaskView::FULL) }));
         tx.try_send(StreamFrame::Result(first)).expect("a new channel has room");
-        return Ok(Outcome::Stream(StreamReply { frames, extensions: None }));
+        let resume = resume_after.map(|_| Resume::Snapshot);
+        return Ok(Outcome::Stream(StreamReply { frames, extensions: None, resume }));
     }
     let events = gw.replica.subscriptions().subscribe(&p.id).map_err(|e| RpcError::Overloaded(e.to_string()))?;
-    // Snapshot after subscribing: events at or below its sequence are already in it.
-    let (snapshot, seq, state) = gw
+    // Snapshot after subscribing: events at or below its count are already in it.
+    let snapshot = gw
         .replica
-        .read(|t| t.task(&p.id).map(|e| (task_to_wire(&e.task, TaskView::FULL), e.seq, e.task.status.state)))
+        .read(|t| {
+            t.task(&p.id).map(|e| Snapshot {
+                task: task_to_wire(&e.task, TaskView::FULL),
+                events: e.events,
+                state: e.task.status.state,
+            })
+        })
         .ok_or_else(|| RpcError::TaskNotFound(p.id.clone()))?;
     let (tx, frames) = mpsc::channel(gw.config.streams.client_buffer_events);
     let version = call.version;
-    let first = render(version, json!({ "task": snapshot }));
-    tx.try_send(StreamFrame::Result(first)).expect("a new channel has room");
-    if !(state.is_terminal() || state.is_interrupted()) {
-        tokio::spawn(forward(events, seq, tx, version));
+    let replayed = resume_after.and_then(|after| replay_after(gw, &p.id, after, &snapshot));
+    let resume = resume_after.map(|_| if replayed.is_some() { Resume::Replayed } else { Resume::Snapshot });
+    let replay = match replayed {
+        Some(replay) => replay,
+        None => {
+            let first = result_for(version, json!({ "task": snapshot.task }));
+            tx.try_send(StreamFrame::Event(snapshot.events, first)).expect("a new channel has room");
+            Replay { frames: vec![], last: snapshot.events, state: snapshot.state }
+        }
+    };
+    if !(replay.frames.is_empty() && ends_stream(replay.state)) {
+        tokio::spawn(forward(events, replay, tx, version));
     }
-    Ok(Outcome::Stream(StreamReply { frames, extensions: None }))
+    Ok(Outcome::Stream(StreamReply { frames, extensions: None, resume }))
 }
 
-fn render(version: ProtocolVersion, result: Value) -> Value {
-    match version {
-        ProtocolVersion::V10 => result,
-        ProtocolVersion::V03 => v03::result_from_v10(result),
-    }
+/// A terminal or interrupted task's stream ends after the event that put it there.
+fn ends_stream(state: crate::a2a::TaskState) -> bool {
+    state.is_terminal() || state.is_interrupted()
 }
 
-/// Moves committed events to the client until the task ends, the client leaves, or the
-/// subscriber lags out.
+/// What a resumed stream sends before the live events: the events after the client's last
+/// one, as 1.0 results with their numbers, and where they leave the task.
+struct Replay {
+    frames: Vec<(u64, Value)>,
+    /// The number of the last event the client has once the replay is sent.
+    last: u64,
+    /// The task's state after that event.
+    state: crate::a2a::TaskState,
+}
+
+/// The events after `after` from this node's replay history, if it still holds all of them.
+/// `after` must be an event the task had (0, or a number past the snapshot's, is not: the
+/// client then gets the current task).
+fn replay_after(gw: &Gateway, task_id: &str, after: u64, snapshot: &Snapshot) -> Option<Replay> {
+    if after == 0 || after > snapshot.events {
+        return None;
+    }
+    let kept = gw.replica.subscriptions().replay(task_id, after, snapshot.events)?;
+    let mut replay = Replay { frames: vec![], last: after, state: snapshot.state };
+    for event in &kept {
+        for (n, change) in event.numbered_changes().filter(|(n, _)| *n > after) {
+            if let Some(frame) = change_to_wire(&event.task_id, &event.context_id, change) {
+                replay.frames.push((n, frame));
+            }
+        }
+        replay.last = event.events;
+        replay.state = event.state;
+    }
+    Some(replay)
+}
+
+/// Sends the replay, then moves committed events to the client until the task ends, the
+/// client leaves, or the subscriber lags out. Events the client has (by number) are skipped.
 async fn forward(
     mut events: broadcast::Receiver<Arc<TaskEvent>>,
-    after_seq: u64,
+    replay: Replay,
     tx: mpsc::Sender<StreamFrame>,
     version: ProtocolVersion,
 ) {
+    for (n, frame) in replay.frames {
+        if tx.send(StreamFrame::Event(n, result_for(version, frame))).await.is_err() {
+            return;
+        }
+    }
+    if ends_stream(replay.state) {
+        return;
+    }
+    let mut sent_upto = replay.last;
     loop {
         let event = tokio::select! {
             event = events.recv() => event,
             () = tx.closed() => return,
         };
         let event = match event {
-            Ok(e) if e.seq <= after_seq => continue,
+            Ok(e) if e.events <= sent_upto => continue,
             Ok(e) => e,
             Err(RecvError::Lagged(n)) => {
                 let e = RpcError::Overloaded(format!(
-                    "subscriber fell {n} events behind and was closed; use GetTask for the current state"
+                    "subscriber fell {n} events behind and was closed; resume with Last-Event-ID or use GetTask"
                 ));
                 let _ = tx.send(StreamFrame::Error(e)).await;
                 return;
             }
             Err(RecvError::Closed) => return,
         };
-        for result in frames_of(&event) {
-            if tx.send(StreamFrame::Result(render(version, result))).await.is_err() {
+        for (n, change) in event.numbered_changes().filter(|(n, _)| *n > sent_upto) {
+            let Some(frame) = change_to_wire(&event.task_id, &event.context_id, change) else { continue };
+            if tx.send(StreamFrame::Event(n, result_for(version, frame))).await.is_err() {
                 return;
             }
         }
-        if event.state.is_terminal() || event.state.is_interrupted() {
+        sent_upto = event.events;
+        if ends_stream(event.state) {
             return;
         }
     }
-}
-
-/// The 1.0 stream results of one applied event.
-fn frames_of(event: &TaskEvent) -> Vec<Value> {
-    event.changes.iter().filter_map(|change| change_frame(&event.task_id, &event.context_id, change)).collect()
 }

@@ -46,9 +46,20 @@ pub struct TaskEvent {
     /// The task's update sequence after this change (subscribers skip events at or below the
     /// sequence of the snapshot they started from).
     pub seq: u64,
+    /// The task's event count after this change ([`TaskEntry::events`]): its changes are the
+    /// events numbered `events - changes.len() + 1 ..= events`.
+    pub events: u64,
     /// The task's state after the change.
     pub state: TaskState,
     pub changes: Vec<TaskChange>,
+}
+
+impl TaskEvent {
+    /// Each change with its event number.
+    pub fn numbered_changes(&self) -> impl Iterator<Item = (u64, &TaskChange)> {
+        let first = self.events + 1 - self.changes.len() as u64;
+        (first..).zip(&self.changes)
+    }
 }
 
 /// The envelope written to the log: a version tag before every command.
@@ -312,5 +323,28 @@ mod tests {
             (format!("{:?}", t.debug_fingerprint()), results)
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn every_change_of_a_task_is_its_next_event_number() {
+        let mut t = Tables::new(limits(10));
+        let created = t.apply(record("a", task("t1", TaskState::Working), 1)).unwrap().unwrap();
+        assert_eq!((created.events, created.numbered_changes().map(|(n, _)| n).collect::<Vec<_>>()), (1, vec![1]));
+        let update = task::tests::status("t1", TaskState::Working, Some("busy"));
+        let status = t.apply(Command::UpdateStatus { agent_id: "a".into(), update, at_ms: 2 }).unwrap().unwrap();
+        assert_eq!(status.events, 2);
+        // A snapshot with a new artifact and a new status: two changes, events 3 and 4.
+        let mut done = task("t1", TaskState::Completed);
+        done.artifacts.push(Artifact {
+            artifact_id: "a1".into(),
+            parts: vec![crate::codec::Json(serde_json::json!({"text": "x"}))],
+            rest: crate::codec::Json(serde_json::json!({})),
+        });
+        let last = t.apply(record("a", done, 3)).unwrap().unwrap();
+        assert_eq!(last.numbered_changes().map(|(n, _)| n).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(t.task("t1").unwrap().events, 4);
+        // Snapshots keep the count.
+        let restored = Tables::restore(limits(10), &t.snapshot()).unwrap();
+        assert_eq!(restored.task("t1").unwrap().events, 4);
     }
 }

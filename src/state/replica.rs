@@ -55,6 +55,14 @@ enum ApplyOutcome {
         applied: u32,
         refused: Option<Refusal>,
     },
+    /// A command's outcome with, for a task command, the task's event count after it.
+    V2(Result<Option<u64>, Refusal>),
+    /// For a sequence: the event count after each command applied (its length is how many
+    /// were), and the refusal that stopped it.
+    V2Sequence {
+        events: Vec<Option<u64>>,
+        refused: Option<Refusal>,
+    },
 }
 
 /// The application state raft replicates: the tables, and where applied events go.
@@ -65,20 +73,22 @@ pub struct AppState {
 }
 
 impl AppState {
-    fn apply_one(&mut self, command: Command) -> Result<(), Refusal> {
+    /// Applies a command; for a task command, answers the task's event count after it.
+    fn apply_one(&mut self, command: Command) -> Result<Option<u64>, Refusal> {
         let event = self.tables.apply(command)?;
         // Under raft's write lock on the state: subscribers see apply order.
-        if let Some(event) = event {
+        Ok(event.map(|event| {
+            let events = event.events;
             self.subscriptions.publish(event);
-        }
-        Ok(())
+            events
+        }))
     }
 }
 
 impl StateMachine for AppState {
     fn apply(&mut self, command: &[u8]) -> Vec<u8> {
         let outcome = match codec::decode::<VersionedCommand>(command) {
-            Ok(VersionedCommand::V1(command)) => ApplyOutcome::V1(self.apply_one(command)),
+            Ok(VersionedCommand::V1(command)) => ApplyOutcome::V2(self.apply_one(command)),
             Ok(VersionedCommand::V1Settings(settings)) => {
                 self.tables.apply_settings(settings.into());
                 ApplyOutcome::V1(Ok(()))
@@ -92,18 +102,18 @@ impl StateMachine for AppState {
                 ApplyOutcome::V1(Ok(()))
             }
             Ok(VersionedCommand::V1Sequence(commands)) => {
-                let mut applied = 0;
+                let mut events = Vec::with_capacity(commands.len());
                 let mut refused = None;
                 for command in commands {
                     match self.apply_one(command) {
-                        Ok(()) => applied += 1,
+                        Ok(count) => events.push(count),
                         Err(refusal) => {
                             refused = Some(refusal);
                             break;
                         }
                     }
                 }
-                ApplyOutcome::V1Sequence { applied, refused }
+                ApplyOutcome::V2Sequence { events, refused }
             }
             Err(e) => ApplyOutcome::V1(Err(Refusal::Undecodable(e.to_string()))),
         };
@@ -232,9 +242,18 @@ impl Replica {
 
     /// Commits a command whose outcome is a single result.
     async fn propose_plain(&self, command: VersionedCommand) -> Result<(), ProposeError> {
+        self.propose_single(command).await.map(|_| ())
+    }
+
+    /// A single command's outcome, in either answer version (a leader of the previous version
+    /// answers without event counts).
+    async fn propose_single(&self, command: VersionedCommand) -> Result<Option<u64>, ProposeError> {
         match self.propose_versioned(command).await? {
-            ApplyOutcome::V1(outcome) => outcome.map_err(ProposeError::Refused),
-            ApplyOutcome::V1Sequence { .. } => Err(ProposeError::Failed("a sequence outcome for one command".into())),
+            ApplyOutcome::V1(outcome) => outcome.map(|()| None).map_err(ProposeError::Refused),
+            ApplyOutcome::V2(outcome) => outcome.map_err(ProposeError::Refused),
+            ApplyOutcome::V1Sequence { .. } | ApplyOutcome::V2Sequence { .. } => {
+                Err(ProposeError::Failed("a sequence outcome for one command".into()))
+            }
         }
     }
 
@@ -243,33 +262,34 @@ impl Replica {
         &self.subscriptions
     }
 
-    /// Commits and applies a command; answers after it is applied on this node.
-    pub async fn propose(&self, command: Command) -> Result<(), ProposeError> {
-        match self.propose_versioned(VersionedCommand::V1(command)).await? {
-            ApplyOutcome::V1(outcome) => outcome.map_err(ProposeError::Refused),
-            ApplyOutcome::V1Sequence { .. } => Err(ProposeError::Failed("a sequence outcome for one command".into())),
-        }
+    /// Commits and applies a command; answers after it is applied on this node, with the
+    /// task's event count after it for a task command (`None` otherwise, or when the leader
+    /// that applied it does not count events yet).
+    pub async fn propose(&self, command: Command) -> Result<Option<u64>, ProposeError> {
+        self.propose_single(VersionedCommand::V1(command)).await
     }
 
     /// Commits `commands` in one log entry and applies them in order, stopping at the first
-    /// refusal. Answers how many were applied, and why the rest were not (if they were not).
-    /// Nothing is known to be applied when the write itself failed (`0` with the error).
-    pub async fn propose_sequence(&self, commands: Vec<Command>) -> (usize, Result<(), ProposeError>) {
+    /// refusal. Answers the event count after each command that was applied (as
+    /// [`Replica::propose`]; as many as were applied), and why the rest were not (if they were
+    /// not). Nothing is known to be applied when the write itself failed (none, with the error).
+    pub async fn propose_sequence(&self, commands: Vec<Command>) -> (Vec<Option<u64>>, Result<(), ProposeError>) {
         let expected = commands.len();
-        match self.propose_versioned(VersionedCommand::V1Sequence(commands)).await {
-            Ok(ApplyOutcome::V1Sequence { applied, refused: None }) if applied as usize == expected => {
-                (expected, Ok(()))
-            }
-            Ok(ApplyOutcome::V1Sequence { applied, refused: Some(r) }) => {
-                (applied as usize, Err(ProposeError::Refused(r)))
-            }
+        let (events, refused) = match self.propose_versioned(VersionedCommand::V1Sequence(commands)).await {
+            Ok(ApplyOutcome::V2Sequence { events, refused }) => (events, refused),
+            Ok(ApplyOutcome::V1Sequence { applied, refused }) => (vec![None; applied as usize], refused),
             // An undecodable entry answers a single refusal.
-            Ok(ApplyOutcome::V1(outcome)) => (0, outcome.map_err(ProposeError::Refused)),
-            Ok(ApplyOutcome::V1Sequence { applied, .. }) => {
-                (applied as usize, Err(ProposeError::Failed(format!("{applied} of {expected} applied, no refusal"))))
-            }
-            Err(e) => (0, Err(e)),
-        }
+            Ok(ApplyOutcome::V1(outcome)) => return (vec![], outcome.map_err(ProposeError::Refused)),
+            Ok(ApplyOutcome::V2(outcome)) => return (vec![], outcome.map(|_| ()).map_err(ProposeError::Refused)),
+            Err(e) => return (vec![], Err(e)),
+        };
+        let applied = events.len();
+        let outcome = match refused {
+            Some(r) => Err(ProposeError::Refused(r)),
+            None if applied == expected => Ok(()),
+            None => Err(ProposeError::Failed(format!("{applied} of {expected} applied, no refusal"))),
+        };
+        (events, outcome)
     }
 
     async fn propose_versioned(&self, command: VersionedCommand) -> Result<ApplyOutcome, ProposeError> {
@@ -335,7 +355,11 @@ mod tests {
     use crate::state::task::tests::{status, task};
 
     fn state() -> (AppState, Arc<Subscriptions>) {
-        let subscriptions = Arc::new(Subscriptions::new(16, 4));
+        let subscriptions = Arc::new(Subscriptions::new(
+            16,
+            4,
+            crate::tasks::subscriptions::HistoryLimits { tasks_max: 16, events_max: 16 },
+        ));
         let limits = TableLimits { tasks_max: 10 };
         (AppState { tables: Tables::new(limits), limits, subscriptions: subscriptions.clone() }, subscriptions)
     }
@@ -362,8 +386,10 @@ mod tests {
             Command::RecordTask { agent_id: "a".into(), task: task("t2", TaskState::Working), at_ms: 3 },
         ]);
         let outcome = codec::decode::<ApplyOutcome>(&app.apply(&codec::encode(&sequence))).unwrap();
-        let ApplyOutcome::V1Sequence { applied, refused } = outcome else { panic!("a sequence answers a sequence") };
-        assert_eq!(applied, 2);
+        let ApplyOutcome::V2Sequence { events: counts, refused } = outcome else {
+            panic!("a sequence answers a sequence")
+        };
+        assert_eq!(counts, [Some(2), Some(3)], "each applied command answers the task's event count after it");
         assert_eq!(refused, Some(Refusal::Transition(crate::state::TransitionError::Terminal("t1".into()))));
         assert_eq!(app.tables.task("t1").unwrap().task.status.state, TaskState::Completed);
         assert!(app.tables.task("t2").is_none());
@@ -381,7 +407,7 @@ mod tests {
             update("t1", TaskState::InputRequired),
         ]);
         let outcome = codec::decode::<ApplyOutcome>(&app.apply(&codec::encode(&sequence))).unwrap();
-        assert!(matches!(outcome, ApplyOutcome::V1Sequence { applied: 3, refused: None }));
+        assert!(matches!(outcome, ApplyOutcome::V2Sequence { ref events, refused: None } if events.len() == 3));
         assert_eq!(app.tables.task("t1").unwrap().task.status.state, TaskState::InputRequired);
     }
 }

@@ -37,6 +37,37 @@ pub struct TaskEntry {
     /// Position in the update order (`Tables::recency`), the ListTasks cursor.
     pub seq: u64,
     terminal_seq: Option<u64>,
+    /// Stream events recorded for the task: its creation is event 1, and every change after
+    /// it (a status, an artifact chunk) is the next. The same on every node (apply counts),
+    /// so it is the `id:` of the task's SSE events and a stream resumes from it anywhere.
+    pub events: u64,
+}
+
+/// A task as the snapshots before [`SnapshotV4`] stored it (no event count). Stored type.
+#[derive(bincode::Encode, bincode::Decode)]
+struct StoredTaskV1 {
+    task: Task,
+    agent_id: String,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    seq: u64,
+    terminal_seq: Option<u64>,
+}
+
+impl From<StoredTaskV1> for TaskEntry {
+    /// Events before the upgrade are not known: the count restarts at the creation event, so
+    /// a client resuming from an older id gets the current task instead of a replay.
+    fn from(t: StoredTaskV1) -> Self {
+        TaskEntry {
+            task: t.task,
+            agent_id: t.agent_id,
+            created_at_ms: t.created_at_ms,
+            updated_at_ms: t.updated_at_ms,
+            seq: t.seq,
+            terminal_seq: t.terminal_seq,
+            events: 1,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -79,6 +110,19 @@ enum VersionedSnapshot {
     V1(SnapshotV1),
     V2(SnapshotV2),
     V3(SnapshotV3),
+    V4(SnapshotV4),
+}
+
+/// The tables with every task's event count, the settings and what the archive holds.
+#[derive(bincode::Encode, bincode::Decode)]
+struct SnapshotV4 {
+    tasks: Vec<TaskEntry>,
+    agents: Vec<StoredAgent>,
+    seq: u64,
+    tasks_evicted_total: u64,
+    applied_commands: u64,
+    settings: Option<super::SettingsV2>,
+    archived: Vec<u64>,
 }
 
 /// V1, the archive-aware settings, and which terminal tasks the archive holds (by the
@@ -99,11 +143,25 @@ struct SnapshotV2 {
 
 #[derive(bincode::Encode, bincode::Decode)]
 struct SnapshotV1 {
-    tasks: Vec<TaskEntry>,
+    tasks: Vec<StoredTaskV1>,
     agents: Vec<StoredAgent>,
     seq: u64,
     tasks_evicted_total: u64,
     applied_commands: u64,
+}
+
+impl SnapshotV1 {
+    fn upgrade(self, settings: Option<super::SettingsV2>, archived: Vec<u64>) -> SnapshotV4 {
+        SnapshotV4 {
+            tasks: self.tasks.into_iter().map(TaskEntry::from).collect(),
+            agents: self.agents,
+            seq: self.seq,
+            tasks_evicted_total: self.tasks_evicted_total,
+            applied_commands: self.applied_commands,
+            settings,
+            archived,
+        }
+    }
 }
 
 #[derive(bincode::Encode, bincode::Decode)]
@@ -118,26 +176,23 @@ struct StoredAgent {
 #[derive(bincode::Encode)]
 enum VersionedSnapshotRef<'a> {
     #[allow(dead_code)]
-    V1(SnapshotV1Ref<'a>),
+    V1,
     #[allow(dead_code)]
     V2,
-    V3(SnapshotV3Ref<'a>),
+    #[allow(dead_code)]
+    V3,
+    V4(SnapshotV4Ref<'a>),
 }
 
 #[derive(bincode::Encode)]
-struct SnapshotV3Ref<'a> {
-    v1: SnapshotV1Ref<'a>,
-    settings: Option<super::SettingsV2>,
-    archived: Vec<u64>,
-}
-
-#[derive(bincode::Encode)]
-struct SnapshotV1Ref<'a> {
+struct SnapshotV4Ref<'a> {
     tasks: Vec<&'a TaskEntry>,
     agents: Vec<StoredAgentRef<'a>>,
     seq: u64,
     tasks_evicted_total: u64,
     applied_commands: u64,
+    settings: Option<super::SettingsV2>,
+    archived: Vec<u64>,
 }
 
 #[derive(bincode::Encode)]
@@ -322,11 +377,19 @@ impl Tables {
             task_id: id.clone(),
             context_id: snapshot.context_id.clone(),
             seq,
+            events: 1,
             state: snapshot.status.state,
             changes: vec![TaskChange::Created],
         };
-        let entry =
-            TaskEntry { task: snapshot, agent_id, created_at_ms: at_ms, updated_at_ms: at_ms, seq, terminal_seq };
+        let entry = TaskEntry {
+            task: snapshot,
+            agent_id,
+            created_at_ms: at_ms,
+            updated_at_ms: at_ms,
+            seq,
+            terminal_seq,
+            events: 1,
+        };
         self.tasks.insert(id, Arc::new(entry));
         Ok(event)
     }
@@ -345,6 +408,7 @@ impl Tables {
             return Err(Refusal::OwnedByOtherAgent { task: id.into(), owner: entry.agent_id.clone() });
         }
         let changes = change(&mut entry.task)?;
+        entry.events += changes.len() as u64;
         self.seq += 1;
         self.recency.remove(&entry.seq);
         entry.seq = self.seq;
@@ -358,6 +422,7 @@ impl Tables {
             task_id: id.to_owned(),
             context_id: entry.task.context_id.clone(),
             seq: self.seq,
+            events: entry.events,
             state: entry.task.status.state,
             changes,
         })
@@ -474,28 +539,29 @@ impl Tables {
             .values()
             .map(|e| StoredAgentRef { record: &e.record, card: e.card.as_ref(), registered_at_ms: e.registered_at_ms })
             .collect();
-        let snapshot = SnapshotV1Ref {
+        let snapshot = SnapshotV4Ref {
             tasks,
             agents,
             seq: self.seq,
             tasks_evicted_total: self.tasks_evicted_total,
             applied_commands: self.applied_commands,
-        };
-        let archived = self.archived.keys().copied().collect();
-        crate::codec::encode(&VersionedSnapshotRef::V3(SnapshotV3Ref {
-            v1: snapshot,
             settings: self.settings,
-            archived,
-        }))
+            archived: self.archived.keys().copied().collect(),
+        };
+        crate::codec::encode(&VersionedSnapshotRef::V4(snapshot))
     }
 
     /// Rebuilds tables from a snapshot; the derived indexes are recomputed.
     pub fn restore(limits: TableLimits, bytes: &[u8]) -> Result<Tables, bincode::error::DecodeError> {
-        let (s, settings, archived) = match crate::codec::decode(bytes)? {
-            VersionedSnapshot::V1(s) => (s, None, vec![]),
-            VersionedSnapshot::V2(SnapshotV2 { v1, settings }) => (v1, settings.map(super::SettingsV2::from), vec![]),
-            VersionedSnapshot::V3(SnapshotV3 { v1, settings, archived }) => (v1, settings, archived),
+        let s = match crate::codec::decode(bytes)? {
+            VersionedSnapshot::V1(v1) => v1.upgrade(None, vec![]),
+            VersionedSnapshot::V2(SnapshotV2 { v1, settings }) => {
+                v1.upgrade(settings.map(super::SettingsV2::from), vec![])
+            }
+            VersionedSnapshot::V3(SnapshotV3 { v1, settings, archived }) => v1.upgrade(settings, archived),
+            VersionedSnapshot::V4(s) => s,
         };
+        let (settings, archived) = (s.settings, s.archived);
         let archived: std::collections::HashSet<u64> = archived.into_iter().collect();
         let mut tables = Tables::new(limits);
         if let Some(settings) = settings {
@@ -602,7 +668,21 @@ mod tests {
         assert!(b.archive_on() && b.is_archived(b.task("t2").unwrap()));
         assert_eq!(b.unarchived_count(), 2, "t4 and t6 still wait for the archive");
         // A V2 snapshot (before the archive): every terminal task reads as not archived.
-        let tasks = a.recency.values().map(|id| (*a.tasks[id]).clone()).collect();
+        let tasks = a
+            .recency
+            .values()
+            .map(|id| {
+                let e = &a.tasks[id];
+                StoredTaskV1 {
+                    task: e.task.clone(),
+                    agent_id: e.agent_id.clone(),
+                    created_at_ms: e.created_at_ms,
+                    updated_at_ms: e.updated_at_ms,
+                    seq: e.seq,
+                    terminal_seq: e.terminal_seq,
+                }
+            })
+            .collect();
         let v1 = SnapshotV1 { tasks, agents: vec![], seq: a.seq, tasks_evicted_total: 0, applied_commands: 0 };
         let old = VersionedSnapshot::V2(SnapshotV2 { v1, settings: Some(crate::state::Settings { tasks_max: 7 }) });
         let c = Tables::restore(TableLimits::default(), &crate::codec::encode(&old)).unwrap();

@@ -1,6 +1,10 @@
 //! Tasks seen from outside the state machine: subscriptions to a task's committed events
-//! ([`subscriptions`]), fed from the applied log on every node.
+//! ([`subscriptions`]), fed from the applied log on every node, and the tasks this node
+//! follows upstream by itself ([`followed`]).
 
+pub mod followed;
 pub mod subscriptions;
 
-pub use subscriptions::{SubscribeError, Subscriptions};
+pub use followed::Followed;
+
+pub use subscriptions::{HistoryLimits, SubscribeError, Subscriptions};

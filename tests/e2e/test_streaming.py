@@ -182,3 +182,33 @@ def test_streaming_at_rpc_with_agent_id(e2e):
     _, events = sse(e2e.rpc_url, 'SendStreamingMessage', {'agentId': 'tasks', 'message': msg10('via rpc')}, V1)
     rs = results(events)
     assert 'task' in rs[0] and rs[-1]['statusUpdate']['status']['state'] == 'TASK_STATE_COMPLETED'
+
+
+@pytest.mark.gateway_only
+def test_a_task_answered_active_is_followed_upstream_until_it_ends(e2e):
+    """A task sent with returnImmediately comes back active and no client stream reads it: the
+    gateway follows it at the agent (its SubscribeToTask), so a subscriber sees it end even
+    when it ends behind the gateway's back (canceled at the agent directly)."""
+    url = e2e.agent_url('tasks')
+    sent = result_of(rpc(url, 'SendMessage', {'message': msg10('slow behind'), 'configuration': {'returnImmediately': True}}, version=V1))
+    task_id = sent['task']['id']
+    got: dict = {}
+    subscribed = threading.Event()
+
+    def follow():
+        got['headers'], got['events'] = sse(
+            url, 'SubscribeToTask', {'id': task_id}, V1, rpc_id='sub', on_event=lambda _: subscribed.set()
+        )
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    assert subscribed.wait(STREAM_SECONDS_MAX), 'no first event on the subscription'
+    # Not through the gateway: the agent's own endpoint.
+    canceled = result_of(rpc(e2e.upstream_url('tasks'), 'CancelTask', {'id': task_id}, version=V1))
+    assert canceled['status']['state'] == 'TASK_STATE_CANCELED'
+    follower.join(STREAM_SECONDS_MAX)
+    assert not follower.is_alive(), 'the subscription did not end: the task was not followed upstream'
+    rs = results(got['events'], rpc_id='sub')
+    assert rs[-1]['statusUpdate']['status']['state'] == 'TASK_STATE_CANCELED', rs
+    stored = result_of(rpc(url, 'GetTask', {'id': task_id}, version=V1))
+    assert stored['status']['state'] == 'TASK_STATE_CANCELED'
