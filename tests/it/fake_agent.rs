@@ -32,6 +32,9 @@ struct Script {
     drop_after: Option<usize>,
     go: Arc<Semaphore>,
     resubscribes: Arc<AtomicUsize>,
+    /// What the card says; a "later" message makes a task that completes once `go` has a
+    /// permit, as GetTask then answers (an agent that does not stream is polled).
+    streaming: bool,
 }
 
 /// Starts an agent whose SendStreamingMessage sends the task, waits for `go`, then sends
@@ -43,6 +46,16 @@ pub async fn start(chunks: usize, chunk_bytes: usize) -> FakeAgent {
 /// Like `start`, but each stream ends after `drop_after` chunks; SubscribeToTask then answers
 /// with the finished task (all chunks, COMPLETED).
 pub async fn start_dropping(chunks: usize, chunk_bytes: usize, drop_after: Option<usize>) -> FakeAgent {
+    serve(chunks, chunk_bytes, drop_after, true).await
+}
+
+/// An agent that does not stream: SendMessage "later" answers a WORKING task, and GetTask
+/// answers it COMPLETED once `go` has a permit.
+pub async fn start_not_streaming() -> FakeAgent {
+    serve(0, 0, None, false).await
+}
+
+async fn serve(chunks: usize, chunk_bytes: usize, drop_after: Option<usize>, streaming: bool) -> FakeAgent {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
@@ -55,6 +68,7 @@ pub async fn start_dropping(chunks: usize, chunk_bytes: usize, drop_after: Optio
         drop_after,
         go: go.clone(),
         resubscribes: resubscribes.clone(),
+        streaming,
     };
     let app = Router::new().route("/.well-known/agent-card.json", get(card)).route("/", post(rpc)).with_state(script);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -65,7 +79,7 @@ async fn card(State(s): State<Script>) -> Response {
     axum::Json(json!({
         "name": "Fake streamer", "description": "scripted", "version": "1",
         "supportedInterfaces": [{"url": format!("{}/", s.base), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
-        "capabilities": {"streaming": true}, "defaultInputModes": ["text/plain"],
+        "capabilities": {"streaming": s.streaming}, "defaultInputModes": ["text/plain"],
         "defaultOutputModes": ["text/plain"], "skills": []
     }))
     .into_response()
@@ -78,6 +92,16 @@ fn frame(id: &Value, result: Value) -> Result<axum::body::Bytes, std::convert::I
 
 async fn rpc(State(s): State<Script>, axum::Json(req): axum::Json<Value>) -> Response {
     let id = req["id"].clone();
+    if req["method"] == "SendMessage" && req["params"]["message"]["parts"][0]["text"] == "later" {
+        let task = json!({"task": {"id": format!("later-{}", uuid_like()), "contextId": "ctx",
+            "status": {"state": "TASK_STATE_WORKING"}}});
+        return axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": task})).into_response();
+    }
+    if req["method"] == "GetTask" && req["params"]["id"].as_str().is_some_and(|t| t.starts_with("later-")) {
+        let state = if s.go.available_permits() > 0 { "TASK_STATE_COMPLETED" } else { "TASK_STATE_WORKING" };
+        let task = json!({"id": req["params"]["id"], "contextId": "ctx", "status": {"state": state}});
+        return axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": task})).into_response();
+    }
     if req["method"] == "SendMessage" {
         // Unary sends complete at once: a fresh task echoing the text.
         let text = req["params"]["message"]["parts"][0]["text"].clone();

@@ -1,6 +1,7 @@
 //! Resumable streams (docs/resumable-streams.md): a client reading a 6-event stream on one
 //! node leaves after event 3, reconnects to another node with `Last-Event-ID: 3`, and gets
 //! events 4..6 exactly once; the same with the leader killed between the two connections.
+//! And a task answered active with no stream reading it is followed upstream (polled).
 
 use std::time::Duration;
 
@@ -133,4 +134,28 @@ async fn a_stream_resumes_on_another_node_with_exactly_the_missed_events() {
     .await;
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], -32602, "{error}");
+}
+
+/// The task as ListTasks shows it: the tables alone (GetTask would ask the agent itself).
+fn listed_state(base: &str, task_id: &str) -> Option<String> {
+    let reply = crate::support::call(base, "/agents/echo", "ListTasks", json!({"pageSize": 50}), None);
+    let tasks = reply["result"]["tasks"].as_array()?.clone();
+    tasks.iter().find(|t| t["id"] == task_id).map(|t| t["status"]["state"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_answered_active_is_polled_until_it_ends() {
+    let agent = fake_agent::start_not_streaming().await;
+    let env = [("SUPERX_STREAMS__FOLLOW_POLL_INITIAL_MS", "20"), ("SUPERX_STREAMS__FOLLOW_POLL_MAX_MS", "100")];
+    let cluster = blocking(|| Cluster::new(1, &agent.url, &env));
+    let base = cluster.base(1);
+    let task = blocking(|| crate::support::send(&base, "later")).unwrap();
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    assert_eq!(task["status"]["state"], "TASK_STATE_WORKING");
+    assert_eq!(blocking(|| listed_state(&base, &task_id)).as_deref(), Some("TASK_STATE_WORKING"));
+    // The agent finishes; nobody asks the gateway about the task: it finds out by itself.
+    agent.go.add_permits(1);
+    blocking(|| {
+        wait_until(Duration::from_secs(20), || listed_state(&base, &task_id).as_deref() == Some("TASK_STATE_COMPLETED"))
+    });
 }
