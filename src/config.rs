@@ -196,6 +196,9 @@ pub struct StreamsConfig {
     pub resume_history_tasks_max: usize,
     /// Events kept per task for replay; a client further behind gets the current task.
     pub resume_history_events_max: usize,
+    /// Estimated bytes of all events kept for replay on a node (artifact chunks can be
+    /// large); past it, the oldest task's history is dropped.
+    pub resume_history_bytes_max: usize,
     /// Tasks one node follows upstream at once by itself: tasks answered active to a
     /// non-streaming send (`returnImmediately`), and streams the agent dropped for good. A
     /// task past the limit is not followed (its subscribers see it change when a client or
@@ -381,6 +384,7 @@ impl Default for StreamsConfig {
             commit_batch_bytes_max: 256 << 10,
             resume_history_tasks_max: 8192,
             resume_history_events_max: 256,
+            resume_history_bytes_max: 64 << 20,
             follow_tasks_max: 1024,
             follow_poll_initial_ms: 250,
             follow_poll_max_ms: 15_000,

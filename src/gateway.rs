@@ -100,6 +100,7 @@ impl Gateway {
             HistoryLimits {
                 tasks_max: streams.resume_history_tasks_max,
                 events_max: streams.resume_history_events_max,
+                bytes_max: streams.resume_history_bytes_max,
             },
         ));
         let raft = raft_config(&config).map_err(anyhow::Error::msg)?;

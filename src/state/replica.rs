@@ -358,7 +358,7 @@ mod tests {
         let subscriptions = Arc::new(Subscriptions::new(
             16,
             4,
-            crate::tasks::subscriptions::HistoryLimits { tasks_max: 16, events_max: 16 },
+            crate::tasks::HistoryLimits { tasks_max: 16, events_max: 16, bytes_max: 1 << 20 },
         ));
         let limits = TableLimits { tasks_max: 10 };
         (AppState { tables: Tables::new(limits), limits, subscriptions: subscriptions.clone() }, subscriptions)

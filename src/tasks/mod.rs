@@ -3,8 +3,10 @@
 //! follows upstream by itself ([`followed`]).
 
 pub mod followed;
+pub mod history;
 pub mod subscriptions;
 
 pub use followed::Followed;
+pub use history::HistoryLimits;
 
-pub use subscriptions::{HistoryLimits, SubscribeError, Subscriptions};
+pub use subscriptions::{SubscribeError, Subscriptions};

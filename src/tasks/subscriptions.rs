@@ -17,11 +17,12 @@
 //! order, so every node can replay them; a node that installed a snapshot has only what it
 //! applied since.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
+use super::history::{History, HistoryLimits};
 use crate::state::TaskEvent;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -37,17 +38,8 @@ const SWEEP_FLOOR: usize = 64;
 struct Channels {
     by_task: HashMap<String, broadcast::Sender<Arc<TaskEvent>>>,
     sweep_at: usize,
-    /// Recent events per task, for replay.
-    history: HashMap<String, VecDeque<Arc<TaskEvent>>>,
-    /// The tasks in `history`, oldest first: the order their histories are dropped in.
-    history_order: VecDeque<String>,
-}
-
-/// How much history is kept for resumed streams.
-#[derive(Clone, Copy, Debug)]
-pub struct HistoryLimits {
-    pub tasks_max: usize,
-    pub events_max: usize,
+    /// Recent events of recent tasks, for replay.
+    history: History,
 }
 
 pub struct Subscriptions {
@@ -56,63 +48,22 @@ pub struct Subscriptions {
     subscriber_buffer_events: usize,
     /// Subscribers of one task on this node.
     task_subscribers_max: usize,
-    history_limits: HistoryLimits,
 }
 
 impl Subscriptions {
     pub fn new(subscriber_buffer_events: usize, task_subscribers_max: usize, history_limits: HistoryLimits) -> Self {
-        let channels = Channels {
-            by_task: HashMap::new(),
-            sweep_at: SWEEP_FLOOR,
-            history: HashMap::new(),
-            history_order: VecDeque::new(),
-        };
-        Subscriptions { channels: Mutex::new(channels), subscriber_buffer_events, task_subscribers_max, history_limits }
+        let channels =
+            Channels { by_task: HashMap::new(), sweep_at: SWEEP_FLOOR, history: History::new(history_limits) };
+        Subscriptions { channels: Mutex::new(channels), subscriber_buffer_events, task_subscribers_max }
     }
 
     /// The kept events of a task that hold its event numbers `after + 1 ..= upto`, oldest
-    /// first (the first and last may hold more), or `None` when some of them are gone. Call it
-    /// after subscribing and after reading the task's event count (`upto`): every event up to
-    /// that count is published by then, and later ones come on the subscription (skip those
+    /// first, or `None` when some of them are gone ([`History::replay`]). Call it after
+    /// subscribing and after reading the task's event count (`upto`): every event up to that
+    /// count is published by then, and later ones come on the subscription (skip those
     /// already replayed by number).
     pub fn replay(&self, task_id: &str, after: u64, upto: u64) -> Option<Vec<Arc<TaskEvent>>> {
-        if after >= upto {
-            return Some(vec![]);
-        }
-        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        let kept = channels.history.get(task_id)?;
-        let first_kept = kept.front().map_or(u64::MAX, |e| e.events + 1 - e.changes.len() as u64);
-        let last_kept = kept.back().map_or(0, |e| e.events);
-        if first_kept > after + 1 || last_kept < upto {
-            return None;
-        }
-        Some(kept.iter().filter(|e| e.events > after).cloned().collect())
-    }
-
-    /// Keeps an event for replay, within the limits.
-    fn remember(&self, channels: &mut Channels, event: &Arc<TaskEvent>) {
-        let limits = self.history_limits;
-        if limits.tasks_max == 0 || limits.events_max == 0 {
-            return;
-        }
-        if let Some(kept) = channels.history.get_mut(&event.task_id) {
-            if kept.len() >= limits.events_max {
-                kept.pop_front();
-            }
-            kept.push_back(event.clone());
-            return;
-        }
-        // A task created finished has nothing to resume.
-        if event.events == 1 && event.state.is_terminal() {
-            return;
-        }
-        if channels.history.len() >= limits.tasks_max
-            && let Some(oldest) = channels.history_order.pop_front()
-        {
-            channels.history.remove(&oldest);
-        }
-        channels.history_order.push_back(event.task_id.clone());
-        channels.history.insert(event.task_id.clone(), VecDeque::from([event.clone()]));
+        self.channels.lock().unwrap_or_else(|p| p.into_inner()).history.replay(task_id, after, upto)
     }
 
     /// Starts following a task. Take the task's snapshot after this call and skip events
@@ -140,7 +91,7 @@ impl Subscriptions {
     pub fn publish(&self, event: TaskEvent) {
         let event = Arc::new(event);
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        self.remember(&mut channels, &event);
+        channels.history.remember(&event);
         let map = &mut channels.by_task;
         let Some(tx) = map.get(&event.task_id) else {
             return;
@@ -157,9 +108,10 @@ impl Subscriptions {
         }
     }
 
-    /// Tasks whose events are kept for replay on this node.
-    pub fn tasks_with_history(&self) -> usize {
-        self.channels.lock().unwrap_or_else(|p| p.into_inner()).history.len()
+    /// Tasks whose events are kept for replay on this node, and their estimated bytes.
+    pub fn history_size(&self) -> (usize, usize) {
+        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        (channels.history.tasks(), channels.history.bytes())
     }
 
     /// Subscribers on this node, over every task.
@@ -184,39 +136,7 @@ mod tests {
         TaskEvent { task_id: task.into(), context_id: "c".into(), seq, events: seq, state, changes: vec![] }
     }
 
-    const HISTORY: HistoryLimits = HistoryLimits { tasks_max: 16, events_max: 16 };
-
-    /// An event of one change (event number `n`).
-    fn change(task: &str, n: u64, state: TaskState) -> TaskEvent {
-        let status = crate::state::TaskStatus { state, message: None, timestamp: None };
-        let changes = vec![crate::state::TaskChange::Status { status, metadata: None }];
-        TaskEvent { task_id: task.into(), context_id: "c".into(), seq: n, events: n, state, changes }
-    }
-
-    #[test]
-    fn history_replays_what_came_after_an_event_or_says_it_is_gone() {
-        let subs = Subscriptions::new(8, 10, HistoryLimits { tasks_max: 2, events_max: 4 });
-        for n in 1..=6 {
-            subs.publish(change("t", n, TaskState::Working));
-        }
-        let numbers = |after| subs.replay("t", after, 6).map(|v| v.iter().map(|e| e.events).collect::<Vec<_>>());
-        assert_eq!(numbers(3), Some(vec![4, 5, 6]), "events 3..6 are kept (4 per task)");
-        assert_eq!(numbers(2), Some(vec![3, 4, 5, 6]));
-        assert_eq!(numbers(1), None, "event 2 is gone");
-        assert_eq!(numbers(6), Some(vec![]), "nothing was missed");
-        assert_eq!(subs.replay("t", 3, 7), None, "an event not kept (yet) is not replayed");
-        assert_eq!(subs.replay("never-seen", 0, 1), None);
-        // The oldest task's history goes first.
-        subs.publish(change("u", 2, TaskState::Working));
-        subs.publish(change("v", 2, TaskState::Working));
-        assert_eq!(subs.tasks_with_history(), 2);
-        assert_eq!(numbers(5), None, "t's history was dropped");
-        assert!(subs.replay("u", 1, 2).is_some_and(|v| v.len() == 1));
-        // A task created terminal keeps none.
-        let subs = Subscriptions::new(8, 10, HISTORY);
-        subs.publish(change("done", 1, TaskState::Completed));
-        assert_eq!(subs.tasks_with_history(), 0);
-    }
+    const HISTORY: HistoryLimits = HistoryLimits { tasks_max: 16, events_max: 16, bytes_max: 1 << 20 };
 
     #[test]
     fn subscribers_get_events_in_order_and_the_end_after_terminal() {

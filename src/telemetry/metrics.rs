@@ -102,6 +102,12 @@ fn describe() {
     describe_gauge!(STREAMS_OPEN, "SSE streams open to clients on this node");
     describe_gauge!("superx_tasks", "Tasks in memory by state");
     describe_gauge!("superx_task_subscribers", "Stream subscribers following tasks on this node");
+    describe_gauge!("superx_resume_history_tasks", "Tasks whose recent events this node keeps for resumed streams");
+    describe_gauge!("superx_resume_history_bytes", "Estimated bytes of the events kept for resumed streams");
+    describe_gauge!(
+        "superx_tasks_followed_upstream",
+        "Running tasks this node follows at their agent (no client stream does)"
+    );
     describe_gauge!("superx_raft_term", "Current raft term");
     describe_gauge!("superx_raft_apply_lag_entries", "Last log index minus applied index on this node");
     describe_gauge!("superx_raft_log_bytes", "Size of the raft log file on disk");
@@ -188,6 +194,10 @@ fn record_state(gw: &Gateway) {
     let subscriptions = gw.replica.subscriptions();
     gauge!("superx_task_subscribers").set(subscriptions.subscribers() as f64);
     gauge!("superx_tasks_followed").set(subscriptions.tasks_followed() as f64);
+    let (history_tasks, history_bytes) = subscriptions.history_size();
+    gauge!("superx_resume_history_tasks").set(history_tasks as f64);
+    gauge!("superx_resume_history_bytes").set(history_bytes as f64);
+    gauge!("superx_tasks_followed_upstream").set(gw.followed.len() as f64);
     gauge!(STREAMS_OPEN).increment(0.0);
     record_raft(gw);
     if let Some(archive) = &gw.archive {
