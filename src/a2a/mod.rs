@@ -152,6 +152,19 @@ impl TaskState {
     pub fn from_v03(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.v03_name() == name)
     }
+
+    /// A ListTasks `status` filter in the client's version: `Ok(None)` for no filter (absent,
+    /// empty or `TASK_STATE_UNSPECIFIED`); a 0.3 client may use either spelling.
+    pub fn from_filter(value: Option<&str>, version: ProtocolVersion) -> Result<Option<Self>, String> {
+        let Some(name) = value.filter(|s| !s.is_empty() && *s != "TASK_STATE_UNSPECIFIED") else {
+            return Ok(None);
+        };
+        let state = match version {
+            ProtocolVersion::V10 => Self::from_v10(name),
+            ProtocolVersion::V03 => Self::from_v03(name).or_else(|| Self::from_v10(name)),
+        };
+        state.map(Some).ok_or_else(|| format!("status {name:?} is not a task state"))
+    }
 }
 
 /// A 1.0 `google.rpc.ErrorInfo` for the `data` array of a JSON-RPC error.

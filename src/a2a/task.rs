@@ -125,6 +125,21 @@ fn artifact_event(task_id: &str, context_id: &str, artifact: &Artifact, append: 
     }})
 }
 
+/// A 1.0 `{"task": ..}` result (SendMessage, a stream's first event).
+pub fn task_result(task: Value) -> Value {
+    json!({ "task": task })
+}
+
+/// A 1.0 `{"message": ..}` result: an agent's direct answer, passed on as it is.
+pub fn message_result(message: Value) -> Value {
+    json!({ "message": message })
+}
+
+/// A task's current status as a 1.0 `statusUpdate` stream result.
+pub fn current_status_to_wire(task: &Task) -> Value {
+    status_event(&task.id, &task.context_id, &task.status, None)
+}
+
 /// A status update event as a 1.0 stream result.
 pub fn status_update_to_wire(update: &StatusUpdate) -> Value {
     status_event(&update.task_id, &update.context_id, &update.status, update.metadata.as_ref())

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 
 use super::{Call, Reply, RpcError, Scope, archive_unavailable, history_length, task_out};
+use crate::a2a::TaskState;
 use crate::a2a::task::{TaskView, task_to_wire};
-use crate::a2a::{ProtocolVersion, TaskState};
 use crate::gateway::Gateway;
 use crate::state::{ListQuery, Task};
 
@@ -58,16 +58,7 @@ impl Params {
     pub fn parse(params: Value, call: &Call) -> Result<Params, RpcError> {
         let raw: Raw = if params.is_null() { Raw::default() } else { super::typed(params)? };
         let bad = |m: String| RpcError::InvalidParams(m);
-        let state = match raw.status.as_deref().filter(|s| !s.is_empty() && *s != "TASK_STATE_UNSPECIFIED") {
-            None => None,
-            Some(s) => Some(
-                match call.version {
-                    ProtocolVersion::V10 => TaskState::from_v10(s),
-                    ProtocolVersion::V03 => TaskState::from_v03(s).or_else(|| TaskState::from_v10(s)),
-                }
-                .ok_or_else(|| bad(format!("status {s:?} is not a task state")))?,
-            ),
-        };
+        let state = TaskState::from_filter(raw.status.as_deref(), call.version).map_err(bad)?;
         let page_size = match raw.page_size {
             None | Some(0) => PAGE_SIZE_DEFAULT,
             Some(n) if (1..=PAGE_SIZE_MAX as i64).contains(&n) => n as usize,

@@ -10,7 +10,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{Call, Reply, RpcError, history_length, resolve_agent};
-use crate::a2a::task::{TaskView, task_to_wire, validate_message};
+use crate::a2a::task::{TaskView, message_result, task_result, task_to_wire, validate_message};
 use crate::a2a::{ProtocolVersion, v03};
 use crate::agents::{Answer, UpstreamMethod};
 use crate::gateway::Gateway;
@@ -93,9 +93,9 @@ pub async fn run(gw: &std::sync::Arc<Gateway>, call: &Call, mut p: Params) -> Re
                 // Still running at the agent, and no stream follows it: this node does.
                 super::follow::start(gw, call, target, task_id, super::follow::Via::Stream);
             }
-            json!({ "task": recorded })
+            task_result(recorded)
         }
-        Answer::Message(message) => json!({ "message": message }),
+        Answer::Message(message) => message_result(message),
     };
     Ok(Reply { result: crate::a2a::result_for(call.version, result), extensions: reply.extensions })
 }

@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use super::send_message::{Params, record};
 use super::{Call, Outcome, RpcError, StreamFrame, StreamReply, Target, resolve_agent};
 use crate::a2a::task::{
-    TaskView, artifact_update_to_wire, change_to_wire, status_to_wire, status_update_to_wire, task_to_wire,
+    TaskView, artifact_update_to_wire, change_to_wire, current_status_to_wire, message_result, status_update_to_wire,
+    task_result, task_to_wire,
 };
 use crate::agents::{
     BreakerState, Outcome as CallOutcome, Permit, StreamFault, StreamItem, UpstreamMethod, UpstreamStream,
@@ -281,7 +282,7 @@ impl Pump {
                 StreamItem::Task(task) if commands.is_empty() => {
                     self.task_id = Some(task.id.clone());
                     let view = TaskView { history_length: self.history_length, include_artifacts: true };
-                    frames.push(json!({ "task": task_to_wire(&task, view) }));
+                    frames.push(task_result(task_to_wire(&task, view)));
                     state = Some(task.status.state);
                     commands.push(Command::RecordTask { agent_id: agent_id.clone(), task, at_ms });
                 }
@@ -321,7 +322,7 @@ impl Pump {
         let agent_id = self.target.agent_id.clone();
         let (result, state, id) = match item {
             StreamItem::Message(message) if self.task_id.is_none() => {
-                self.send(json!({ "message": message }), None);
+                self.send(message_result(message), None);
                 return Ok(Next::Done);
             }
             StreamItem::Task(task) if self.resumed => return self.commit_resumed(task).await,
@@ -333,7 +334,7 @@ impl Pump {
                 let state = task.status.state;
                 let view = TaskView { history_length: self.history_length, include_artifacts: true };
                 let (task, id) = record(&self.gw, &agent_id, task, view).await?;
-                (json!({ "task": task }), state, id)
+                (task_result(task), state, id)
             }
             StreamItem::Status(update) => self.commit_status(update).await?,
             StreamItem::Artifact(update) => self.commit_artifact(update).await?,
@@ -411,13 +412,8 @@ impl Pump {
         match error {
             ProposeError::Refused(Refusal::Transition(TransitionError::Terminal(_))) => {
                 let id = self.task_id.clone().unwrap_or_default();
-                let final_status = self.gw.replica.read(|t| {
-                    t.task(&id).map(|e| {
-                        let status = json!({"statusUpdate": {
-                        "taskId": id, "contextId": e.task.context_id, "status": status_to_wire(&e.task.status)}});
-                        (status, e.events)
-                    })
-                });
+                let final_status =
+                    self.gw.replica.read(|t| t.task(&id).map(|e| (current_status_to_wire(&e.task), e.events)));
                 if let Some((status, events)) = final_status {
                     self.send(status, Some(events));
                 }

@@ -17,12 +17,12 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 
 use super::{Call, Outcome, RpcError, Scope, StreamFrame, StreamReply, find_task, resolve_agent};
-use crate::a2a::task::{TaskView, change_to_wire, task_to_wire};
+use crate::a2a::task::{TaskView, change_to_wire, task_result, task_to_wire};
 use crate::a2a::{ProtocolVersion, Resume, result_for};
 use crate::gateway::Gateway;
 use crate::state::TaskEvent;
@@ -60,7 +60,7 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, p: Params) -> Result<Outcome, R
     if let Some(archived) = &task.archived {
         // Terminal, and no longer in memory: the snapshot is the whole answer.
         let (tx, frames) = mpsc::channel(1);
-        let first = result_for(call.version, json!({ "task": task_to_wire(archived, TaskView::FULL) }));
+        let first = result_for(call.version, task_result(task_to_wire(archived, TaskView::FULL)));
         tx.try_send(StreamFrame::Result(first)).expect("a new channel has room");
         let resume = resume_after.map(|_| Resume::Snapshot);
         return Ok(Outcome::Stream(StreamReply { frames, extensions: None, resume }));
@@ -84,7 +84,7 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, p: Params) -> Result<Outcome, R
     let replay = match replayed {
         Some(replay) => replay,
         None => {
-            let first = result_for(version, json!({ "task": snapshot.task }));
+            let first = result_for(version, task_result(snapshot.task));
             tx.try_send(StreamFrame::Event(snapshot.events, first)).expect("a new channel has room");
             Replay { frames: vec![], last: snapshot.events, state: snapshot.state }
         }
