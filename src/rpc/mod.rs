@@ -9,6 +9,7 @@
 mod agents;
 mod cancel_task;
 pub mod cluster;
+mod extended_card;
 mod get_task;
 mod list_tasks;
 mod send_message;
@@ -57,6 +58,9 @@ pub struct Call {
     pub stream_slot: Option<Arc<crate::admission::Permit>>,
     /// The request's trace; agent calls are its child spans.
     pub trace: TraceContext,
+    /// The client's `Authorization`, kept only for a method that forwards it
+    /// ([`Method::forwards_credentials`]); marked sensitive so it never shows in logs.
+    pub authorization: Option<HeaderValue>,
 }
 
 /// What a method answers with: one result, or a stream of them (SSE).
@@ -241,6 +245,7 @@ pub enum Method {
     GetTask(get_task::Params),
     ListTasks(list_tasks::Params),
     CancelTask(cancel_task::Params),
+    GetExtendedAgentCard(extended_card::Params),
     /// Known methods the gateway does not offer (yet), with the A2A error they answer.
     Unsupported(RpcError),
     AgentsList,
@@ -286,9 +291,7 @@ impl Method {
                 Method::SubscribeToTask(p)
             }
             Op::PushConfig => Method::Unsupported(RpcError::PushNotSupported),
-            Op::GetExtendedAgentCard => {
-                Method::Unsupported(RpcError::UnsupportedOperation("the extended agent card is not offered".into()))
-            }
+            Op::GetExtendedAgentCard => Method::GetExtendedAgentCard(typed(params)?),
             Op::AgentsList => Method::AgentsList,
             Op::AgentsGet => Method::AgentsGet(typed(params)?),
             Op::AgentsUpsert => Method::AgentsUpsert(Box::new(agents::UpsertParams::parse(params)?)),
@@ -303,6 +306,12 @@ impl Method {
     /// Whether the method answers with a stream (it then needs a stream slot on this node).
     pub fn streams(&self) -> bool {
         matches!(self, Method::SendStreamingMessage(_) | Method::SubscribeToTask(_))
+    }
+
+    /// Whether the method sends the client's `Authorization` to the agent (in place of the
+    /// agent's bearer): only the extended card, which is about the caller.
+    pub fn forwards_credentials(&self) -> bool {
+        matches!(self, Method::GetExtendedAgentCard(_))
     }
 
     /// Whether the method reads state that must reflect every acknowledged write.
@@ -332,6 +341,7 @@ impl Method {
             Method::GetTask(p) => get_task::run(gw, call, p).await,
             Method::ListTasks(p) => list_tasks::run(gw, call, p).await,
             Method::CancelTask(p) => cancel_task::run(gw, call, p).await,
+            Method::GetExtendedAgentCard(p) => extended_card::run(gw, call, p).await,
             Method::Unsupported(e) => Err(e),
             Method::AgentsList => Ok(Reply::plain(agents::list(gw, call))),
             Method::AgentsGet(p) => agents::get(gw, call, p).map(Reply::plain),
@@ -390,6 +400,7 @@ impl Target {
             bearer: self.bearer.as_deref(),
             timeout: self.timeout,
             extensions: call.extensions.as_ref(),
+            authorization: None,
             trace: Some(&call.trace),
             limits: self.limits,
         }
@@ -446,8 +457,8 @@ fn expect_task(agent_id: &str, task_id: &str, answer: Answer) -> Result<Task, Rp
             "agent {agent_id} answered with task {} instead of {task_id}",
             task.id
         ))),
-        Answer::Message(_) => Err(RpcError::InvalidAgentResponse(format!(
-            "agent {agent_id} answered with a message instead of task {task_id}"
+        Answer::Message(_) | Answer::Card(_) => Err(RpcError::InvalidAgentResponse(format!(
+            "agent {agent_id} answered with something else than task {task_id}"
         ))),
     }
 }
@@ -509,6 +520,7 @@ mod tests {
             read_mode: ReadMode::Local,
             stream_slot: None,
             trace: TraceContext::new_root(),
+            authorization: None,
         }
     }
 
@@ -555,7 +567,6 @@ mod tests {
         for (name, expected) in [
             ("CreateTaskPushNotificationConfig", -32003),
             ("ListTaskPushNotificationConfigs", -32003),
-            ("GetExtendedAgentCard", -32004),
         ] {
             let Ok(Method::Unsupported(e)) = Method::parse(name, json!({}), &v10) else { panic!("{name}") };
             assert_eq!(e.code(), expected, "{name}");

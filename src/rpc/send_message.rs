@@ -90,6 +90,9 @@ pub async fn run(gw: &Gateway, call: &Call, mut p: Params) -> Result<Reply, RpcE
             json!({ "task": record(gw, &target.agent_id, task, view).await? })
         }
         Answer::Message(message) => json!({ "message": message }),
+        Answer::Card(_) => {
+            return Err(RpcError::InvalidAgentResponse(format!("agent {} answered with a card", target.agent_id)));
+        }
     };
     let result = match call.version {
         ProtocolVersion::V10 => result,
