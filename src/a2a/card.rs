@@ -69,7 +69,8 @@ fn accepts_a2a_json(accept: &str) -> bool {
         let mut params = range.split(';').map(str::trim);
         let essence = params.next().unwrap_or("");
         let zero = params.any(|p| {
-            p.split_once('=').is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f32>() == Ok(0.0))
+            p.split_once('=')
+                .is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f32>() == Ok(0.0))
         });
         essence.eq_ignore_ascii_case(A2A_JSON) && !zero
     })
@@ -224,7 +225,7 @@ mod tests {
     fn golden(input: &str, expected: &str, options: CardOptions) {
         let input: Value = serde_json::from_str(input).unwrap();
         let expected: Value = serde_json::from_str(expected).unwrap();
-        let got = rewrite_agent_card(&input, URL, options);
+        let got = served_agent_card(&input, "echo", URL, options);
         assert_eq!(got, expected, "got:\n{}", serde_json::to_string_pretty(&got).unwrap());
     }
 
@@ -269,11 +270,40 @@ mod tests {
         for input in [include_str!("golden/sdk_dual.in.json"), include_str!("golden/legacy_03.in.json")] {
             let card: Value = serde_json::from_str(input).unwrap();
             for strict_v10 in [false, true] {
-                let text = rewrite_agent_card(&card, URL, CardOptions { strict_v10 }).to_string();
+                let text = served_agent_card(&card, "echo", URL, CardOptions { strict_v10 }).to_string();
                 assert!(!text.contains("127.0.0.1"), "{text}");
                 assert!(!text.contains("agent.internal"), "{text}");
             }
         }
+    }
+
+    #[test]
+    fn negotiation() {
+        let strict = |v: Option<&str>, a: Option<&str>| negotiate(v, a, false).options.strict_v10;
+        assert!(strict(Some("1.0"), None));
+        assert!(strict(Some("1.0.1"), None));
+        assert!(!strict(None, None));
+        assert!(!strict(Some("0.3"), Some("application/json")));
+        assert!(strict(None, Some("application/json, application/a2a+json;q=0.9")));
+        assert!(!strict(None, Some("application/a2a+json;q=0")));
+        assert_eq!(negotiate(None, Some("application/a2a+json"), false).content_type, A2A_JSON);
+        assert_eq!(negotiate(Some("1.0"), None, false).content_type, "application/json");
+        assert!(negotiate(None, None, true).options.strict_v10, "cards.strict_v10 serves strict to all");
+    }
+
+    #[test]
+    fn extended_card_is_advertised_as_the_agent_declares_it() {
+        let v10 = json!({"name": "a", "capabilities": {"extendedAgentCard": true}});
+        let v03 = json!({"name": "a", "supportsAuthenticatedExtendedCard": true});
+        for card in [v10, v03] {
+            let combined = served_agent_card(&card, "a", URL, CardOptions::default());
+            assert_eq!(combined["supportsAuthenticatedExtendedCard"], true);
+            assert_eq!(combined["capabilities"]["extendedAgentCard"], true);
+            let strict = served_agent_card(&card, "a", URL, CardOptions { strict_v10: true });
+            assert_eq!(strict["capabilities"]["extendedAgentCard"], true);
+        }
+        let none = served_agent_card(&json!({"name": "a"}), "a", URL, CardOptions::default());
+        assert_eq!(none["supportsAuthenticatedExtendedCard"], false);
     }
 
     #[test]

@@ -232,10 +232,15 @@ mod tests {
         assert_eq!(src(json!({"source": "x"})), CardSource::WellKnown);
         let card = json!({"name": "N", "url": "http://a/rpc"});
         assert_eq!(src(json!({"agentCard": card})), CardSource::Inline(card));
-        assert_eq!(src(json!({"agentCard": {"url": "http://c/card.json"}})), CardSource::Url("http://c/card.json".into()));
+        assert_eq!(
+            src(json!({"agentCard": {"url": "http://c/card.json"}})),
+            CardSource::Url("http://c/card.json".into())
+        );
         assert_eq!(src(json!({"cardUrl": "http://c/x"})), CardSource::Url("http://c/x".into()));
         assert_eq!(src(json!({"card_url": "http://c/y"})), CardSource::Url("http://c/y".into()));
-        let bad = load("agents:\n  a:\n    url: http://x/\n    metadata: {agentCard: {url: ftp://c}}\n  b:\n    url: http://x/\n    metadata: {agentCard: 5}\n");
+        let bad = load(
+            "agents:\n  a:\n    url: http://x/\n    metadata: {agentCard: {url: ftp://c}}\n  b:\n    url: http://x/\n    metadata: {agentCard: 5}\n",
+        );
         assert_eq!(bad.unwrap_err().len(), 2);
     }
 

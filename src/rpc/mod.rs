@@ -564,10 +564,9 @@ mod tests {
     #[test]
     fn unsupported_methods_answer_their_a2a_code() {
         let v10 = call(ProtocolVersion::V10, Scope::Agent("a".into()));
-        for (name, expected) in [
-            ("CreateTaskPushNotificationConfig", -32003),
-            ("ListTaskPushNotificationConfigs", -32003),
-        ] {
+        for (name, expected) in
+            [("CreateTaskPushNotificationConfig", -32003), ("ListTaskPushNotificationConfigs", -32003)]
+        {
             let Ok(Method::Unsupported(e)) = Method::parse(name, json!({}), &v10) else { panic!("{name}") };
             assert_eq!(e.code(), expected, "{name}");
         }

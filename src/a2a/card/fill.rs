@@ -109,7 +109,10 @@ mod tests {
         assert_eq!(card["capabilities"], json!({}));
         assert_eq!(card["defaultInputModes"], json!(["text/plain"]));
         assert_eq!(card["defaultOutputModes"], json!(["text/plain"]));
-        assert_eq!(card["skills"], json!([{"id": "bare", "name": "bare", "description": "A2A agent bare", "tags": ["bare"]}]));
+        assert_eq!(
+            card["skills"],
+            json!([{"id": "bare", "name": "bare", "description": "A2A agent bare", "tags": ["bare"]}])
+        );
         assert_eq!(card["x"], 1, "unknown members stay");
     }
 
@@ -130,7 +133,10 @@ mod tests {
         assert_eq!(card["defaultInputModes"], json!(["text/plain"]));
         assert_eq!(card["defaultOutputModes"], json!(["application/json"]));
         assert_eq!(card["skills"][0], json!({"id": "a", "name": "a", "description": "a", "tags": ["a"]}));
-        assert_eq!(card["skills"][1], json!({"id": "skill-2", "name": "B", "description": "d", "tags": ["t"], "examples": ["e"]}));
+        assert_eq!(
+            card["skills"][1],
+            json!({"id": "skill-2", "name": "B", "description": "d", "tags": ["t"], "examples": ["e"]})
+        );
         assert!(card.get("provider").is_none(), "a provider without a url is dropped");
         assert!(card.get("iconUrl").is_none());
     }
