@@ -104,6 +104,14 @@ pub struct CardsConfig {
     pub strict_v10: bool,
     /// Name of the gateway's own card.
     pub gateway_name: String,
+    /// After a card fetch for a card-less agent failed, card requests for it answer 502 from
+    /// this node's negative cache for this long instead of fetching again (so a client polling
+    /// the card of a down agent costs no outbound fetch per request). `agents/refreshCard`
+    /// always fetches.
+    pub miss_ttl_ms: u64,
+    /// Agents remembered in that negative cache (one entry per card-less registered agent);
+    /// past it the oldest entry goes.
+    pub misses_max: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -339,7 +347,13 @@ impl Default for AgentsConfig {
 
 impl Default for CardsConfig {
     fn default() -> Self {
-        CardsConfig { max_age_secs: 60, strict_v10: false, gateway_name: "superx".into() }
+        CardsConfig {
+            max_age_secs: 60,
+            strict_v10: false,
+            gateway_name: "superx".into(),
+            miss_ttl_ms: 30_000,
+            misses_max: 1024,
+        }
     }
 }
 
@@ -565,7 +579,9 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
         }
-        let positive: [(&str, u64); 29] = [
+        let positive: [(&str, u64); 31] = [
+            ("cards.miss_ttl_ms", self.cards.miss_ttl_ms),
+            ("cards.misses_max", self.cards.misses_max as u64),
             ("streams.commit_batch_bytes_max", self.streams.commit_batch_bytes_max as u64),
             ("streams.event_bytes_max", self.streams.event_bytes_max as u64),
             ("streams.commit_batch_events_max", self.streams.commit_batch_events_max as u64),

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use serde_json::Value;
 
+use crate::agents::card_misses::CardMisses;
 use crate::agents::client::UpstreamReply;
 use crate::agents::spec::AgentSpec;
 use crate::agents::{AgentClient, AgentStats, CallTarget, Outcome, Permit, UpstreamMethod, UpstreamStream};
@@ -30,6 +31,8 @@ pub struct Gateway {
     pub replica: Replica,
     pub client: AgentClient,
     pub stats: AgentStats,
+    /// This node's negative cache of card fetches (`cards.miss_ttl_ms`, `cards.misses_max`).
+    pub card_misses: CardMisses,
     /// Requests and streams this node admits at once; the drain on shutdown.
     pub admission: crate::admission::Admission,
     /// The Postgres archive of terminal tasks; `None` without a database URL.
@@ -43,6 +46,14 @@ pub struct Gateway {
     ready: AtomicBool,
     /// Set when the node should stop by itself (after leaving the cluster).
     stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// What [`Gateway::card_to_serve`] found.
+pub enum CardLookup {
+    NotFound,
+    Card(CachedCard),
+    /// No card, and none could be fetched (the error, maybe remembered from a recent fetch).
+    Unavailable(String),
 }
 
 /// Records how an agent call (or stream opening) ended: on its permit for the breaker and
@@ -115,11 +126,13 @@ impl Gateway {
         };
         let admission = crate::admission::Admission::new(&config.server);
         let followed = crate::tasks::Followed::new(config.streams.follow_tasks_max);
+        let card_misses = CardMisses::new(Duration::from_millis(config.cards.miss_ttl_ms), config.cards.misses_max);
         let gw = Arc::new(Gateway {
             config,
             replica,
             client,
             stats: AgentStats::default(),
+            card_misses,
             admission,
             archive,
             cluster,
@@ -253,12 +266,45 @@ impl Gateway {
             .await
             .map_err(|e| RpcError::AgentUnavailable(format!("agent {id}: card fetch failed: {e}")))?;
         let card = CachedCard { card: Json(card), source_url, fetched_at_ms: self.now_ms() };
-        self.replica.propose(Command::SetAgentCard { id: id.to_owned(), card }).await.map(|_| ()).map_err(|e| match e {
-            crate::state::ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => {
-                RpcError::AgentNotFound(id)
+        self.replica.propose(Command::SetAgentCard { id: id.to_owned(), card }).await.map(|_| ()).map_err(
+            |e| match e {
+                crate::state::ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => {
+                    RpcError::AgentNotFound(id)
+                }
+                other => other.into(),
+            },
+        )?;
+        self.card_misses.forget(id);
+        Ok(())
+    }
+
+    /// The card to serve for agent `id`. A stored card is served as it is, also while the
+    /// agent is unreachable: a card request never fetches once a card is stored. An agent
+    /// without one is fetched (and the card committed) at most once per `cards.miss_ttl_ms`
+    /// on this node; within it, requests get the last fetch error at once.
+    pub async fn card_to_serve(&self, id: &str) -> CardLookup {
+        match self.replica.read(|t| t.agent(id).map(|e| e.card.clone())) {
+            None => return CardLookup::NotFound,
+            Some(Some(card)) => return CardLookup::Card(card),
+            Some(None) => {}
+        }
+        let ticket = match self.card_misses.begin(id) {
+            Ok(ticket) => ticket,
+            Err(error) => return CardLookup::Unavailable(error),
+        };
+        match self.refresh_card(id).await {
+            Ok(()) => ticket.succeeded(),
+            Err(RpcError::AgentNotFound(_)) => return CardLookup::NotFound,
+            Err(e) => {
+                ticket.failed(&e.to_string());
+                return CardLookup::Unavailable(e.to_string());
             }
-            other => other.into(),
-        })
+        }
+        match self.replica.read(|t| t.agent(id).map(|e| e.card.clone())) {
+            Some(Some(card)) => CardLookup::Card(card),
+            Some(None) => CardLookup::Unavailable(format!("agent {id} has no card")),
+            None => CardLookup::NotFound,
+        }
     }
 
     /// Registers a startup agent, waiting out elections (a node may start before the cluster

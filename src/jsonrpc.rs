@@ -13,6 +13,7 @@
 //! | -32010 | AGENT_NOT_FOUND | no | no agent with that id (SuperX's -32010) |
 //! | -32012 | AGENT_CIRCUIT_OPEN | yes, after Retry-After | the agent's breaker is open (SuperX's -32002) |
 //! | -32013 | AGENT_OVERLOADED | yes | the agent's `maxInFlight` calls are in flight (SuperX's -32003) |
+//! | -32014 | AGENT_AUTH_REFUSED | no | the agent refused the caller's credentials (401/403) on a call made with them |
 //! | -32020 | OVERLOADED | yes | the gateway is at a limit (memory table full, slow stream reader) |
 //! | -32021 | UNAVAILABLE | yes | no raft leader or majority, archive unreachable |
 //! | -32099 | AGENT_UNAVAILABLE | yes | the agent failed: unreachable, timed out, HTTP error (SuperX's -32099) |
@@ -111,6 +112,10 @@ pub enum RpcError {
     /// The agent already has `max_in_flight` calls in flight on this node. Retryable.
     #[error("agent {agent} is overloaded: {max_in_flight} calls in flight (maxInFlight); retry later")]
     AgentOverloaded { agent: String, max_in_flight: u32 },
+    /// The agent answered 401/403 to a call made with the client's credentials (the extended
+    /// card): the caller is refused; the agent did not fail.
+    #[error("agent {agent} refused the caller's credentials (HTTP {status})")]
+    AgentAuthRefused { agent: String, status: u16 },
     /// The gateway is at a limit for this request (a full subscriber list, a stream reader
     /// too slow to keep up). Retryable later.
     #[error("{0}")]
@@ -143,6 +148,7 @@ impl RpcError {
             Self::AgentNotFound(_) => -32010,
             Self::AgentCircuitOpen { .. } => -32012,
             Self::AgentOverloaded { .. } => -32013,
+            Self::AgentAuthRefused { .. } => -32014,
             Self::Overloaded(_) => -32020,
             Self::Unavailable(_) => -32021,
             Self::AgentUnavailable(_) => -32099,
@@ -178,6 +184,7 @@ impl RpcError {
             Self::Internal(_) => 500,
             Self::InvalidAgentResponse(_) | Self::AgentUnavailable(_) => 502,
             Self::AgentOverloaded { .. } => 429,
+            Self::AgentAuthRefused { status, .. } => *status,
             Self::AgentCircuitOpen { .. } | Self::Overloaded(_) | Self::Unavailable(_) => 503,
             Self::Upstream { code, .. } => match code {
                 -32001 => 404,
@@ -201,7 +208,7 @@ impl RpcError {
     fn agent(&self) -> Option<&str> {
         match self {
             Self::AgentCircuitOpen { agent, .. } | Self::AgentOverloaded { agent, .. } => Some(agent),
-            Self::AgentNotFound(agent) => Some(agent),
+            Self::AgentNotFound(agent) | Self::AgentAuthRefused { agent, .. } => Some(agent),
             _ => None,
         }
     }
@@ -225,6 +232,7 @@ impl RpcError {
             -32010 => "AGENT_NOT_FOUND",
             -32012 => "AGENT_CIRCUIT_OPEN",
             -32013 => "AGENT_OVERLOADED",
+            -32014 => "AGENT_AUTH_REFUSED",
             -32020 => "OVERLOADED",
             -32021 => "UNAVAILABLE",
             -32099 => "AGENT_UNAVAILABLE",

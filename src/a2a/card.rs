@@ -1,57 +1,115 @@
 //! Agent cards as clients see them through the gateway.
 //!
-//! An agent's cached card is rewritten so that every interface a client could use points at
-//! the gateway (`{public base}/agents/{id}`), never at the agent behind it: 1.0
-//! `supportedInterfaces[]` and the 0.3 `url`/`additionalInterfaces`. The gateway serves
-//! JSON-RPC in both versions for every agent (it translates), so the card advertises exactly
-//! that: interfaces of bindings the gateway does not serve are dropped, JSON-RPC 1.0 comes
-//! first, and 0.3 is added unless the strict 1.0 mode is on (which also drops every 0.3-only
-//! field). Unknown fields are kept. Signatures are dropped: they no longer match a rewritten
-//! card. Capabilities the gateway does not offer yet are switched off.
+//! An agent's card (fetched, or given by the operator) becomes the served card in three steps:
+//!
+//! 1. [`fill_required`]: what A2A 1.0 requires and the agent left out is filled in (`name`,
+//!    `description`, `version`, `capabilities`, default input/output modes, at least one
+//!    skill, each skill's `id`/`name`/`description`/`tags`), and an incomplete `provider` is
+//!    dropped, so a served card is valid even when the agent's is not (SuperX did the same).
+//! 2. [`rewrite_agent_card`]: every interface a client could use points at the gateway
+//!    (`{public base}/agents/{id}`), never at the agent behind it: 1.0
+//!    `supportedInterfaces[]` and the 0.3 `url`/`additionalInterfaces`. Interfaces of bindings
+//!    the gateway does not serve are dropped. Signatures are dropped: they no longer match a
+//!    rewritten card. Push notifications are switched off (not served yet); streaming and the
+//!    extended card are the agent's own (the gateway passes both through).
+//! 3. The flavour the client negotiated ([`negotiate`]): the combined card (1.0 members plus
+//!    the 0.3 ones, unknown members kept) for 0.3 and unversioned clients, or the strict 1.0
+//!    card (only members of the 1.0 `AgentCard` message, 0.3 security converted) for 1.0
+//!    clients.
+
+mod fill;
+mod strict;
 
 use serde_json::{Map, Value, json};
+
+pub use fill::fill_required;
+use strict::strict_v10;
 
 use super::ProtocolVersion;
 
 /// How cards are served.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CardOptions {
-    /// Serve a strict 1.0 card: no 0.3 fields or interfaces.
+    /// Serve a strict 1.0 card: no 0.3 fields or interfaces, no unknown members.
     pub strict_v10: bool,
 }
 
-const V03_ONLY_FIELDS: [&str; 5] =
-    ["url", "preferredTransport", "protocolVersion", "additionalInterfaces", "supportsAuthenticatedExtendedCard"];
+/// The 1.0 media type (A2A 1.0.1). A client that accepts it knows 1.0.
+pub const A2A_JSON: &str = "application/a2a+json";
+
+/// The request headers every served card depends on (the card flavour is negotiated on
+/// them), for `Vary`.
+pub const NEGOTIATION_HEADERS: &str = "A2A-Version, Accept";
+
+/// What a card request negotiated: the flavour, and the media type to answer with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Negotiated {
+    pub options: CardOptions,
+    pub content_type: &'static str,
+}
+
+/// Picks the card for a request. The strict 1.0 card goes to a client that says it speaks
+/// 1.0: an `A2A-Version` (header or query parameter) of major version 1, or an `Accept`
+/// naming `application/a2a+json` (a media type only 1.0.1 knows; the answer then has that
+/// type). Everyone else (no version, `0.3`, anything unknown) gets the combined card, which
+/// both generations of SDK read. `always_strict` (`cards.strict_v10`) serves strict cards to
+/// everyone.
+pub fn negotiate(version: Option<&str>, accept: Option<&str>, always_strict: bool) -> Negotiated {
+    let v1 = version.is_some_and(|v| v.trim().split('.').next() == Some("1"));
+    let a2a_json = accept.is_some_and(accepts_a2a_json);
+    Negotiated {
+        options: CardOptions { strict_v10: always_strict || v1 || a2a_json },
+        content_type: if a2a_json { A2A_JSON } else { "application/json" },
+    }
+}
+
+/// Whether an `Accept` value lists `application/a2a+json` with a non-zero quality.
+fn accepts_a2a_json(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut params = range.split(';').map(str::trim);
+        let essence = params.next().unwrap_or("");
+        let zero = params.any(|p| {
+            p.split_once('=')
+                .is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f32>() == Ok(0.0))
+        });
+        essence.eq_ignore_ascii_case(A2A_JSON) && !zero
+    })
+}
+
+/// The card a client gets for agent `agent_id`: filled, rewritten to `agent_url` (the
+/// gateway's URL for it), in the negotiated flavour.
+pub fn served_agent_card(card: &Value, agent_id: &str, agent_url: &str, options: CardOptions) -> Value {
+    rewrite_agent_card(&fill_required(card, agent_id), agent_url, options)
+}
+
+/// Whether an agent's card declares the extended card: 1.0 `capabilities.extendedAgentCard`
+/// or 0.3 `supportsAuthenticatedExtendedCard`.
+pub fn offers_extended_card(card: &Value) -> bool {
+    card["capabilities"]["extendedAgentCard"].as_bool() == Some(true)
+        || card["supportsAuthenticatedExtendedCard"].as_bool() == Some(true)
+}
 
 /// The agent's card with every interface pointing at `agent_url` (the gateway's URL for it).
 pub fn rewrite_agent_card(card: &Value, agent_url: &str, options: CardOptions) -> Value {
     let mut out = card.as_object().cloned().unwrap_or_default();
     out.remove("signatures");
+    let extended = offers_extended_card(card);
     let interfaces = rewrite_interfaces(out.get("supportedInterfaces"), agent_url, options);
     out.insert("supportedInterfaces".into(), Value::Array(interfaces));
-    gate_capabilities(&mut out);
+    gate_capabilities(&mut out, extended);
     if options.strict_v10 {
-        for key in V03_ONLY_FIELDS {
-            out.remove(key);
-        }
-        if let Some(Value::Object(caps)) = out.get_mut("capabilities") {
-            caps.remove("stateTransitionHistory");
-        }
-        if let Some(security) = out.remove("security") {
-            out.entry("securityRequirements").or_insert_with(|| security_requirements(security));
-        }
-    } else {
-        out.insert("url".into(), json!(agent_url));
-        out.insert("preferredTransport".into(), json!("JSONRPC"));
-        let legacy = out.get("protocolVersion").and_then(Value::as_str);
-        if legacy.and_then(ProtocolVersion::from_card_value) != Some(ProtocolVersion::V03) {
-            out.insert("protocolVersion".into(), json!("0.3.0"));
-        }
-        if out.contains_key("additionalInterfaces") {
-            out.insert("additionalInterfaces".into(), json!([{"url": agent_url, "transport": "JSONRPC"}]));
-        }
-        out.insert("supportsAuthenticatedExtendedCard".into(), json!(false));
+        return Value::Object(strict_v10(out));
     }
+    out.insert("url".into(), json!(agent_url));
+    out.insert("preferredTransport".into(), json!("JSONRPC"));
+    let legacy = out.get("protocolVersion").and_then(Value::as_str);
+    if legacy.and_then(ProtocolVersion::from_card_value) != Some(ProtocolVersion::V03) {
+        out.insert("protocolVersion".into(), json!("0.3.0"));
+    }
+    if out.contains_key("additionalInterfaces") {
+        out.insert("additionalInterfaces".into(), json!([{"url": agent_url, "transport": "JSONRPC"}]));
+    }
+    out.insert("supportsAuthenticatedExtendedCard".into(), json!(extended));
     Value::Object(out)
 }
 
@@ -92,32 +150,20 @@ fn rewrite_interfaces(existing: Option<&Value>, agent_url: &str, options: CardOp
     v10
 }
 
-/// Switches off what the gateway does not serve yet (push notifications, the extended
-/// card), so SDK clients never pick a method the gateway would refuse. Streaming is the
+/// Switches off what the gateway does not serve yet (push notifications), so SDK clients
+/// never pick a method the gateway would refuse, and says truthfully whether the extended
+/// card is offered (the gateway passes it through to agents that offer it). Streaming is the
 /// agent's own capability: the gateway streams exactly for agents that stream.
-fn gate_capabilities(card: &mut Map<String, Value>) {
+fn gate_capabilities(card: &mut Map<String, Value>, extended: bool) {
     let caps = card.entry("capabilities").or_insert_with(|| json!({}));
     if let Value::Object(caps) = caps {
         caps.insert("pushNotifications".into(), json!(false));
-        if caps.contains_key("extendedAgentCard") {
+        if extended {
+            caps.insert("extendedAgentCard".into(), json!(true));
+        } else if caps.contains_key("extendedAgentCard") {
             caps.insert("extendedAgentCard".into(), json!(false));
         }
     }
-}
-
-/// 0.3 `security: [{scheme: [scopes]}]` as 1.0 `securityRequirements: [{schemes: {scheme: {list}}}]`.
-fn security_requirements(security: Value) -> Value {
-    let items = security.as_array().cloned().unwrap_or_default();
-    Value::Array(
-        items
-            .into_iter()
-            .filter_map(|req| {
-                let schemes: Map<String, Value> =
-                    req.as_object()?.iter().map(|(name, scopes)| (name.clone(), json!({ "list": scopes }))).collect();
-                Some(json!({ "schemes": schemes }))
-            })
-            .collect(),
-    )
 }
 
 /// One skill of the gateway's own card: an agent it routes to.
@@ -179,7 +225,7 @@ mod tests {
     fn golden(input: &str, expected: &str, options: CardOptions) {
         let input: Value = serde_json::from_str(input).unwrap();
         let expected: Value = serde_json::from_str(expected).unwrap();
-        let got = rewrite_agent_card(&input, URL, options);
+        let got = served_agent_card(&input, "echo", URL, options);
         assert_eq!(got, expected, "got:\n{}", serde_json::to_string_pretty(&got).unwrap());
     }
 
@@ -224,11 +270,40 @@ mod tests {
         for input in [include_str!("golden/sdk_dual.in.json"), include_str!("golden/legacy_03.in.json")] {
             let card: Value = serde_json::from_str(input).unwrap();
             for strict_v10 in [false, true] {
-                let text = rewrite_agent_card(&card, URL, CardOptions { strict_v10 }).to_string();
+                let text = served_agent_card(&card, "echo", URL, CardOptions { strict_v10 }).to_string();
                 assert!(!text.contains("127.0.0.1"), "{text}");
                 assert!(!text.contains("agent.internal"), "{text}");
             }
         }
+    }
+
+    #[test]
+    fn negotiation() {
+        let strict = |v: Option<&str>, a: Option<&str>| negotiate(v, a, false).options.strict_v10;
+        assert!(strict(Some("1.0"), None));
+        assert!(strict(Some("1.0.1"), None));
+        assert!(!strict(None, None));
+        assert!(!strict(Some("0.3"), Some("application/json")));
+        assert!(strict(None, Some("application/json, application/a2a+json;q=0.9")));
+        assert!(!strict(None, Some("application/a2a+json;q=0")));
+        assert_eq!(negotiate(None, Some("application/a2a+json"), false).content_type, A2A_JSON);
+        assert_eq!(negotiate(Some("1.0"), None, false).content_type, "application/json");
+        assert!(negotiate(None, None, true).options.strict_v10, "cards.strict_v10 serves strict to all");
+    }
+
+    #[test]
+    fn extended_card_is_advertised_as_the_agent_declares_it() {
+        let v10 = json!({"name": "a", "capabilities": {"extendedAgentCard": true}});
+        let v03 = json!({"name": "a", "supportsAuthenticatedExtendedCard": true});
+        for card in [v10, v03] {
+            let combined = served_agent_card(&card, "a", URL, CardOptions::default());
+            assert_eq!(combined["supportsAuthenticatedExtendedCard"], true);
+            assert_eq!(combined["capabilities"]["extendedAgentCard"], true);
+            let strict = served_agent_card(&card, "a", URL, CardOptions { strict_v10: true });
+            assert_eq!(strict["capabilities"]["extendedAgentCard"], true);
+        }
+        let none = served_agent_card(&json!({"name": "a"}), "a", URL, CardOptions::default());
+        assert_eq!(none["supportsAuthenticatedExtendedCard"], false);
     }
 
     #[test]

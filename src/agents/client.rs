@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 
+use super::spec::{CardSource, card_source};
 use super::stream::UpstreamStream;
 use crate::a2a::ProtocolVersion;
 use crate::a2a::task::task_from_wire;
@@ -32,6 +33,7 @@ pub enum UpstreamMethod {
     CancelTask,
     SendStreamingMessage,
     SubscribeToTask,
+    GetExtendedAgentCard,
 }
 
 impl UpstreamMethod {
@@ -52,6 +54,8 @@ impl UpstreamMethod {
             (Self::SendStreamingMessage, ProtocolVersion::V03) => "message/stream",
             (Self::SubscribeToTask, ProtocolVersion::V10) => "SubscribeToTask",
             (Self::SubscribeToTask, ProtocolVersion::V03) => "tasks/resubscribe",
+            (Self::GetExtendedAgentCard, ProtocolVersion::V10) => "GetExtendedAgentCard",
+            (Self::GetExtendedAgentCard, ProtocolVersion::V03) => "agent/getAuthenticatedExtendedCard",
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct CallTarget<'a> {
     pub timeout: Duration,
     /// The client's `A2A-Extensions`, forwarded.
     pub extensions: Option<&'a HeaderValue>,
+    /// The client's `Authorization`, sent instead of the bearer (GetExtendedAgentCard only).
+    pub authorization: Option<&'a HeaderValue>,
     /// The client request's trace: each call sends a child span's `traceparent`.
     pub trace: Option<&'a TraceContext>,
     /// The agent's breaker and in-flight knobs, from its record at resolution.
@@ -76,6 +82,8 @@ pub enum Answer {
     Task(Task),
     /// A 1.0 `Message` (SendMessage only).
     Message(Value),
+    /// An agent card, as the agent sent it (GetExtendedAgentCard only).
+    Card(Value),
 }
 
 /// A successful answer.
@@ -130,7 +138,9 @@ impl AgentClient {
             .header(CONTENT_TYPE, "application/json")
             .header(A2A_VERSION, version.header_value())
             .body(serde_json::to_vec(&body).expect("JSON values serialize"));
-        if let Some(bearer) = target.bearer {
+        if let Some(authorization) = target.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
+        } else if let Some(bearer) = target.bearer {
             request = request.bearer_auth(bearer);
         }
         if let Some(ext) = target.extensions {
@@ -197,6 +207,9 @@ impl AgentClient {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = self.request(target, method, params, id).timeout(target.timeout);
         let response = request.send().await.map_err(|e| transport_error(target, e))?;
+        if method == UpstreamMethod::GetExtendedAgentCard {
+            refused_credentials(target, &response)?;
+        }
         check_status(target, &response)?;
         let extensions =
             response.headers().get(A2A_EXTENSIONS).or_else(|| response.headers().get(X_A2A_EXTENSIONS)).cloned();
@@ -211,42 +224,62 @@ impl AgentClient {
         Ok(UpstreamReply { answer, extensions })
     }
 
-    /// Fetches an agent's card: `/.well-known/agent-card.json`, then the pre-0.3
-    /// `/.well-known/agent.json`. The card must be a JSON object with a name.
+    /// An agent's card and where it came from: the operator's `metadata.agentCard` as it is,
+    /// else fetched from the card URL override, else from `/.well-known/agent-card.json`, then
+    /// the pre-0.3 `/.well-known/agent.json`. A fetched card must be a JSON object.
     pub async fn fetch_card(&self, agent: &AgentRecord) -> Result<(Value, String), String> {
-        let base = agent.url.trim_end_matches('/');
+        let metadata = agent.metadata.as_ref().map(|m| &m.0);
+        let urls = match card_source(metadata) {
+            CardSource::Inline(card) => return Ok((card, "metadata.agentCard".into())),
+            CardSource::Url(url) => vec![url],
+            CardSource::WellKnown => {
+                let base = agent.url.trim_end_matches('/');
+                vec![format!("{base}/.well-known/agent-card.json"), format!("{base}/.well-known/agent.json")]
+            }
+        };
         let mut last_error = String::new();
-        for path in ["/.well-known/agent-card.json", "/.well-known/agent.json"] {
-            let url = format!("{base}{path}");
-            let mut request = self.http.get(&url).timeout(Duration::from_millis(self.limits.card_timeout_ms));
-            if let Some(bearer) = &agent.bearer {
-                request = request.bearer_auth(bearer);
+        for url in urls {
+            match self.fetch_card_at(&url, agent.bearer.as_deref()).await? {
+                Some(card) => return Ok((card, url)),
+                None => last_error = format!("{url} answered HTTP 404"),
             }
-            let response = match request.send().await {
-                Ok(r) => r,
-                Err(e) => return Err(format!("fetching {url}: {}", describe(&e))),
-            };
-            let status = response.status();
-            if status == reqwest::StatusCode::NOT_FOUND {
-                last_error = format!("{url} answered HTTP 404");
-                continue;
-            }
-            if !status.is_success() {
-                return Err(format!("{url} answered HTTP {}", status.as_u16()));
-            }
-            let bytes = read_limited(response, self.limits.card_bytes_max).await.map_err(|e| match e {
-                ReadError::TooLarge => {
-                    format!("{url}: card exceeds {} bytes", self.limits.card_bytes_max)
-                }
-                ReadError::Transport(e) => format!("reading {url}: {}", describe(&e)),
-            })?;
-            let card: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{url}: card is not JSON: {e}"))?;
-            if card.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
-                return Err(format!("{url}: card is not an object with a name"));
-            }
-            return Ok((card, url));
         }
         Err(last_error)
+    }
+
+    /// One card GET: the card, `None` for a 404 (try the next location), or the error.
+    async fn fetch_card_at(&self, url: &str, bearer: Option<&str>) -> Result<Option<Value>, String> {
+        let mut request = self.http.get(url).timeout(Duration::from_millis(self.limits.card_timeout_ms));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request.send().await.map_err(|e| format!("fetching {url}: {}", describe(&e)))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(format!("{url} answered HTTP {}", status.as_u16()));
+        }
+        let bytes = read_limited(response, self.limits.card_bytes_max).await.map_err(|e| match e {
+            ReadError::TooLarge => format!("{url}: card exceeds {} bytes", self.limits.card_bytes_max),
+            ReadError::Transport(e) => format!("reading {url}: {}", describe(&e)),
+        })?;
+        let card: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{url}: card is not JSON: {e}"))?;
+        // What the card lacks is filled when it is served (`a2a::card::fill_required`).
+        if !card.is_object() {
+            return Err(format!("{url}: card is not a JSON object"));
+        }
+        Ok(Some(card))
+    }
+}
+
+/// A 401/403 to a call made with the caller's credentials: the caller is refused, the agent
+/// did not fail.
+fn refused_credentials(target: &CallTarget<'_>, response: &reqwest::Response) -> Result<(), RpcError> {
+    match response.status().as_u16() {
+        status @ (401 | 403) => Err(RpcError::AgentAuthRefused { agent: target.agent_id.to_owned(), status }),
+        _ => Ok(()),
     }
 }
 
@@ -334,8 +367,15 @@ pub(super) fn upstream_error(agent_id: &str, error: Value) -> RpcError {
 }
 
 /// Checks a result against what the method returns, in the 1.0 model: SendMessage a task or
-/// a message, GetTask and CancelTask a task.
+/// a message, GetTask and CancelTask a task, GetExtendedAgentCard a card (either version's:
+/// it is rewritten for the client like any card).
 fn to_answer(method: UpstreamMethod, version: ProtocolVersion, result: Value) -> Result<Answer, v03::WireError> {
+    if method == UpstreamMethod::GetExtendedAgentCard {
+        return match result {
+            card @ Value::Object(_) => Ok(Answer::Card(card)),
+            _ => Err(v03::WireError("the extended card is not a JSON object".into())),
+        };
+    }
     let result = match (method, version) {
         (_, ProtocolVersion::V10) => result,
         (UpstreamMethod::SendMessage, ProtocolVersion::V03) => v03::result_to_v10(result)?,

@@ -4,8 +4,10 @@
 //! [`client`] makes the calls (JSON-RPC in the agent's preferred version, card fetches) over
 //! one pooled reqwest client; [`protect`] guards each agent with a circuit breaker and an
 //! in-flight limit; [`AgentStats`] keeps this node's per-agent counters and protection state
-//! for `agents/health`, the gossiped health digest and `/metrics`.
+//! for `agents/health`, the gossiped health digest and `/metrics`; [`card_misses`] is this
+//! node's negative cache of card fetches.
 
+pub mod card_misses;
 pub mod client;
 pub mod protect;
 pub mod spec;

@@ -65,11 +65,10 @@ impl AgentSpec {
         if !id_ok {
             return Err(format!("agent id {:?} must be 1-64 characters of A-Z a-z 0-9 . _ -", self.id));
         }
-        let url = self.url.as_str();
-        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
-        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) || reqwest::Url::parse(url).is_err() {
-            return Err(format!("agent {}: url {url:?} must be an http(s) URL", self.id));
+        if !is_http_url(&self.url) {
+            return Err(format!("agent {}: url {:?} must be an http(s) URL", self.id, self.url));
         }
+        self.validate_card_metadata()?;
         if let Some(p) = self.protocol.as_deref().filter(|p| *p != "a2a") {
             return Err(format!("agent {}: protocol {p:?} is not supported (only a2a)", self.id));
         }
@@ -79,6 +78,20 @@ impl AgentSpec {
             return Err(format!("agent {}: maxInFlight, failureThreshold and callTimeoutMs must be > 0", self.id));
         }
         Ok(())
+    }
+
+    /// Checks the card members of `metadata` (see [`card_source`]).
+    fn validate_card_metadata(&self) -> Result<(), String> {
+        let metadata = self.metadata.as_ref();
+        if metadata.and_then(|m| m.get("agentCard")).is_some_and(|c| !c.is_object()) {
+            return Err(format!("agent {}: metadata.agentCard must be an object", self.id));
+        }
+        match card_source(metadata) {
+            CardSource::Url(url) if !is_http_url(&url) => {
+                Err(format!("agent {}: card url {url:?} must be an http(s) URL", self.id))
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn into_record(self) -> AgentRecord {
@@ -98,6 +111,40 @@ impl AgentSpec {
             source: self.source,
         }
     }
+}
+
+fn is_http_url(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/')) && reqwest::Url::parse(url).is_ok()
+}
+
+/// Where an agent's card comes from, from SuperX's formats in the agent's `metadata`
+/// (superx-reference.md section 5.3).
+#[derive(Clone, Debug, PartialEq)]
+pub enum CardSource {
+    /// `metadata.agentCard` with a non-empty `name`: the card itself (the operator's); it is
+    /// served (filled and rewritten) and never fetched.
+    Inline(Value),
+    /// A card URL that overrides the default location: `metadata.agentCard.url` of an
+    /// `agentCard` without a name (SuperX), or `metadata.cardUrl` / `metadata.card_url`
+    /// (SuperX 1.0's `refreshCard`).
+    Url(String),
+    /// The default: `{url}/.well-known/agent-card.json`, then the pre-0.3 `agent.json`.
+    WellKnown,
+}
+
+/// Reads an agent's card source from its `metadata`.
+pub fn card_source(metadata: Option<&Value>) -> CardSource {
+    let Some(metadata) = metadata else { return CardSource::WellKnown };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(str::to_owned);
+    let inline = metadata.get("agentCard").filter(|c| c.is_object());
+    if let Some(card) = inline.filter(|c| text(c.get("name")).is_some()) {
+        return CardSource::Inline(card.clone());
+    }
+    let url = text(inline.and_then(|c| c.get("url")))
+        .or_else(|| text(metadata.get("cardUrl")))
+        .or_else(|| text(metadata.get("card_url")));
+    url.map_or(CardSource::WellKnown, CardSource::Url)
 }
 
 /// Parses an agents YAML file: `agents: {id: {url, ...}}` (SuperX) or `agents: [{id, url, ...}]`.
@@ -175,6 +222,26 @@ mod tests {
                 .unwrap();
         assert_eq!(specs.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(specs[0].cooldown_ms, Some(5));
+    }
+
+    #[test]
+    fn card_sources() {
+        use serde_json::json;
+        let src = |m: Value| card_source(Some(&m));
+        assert_eq!(card_source(None), CardSource::WellKnown);
+        assert_eq!(src(json!({"source": "x"})), CardSource::WellKnown);
+        let card = json!({"name": "N", "url": "http://a/rpc"});
+        assert_eq!(src(json!({"agentCard": card})), CardSource::Inline(card));
+        assert_eq!(
+            src(json!({"agentCard": {"url": "http://c/card.json"}})),
+            CardSource::Url("http://c/card.json".into())
+        );
+        assert_eq!(src(json!({"cardUrl": "http://c/x"})), CardSource::Url("http://c/x".into()));
+        assert_eq!(src(json!({"card_url": "http://c/y"})), CardSource::Url("http://c/y".into()));
+        let bad = load(
+            "agents:\n  a:\n    url: http://x/\n    metadata: {agentCard: {url: ftp://c}}\n  b:\n    url: http://x/\n    metadata: {agentCard: 5}\n",
+        );
+        assert_eq!(bad.unwrap_err().len(), 2);
     }
 
     #[test]

@@ -1,18 +1,27 @@
-//! Agent card endpoints: each agent's cached card rewritten to point at the gateway, and the
-//! gateway's own card. Both are revalidatable: `ETag` over the served bytes,
-//! `Cache-Control: max-age`, `Last-Modified` for agent cards, 304 on a matching
+//! Agent card endpoints: each agent's stored card served through `a2a::card` (filled,
+//! rewritten to point at the gateway, strict 1.0 or combined as the client negotiated), and
+//! the gateway's own card. Both are revalidatable: `ETag` over the served bytes,
+//! `Cache-Control: public, max-age`, `Last-Modified` for agent cards, 304 on a matching
 //! `If-None-Match`.
+//!
+//! Caches must not hand one client's card to another: `Vary` names every request header the
+//! bytes depend on: `A2A-Version` and `Accept` (the flavour), and, when the public base URL
+//! is not configured, `Host` and (when trusted) `X-Forwarded-Host`/`X-Forwarded-Proto`, which
+//! the URLs in the card are built from. `Vary` rather than `Cache-Control: private`, so a
+//! shared cache in front of the gateway still serves cards, keyed correctly.
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::a2a::card::{AgentSkill, CardOptions, gateway_card as build_gateway_card, rewrite_agent_card};
-use crate::gateway::Gateway;
+use crate::a2a::card::{
+    AgentSkill, NEGOTIATION_HEADERS, Negotiated, gateway_card as build_gateway_card, negotiate, served_agent_card,
+};
+use crate::gateway::{CardLookup, Gateway};
 
 /// The base URL clients reach the gateway at: `server.public_url`, else the forwarded
 /// headers (when trusted), else `Host`.
@@ -49,40 +58,57 @@ fn is_valid_host(host: &str) -> bool {
     host.len() <= 255 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
-fn options(gw: &Gateway) -> CardOptions {
-    CardOptions { strict_v10: gw.config.cards.strict_v10 }
+/// The card flavour this request negotiated (`a2a::card::negotiate`).
+fn negotiated(gw: &Gateway, headers: &HeaderMap, query: Option<&str>) -> Negotiated {
+    let version = super::requested_version(headers, query);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    negotiate(version, accept, gw.config.cards.strict_v10)
+}
+
+/// The `Vary` of a served card: the negotiation headers, and the headers `public_base`
+/// reads when no public URL is configured.
+fn vary(gw: &Gateway) -> String {
+    let server = &gw.config.server;
+    match (server.public_url.trim().is_empty(), server.trust_forwarded_headers) {
+        (false, _) => NEGOTIATION_HEADERS.to_owned(),
+        (true, false) => format!("{NEGOTIATION_HEADERS}, Host"),
+        (true, true) => format!("{NEGOTIATION_HEADERS}, Host, X-Forwarded-Host, X-Forwarded-Proto"),
+    }
+}
+
+fn error_body(status: StatusCode, body: serde_json::Value) -> Response {
+    let headers = [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")];
+    (status, headers, body.to_string()).into_response()
 }
 
 fn not_found(what: &str) -> Response {
-    let body = serde_json::json!({"error": what}).to_string();
-    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    error_body(StatusCode::NOT_FOUND, serde_json::json!({"error": what}))
 }
 
-pub async fn agent_card(State(gw): State<Arc<Gateway>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let cached = gw.replica.read(|t| t.agent(&id).map(|e| e.card.clone()));
-    let card = match cached {
-        None => return not_found("agent not found"),
-        Some(Some(card)) => card,
-        Some(None) => {
-            // No card yet (the agent was down at registration): try once more now.
-            if let Err(e) = gw.refresh_card(&id).await {
-                let body = serde_json::json!({"error": "agent card unavailable", "detail": e.to_string()}).to_string();
-                return (StatusCode::BAD_GATEWAY, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-            }
-            match gw.replica.read(|t| t.agent(&id).and_then(|e| e.card.clone())) {
-                Some(card) => card,
-                None => return not_found("agent not found"),
-            }
+pub async fn agent_card(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let card = match gw.card_to_serve(&id).await {
+        CardLookup::NotFound => return not_found("agent not found"),
+        CardLookup::Card(card) => card,
+        CardLookup::Unavailable(detail) => {
+            let body = serde_json::json!({"error": "agent card unavailable", "detail": detail});
+            return error_body(StatusCode::BAD_GATEWAY, body);
         }
     };
+    let negotiated = negotiated(&gw, &headers, query.as_deref());
     let agent_url = format!("{}/agents/{id}", public_base(&gw, &headers));
-    let body = rewrite_agent_card(&card.card.0, &agent_url, options(&gw));
+    let body = served_agent_card(&card.card.0, &id, &agent_url, negotiated.options);
     let modified = UNIX_EPOCH + Duration::from_millis(card.fetched_at_ms);
-    serve_card(&gw, &headers, body, Some(modified))
+    serve_card(&gw, &headers, negotiated, body, Some(modified))
 }
 
-pub async fn gateway_card(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+pub async fn gateway_card(State(gw): State<Arc<Gateway>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
     let base = public_base(&gw, &headers);
+    let negotiated = negotiated(&gw, &headers, query.as_deref());
     let body = gw.replica.read(|t| {
         let skills: Vec<AgentSkill<'_>> = t
             .agents()
@@ -92,14 +118,15 @@ pub async fn gateway_card(State(gw): State<Arc<Gateway>>, headers: HeaderMap) ->
                 card_url: format!("{base}/agents/{}/.well-known/agent-card.json", e.record.id),
             })
             .collect();
-        build_gateway_card(&base, &gw.config.cards.gateway_name, &skills, options(&gw))
+        build_gateway_card(&base, &gw.config.cards.gateway_name, &skills, negotiated.options)
     });
-    serve_card(&gw, &headers, body, None)
+    serve_card(&gw, &headers, negotiated, body, None)
 }
 
 fn serve_card(
     gw: &Gateway,
     headers: &HeaderMap,
+    negotiated: Negotiated,
     card: serde_json::Value,
     modified: Option<std::time::SystemTime>,
 ) -> Response {
@@ -110,11 +137,12 @@ fn serve_card(
     let mut response = if if_none_match(headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+        (StatusCode::OK, [(header::CONTENT_TYPE, negotiated.content_type)], bytes).into_response()
     };
     let h = response.headers_mut();
     h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex etag is a valid header"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_str(&cache_control).expect("valid header"));
+    h.insert(header::VARY, HeaderValue::from_str(&vary(gw)).expect("header names are valid"));
     if let Some(modified) = modified {
         let text = httpdate::fmt_http_date(modified);
         h.insert(header::LAST_MODIFIED, HeaderValue::from_str(&text).expect("http dates are valid headers"));

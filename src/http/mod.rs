@@ -103,7 +103,7 @@ async fn rpc_agent(
 }
 
 /// The client's `A2A-Version`: the header, else the `A2A-Version` query parameter.
-fn requested_version<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+pub(super) fn requested_version<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
     if let Some(v) = headers.get(A2A_VERSION) {
         return Some(v.to_str().unwrap_or("?"));
     }
@@ -197,10 +197,17 @@ async fn answer_rpc(
         stream_slot: None,
         trace: trace.unwrap_or_else(TraceContext::new_root),
         last_event_id,
+        authorization: None,
     };
     let method_name = request.method;
     let parsed = Method::parse(&method_name, request.params, &call);
     let mut call = call;
+    if parsed.as_ref().is_ok_and(Method::forwards_credentials) {
+        call.authorization = headers.get(header::AUTHORIZATION).cloned().map(|mut v| {
+            v.set_sensitive(true);
+            v
+        });
+    }
     let outcome = match parsed {
         Ok(method) if method.streams() => match gw.admission.stream() {
             Ok(slot) => {

@@ -84,6 +84,8 @@ pub fn get(gw: &Gateway, call: &Call, p: IdParams) -> Result<Value, RpcError> {
 
 pub async fn upsert(gw: &Gateway, call: &Call, p: UpsertParams) -> Result<Value, RpcError> {
     let id = p.0.id.clone();
+    // A new registration (maybe a new URL or card source) deserves a fresh card fetch.
+    gw.card_misses.forget(&id);
     let card_error = gw.register(p.0).await?;
     let mut view = get(gw, call, IdParams { id })?;
     if let Some(error) = card_error {
@@ -96,6 +98,7 @@ pub async fn delete(gw: &Gateway, p: IdParams) -> Result<Value, RpcError> {
     gw.replica.propose(Command::DeleteAgent { id: p.id.clone() }).await?;
     // Its breaker and counters go with it (other nodes drop theirs when they next add one).
     gw.stats.forget(&p.id);
+    gw.card_misses.forget(&p.id);
     Ok(json!(true))
 }
 

@@ -9,6 +9,7 @@
 mod agents;
 mod cancel_task;
 pub mod cluster;
+mod extended_card;
 mod follow;
 mod get_task;
 mod list_tasks;
@@ -60,6 +61,9 @@ pub struct Call {
     pub trace: TraceContext,
     /// The client's `Last-Event-ID`: it resumes a stream after that event.
     pub last_event_id: Option<u64>,
+    /// The client's `Authorization`, kept only for a method that forwards it
+    /// ([`Method::forwards_credentials`]); marked sensitive so it never shows in logs.
+    pub authorization: Option<HeaderValue>,
 }
 
 /// What a method answers with: one result, or a stream of them (SSE).
@@ -260,6 +264,7 @@ pub enum Method {
     GetTask(get_task::Params),
     ListTasks(list_tasks::Params),
     CancelTask(cancel_task::Params),
+    GetExtendedAgentCard(extended_card::Params),
     /// Known methods the gateway does not offer (yet), with the A2A error they answer.
     Unsupported(RpcError),
     AgentsList,
@@ -305,9 +310,7 @@ impl Method {
                 Method::SubscribeToTask(p)
             }
             Op::PushConfig => Method::Unsupported(RpcError::PushNotSupported),
-            Op::GetExtendedAgentCard => {
-                Method::Unsupported(RpcError::UnsupportedOperation("the extended agent card is not offered".into()))
-            }
+            Op::GetExtendedAgentCard => Method::GetExtendedAgentCard(typed(params)?),
             Op::AgentsList => Method::AgentsList,
             Op::AgentsGet => Method::AgentsGet(typed(params)?),
             Op::AgentsUpsert => Method::AgentsUpsert(Box::new(agents::UpsertParams::parse(params)?)),
@@ -322,6 +325,12 @@ impl Method {
     /// Whether the method answers with a stream (it then needs a stream slot on this node).
     pub fn streams(&self) -> bool {
         matches!(self, Method::SendStreamingMessage(_) | Method::SubscribeToTask(_))
+    }
+
+    /// Whether the method sends the client's `Authorization` to the agent (in place of the
+    /// agent's bearer): only the extended card, which is about the caller.
+    pub fn forwards_credentials(&self) -> bool {
+        matches!(self, Method::GetExtendedAgentCard(_))
     }
 
     /// Whether the method reads state that must reflect every acknowledged write.
@@ -351,6 +360,7 @@ impl Method {
             Method::GetTask(p) => get_task::run(gw, call, p).await,
             Method::ListTasks(p) => list_tasks::run(gw, call, p).await,
             Method::CancelTask(p) => cancel_task::run(gw, call, p).await,
+            Method::GetExtendedAgentCard(p) => extended_card::run(gw, call, p).await,
             Method::Unsupported(e) => Err(e),
             Method::AgentsList => Ok(Reply::plain(agents::list(gw, call))),
             Method::AgentsGet(p) => agents::get(gw, call, p).map(Reply::plain),
@@ -407,6 +417,7 @@ impl Target {
             bearer: self.bearer.as_deref(),
             timeout: self.timeout,
             extensions: call.extensions.as_ref(),
+            authorization: None,
             trace: Some(&call.trace),
             limits: self.limits,
         }
@@ -463,8 +474,8 @@ fn expect_task(agent_id: &str, task_id: &str, answer: Answer) -> Result<Task, Rp
             "agent {agent_id} answered with task {} instead of {task_id}",
             task.id
         ))),
-        Answer::Message(_) => Err(RpcError::InvalidAgentResponse(format!(
-            "agent {agent_id} answered with a message instead of task {task_id}"
+        Answer::Message(_) | Answer::Card(_) => Err(RpcError::InvalidAgentResponse(format!(
+            "agent {agent_id} answered with something else than task {task_id}"
         ))),
     }
 }
@@ -527,6 +538,7 @@ mod tests {
             stream_slot: None,
             trace: TraceContext::new_root(),
             last_event_id: None,
+            authorization: None,
         }
     }
 
@@ -570,11 +582,9 @@ mod tests {
     #[test]
     fn unsupported_methods_answer_their_a2a_code() {
         let v10 = call(ProtocolVersion::V10, Scope::Agent("a".into()));
-        for (name, expected) in [
-            ("CreateTaskPushNotificationConfig", -32003),
-            ("ListTaskPushNotificationConfigs", -32003),
-            ("GetExtendedAgentCard", -32004),
-        ] {
+        for (name, expected) in
+            [("CreateTaskPushNotificationConfig", -32003), ("ListTaskPushNotificationConfigs", -32003)]
+        {
             let Ok(Method::Unsupported(e)) = Method::parse(name, json!({}), &v10) else { panic!("{name}") };
             assert_eq!(e.code(), expected, "{name}");
         }

@@ -17,6 +17,11 @@ Behaviour of the task agent, by the text of the user message:
                        same task completes it with the artifact "hello <text>"
   * anything else   -> WORKING, artifact "echo" with the text, COMPLETED
 The message agent answers every message with a Message "echo: <text>" and makes no task.
+
+With `--extended-token TOKEN` the agent offers the extended card (1.0
+`capabilities.extendedAgentCard`): `GetExtendedAgentCard` answers the card plus a skill `vip`
+when the request's `Authorization` is `Bearer TOKEN`, and the public card's skills otherwise,
+so a test sees which credential reached the agent.
 """
 
 from __future__ import annotations
@@ -128,7 +133,7 @@ class MessageAgent(AgentExecutor):
         return None
 
 
-def build_card(kind: str, base_url: str) -> AgentCard:
+def build_card(kind: str, base_url: str, extended: bool = False) -> AgentCard:
     name = 'Task Agent' if kind == 'task' else 'Message Agent'
     skill = AgentSkill(
         id='echo',
@@ -145,23 +150,52 @@ def build_card(kind: str, base_url: str) -> AgentCard:
             AgentInterface(url=base_url, protocol_binding='JSONRPC', protocol_version='1.0'),
             AgentInterface(url=base_url, protocol_binding='JSONRPC', protocol_version='0.3'),
         ],
-        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        capabilities=AgentCapabilities(
+            streaming=True, push_notifications=False, extended_agent_card=extended
+        ),
         default_input_modes=['text/plain'],
         default_output_modes=['text/plain'],
         skills=[skill],
     )
 
 
-def build_app(kind: str, port: int) -> Starlette:
-    card = build_card(kind, f'http://127.0.0.1:{port}/')
+def extended_card_for(card: AgentCard, token: str):
+    """The extended card (the public one plus the skill `vip`) and the modifier that keeps
+    `vip` only for the right bearer."""
+
+    async def modifier(extended: AgentCard, context) -> AgentCard:
+        headers = {k.lower(): v for k, v in (context.state.get('headers') or {}).items()}
+        out = AgentCard()
+        out.CopyFrom(extended)
+        if headers.get('authorization') != f'Bearer {token}':
+            del out.skills[len(card.skills):]
+        return out
+
+    extended = AgentCard()
+    extended.CopyFrom(card)
+    extended.skills.append(
+        AgentSkill(id='vip', name='VIP', description='Only for the token holder', tags=['vip'])
+    )
+    return extended, modifier
+
+
+def build_app(kind: str, port: int, extended_token: str = '') -> Starlette:
+    card = build_card(kind, f'http://127.0.0.1:{port}/', extended=bool(extended_token))
     executor = TaskAgent() if kind == 'task' else MessageAgent()
-    handler = DefaultRequestHandler(executor, InMemoryTaskStore(), card)
+    extended, modifier = extended_card_for(card, extended_token) if extended_token else (None, None)
+    handler = DefaultRequestHandler(
+        executor,
+        InMemoryTaskStore(),
+        card,
+        extended_agent_card=extended,
+        extended_card_modifier=modifier,
+    )
     routes = create_agent_card_routes(card, cache_control='public, max-age=60')
     routes += create_jsonrpc_routes(handler, '/', enable_v0_3_compat=True)
     return Starlette(routes=routes)
 
 
-async def serve(kind: str, port: int) -> None:
+async def serve(kind: str, port: int, extended_token: str = '') -> None:
     import socket
 
     # Bind first so that `--port 0` knows its port before the card (which names it) is built.
@@ -170,7 +204,7 @@ async def serve(kind: str, port: int) -> None:
     sock.bind(('127.0.0.1', port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        build_app(kind, port), log_level='warning', access_log=False, lifespan='off'
+        build_app(kind, port, extended_token), log_level='warning', access_log=False, lifespan='off'
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
@@ -187,10 +221,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--port', type=int, default=0)
     parser.add_argument('--kind', choices=['task', 'message'], default='task')
+    parser.add_argument('--extended-token', default='', help='offer the extended card')
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
-        asyncio.run(serve(args.kind, args.port))
+        asyncio.run(serve(args.kind, args.port, args.extended_token))
     except KeyboardInterrupt:
         pass
 

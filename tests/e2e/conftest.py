@@ -45,6 +45,10 @@ _SESSION: dict[str, 'E2E'] = {}
 # The agent ids the gateway is configured with, and the kind of SDK agent behind each.
 AGENTS = {'tasks': 'task', 'chat': 'message'}
 
+# The `tasks` agent offers the extended card to this bearer (sdk_agent.py --extended-token).
+EXTENDED_CARD_TOKEN = 'vip-token'
+
+
 
 def direct_mode() -> bool:
     return os.environ.get('SUPERX_E2E_DIRECT', '') not in ('', '0', 'false', 'no')
@@ -152,10 +156,12 @@ def _read_ready_line(proc: Proc, deadline: float) -> int:
     )
 
 
-def _start_agent(agent_id: str, kind: str, log_dir: Path) -> tuple[Proc, int]:
+def _start_agent(
+    agent_id: str, kind: str, log_dir: Path, extra_args: tuple[str, ...] = ()
+) -> tuple[Proc, int]:
     log_path = log_dir / f'agent-{agent_id}.log'
     popen = subprocess.Popen(
-        [sys.executable, str(AGENT_SCRIPT), '--port', '0', '--kind', kind],
+        [sys.executable, str(AGENT_SCRIPT), '--port', '0', '--kind', kind, *extra_args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=log_path.open('wb'),
@@ -252,7 +258,8 @@ def e2e(tmp_path_factory: pytest.TempPathFactory):
     try:
         ports: dict[str, int] = {}
         for agent_id, kind in AGENTS.items():
-            procs[agent_id], ports[agent_id] = _start_agent(agent_id, kind, work)
+            extra = ('--extended-token', EXTENDED_CARD_TOKEN) if agent_id == 'tasks' else ()
+            procs[agent_id], ports[agent_id] = _start_agent(agent_id, kind, work, extra)
         env = E2E(direct=direct_mode(), agent_ports=ports, procs=procs)
         if not env.direct:
             procs['gateway'], env.gateway = _start_gateway(ports, work)
