@@ -34,10 +34,15 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcom
         return Err(RpcError::UnsupportedOperation(format!("agent {} does not stream", target.agent_id)));
     }
     let limits = &gw.config.streams;
+    let follow_up = p.task_id.as_ref().and_then(|_| p.request.get("message").cloned());
     // The permit (an in-flight slot of the agent) goes with the pump and ends with it.
     let (upstream, permit) = gw
         .open_agent_stream(&target.call_target(call), UpstreamMethod::SendStreamingMessage, Value::Object(p.request))
         .await?;
+    if let (Some(task_id), Some(message)) = (&p.task_id, follow_up) {
+        // The agent took the follow-up; its stream of updates will not carry the message.
+        append_to_history(gw, &target.agent_id, task_id, message).await;
+    }
     let (tx, frames) = mpsc::channel(limits.client_buffer_events + 1);
     // A follow-up message continues a known task: the agent may start with an update.
     let pump = Pump {
@@ -53,6 +58,20 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcom
     // The pump outlives the request; its logs still name the request that started it.
     tokio::spawn(tracing::Instrument::in_current_span(pump.run(upstream)));
     Ok(Outcome::Stream(StreamReply { frames, extensions: None, resume: None }))
+}
+
+/// Records a follow-up message in its task's history before the agent's updates for it.
+/// A refusal (the task ended meanwhile) is the stream's to report, not this.
+async fn append_to_history(gw: &Gateway, agent_id: &str, task_id: &str, message: Value) {
+    let command = Command::AppendMessage {
+        agent_id: agent_id.to_owned(),
+        task_id: task_id.to_owned(),
+        message: crate::codec::Json(message),
+        at_ms: gw.now_ms(),
+    };
+    if let Err(e) = gw.replica.propose(command).await {
+        tracing::debug!(agent_id, task_id, error = %e, "follow-up message not added to the task's history");
+    }
 }
 
 /// Follows a task with the agent's SubscribeToTask until the stream ends, recording every

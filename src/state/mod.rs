@@ -35,6 +35,9 @@ pub enum Command {
     UpdateStatus { agent_id: String, update: StatusUpdate, at_ms: u64 },
     /// Applies an artifact update event from the agent.
     UpdateArtifact { agent_id: String, update: ArtifactUpdate, at_ms: u64 },
+    /// Adds a client's message to a task's history (a follow-up the agent answers with a
+    /// stream of updates, which never carry it), as the agent's own task manager does.
+    AppendMessage { agent_id: String, task_id: String, message: crate::codec::Json, at_ms: u64 },
 }
 
 /// What a committed command did to one task: the subscribers of that task get it, on every
@@ -158,6 +161,9 @@ impl Tables {
             Command::UpdateArtifact { agent_id, update, at_ms } => {
                 let id = update.task_id.clone();
                 self.update_task(&agent_id, &id, at_ms, |t| task::apply_artifact(t, update)).map(Some)
+            }
+            Command::AppendMessage { agent_id, task_id, message, at_ms } => {
+                self.update_task(&agent_id, &task_id, at_ms, |t| task::append_message(t, message)).map(Some)
             }
         }
     }

@@ -134,6 +134,21 @@ pub fn replace(current: Option<&Task>, snapshot: Task) -> Result<Task, Transitio
 
 /// Applies a status update. As the A2A SDK does, the message of the status being replaced
 /// moves into history, so history reads as the conversation so far.
+/// Adds a client's message to the history: the current status message goes there first (it
+/// came before), then the message. Not a stream event (no change is reported). A terminal
+/// task accepts none.
+pub fn append_message(task: &mut Task, message: Json) -> Result<Vec<TaskChange>, TransitionError> {
+    if task.status.state.is_terminal() {
+        return Err(TransitionError::Terminal(task.id.clone()));
+    }
+    if let Some(status_message) = task.status.message.take() {
+        task.history.push(status_message);
+    }
+    task.history.push(message);
+    trim_history(task);
+    Ok(vec![])
+}
+
 pub fn apply_status(task: &mut Task, update: StatusUpdate) -> Result<Vec<TaskChange>, TransitionError> {
     check_event(task, &update.task_id, &update.context_id)?;
     let change = TaskChange::Status { status: update.status.clone(), metadata: update.metadata.clone() };
@@ -266,6 +281,20 @@ pub(crate) mod tests {
         let kept = bounded(snapshot).unwrap();
         assert_eq!(kept.history.len(), HISTORY_MESSAGES_MAX);
         assert_eq!(kept.history[0].0["messageId"], json!(7));
+    }
+
+    #[test]
+    fn a_follow_up_message_goes_to_history_after_the_status_message() {
+        let mut t = task("t", TaskState::InputRequired);
+        t.status.message = Some(Json(json!({"messageId": "ask"})));
+        assert_eq!(append_message(&mut t, Json(json!({"messageId": "Bob"}))), Ok(vec![]));
+        let ids: Vec<_> = t.history.iter().map(|m| m.0["messageId"].clone()).collect();
+        assert_eq!(ids, [json!("m1"), json!("ask"), json!("Bob")]);
+        assert!(t.status.message.is_none());
+        let mut done = task("t", TaskState::Completed);
+        let before = done.clone();
+        assert!(append_message(&mut done, Json(json!({"messageId": "late"}))).is_err());
+        assert_eq!(done, before, "a refusal changes nothing");
     }
 
     #[test]

@@ -212,3 +212,23 @@ def test_a_task_answered_active_is_followed_upstream_until_it_ends(e2e):
     assert rs[-1]['statusUpdate']['status']['state'] == 'TASK_STATE_CANCELED', rs
     stored = result_of(rpc(url, 'GetTask', {'id': task_id}, version=V1))
     assert stored['status']['state'] == 'TASK_STATE_CANCELED'
+
+
+@pytest.mark.gateway_only
+def test_a_streamed_follow_up_keeps_the_clients_message_in_history(e2e):
+    """The agent answers a streamed follow-up with updates only; the gateway still records
+    the client's message in the task's history, where the agent's own task has it."""
+    url = e2e.agent_url('tasks')
+    _, first = sse(url, 'SendStreamingMessage', {'message': msg10('ask me again')}, V1)
+    task = results(first)[0]['task']
+    follow = msg10('Bob', taskId=task['id'], contextId=task['contextId'])
+    _, second = sse(url, 'SendStreamingMessage', {'message': follow}, V1)
+    assert results(second)[-1]['statusUpdate']['status']['state'] == 'TASK_STATE_COMPLETED'
+
+    def texts(task):
+        return [p.get('text') for m in task.get('history', []) for p in m['parts']]
+
+    stored = result_of(rpc(url, 'GetTask', {'id': task['id']}, version=V1))
+    agents = result_of(rpc(e2e.upstream_url('tasks'), 'GetTask', {'id': task['id']}, version=V1))
+    assert 'Bob' in texts(stored), texts(stored)
+    assert texts(stored) == texts(agents)
