@@ -163,6 +163,23 @@ fn gate_capabilities(card: &mut Map<String, Value>, extended: bool) {
         } else if caps.contains_key("extendedAgentCard") {
             caps.insert("extendedAgentCard".into(), json!(false));
         }
+        if caps.get("streaming").and_then(Value::as_bool) == Some(true) {
+            declare_resumable_streams(caps);
+        }
+    }
+}
+
+/// Adds the resumable-streams extension (the gateway's own, for every stream it serves) to
+/// `capabilities.extensions`, beside the agent's.
+fn declare_resumable_streams(caps: &mut Map<String, Value>) {
+    let declaration = super::resume::declaration();
+    match caps.entry("extensions").or_insert_with(|| json!([])) {
+        Value::Array(extensions) => {
+            if !extensions.iter().any(|e| e["uri"] == super::resume::EXTENSION_URI) {
+                extensions.push(declaration);
+            }
+        }
+        other => *other = json!([declaration]),
     }
 }
 
@@ -200,7 +217,7 @@ pub fn gateway_card(base: &str, name: &str, skills: &[AgentSkill<'_>], options: 
         "description": "superx A2A gateway: routes each call to one of its registered agents",
         "version": env!("CARGO_PKG_VERSION"),
         "supportedInterfaces": [{"url": rpc, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
-        "capabilities": {"streaming": true, "pushNotifications": false},
+        "capabilities": {"streaming": true, "pushNotifications": false, "extensions": [super::resume::declaration()]},
         "defaultInputModes": ["text/plain"],
         "defaultOutputModes": ["text/plain"],
         "skills": skills,

@@ -4,6 +4,15 @@
 /// The extension's URI, declared in served cards (`capabilities.extensions`).
 pub const EXTENSION_URI: &str = "urn:superx:a2a:extension:resumable-streams:v1";
 
+/// The extension as a card declares it (`capabilities.extensions[]`): optional for clients.
+pub fn declaration() -> serde_json::Value {
+    serde_json::json!({
+        "uri": EXTENSION_URI,
+        "description": "Stream events carry ids; SubscribeToTask with Last-Event-ID resumes after one, on any node",
+        "required": false,
+    })
+}
+
 /// The request header a reconnecting client sends (browsers' EventSource sends it itself).
 pub const LAST_EVENT_ID: &str = "last-event-id";
 

@@ -232,3 +232,12 @@ def test_a_streamed_follow_up_keeps_the_clients_message_in_history(e2e):
     agents = result_of(rpc(e2e.upstream_url('tasks'), 'GetTask', {'id': task['id']}, version=V1))
     assert 'Bob' in texts(stored), texts(stored)
     assert texts(stored) == texts(agents)
+
+
+@pytest.mark.gateway_only
+@pytest.mark.parametrize('version', [V1, None])
+def test_cards_of_streaming_agents_declare_resumable_streams(e2e, version):
+    headers = {'A2A-Version': version} if version else {}
+    card = httpx.get(e2e.card_url('tasks'), headers=headers, timeout=HTTP_TIMEOUT_SECONDS).json()
+    uris = [e['uri'] for e in card['capabilities'].get('extensions', [])]
+    assert 'urn:superx:a2a:extension:resumable-streams:v1' in uris, card['capabilities']
