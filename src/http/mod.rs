@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use http_body_util::BodyExt;
 
 use crate::a2a::ProtocolVersion;
-use crate::agents::client::{A2A_EXTENSIONS, A2A_VERSION, X_A2A_EXTENSIONS};
+use crate::a2a::{A2A_EXTENSIONS, A2A_VERSION, X_A2A_EXTENSIONS};
 use crate::gateway::Gateway;
 use crate::jsonrpc::{self, RpcError};
 use crate::rpc::{Call, Method, Outcome, Scope};

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::a2a::ProtocolVersion;
-use crate::agents::client::A2A_EXTENSIONS;
+use crate::a2a::A2A_EXTENSIONS;
 use crate::jsonrpc::{self, RpcError};
 use crate::rpc::{StreamFrame, StreamReply};
 use crate::telemetry::metrics::StreamGauge;

@@ -4,9 +4,12 @@ upstream for the superx end-to-end tests.
 
     python tests/agents/sdk_agent.py --port 0 --kind task     # "Task Agent"
     python tests/agents/sdk_agent.py --port 0 --kind message  # "Message Agent"
+    python tests/agents/sdk_agent.py --port 0 --binding rest  # HTTP+JSON only
 
 It serves JSON-RPC on `/` for A2A 1.0 and 0.3 (the SDK's compat layer) and its card on
-`/.well-known/agent-card.json`. Once it listens it prints `READY <port>` on stdout, so a
+`/.well-known/agent-card.json`. With `--binding rest` it serves the HTTP+JSON binding
+instead, on the same root (1.0 routes such as `/message:send`, and the SDK's 0.3 routes under
+`/v1/`), and its card lists only HTTP+JSON interfaces (1.0 and 0.3). Once it listens it prints `READY <port>` on stdout, so a
 test can wait on that line instead of sleeping (`--port 0` picks a free port and the line
 says which).
 
@@ -39,7 +42,7 @@ from a2a.helpers import (
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
-from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types import (
     AgentCapabilities,
@@ -128,7 +131,11 @@ class MessageAgent(AgentExecutor):
         return None
 
 
-def build_card(kind: str, base_url: str) -> AgentCard:
+BINDINGS = {'jsonrpc': 'JSONRPC', 'rest': 'HTTP+JSON'}
+"""`--binding` -> the card's protocolBinding."""
+
+
+def build_card(kind: str, base_url: str, binding: str = 'jsonrpc') -> AgentCard:
     name = 'Task Agent' if kind == 'task' else 'Message Agent'
     skill = AgentSkill(
         id='echo',
@@ -142,8 +149,8 @@ def build_card(kind: str, base_url: str) -> AgentCard:
         description=f'superx e2e test agent ({kind})',
         version='0.0.1',
         supported_interfaces=[
-            AgentInterface(url=base_url, protocol_binding='JSONRPC', protocol_version='1.0'),
-            AgentInterface(url=base_url, protocol_binding='JSONRPC', protocol_version='0.3'),
+            AgentInterface(url=base_url, protocol_binding=BINDINGS[binding], protocol_version='1.0'),
+            AgentInterface(url=base_url, protocol_binding=BINDINGS[binding], protocol_version='0.3'),
         ],
         capabilities=AgentCapabilities(streaming=True, push_notifications=False),
         default_input_modes=['text/plain'],
@@ -152,16 +159,19 @@ def build_card(kind: str, base_url: str) -> AgentCard:
     )
 
 
-def build_app(kind: str, port: int) -> Starlette:
-    card = build_card(kind, f'http://127.0.0.1:{port}/')
+def build_app(kind: str, port: int, binding: str = 'jsonrpc') -> Starlette:
+    card = build_card(kind, f'http://127.0.0.1:{port}/', binding)
     executor = TaskAgent() if kind == 'task' else MessageAgent()
     handler = DefaultRequestHandler(executor, InMemoryTaskStore(), card)
     routes = create_agent_card_routes(card, cache_control='public, max-age=60')
-    routes += create_jsonrpc_routes(handler, '/', enable_v0_3_compat=True)
+    if binding == 'rest':
+        routes += create_rest_routes(handler, enable_v0_3_compat=True)
+    else:
+        routes += create_jsonrpc_routes(handler, '/', enable_v0_3_compat=True)
     return Starlette(routes=routes)
 
 
-async def serve(kind: str, port: int) -> None:
+async def serve(kind: str, port: int, binding: str = 'jsonrpc') -> None:
     import socket
 
     # Bind first so that `--port 0` knows its port before the card (which names it) is built.
@@ -170,7 +180,7 @@ async def serve(kind: str, port: int) -> None:
     sock.bind(('127.0.0.1', port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        build_app(kind, port), log_level='warning', access_log=False, lifespan='off'
+        build_app(kind, port, binding), log_level='warning', access_log=False, lifespan='off'
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
@@ -187,10 +197,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--port', type=int, default=0)
     parser.add_argument('--kind', choices=['task', 'message'], default='task')
+    parser.add_argument('--binding', choices=sorted(BINDINGS), default='jsonrpc')
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
-        asyncio.run(serve(args.kind, args.port))
+        asyncio.run(serve(args.kind, args.port, args.binding))
     except KeyboardInterrupt:
         pass
 
