@@ -108,11 +108,8 @@ pub fn task_to_v10(version: ProtocolVersion, body: Value) -> Result<Value, WireE
 pub fn error_object(body: &Value) -> Option<Value> {
     let status = body.get("error")?;
     let details = status["details"].as_array();
-    let reason = details
-        .into_iter()
-        .flatten()
-        .find(|d| d["@type"] == ERROR_INFO_TYPE)
-        .and_then(|d| d["reason"].as_str())?;
+    let reason =
+        details.into_iter().flatten().find(|d| d["@type"] == ERROR_INFO_TYPE).and_then(|d| d["reason"].as_str())?;
     let code = reason_code(reason)?;
     let message = status["message"].as_str().filter(|m| !m.is_empty()).unwrap_or(reason);
     let mut error = json!({"code": code, "message": message});
@@ -338,11 +335,17 @@ mod tests {
     #[test]
     fn routes_per_version() {
         let get = get_task(V10, &json!({"id": "t/1", "historyLength": 2})).unwrap();
-        assert_eq!((get.verb, get.segments.clone(), get.query.clone()), (Verb::Get, vec!["tasks".into(), "t/1".into()], vec![("historyLength", "2".into())]));
+        assert_eq!(
+            (get.verb, get.segments.clone(), get.query.clone()),
+            (Verb::Get, vec!["tasks".into(), "t/1".into()], vec![("historyLength", "2".into())])
+        );
         let get = get_task(V03, &json!({"id": "t1"})).unwrap();
         assert_eq!((get.segments, get.query), (vec!["v1".to_owned(), "tasks".into(), "t1".into()], vec![]));
         let cancel = cancel_task(V10, &json!({"id": "t1", "metadata": {"k": 1}})).unwrap();
-        assert_eq!((cancel.verb, cancel.segments, cancel.body), (Verb::Post, vec!["tasks".to_owned(), "t1:cancel".into()], Some(json!({"metadata": {"k": 1}}))));
+        assert_eq!(
+            (cancel.verb, cancel.segments, cancel.body),
+            (Verb::Post, vec!["tasks".to_owned(), "t1:cancel".into()], Some(json!({"metadata": {"k": 1}})))
+        );
         let sub = subscribe_to_task(V03, &json!({"id": "t1"})).unwrap();
         assert_eq!(sub.segments, ["v1", "tasks", "t1:subscribe"]);
         assert!(get_task(V10, &json!({})).is_err());
@@ -363,16 +366,19 @@ mod tests {
             "configuration": {"returnImmediately": true, "acceptedOutputModes": ["text/plain"]}
         });
         let body = send_message(V03, params, false).body.unwrap();
-        assert_eq!(body, json!({
-            "message": {"messageId": "m1", "role": "ROLE_USER", "content": [
-                {"text": "hi"},
-                {"file": {"fileWithUri": "http://f", "mimeType": "text/plain", "name": "f.txt"}},
-                {"file": {"fileWithBytes": "aGk="}, "metadata": {"k": "v"}},
-                {"data": {"data": {"a": 1}}},
-                {"data": {"data": {"value": [1, 2]}}}
-            ]},
-            "configuration": {"blocking": false, "acceptedOutputModes": ["text/plain"]}
-        }));
+        assert_eq!(
+            body,
+            json!({
+                "message": {"messageId": "m1", "role": "ROLE_USER", "content": [
+                    {"text": "hi"},
+                    {"file": {"fileWithUri": "http://f", "mimeType": "text/plain", "name": "f.txt"}},
+                    {"file": {"fileWithBytes": "aGk="}, "metadata": {"k": "v"}},
+                    {"data": {"data": {"a": 1}}},
+                    {"data": {"data": {"value": [1, 2]}}}
+                ]},
+                "configuration": {"blocking": false, "acceptedOutputModes": ["text/plain"]}
+            })
+        );
     }
 
     #[test]
@@ -382,12 +388,18 @@ mod tests {
             "artifacts": [{"artifactId": "a", "parts": [{"data": {"data": {"x": 1}}}, {"file": {"fileWithUri": "u"}}]}],
             "history": [{"messageId": "h", "role": "ROLE_USER", "content": [{"text": "hi"}]}]});
         let v10 = task_to_v10(V03, task.clone()).unwrap();
-        assert_eq!(v10["status"], json!({"state": "TASK_STATE_CANCELED", "message": {"messageId": "m", "role": "ROLE_AGENT", "parts": [{"text": "bye"}]}}));
+        assert_eq!(
+            v10["status"],
+            json!({"state": "TASK_STATE_CANCELED", "message": {"messageId": "m", "role": "ROLE_AGENT", "parts": [{"text": "bye"}]}})
+        );
         assert_eq!(v10["artifacts"][0]["parts"], json!([{"data": {"x": 1}}, {"url": "u"}]));
         assert_eq!(v10["history"][0]["parts"], json!([{"text": "hi"}]));
         assert_eq!(wrapped_to_v10(V03, json!({"task": task})).unwrap()["task"], v10);
         let update = json!({"statusUpdate": {"taskId": "t1", "contextId": "c1", "final": true, "status": {"state": "TASK_STATE_COMPLETED"}}});
-        assert_eq!(wrapped_to_v10(V03, update).unwrap(), json!({"statusUpdate": {"taskId": "t1", "contextId": "c1", "status": {"state": "TASK_STATE_COMPLETED"}}}));
+        assert_eq!(
+            wrapped_to_v10(V03, update).unwrap(),
+            json!({"statusUpdate": {"taskId": "t1", "contextId": "c1", "status": {"state": "TASK_STATE_COMPLETED"}}})
+        );
         let message = json!({"message": {"messageId": "m", "role": "ROLE_AGENT", "content": [{"text": "x"}]}});
         assert_eq!(wrapped_to_v10(V03, message).unwrap()["message"]["parts"], json!([{"text": "x"}]));
         assert!(wrapped_to_v10(V03, json!({"other": 1})).is_err());
@@ -398,16 +410,26 @@ mod tests {
 
     #[test]
     fn error_bodies_map_to_jsonrpc_errors() {
-        let info = json!({"@type": ERROR_INFO_TYPE, "reason": "TASK_NOT_FOUND", "domain": "a2a-protocol.org", "metadata": {}});
+        let info =
+            json!({"@type": ERROR_INFO_TYPE, "reason": "TASK_NOT_FOUND", "domain": "a2a-protocol.org", "metadata": {}});
         let body = json!({"error": {"code": 404, "status": "NOT_FOUND", "message": "Task not found", "details": [info.clone()]}});
         assert_eq!(error_object(&body), Some(json!({"code": -32001, "message": "Task not found", "data": [info]})));
-        for (reason, code) in [("TASK_NOT_CANCELABLE", -32002), ("UNSUPPORTED_OPERATION", -32004), ("VERSION_NOT_SUPPORTED", -32009), ("INVALID_PARAMS", -32602), ("METHOD_NOT_FOUND", -32601)] {
+        for (reason, code) in [
+            ("TASK_NOT_CANCELABLE", -32002),
+            ("UNSUPPORTED_OPERATION", -32004),
+            ("VERSION_NOT_SUPPORTED", -32009),
+            ("INVALID_PARAMS", -32602),
+            ("METHOD_NOT_FOUND", -32601),
+        ] {
             let body = json!({"error": {"code": 400, "message": "", "details": [{"@type": ERROR_INFO_TYPE, "reason": reason}]}});
             let error = error_object(&body).unwrap();
             assert_eq!((error["code"].as_i64(), error["message"].as_str()), (Some(code), Some(reason)));
         }
         // No ErrorInfo, an unknown reason, not a Status: no A2A error (the HTTP status decides).
-        assert_eq!(error_object(&json!({"error": {"code": 500, "status": "INTERNAL", "message": "unknown exception"}})), None);
+        assert_eq!(
+            error_object(&json!({"error": {"code": 500, "status": "INTERNAL", "message": "unknown exception"}})),
+            None
+        );
         assert_eq!(error_object(&json!({"error": {"details": [{"@type": ERROR_INFO_TYPE, "reason": "QUOTA"}]}})), None);
         assert_eq!(error_object(&json!({"detail": "Not Found"})), None);
     }

@@ -290,7 +290,9 @@ impl AgentClient {
     /// An answer's body, within `response_bytes_max`.
     async fn read_answer(&self, target: &CallTarget<'_>, response: reqwest::Response) -> Result<Vec<u8>, RpcError> {
         read_limited(response, self.limits.response_bytes_max).await.map_err(|e| match e {
-            ReadError::TooLarge => invalid(target, format!("response exceeds {} bytes", self.limits.response_bytes_max)),
+            ReadError::TooLarge => {
+                invalid(target, format!("response exceeds {} bytes", self.limits.response_bytes_max))
+            }
             ReadError::Transport(e) => transport_error(target, e),
         })
     }
@@ -336,7 +338,8 @@ impl AgentClient {
 
 /// The interface URL with an HTTP+JSON route's escaped segments and query appended.
 fn rest_url(target: &CallTarget<'_>, rest: &RestRequest) -> Result<reqwest::Url, RpcError> {
-    let unusable = || RpcError::AgentUnavailable(format!("agent {}: its interface URL is not an http(s) URL", target.agent_id));
+    let unusable =
+        || RpcError::AgentUnavailable(format!("agent {}: its interface URL is not an http(s) URL", target.agent_id));
     let mut url = reqwest::Url::parse(&target.upstream.url).map_err(|_| unusable())?;
     url.path_segments_mut().map_err(|()| unusable())?.pop_if_empty().extend(&rest.segments);
     if !rest.query.is_empty() {
@@ -361,7 +364,8 @@ fn rest_error(target: &CallTarget<'_>, status: reqwest::StatusCode, bytes: &[u8]
 
 /// A successful HTTP+JSON answer, typed in the 1.0 model.
 fn rest_answer(method: UpstreamMethod, version: ProtocolVersion, bytes: &[u8]) -> Result<Answer, v03::WireError> {
-    let body: Value = serde_json::from_slice(bytes).map_err(|e| v03::WireError(format!("response is not JSON: {e}")))?;
+    let body: Value =
+        serde_json::from_slice(bytes).map_err(|e| v03::WireError(format!("response is not JSON: {e}")))?;
     let result = match method {
         UpstreamMethod::SendMessage => rest_client::wrapped_to_v10(version, body)?,
         _ => rest_client::task_to_v10(version, body)?,
@@ -512,7 +516,10 @@ mod tests {
         let t = target(&up);
         // The agent's own A2A errors are answers, passed on with their code and details.
         let not_found = rest_error(&t, StatusCode::NOT_FOUND, &status_body(404, "TASK_NOT_FOUND"));
-        assert!(matches!(&not_found, RpcError::Upstream { code: -32001, data: Some(d), .. } if d.is_array()), "{not_found:?}");
+        assert!(
+            matches!(&not_found, RpcError::Upstream { code: -32001, data: Some(d), .. } if d.is_array()),
+            "{not_found:?}"
+        );
         assert_eq!(outcome(not_found), Outcome::AgentError);
         let terminal = rest_error(&t, StatusCode::BAD_REQUEST, &status_body(400, "UNSUPPORTED_OPERATION"));
         assert_eq!((terminal.code(), outcome(terminal)), (-32004, Outcome::AgentError));

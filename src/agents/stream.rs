@@ -156,7 +156,10 @@ impl UpstreamStream {
     fn rest_error_event(&self, body: &Value) -> StreamFault {
         match rest_client::error_object(body) {
             Some(error) => StreamFault::Agent(upstream_error(&self.agent_id, error)),
-            None => StreamFault::Invalid(format!("agent {}: stream error event: {}", self.agent_id, body["error"]["message"])),
+            None => StreamFault::Invalid(format!(
+                "agent {}: stream error event: {}",
+                self.agent_id, body["error"]["message"]
+            )),
         }
     }
 }

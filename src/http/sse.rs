@@ -10,8 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::a2a::ProtocolVersion;
 use crate::a2a::A2A_EXTENSIONS;
+use crate::a2a::ProtocolVersion;
 use crate::jsonrpc::{self, RpcError};
 use crate::rpc::{StreamFrame, StreamReply};
 use crate::telemetry::metrics::StreamGauge;
