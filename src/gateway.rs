@@ -81,6 +81,22 @@ fn record_call<T>(
         .record(took.as_secs_f64());
 }
 
+/// Why calls to an agent with this card will be refused, if they will: the card lists
+/// interfaces, none on a binding the gateway calls.
+fn unusable_card(id: &str, card: &Value) -> Option<String> {
+    match crate::a2a::interface::choose(card, None) {
+        crate::a2a::interface::Offer::Unusable(bindings) => {
+            let error = format!(
+                "agent {id} offers only {} interfaces; the gateway calls agents over JSONRPC or HTTP+JSON, so its calls are refused",
+                bindings.join(", ")
+            );
+            tracing::warn!(agent_id = %id, %error, "agent registered with no callable interface");
+            Some(error)
+        }
+        _ => None,
+    }
+}
+
 /// Unix milliseconds as RFC 3339 UTC with milliseconds.
 pub fn rfc3339_ms(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
@@ -234,7 +250,8 @@ impl Gateway {
     }
 
     /// Registers (or re-registers) an agent, fetching its card first. The agent is registered
-    /// even when its card cannot be fetched; the fetch error is returned for the caller to show.
+    /// even when its card cannot be fetched or offers no binding the gateway calls (gRPC only:
+    /// its calls are refused); either problem is returned for the caller to show.
     pub async fn register(&self, spec: AgentSpec) -> Result<Option<String>, ProposeError> {
         let record = spec.into_record();
         let id = record.id.clone();
@@ -243,9 +260,10 @@ impl Gateway {
         self.replica.propose(Command::UpsertAgent { agent: record, at_ms: now }).await?;
         match card {
             Ok((card, source_url)) => {
+                let unusable = unusable_card(&id, &card);
                 let card = CachedCard { card: Json(card), source_url, fetched_at_ms: now };
                 self.replica.propose(Command::SetAgentCard { id, card }).await?;
-                Ok(None)
+                Ok(unusable)
             }
             Err(error) => {
                 tracing::warn!(agent_id = %id, %error, "agent registered without a card");

@@ -7,6 +7,8 @@
 //! JSON in [`task`]. Agent cards are rewritten for clients in [`card`].
 
 pub mod card;
+pub mod interface;
+pub mod rest_client;
 pub mod resume;
 pub mod task;
 pub mod v03;
@@ -14,6 +16,13 @@ pub mod v03;
 pub use resume::Resume;
 
 use std::fmt;
+
+/// The `A2A-Version` service parameter (request header; lowercase, as `http` wants names).
+pub const A2A_VERSION: &str = "a2a-version";
+/// The `A2A-Extensions` service parameter, on requests and responses (1.0).
+pub const A2A_EXTENSIONS: &str = "a2a-extensions";
+/// The 0.3 name of `A2A-Extensions`.
+pub const X_A2A_EXTENSIONS: &str = "x-a2a-extensions";
 
 /// The A2A protocol generations superx speaks, on either side of the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,9 +1,13 @@
-//! Calls to agents: JSON-RPC requests in the version the agent's card prefers (translating
-//! the gateway's 1.0 model when the agent speaks 0.3), and agent card fetches.
+//! Calls to agents on the binding and version the agent's card offers (`state::Upstream`):
+//! JSON-RPC, or HTTP+JSON when that is all the card lists, in 1.0 or 0.3 (translating the
+//! gateway's 1.0 model both ways), and agent card fetches.
 //!
 //! Every call carries `A2A-Version`, the agent's bearer, a deadline, the client's
 //! `A2A-Extensions`, and a `traceparent` continuing the client's trace; answers are
-//! size-limited and checked before anything is believed.
+//! size-limited and checked before anything is believed. Both bindings end in the same
+//! outcomes: an [`Answer`], the agent's own A2A error as `RpcError::Upstream` (an answer, not
+//! a failure), or a failure (`AgentUnavailable`, `InvalidAgentResponse`) for transport
+//! errors, timeouts, HTTP errors the agent gives no A2A reason for, 5xx and malformed answers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,17 +17,19 @@ use serde_json::{Value, json};
 
 use super::spec::{CardSource, card_source};
 use super::stream::UpstreamStream;
-use crate::a2a::ProtocolVersion;
+use crate::a2a::interface::Binding;
+use crate::a2a::rest_client::{self, RestRequest, Verb};
 use crate::a2a::task::task_from_wire;
 use crate::a2a::v03;
+use crate::a2a::{A2A_EXTENSIONS, A2A_VERSION, ProtocolVersion, X_A2A_EXTENSIONS};
 use crate::config::{AgentsConfig, StreamsConfig};
 use crate::jsonrpc::RpcError;
 use crate::state::{AgentRecord, Task, Upstream};
 use crate::telemetry::trace::{TRACEPARENT, TRACESTATE, TraceContext};
 
-pub const A2A_VERSION: &str = "a2a-version";
-pub const A2A_EXTENSIONS: &str = "a2a-extensions";
-pub const X_A2A_EXTENSIONS: &str = "x-a2a-extensions";
+/// The media type of JSON bodies sent to agents. A2A 1.0.1 prefers `application/a2a+json`
+/// for HTTP+JSON, but 1.0.0 servers know only `application/json`, which every version accepts.
+const JSON_MEDIA_TYPE: &str = "application/json";
 
 /// The agent-side operations the gateway performs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,9 +121,33 @@ impl AgentClient {
         Ok(AgentClient { http, limits: limits.clone(), next_id: AtomicU64::new(1) })
     }
 
-    /// A JSON-RPC POST to the agent: its version's method name and params, `A2A-Version`,
-    /// the bearer and the client's extensions.
+    /// The agent's binding, or the error that says the card offers none superx calls.
+    fn binding(target: &CallTarget<'_>) -> Result<Binding, RpcError> {
+        target.upstream.binding.ok_or_else(|| {
+            RpcError::UnsupportedOperation(format!(
+                "agent {} offers no interface the gateway calls: its card lists neither JSONRPC nor HTTP+JSON",
+                target.agent_id
+            ))
+        })
+    }
+
+    /// The request for one call on the agent's binding.
     fn request(
+        &self,
+        target: &CallTarget<'_>,
+        method: UpstreamMethod,
+        params: Value,
+        id: u64,
+    ) -> Result<reqwest::RequestBuilder, RpcError> {
+        let request = match Self::binding(target)? {
+            Binding::JsonRpc => self.jsonrpc_request(target, method, params, id),
+            Binding::HttpJson => self.rest_request(target, method, params)?,
+        };
+        Ok(self.with_headers(request, target))
+    }
+
+    /// A JSON-RPC POST to the agent: its version's method name and params.
+    fn jsonrpc_request(
         &self,
         target: &CallTarget<'_>,
         method: UpstreamMethod,
@@ -132,12 +162,47 @@ impl AgentClient {
             _ => params,
         };
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method.name(version), "params": params});
-        let mut request = self
-            .http
+        self.http
             .post(&target.upstream.url)
-            .header(CONTENT_TYPE, "application/json")
-            .header(A2A_VERSION, version.header_value())
-            .body(serde_json::to_vec(&body).expect("JSON values serialize"));
+            .header(CONTENT_TYPE, JSON_MEDIA_TYPE)
+            .body(serde_json::to_vec(&body).expect("JSON values serialize"))
+    }
+
+    /// An HTTP+JSON call: the operation's route under the interface URL, its query and body.
+    fn rest_request(
+        &self,
+        target: &CallTarget<'_>,
+        method: UpstreamMethod,
+        params: Value,
+    ) -> Result<reqwest::RequestBuilder, RpcError> {
+        let version = target.upstream.version;
+        let rest = match method {
+            UpstreamMethod::SendMessage => Ok(rest_client::send_message(version, params, false)),
+            UpstreamMethod::SendStreamingMessage => Ok(rest_client::send_message(version, params, true)),
+            UpstreamMethod::GetTask => rest_client::get_task(version, &params),
+            UpstreamMethod::CancelTask => rest_client::cancel_task(version, &params),
+            UpstreamMethod::SubscribeToTask => rest_client::subscribe_to_task(version, &params),
+            UpstreamMethod::GetExtendedAgentCard => Ok(rest_client::extended_agent_card(version)),
+        }
+        // The methods build these params themselves: a missing task id is a gateway bug.
+        .map_err(|e| RpcError::Internal(format!("{} params for agent {}: {e}", method.label(), target.agent_id)))?;
+        let url = rest_url(target, &rest)?;
+        let request = match rest.verb {
+            Verb::Get => self.http.get(url),
+            Verb::Post => self.http.post(url),
+        };
+        Ok(match rest.body {
+            Some(body) => request
+                .header(CONTENT_TYPE, JSON_MEDIA_TYPE)
+                .body(serde_json::to_vec(&body).expect("JSON values serialize")),
+            None => request,
+        })
+    }
+
+    /// `A2A-Version`, the bearer, the client's extensions and the trace, on either binding.
+    fn with_headers(&self, mut request: reqwest::RequestBuilder, target: &CallTarget<'_>) -> reqwest::RequestBuilder {
+        let version = target.upstream.version;
+        request = request.header(A2A_VERSION, version.header_value());
         if let Some(authorization) = target.authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
         } else if let Some(bearer) = target.bearer {
@@ -159,8 +224,8 @@ impl AgentClient {
     }
 
     /// Opens a stream (SendStreamingMessage or SubscribeToTask) on an agent. Errors the agent
-    /// answers before streaming (a JSON-RPC error instead of `text/event-stream`) come back as
-    /// `Err`, like a unary call's.
+    /// answers before streaming (a JSON-RPC error or an HTTP+JSON error status instead of
+    /// `text/event-stream`) come back as `Err`, like a unary call's.
     pub async fn open_stream(
         &self,
         target: &CallTarget<'_>,
@@ -168,8 +233,9 @@ impl AgentClient {
         params: Value,
         limits: &StreamsConfig,
     ) -> Result<UpstreamStream, RpcError> {
+        let binding = Self::binding(target)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = self.request(target, method, params, id).header(reqwest::header::ACCEPT, "text/event-stream");
+        let request = self.request(target, method, params, id)?.header(reqwest::header::ACCEPT, "text/event-stream");
         let open = Duration::from_millis(limits.upstream_open_timeout_ms);
         let response = match tokio::time::timeout(open, request.send()).await {
             Err(_) => {
@@ -180,6 +246,11 @@ impl AgentClient {
             }
             Ok(r) => r.map_err(|e| transport_error(target, e))?,
         };
+        if binding == Binding::HttpJson && !response.status().is_success() {
+            let status = response.status();
+            let bytes = self.read_answer(target, response).await?;
+            return Err(rest_error(target, status, &bytes));
+        }
         check_status(target, &response)?;
         let is_sse = response
             .headers()
@@ -190,10 +261,12 @@ impl AgentClient {
             let bytes = read_limited(response, self.limits.response_bytes_max)
                 .await
                 .map_err(|_| invalid(target, "stream request answered without a stream".into()))?;
-            parse_reply(target, &bytes, id)?;
+            if binding == Binding::JsonRpc {
+                parse_reply(target, &bytes, id)?;
+            }
             return Err(invalid(target, "stream request answered without a stream".into()));
         }
-        Ok(UpstreamStream::new(target.agent_id, target.upstream.version, response, limits))
+        Ok(UpstreamStream::new(target.agent_id, target.upstream.version, binding, response, limits))
     }
 
     /// Calls one method on an agent. `params` are 1.0-shaped; the reply is 1.0-shaped.
@@ -203,25 +276,39 @@ impl AgentClient {
         method: UpstreamMethod,
         params: Value,
     ) -> Result<UpstreamReply, RpcError> {
-        let version = target.upstream.version;
+        let binding = Self::binding(target)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = self.request(target, method, params, id).timeout(target.timeout);
+        let request = self.request(target, method, params, id)?.timeout(target.timeout);
         let response = request.send().await.map_err(|e| transport_error(target, e))?;
         if method == UpstreamMethod::GetExtendedAgentCard {
             refused_credentials(target, &response)?;
         }
-        check_status(target, &response)?;
+        let status = response.status();
+        if binding == Binding::JsonRpc {
+            check_status(target, &response)?;
+        }
         let extensions =
             response.headers().get(A2A_EXTENSIONS).or_else(|| response.headers().get(X_A2A_EXTENSIONS)).cloned();
-        let bytes = read_limited(response, self.limits.response_bytes_max).await.map_err(|e| match e {
+        let bytes = self.read_answer(target, response).await?;
+        let answer = match binding {
+            Binding::JsonRpc => {
+                let result = parse_reply(target, &bytes, id)?;
+                to_answer(method, target.upstream.version, result)
+            }
+            Binding::HttpJson if !status.is_success() => return Err(rest_error(target, status, &bytes)),
+            Binding::HttpJson => rest_answer(method, target.upstream.version, &bytes),
+        };
+        Ok(UpstreamReply { answer: answer.map_err(|e| invalid(target, e.0))?, extensions })
+    }
+
+    /// An answer's body, within `response_bytes_max`.
+    async fn read_answer(&self, target: &CallTarget<'_>, response: reqwest::Response) -> Result<Vec<u8>, RpcError> {
+        read_limited(response, self.limits.response_bytes_max).await.map_err(|e| match e {
             ReadError::TooLarge => {
                 invalid(target, format!("response exceeds {} bytes", self.limits.response_bytes_max))
             }
             ReadError::Transport(e) => transport_error(target, e),
-        })?;
-        let result = parse_reply(target, &bytes, id)?;
-        let answer = to_answer(method, version, result).map_err(|e| invalid(target, e.0))?;
-        Ok(UpstreamReply { answer, extensions })
+        })
     }
 
     /// An agent's card and where it came from: the operator's `metadata.agentCard` as it is,
@@ -281,6 +368,45 @@ fn refused_credentials(target: &CallTarget<'_>, response: &reqwest::Response) ->
         status @ (401 | 403) => Err(RpcError::AgentAuthRefused { agent: target.agent_id.to_owned(), status }),
         _ => Ok(()),
     }
+}
+
+/// The interface URL with an HTTP+JSON route's escaped segments and query appended.
+fn rest_url(target: &CallTarget<'_>, rest: &RestRequest) -> Result<reqwest::Url, RpcError> {
+    let unusable =
+        || RpcError::AgentUnavailable(format!("agent {}: its interface URL is not an http(s) URL", target.agent_id));
+    let mut url = reqwest::Url::parse(&target.upstream.url).map_err(|_| unusable())?;
+    url.path_segments_mut().map_err(|()| unusable())?.pop_if_empty().extend(&rest.segments);
+    if !rest.query.is_empty() {
+        url.query_pairs_mut().extend_pairs(&rest.query);
+    }
+    Ok(url)
+}
+
+/// An agent's HTTP+JSON error answer. A 4xx whose body names an A2A error is that error,
+/// judged as the JSON-RPC path judges it (task not found is an answer; a refusal of the
+/// gateway's request is a failure); a 5xx, or a status without an A2A reason, is a failure.
+fn rest_error(target: &CallTarget<'_>, status: reqwest::StatusCode, bytes: &[u8]) -> RpcError {
+    let named = match status.is_client_error() {
+        true => serde_json::from_slice::<Value>(bytes).ok().and_then(|body| rest_client::error_object(&body)),
+        false => None,
+    };
+    match named {
+        Some(error) => upstream_error(target.agent_id, error),
+        None => RpcError::AgentUnavailable(format!("agent {} answered HTTP {}", target.agent_id, status.as_u16())),
+    }
+}
+
+/// A successful HTTP+JSON answer, typed in the 1.0 model.
+fn rest_answer(method: UpstreamMethod, version: ProtocolVersion, bytes: &[u8]) -> Result<Answer, v03::WireError> {
+    let body: Value =
+        serde_json::from_slice(bytes).map_err(|e| v03::WireError(format!("response is not JSON: {e}")))?;
+    let result = match method {
+        UpstreamMethod::SendMessage => rest_client::wrapped_to_v10(version, body)?,
+        // A card is a card in either version: served cards are rewritten from both shapes.
+        UpstreamMethod::GetExtendedAgentCard => body,
+        _ => rest_client::task_to_v10(version, body)?,
+    };
+    to_answer(method, ProtocolVersion::V10, result)
 }
 
 /// An agent's non-2xx HTTP answer is its failure, whatever the body says.
@@ -391,5 +517,102 @@ fn to_answer(method: UpstreamMethod, version: ProtocolVersion, result: Value) ->
         (Some(task), None) => task_from_wire(task).map(Answer::Task),
         (None, Some(message @ Value::Object(_))) => Ok(Answer::Message(message)),
         _ => Err(v03::WireError("result is neither a task nor a message".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agents::Outcome;
+    use reqwest::StatusCode;
+
+    fn upstream(binding: Option<Binding>) -> Upstream {
+        Upstream { url: "http://agent:1/rest/".into(), version: ProtocolVersion::V10, binding, streaming: true }
+    }
+
+    fn target(upstream: &Upstream) -> CallTarget<'_> {
+        CallTarget {
+            agent_id: "a",
+            upstream,
+            bearer: None,
+            timeout: Duration::from_secs(1),
+            extensions: None,
+            trace: None,
+            limits: super::super::Limits::of(&AgentsConfig::default(), &Default::default()),
+            authorization: None,
+        }
+    }
+
+    fn status_body(http: u16, reason: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({"error": {"code": http, "status": "X", "message": format!("{reason} here"), "details": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "a2a-protocol.org", "metadata": {}}
+        ]}}))
+        .unwrap()
+    }
+
+    fn outcome(e: RpcError) -> Outcome {
+        Outcome::of::<()>(&Err(e))
+    }
+
+    #[test]
+    fn rest_errors_are_judged_like_jsonrpc_errors() {
+        let up = upstream(Some(Binding::HttpJson));
+        let t = target(&up);
+        // The agent's own A2A errors are answers, passed on with their code and details.
+        let not_found = rest_error(&t, StatusCode::NOT_FOUND, &status_body(404, "TASK_NOT_FOUND"));
+        assert!(
+            matches!(&not_found, RpcError::Upstream { code: -32001, data: Some(d), .. } if d.is_array()),
+            "{not_found:?}"
+        );
+        assert_eq!(outcome(not_found), Outcome::AgentError);
+        let terminal = rest_error(&t, StatusCode::BAD_REQUEST, &status_body(400, "UNSUPPORTED_OPERATION"));
+        assert_eq!((terminal.code(), outcome(terminal)), (-32004, Outcome::AgentError));
+        // A refusal of the gateway's own request, a 5xx (whatever its body), a 4xx without an
+        // A2A reason, an unreadable body: failures.
+        for (status, body) in [
+            (StatusCode::BAD_REQUEST, status_body(400, "INVALID_REQUEST")),
+            (StatusCode::BAD_REQUEST, status_body(400, "VERSION_NOT_SUPPORTED")),
+            (StatusCode::INTERNAL_SERVER_ERROR, status_body(500, "INTERNAL_ERROR")),
+            (StatusCode::BAD_GATEWAY, b"<html>".to_vec()),
+            (StatusCode::NOT_FOUND, br#"{"detail":"Not Found"}"#.to_vec()),
+            (StatusCode::UNAUTHORIZED, vec![]),
+        ] {
+            let e = rest_error(&t, status, &body);
+            assert!(matches!(e, RpcError::AgentUnavailable(_)), "{status}: {e:?}");
+            assert_eq!(outcome(e), Outcome::Failure);
+        }
+    }
+
+    #[test]
+    fn rest_answers_are_typed_in_the_v10_model() {
+        let task = json!({"id": "t1", "contextId": "c1", "status": {"state": "TASK_STATE_COMPLETED"}});
+        let body = serde_json::to_vec(&json!({"task": task})).unwrap();
+        let answer = rest_answer(UpstreamMethod::SendMessage, ProtocolVersion::V10, &body).unwrap();
+        assert!(matches!(answer, Answer::Task(t) if t.id == "t1"));
+        let v03 = json!({"id": "t1", "contextId": "c1", "status": {"state": "TASK_STATE_CANCELLED"}});
+        let answer = rest_answer(UpstreamMethod::CancelTask, ProtocolVersion::V03, &serde_json::to_vec(&v03).unwrap());
+        assert!(matches!(answer, Ok(Answer::Task(t)) if t.status.state == crate::a2a::TaskState::Canceled));
+        assert!(rest_answer(UpstreamMethod::GetTask, ProtocolVersion::V10, b"not json").is_err());
+        assert!(rest_answer(UpstreamMethod::SendMessage, ProtocolVersion::V10, br#"{"other": 1}"#).is_err());
+    }
+
+    #[test]
+    fn rest_urls_escape_segments_under_the_interface_path() {
+        let up = upstream(Some(Binding::HttpJson));
+        let t = target(&up);
+        let get = rest_client::get_task(ProtocolVersion::V10, &json!({"id": "a b/c", "historyLength": 1})).unwrap();
+        assert_eq!(rest_url(&t, &get).unwrap().as_str(), "http://agent:1/rest/tasks/a%20b%2Fc?historyLength=1");
+        let bad = Upstream { url: "grpc.a:443".into(), ..up.clone() };
+        assert!(matches!(rest_url(&target(&bad), &get), Err(RpcError::AgentUnavailable(_))));
+    }
+
+    #[tokio::test]
+    async fn a_card_without_a_callable_binding_is_refused_before_any_request() {
+        let client = AgentClient::new(&AgentsConfig::default()).unwrap();
+        let up = upstream(None);
+        let refused = client.call(&target(&up), UpstreamMethod::GetTask, json!({"id": "t"})).await;
+        let e = refused.err().expect("refused");
+        assert_eq!(e.code(), -32004, "{e}");
+        assert_eq!(outcome(e), Outcome::AgentError, "not the agent's failure: the breaker stays closed");
     }
 }

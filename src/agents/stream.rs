@@ -1,5 +1,6 @@
-//! An agent's SSE stream, read event by event: each `data:` is a JSON-RPC response whose
-//! result is checked and typed in the 1.0 model ([`StreamItem`]); an error event, a malformed
+//! An agent's SSE stream, read event by event: each `data:` is a JSON-RPC response (or, on
+//! HTTP+JSON, a bare `StreamResponse`) whose result is checked and typed in the 1.0 model
+//! ([`StreamItem`]); an error event, a malformed
 //! event, a dropped connection and a clean end are told apart, because the caller reacts to
 //! each differently (pass the error on, give up, reconnect).
 
@@ -10,6 +11,8 @@ use futures::FutureExt;
 use serde_json::Value;
 
 use super::client::upstream_error;
+use crate::a2a::interface::Binding;
+use crate::a2a::rest_client;
 use crate::a2a::task::{artifact_update_from_wire, status_update_from_wire, task_from_wire};
 use crate::a2a::{ProtocolVersion, v03};
 use crate::config::StreamsConfig;
@@ -31,7 +34,7 @@ pub enum StreamItem {
 pub enum StreamFault {
     /// The connection broke or went silent past the idle limit: worth reconnecting.
     Dropped(String),
-    /// The agent sent a JSON-RPC error event.
+    /// The agent sent an error event (JSON-RPC error, or HTTP+JSON `event: error`).
     Agent(RpcError),
     /// The agent sent something that is not a valid event.
     Invalid(String),
@@ -40,6 +43,7 @@ pub enum StreamFault {
 pub struct UpstreamStream {
     agent_id: String,
     version: ProtocolVersion,
+    binding: Binding,
     response: reqwest::Response,
     parser: SseParser,
     ready: VecDeque<SseEvent>,
@@ -52,12 +56,14 @@ impl UpstreamStream {
     pub(super) fn new(
         agent_id: &str,
         version: ProtocolVersion,
+        binding: Binding,
         response: reqwest::Response,
         limits: &StreamsConfig,
     ) -> Self {
         UpstreamStream {
             agent_id: agent_id.to_owned(),
             version,
+            binding,
             response,
             parser: SseParser::new(limits.event_bytes_max),
             ready: VecDeque::new(),
@@ -73,7 +79,7 @@ impl UpstreamStream {
                 if event.data.trim().is_empty() {
                     continue;
                 }
-                return self.decode(&event.data).map(Some);
+                return self.decode(&event).map(Some);
             }
             let chunk = match tokio::time::timeout(self.idle, self.response.chunk()).await {
                 Err(_) => return Err(StreamFault::Dropped(format!("no event for {} ms", self.idle.as_millis()))),
@@ -95,7 +101,7 @@ impl UpstreamStream {
                 if event.data.trim().is_empty() {
                     continue;
                 }
-                return Some(self.decode(&event.data).map(Some));
+                return Some(self.decode(&event).map(Some));
             }
             // Polled once: the body's frame future holds no data of its own, so dropping it
             // while pending loses nothing.
@@ -116,22 +122,45 @@ impl UpstreamStream {
         self.last_event_bytes
     }
 
-    fn decode(&mut self, data: &str) -> Result<StreamItem, StreamFault> {
-        self.last_event_bytes = data.len();
+    fn decode(&mut self, event: &SseEvent) -> Result<StreamItem, StreamFault> {
+        self.last_event_bytes = event.data.len();
         let invalid = |m: String| StreamFault::Invalid(format!("agent {}: {m}", self.agent_id));
-        let mut reply: serde_json::Map<String, Value> = match serde_json::from_str(data) {
+        let mut body: serde_json::Map<String, Value> = match serde_json::from_str(&event.data) {
             Ok(Value::Object(m)) => m,
-            _ => return Err(invalid("stream event is not a JSON-RPC object".into())),
+            _ => return Err(invalid("stream event is not a JSON object".into())),
         };
-        if let Some(error) = reply.remove("error") {
-            return Err(StreamFault::Agent(upstream_error(&self.agent_id, error)));
-        }
-        let result = reply.remove("result").ok_or_else(|| invalid("stream event has no result".into()))?;
-        let result = match self.version {
-            ProtocolVersion::V10 => result,
-            ProtocolVersion::V03 => v03::result_to_v10(result).map_err(|e| invalid(e.0))?,
+        let result = match self.binding {
+            Binding::JsonRpc => {
+                if let Some(error) = body.remove("error") {
+                    return Err(StreamFault::Agent(upstream_error(&self.agent_id, error)));
+                }
+                let result = body.remove("result").ok_or_else(|| invalid("stream event has no result".into()))?;
+                match self.version {
+                    ProtocolVersion::V10 => result,
+                    ProtocolVersion::V03 => v03::result_to_v10(result).map_err(|e| invalid(e.0))?,
+                }
+            }
+            Binding::HttpJson => {
+                let body = Value::Object(body);
+                if event.event.as_deref() == Some("error") || body.get("error").is_some() {
+                    return Err(self.rest_error_event(&body));
+                }
+                rest_client::wrapped_to_v10(self.version, body).map_err(|e| invalid(e.0))?
+            }
         };
         classify(result).map_err(|e| invalid(e.0))
+    }
+
+    /// An HTTP+JSON `event: error`: the A2A error its Status names (passed on like a JSON-RPC
+    /// error event), else a malformed event.
+    fn rest_error_event(&self, body: &Value) -> StreamFault {
+        match rest_client::error_object(body) {
+            Some(error) => StreamFault::Agent(upstream_error(&self.agent_id, error)),
+            None => StreamFault::Invalid(format!(
+                "agent {}: stream error event: {}",
+                self.agent_id, body["error"]["message"]
+            )),
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 
 use crate::a2a::ProtocolVersion;
 use crate::a2a::resume::{LAST_EVENT_ID, parse_last_event_id};
-use crate::agents::client::{A2A_EXTENSIONS, A2A_VERSION, X_A2A_EXTENSIONS};
+use crate::a2a::{A2A_EXTENSIONS, A2A_VERSION, X_A2A_EXTENSIONS};
 use crate::gateway::Gateway;
 use crate::jsonrpc::{self, RpcError};
 use crate::rpc::{Call, Method, Outcome, Scope};

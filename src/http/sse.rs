@@ -11,9 +11,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::a2a::A2A_EXTENSIONS;
 use crate::a2a::ProtocolVersion;
 use crate::a2a::resume::RESUME_HEADER;
-use crate::agents::client::A2A_EXTENSIONS;
 use crate::jsonrpc::{self, RpcError};
 use crate::rpc::{StreamFrame, StreamReply};
 use crate::telemetry::metrics::StreamGauge;

@@ -63,7 +63,11 @@ pub(crate) fn agent_view(gw: &Gateway, call_base: &str, e: &AgentEntry) -> Value
             "cooldownMs": s.cooldown_ms.unwrap_or(d.cooldown_ms),
             "callTimeoutMs": s.call_timeout_ms.unwrap_or(d.call_timeout_ms),
         },
-        "upstream": {"url": e.upstream.url, "protocolVersion": e.upstream.version.header_value()},
+        "upstream": {
+            "url": e.upstream.url,
+            "protocolVersion": e.upstream.version.header_value(),
+            "protocolBinding": e.upstream.binding.map(|b| b.card_value()),
+        },
         "card": e.card.as_ref().map(|c| json!({
             "name": c.card.0["name"],
             "sourceUrl": c.source_url,

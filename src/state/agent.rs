@@ -2,6 +2,7 @@
 //! agent card the gateway fetched for it.
 
 use crate::a2a::ProtocolVersion;
+use crate::a2a::interface::{self, Binding, Offer};
 use crate::codec::Json;
 
 /// A registered remote A2A agent, as stored in the log and the tables.
@@ -43,54 +44,38 @@ pub struct CachedCard {
     pub fetched_at_ms: u64,
 }
 
-/// Where and how the gateway calls an agent: chosen from its card, preferring 1.0.
+/// Where and how the gateway calls an agent: chosen from its card
+/// (`a2a::interface::choose`). Derived on every change of the record or card, never stored:
+/// a snapshot or log from an older version derives it again on load.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
     pub url: String,
     pub version: ProtocolVersion,
+    /// `None` when the card lists only bindings superx does not call (gRPC): calls are refused.
+    pub binding: Option<Binding>,
     pub streaming: bool,
 }
 
 impl Upstream {
-    /// Picks the agent's JSON-RPC interface. 1.0 cards list `supportedInterfaces` in
-    /// preference order; the gateway prefers a 1.0 JSONRPC interface, then 0.3 ones, then the
-    /// 0.3 card's `url`. Without a card: the registered URL at the registered version (0.3 if
-    /// none, as SuperX assumed).
+    /// The card's interface (see `a2a::interface`). Without a card, or a card that lists no
+    /// interface: JSON-RPC at the registered URL and version (0.3 if none, as SuperX assumed).
     pub fn choose(record: &AgentRecord, card: Option<&CachedCard>) -> Upstream {
-        let fallback_version = record
-            .protocol_version
-            .as_deref()
-            .and_then(ProtocolVersion::from_card_value)
-            .unwrap_or(ProtocolVersion::V03);
+        let pinned = record.protocol_version.as_deref().and_then(ProtocolVersion::from_card_value);
+        let fallback = |streaming| Upstream {
+            url: record.url.clone(),
+            version: pinned.unwrap_or(ProtocolVersion::V03),
+            binding: Some(Binding::JsonRpc),
+            streaming,
+        };
         let Some(card) = card.map(|c| &c.card.0) else {
-            return Upstream { url: record.url.clone(), version: fallback_version, streaming: false };
+            return fallback(false);
         };
         let streaming = card["capabilities"]["streaming"].as_bool().unwrap_or(false);
-        let jsonrpc: Vec<(&str, ProtocolVersion)> = card["supportedInterfaces"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|i| i["protocolBinding"].as_str() == Some("JSONRPC"))
-            .filter_map(|i| {
-                let url = i["url"].as_str()?;
-                let version = ProtocolVersion::from_card_value(i["protocolVersion"].as_str()?)?;
-                Some((url, version))
-            })
-            .collect();
-        let pinned = record.protocol_version.as_deref().and_then(ProtocolVersion::from_card_value);
-        let chosen = jsonrpc
-            .iter()
-            .find(|(_, v)| Some(*v) == pinned)
-            .or_else(|| jsonrpc.iter().find(|(_, v)| *v == ProtocolVersion::V10))
-            .or_else(|| jsonrpc.first())
-            .map(|(u, v)| ((*u).to_owned(), *v));
-        let legacy = || {
-            let transport = card["preferredTransport"].as_str().unwrap_or("JSONRPC");
-            let url = card["url"].as_str().filter(|_| transport == "JSONRPC")?;
-            Some((url.to_owned(), ProtocolVersion::V03))
-        };
-        let (url, version) = chosen.or_else(legacy).unwrap_or_else(|| (record.url.clone(), fallback_version));
-        Upstream { url, version, streaming }
+        match interface::choose(card, pinned) {
+            Offer::Usable(i) => Upstream { url: i.url, version: i.version, binding: Some(i.binding), streaming },
+            Offer::Unusable(_) => Upstream { binding: None, ..fallback(streaming) },
+            Offer::Nothing => fallback(streaming),
+        }
     }
 }
 
@@ -127,7 +112,8 @@ mod tests {
             "url": "http://a/legacy"
         }));
         let up = Upstream::choose(&record(), Some(&card));
-        assert_eq!(up, Upstream { url: "http://a/v1".into(), version: ProtocolVersion::V10, streaming: true });
+        let binding = Some(Binding::JsonRpc);
+        assert_eq!(up, Upstream { url: "http://a/v1".into(), version: ProtocolVersion::V10, binding, streaming: true });
     }
 
     #[test]
@@ -153,5 +139,18 @@ mod tests {
         let mut r = record();
         r.protocol_version = Some("1.0".into());
         assert_eq!(Upstream::choose(&r, None).version, ProtocolVersion::V10);
+    }
+
+    #[test]
+    fn http_json_only_and_grpc_only_cards() {
+        let rest = cached(json!({"capabilities": {"streaming": true}, "supportedInterfaces": [
+            {"url": "http://a/rest", "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"}
+        ]}));
+        let up = Upstream::choose(&record(), Some(&rest));
+        assert_eq!((up.url.as_str(), up.binding, up.streaming), ("http://a/rest", Some(Binding::HttpJson), true));
+        let grpc = cached(json!({"supportedInterfaces": [
+            {"url": "grpc.a:443", "protocolBinding": "GRPC", "protocolVersion": "1.0"}
+        ]}));
+        assert_eq!(Upstream::choose(&record(), Some(&grpc)).binding, None);
     }
 }

@@ -4,9 +4,12 @@ upstream for the superx end-to-end tests.
 
     python tests/agents/sdk_agent.py --port 0 --kind task     # "Task Agent"
     python tests/agents/sdk_agent.py --port 0 --kind message  # "Message Agent"
+    python tests/agents/sdk_agent.py --port 0 --binding rest  # HTTP+JSON only
 
 It serves JSON-RPC on `/` for A2A 1.0 and 0.3 (the SDK's compat layer) and its card on
-`/.well-known/agent-card.json`. Once it listens it prints `READY <port>` on stdout, so a
+`/.well-known/agent-card.json`. With `--binding rest` it serves the HTTP+JSON binding
+instead, on the same root (1.0 routes such as `/message:send`, and the SDK's 0.3 routes under
+`/v1/`), and its card lists only HTTP+JSON interfaces (1.0 and 0.3). Once it listens it prints `READY <port>` on stdout, so a
 test can wait on that line instead of sleeping (`--port 0` picks a free port and the line
 says which).
 
@@ -44,7 +47,7 @@ from a2a.helpers import (
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
-from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types import (
     AgentCapabilities,
@@ -133,7 +136,11 @@ class MessageAgent(AgentExecutor):
         return None
 
 
-def build_card(kind: str, base_url: str, extended: bool = False) -> AgentCard:
+BINDINGS = {'jsonrpc': 'JSONRPC', 'rest': 'HTTP+JSON'}
+"""`--binding` -> the card's protocolBinding."""
+
+
+def build_card(kind: str, base_url: str, binding: str = 'jsonrpc', extended: bool = False) -> AgentCard:
     name = 'Task Agent' if kind == 'task' else 'Message Agent'
     skill = AgentSkill(
         id='echo',
@@ -147,8 +154,8 @@ def build_card(kind: str, base_url: str, extended: bool = False) -> AgentCard:
         description=f'superx e2e test agent ({kind})',
         version='0.0.1',
         supported_interfaces=[
-            AgentInterface(url=base_url, protocol_binding='JSONRPC', protocol_version='1.0'),
-            AgentInterface(url=base_url, protocol_binding='JSONRPC', protocol_version='0.3'),
+            AgentInterface(url=base_url, protocol_binding=BINDINGS[binding], protocol_version='1.0'),
+            AgentInterface(url=base_url, protocol_binding=BINDINGS[binding], protocol_version='0.3'),
         ],
         capabilities=AgentCapabilities(
             streaming=True, push_notifications=False, extended_agent_card=extended
@@ -179,8 +186,8 @@ def extended_card_for(card: AgentCard, token: str):
     return extended, modifier
 
 
-def build_app(kind: str, port: int, extended_token: str = '') -> Starlette:
-    card = build_card(kind, f'http://127.0.0.1:{port}/', extended=bool(extended_token))
+def build_app(kind: str, port: int, binding: str = 'jsonrpc', extended_token: str = '') -> Starlette:
+    card = build_card(kind, f'http://127.0.0.1:{port}/', binding, extended=bool(extended_token))
     executor = TaskAgent() if kind == 'task' else MessageAgent()
     extended, modifier = extended_card_for(card, extended_token) if extended_token else (None, None)
     handler = DefaultRequestHandler(
@@ -191,11 +198,14 @@ def build_app(kind: str, port: int, extended_token: str = '') -> Starlette:
         extended_card_modifier=modifier,
     )
     routes = create_agent_card_routes(card, cache_control='public, max-age=60')
-    routes += create_jsonrpc_routes(handler, '/', enable_v0_3_compat=True)
+    if binding == 'rest':
+        routes += create_rest_routes(handler, enable_v0_3_compat=True)
+    else:
+        routes += create_jsonrpc_routes(handler, '/', enable_v0_3_compat=True)
     return Starlette(routes=routes)
 
 
-async def serve(kind: str, port: int, extended_token: str = '') -> None:
+async def serve(kind: str, port: int, binding: str = 'jsonrpc', extended_token: str = '') -> None:
     import socket
 
     # Bind first so that `--port 0` knows its port before the card (which names it) is built.
@@ -204,7 +214,7 @@ async def serve(kind: str, port: int, extended_token: str = '') -> None:
     sock.bind(('127.0.0.1', port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        build_app(kind, port, extended_token), log_level='warning', access_log=False, lifespan='off'
+        build_app(kind, port, binding, extended_token), log_level='warning', access_log=False, lifespan='off'
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
@@ -222,10 +232,11 @@ def main() -> None:
     parser.add_argument('--port', type=int, default=0)
     parser.add_argument('--kind', choices=['task', 'message'], default='task')
     parser.add_argument('--extended-token', default='', help='offer the extended card')
+    parser.add_argument('--binding', choices=sorted(BINDINGS), default='jsonrpc')
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
-        asyncio.run(serve(args.kind, args.port, args.extended_token))
+        asyncio.run(serve(args.kind, args.port, args.binding, args.extended_token))
     except KeyboardInterrupt:
         pass
 

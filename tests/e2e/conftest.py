@@ -1,7 +1,10 @@
 """Session fixtures for the superx end-to-end tests.
 
-Two real A2A agents built on the official Python SDK (tests/agents/sdk_agent.py) run as
-processes: `tasks` (the task agent) and `chat` (the message agent). By default the gateway
+Real A2A agents built on the official Python SDK (tests/agents/sdk_agent.py) run as
+processes: `tasks` (the task agent) and `chat` (the message agent) on JSON-RPC, and the same
+agents serving only HTTP+JSON: `tasks-rest` and `chat-rest` (the gateway calls them in 1.0),
+and `tasks-rest03` (registered with `protocolVersion: 0.3`, so the gateway calls the SDK's
+0.3 REST routes). The `task_agent` and `chat_agent` fixtures run a test once per binding. By default the gateway
 binary runs in front of them and every test talks to the gateway:
 
     SUPERX_BIN=target/debug/superx .venv/bin/pytest tests/e2e
@@ -43,7 +46,14 @@ PSQL_SECONDS_MAX = 60.0
 _SESSION: dict[str, 'E2E'] = {}
 
 # The agent ids the gateway is configured with, and the kind of SDK agent behind each.
-AGENTS = {'tasks': 'task', 'chat': 'message'}
+AGENTS = {'tasks': 'task', 'chat': 'message', 'tasks-rest': 'task', 'chat-rest': 'message', 'tasks-rest03': 'task'}
+# The agents that serve only the HTTP+JSON binding (`sdk_agent.py --binding rest`).
+REST_AGENTS = {'tasks-rest', 'chat-rest', 'tasks-rest03'}
+# The version the agents file pins for an agent (`protocolVersion`), when not the card's best.
+PINNED_VERSIONS = {'tasks-rest03': '0.3'}
+# Task-agent and message-agent ids, one per agent binding (and version) the gateway calls.
+TASK_AGENTS = ['tasks', 'tasks-rest', 'tasks-rest03']
+CHAT_AGENTS = ['chat', 'chat-rest']
 
 # The `tasks` agent offers the extended card to this bearer (sdk_agent.py --extended-token).
 EXTENDED_CARD_TOKEN = 'vip-token'
@@ -106,8 +116,11 @@ class E2E:
         return f'http://127.0.0.1:{self.agent_ports[agent_id]}/'
 
     def agent_url(self, agent_id: str) -> str:
-        """The JSON-RPC endpoint a client uses for this agent."""
+        """The JSON-RPC endpoint a client uses for this agent. A REST-only agent has none of
+        its own: a raw JSON-RPC test skips it in direct mode."""
         if self.direct:
+            if agent_id in REST_AGENTS:
+                pytest.skip(f'{agent_id} serves only HTTP+JSON (SUPERX_E2E_DIRECT=1)')
             return self.upstream_url(agent_id)
         return f'{self.gateway}/agents/{agent_id}'
 
@@ -160,8 +173,9 @@ def _start_agent(
     agent_id: str, kind: str, log_dir: Path, extra_args: tuple[str, ...] = ()
 ) -> tuple[Proc, int]:
     log_path = log_dir / f'agent-{agent_id}.log'
+    binding = 'rest' if agent_id in REST_AGENTS else 'jsonrpc'
     popen = subprocess.Popen(
-        [sys.executable, str(AGENT_SCRIPT), '--port', '0', '--kind', kind, *extra_args],
+        [sys.executable, str(AGENT_SCRIPT), '--port', '0', '--kind', kind, '--binding', binding, *extra_args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=log_path.open('wb'),
@@ -197,6 +211,8 @@ def _start_gateway(agent_ports: dict[str, int], work: Path) -> tuple[Proc, str]:
     lines = ['agents:']
     for agent_id, port in agent_ports.items():
         lines += [f'  {agent_id}:', f'    url: http://127.0.0.1:{port}/']
+        if agent_id in PINNED_VERSIONS:
+            lines.append(f'    protocolVersion: "{PINNED_VERSIONS[agent_id]}"')
     agents_file.write_text('\n'.join(lines) + '\n')
     data_dir = work / 'data'
     data_dir.mkdir()
@@ -269,6 +285,18 @@ def e2e(tmp_path_factory: pytest.TempPathFactory):
         _SESSION.pop('env', None)
         for proc in reversed(list(procs.values())):
             proc.stop()
+
+
+@pytest.fixture(params=TASK_AGENTS)
+def task_agent(request: pytest.FixtureRequest) -> str:
+    """The id of a task agent, once per binding the gateway calls it on."""
+    return request.param
+
+
+@pytest.fixture(params=CHAT_AGENTS)
+def chat_agent(request: pytest.FixtureRequest) -> str:
+    """The id of a message agent, once per binding the gateway calls it on."""
+    return request.param
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,5 +1,6 @@
-"""The official SDK's clients (A2A 1.0 and 0.3) against the agents, through the gateway's
-per-agent endpoints (or the agents themselves with SUPERX_E2E_DIRECT=1)."""
+"""The official SDK's clients (A2A 1.0 and 0.3) against the agents on either binding
+(`task_agent`, `chat_agent`: JSON-RPC and HTTP+JSON), through the gateway's per-agent
+endpoints (or the agents themselves with SUPERX_E2E_DIRECT=1)."""
 
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ from e2e_util import (
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_send_to_task_agent_completes_with_echo_artifact(e2e, version):
+def test_send_to_task_agent_completes_with_echo_artifact(e2e, version, task_agent):
     async def body():
-        async with await sdk_client(e2e.card_base('tasks'), version) as client:
+        async with await sdk_client(e2e.card_base(task_agent), version) as client:
             task = await send_for_task(client, user_message('hello gateway world'))
         assert task.status.state == TaskState.TASK_STATE_COMPLETED
         assert task.id and task.context_id
@@ -48,9 +49,9 @@ def test_send_to_task_agent_completes_with_echo_artifact(e2e, version):
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_send_to_message_agent_returns_a_message(e2e, version):
+def test_send_to_message_agent_returns_a_message(e2e, version, chat_agent):
     async def body():
-        async with await sdk_client(e2e.card_base('chat'), version) as client:
+        async with await sdk_client(e2e.card_base(chat_agent), version) as client:
             events = await send(client, user_message('hi there'))
         assert len(events) == 1 and events[0].HasField('message'), events
         msg = events[0].message
@@ -62,9 +63,9 @@ def test_send_to_message_agent_returns_a_message(e2e, version):
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_get_task_equals_send_result(e2e, version):
+def test_get_task_equals_send_result(e2e, version, task_agent):
     async def body():
-        async with await sdk_client(e2e.card_base('tasks'), version) as client:
+        async with await sdk_client(e2e.card_base(task_agent), version) as client:
             sent = await send_for_task(client, user_message('remember me'))
             got = await client.get_task(GetTaskRequest(id=sent.id))
             with pytest.raises(TaskNotFoundError):
@@ -80,9 +81,9 @@ def test_get_task_equals_send_result(e2e, version):
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_cancel_slow_task_then_cancel_again_is_not_cancelable(e2e, version):
+def test_cancel_slow_task_then_cancel_again_is_not_cancelable(e2e, version, task_agent):
     async def body():
-        async with await sdk_client(e2e.card_base('tasks'), version) as client:
+        async with await sdk_client(e2e.card_base(task_agent), version) as client:
             started = await send_for_task(
                 client, user_message('slow please'), return_immediately=True
             )
@@ -104,9 +105,9 @@ def test_cancel_slow_task_then_cancel_again_is_not_cancelable(e2e, version):
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_multi_turn_input_required_then_completed(e2e, version):
+def test_multi_turn_input_required_then_completed(e2e, version, task_agent):
     async def body():
-        async with await sdk_client(e2e.card_base('tasks'), version) as client:
+        async with await sdk_client(e2e.card_base(task_agent), version) as client:
             asked = await send_for_task(client, user_message('ask me something'))
             assert asked.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
             assert message_text(asked.status.message) == 'what is your name?'
@@ -131,11 +132,11 @@ def test_multi_turn_input_required_then_completed(e2e, version):
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_streaming_send(e2e, version):
+def test_streaming_send(e2e, version, task_agent, chat_agent):
     """The cards say `streaming: true`, so a default SDK client streams."""
 
     async def body():
-        async with await sdk_client(e2e.card_base('tasks'), version, streaming=True) as client:
+        async with await sdk_client(e2e.card_base(task_agent), version, streaming=True) as client:
             events = await send(client, user_message('stream me'))
         assert events, 'no events'
         assert events[0].HasField('task'), events[0]
@@ -151,7 +152,7 @@ def test_streaming_send(e2e, version):
             if e.HasField('artifact_update')
         ]
         assert texts == ['stream me']
-        async with await sdk_client(e2e.card_base('chat'), version, streaming=True) as client:
+        async with await sdk_client(e2e.card_base(chat_agent), version, streaming=True) as client:
             events = await send(client, user_message('stream chat'))
         assert len(events) == 1 and events[0].HasField('message'), events
         assert message_text(events[0].message) == 'echo: stream chat'
@@ -159,12 +160,12 @@ def test_streaming_send(e2e, version):
     run(body())
 
 
-def test_list_tasks_filters_and_pages(e2e):
+def test_list_tasks_filters_and_pages(e2e, task_agent):
     """ListTasks exists only in 1.0. Every task here shares one fresh context, so the
     results do not depend on what other tests stored."""
 
     async def body():
-        async with await sdk_client(e2e.card_base('tasks'), '1.0') as client:
+        async with await sdk_client(e2e.card_base(task_agent), '1.0') as client:
             first = await send_for_task(client, user_message('list one'))
             ctx = first.context_id
             failed = await send_for_task(client, user_message('fail', context_id=ctx))

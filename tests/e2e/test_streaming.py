@@ -1,7 +1,7 @@
 """Streaming over SSE through the gateway, on the wire: SendStreamingMessage / message/stream
 event order and shapes, the client's JSON-RPC id in every event, `final` for 0.3, close on
 input-required and continue, SubscribeToTask from the applied log, and GetTask agreeing with
-the stream afterwards."""
+the stream afterwards; against the agents on either binding (`task_agent`, `chat_agent`)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def results(events, rpc_id='s-1'):
     return [e['result'] for e in events]
 
 
-def test_v10_stream_order_shapes_and_final_state(e2e):
-    headers, events = sse(e2e.agent_url('tasks'), 'SendStreamingMessage', {'message': msg10('stream me please')}, V1)
+def test_v10_stream_order_shapes_and_final_state(e2e, task_agent):
+    headers, events = sse(e2e.agent_url(task_agent), 'SendStreamingMessage', {'message': msg10('stream me please')}, V1)
     if not e2e.direct:
         assert headers['content-type'].startswith('text/event-stream')
         assert headers['cache-control'] == 'no-store'
@@ -61,14 +61,14 @@ def test_v10_stream_order_shapes_and_final_state(e2e):
     assert rs[-1]['statusUpdate']['status']['state'] == 'TASK_STATE_COMPLETED'
     assert all(next(iter(r.values())).get('taskId', task_id) == task_id for r in rs[1:])
     streamed = ''.join(p['text'] for r in rs if 'artifactUpdate' in r for p in r['artifactUpdate']['artifact']['parts'])
-    task = result_of(rpc(e2e.agent_url('tasks'), 'GetTask', {'id': task_id}, version=V1))
+    task = result_of(rpc(e2e.agent_url(task_agent), 'GetTask', {'id': task_id}, version=V1))
     assert task['status']['state'] == 'TASK_STATE_COMPLETED'
     stored = ''.join(p['text'] for a in task.get('artifacts', []) for p in a['parts'])
     assert stored == streamed == 'stream me please', (stored, streamed)
 
 
-def test_v03_stream_has_kinds_and_final_on_the_last_event_only(e2e):
-    _, events = sse(e2e.agent_url('tasks'), 'message/stream', {'message': msg03('legacy stream')}, None, rpc_id=8)
+def test_v03_stream_has_kinds_and_final_on_the_last_event_only(e2e, task_agent):
+    _, events = sse(e2e.agent_url(task_agent), 'message/stream', {'message': msg03('legacy stream')}, None, rpc_id=8)
     rs = results(events, rpc_id=8)
     assert rs[0]['kind'] == 'task'
     assert {r['kind'] for r in rs[1:]} <= {'status-update', 'artifact-update'}
@@ -78,8 +78,8 @@ def test_v03_stream_has_kinds_and_final_on_the_last_event_only(e2e):
 
 
 @pytest.mark.parametrize('version', [V1, '0.3'])
-def test_stream_closes_on_input_required_then_a_follow_up_continues(e2e, version):
-    url = e2e.agent_url('tasks')
+def test_stream_closes_on_input_required_then_a_follow_up_continues(e2e, version, task_agent):
+    url = e2e.agent_url(task_agent)
     if version == V1:
         _, first = sse(url, 'SendStreamingMessage', {'message': msg10('ask me')}, V1)
         rs = results(first)
@@ -104,15 +104,15 @@ def test_stream_closes_on_input_required_then_a_follow_up_continues(e2e, version
     assert 'hello Ada' in json.dumps(got['artifacts'])
 
 
-def test_message_agent_streams_one_message(e2e):
-    _, events = sse(e2e.agent_url('chat'), 'SendStreamingMessage', {'message': msg10('hi')}, V1)
+def test_message_agent_streams_one_message(e2e, chat_agent):
+    _, events = sse(e2e.agent_url(chat_agent), 'SendStreamingMessage', {'message': msg10('hi')}, V1)
     rs = results(events)
     assert len(rs) == 1 and 'message' in rs[0], rs
 
 
 @pytest.mark.gateway_only
-def test_subscribe_follows_a_task_until_it_is_canceled(e2e):
-    url = e2e.agent_url('tasks')
+def test_subscribe_follows_a_task_until_it_is_canceled(e2e, task_agent):
+    url = e2e.agent_url(task_agent)
     sent = result_of(rpc(url, 'SendMessage', {'message': msg10('slow one'), 'configuration': {'returnImmediately': True}}, version=V1))
     task_id = sent['task']['id']
     got: dict = {}
@@ -139,8 +139,8 @@ def test_subscribe_follows_a_task_until_it_is_canceled(e2e):
 
 
 @pytest.mark.gateway_only
-def test_subscribe_to_a_terminal_task(e2e):
-    url = e2e.agent_url('tasks')
+def test_subscribe_to_a_terminal_task(e2e, task_agent):
+    url = e2e.agent_url(task_agent)
     done = result_of(rpc(url, 'SendMessage', {'message': msg10('finish')}, version=V1))['task']
     error_of(rpc(url, 'SubscribeToTask', {'id': done['id']}, version=V1), -32004)
     error_of(rpc(url, 'tasks/resubscribe', {'id': done['id']}), -32004)
