@@ -177,6 +177,20 @@ class Node(Proc):
         return rpc(self.api, "cluster/status", timeout=1.0)
 
 
+def three_node_addrs(script, bin_dir, echo_addr, port_base):
+    """The API and raft addresses of a three-node cluster (node i on 127.0.0.i, API port
+    PORT_BASE+i, raft PORT_BASE+100+i); exits if a binary is missing or an address is taken."""
+    for name in ("superx", "superx-echo-agent"):
+        if not os.access(bin_dir / name, os.X_OK):
+            sys.exit(f"{script}: {bin_dir / name} is missing (cargo build --release -p superx -p superx-bench)")
+    apis = [f"{HOSTS[i]}:{port_base + i + 1}" for i in range(3)]
+    rafts = [f"{HOSTS[i]}:{port_base + 101 + i}" for i in range(3)]
+    for addr in [echo_addr, *apis, *rafts]:
+        if port_busy(addr):
+            sys.exit(f"{script}: {addr} is already in use")
+    return apis, rafts
+
+
 def wait_until(what, check, timeout, procs=()):
     """Polls check() until it returns a truthy value; fails if a proc dies."""
     deadline = time.monotonic() + timeout
@@ -300,14 +314,7 @@ def main():
         parser.error("--round-timeout must be in (0, 600]")
 
     bin_dir = Path(args.bin_dir)
-    for name in ("superx", "superx-echo-agent"):
-        if not os.access(bin_dir / name, os.X_OK):
-            sys.exit(f"failover.py: {bin_dir / name} is missing (cargo build --release -p superx -p superx-bench)")
-    apis = [f"{HOSTS[i]}:{args.port_base + i + 1}" for i in range(3)]
-    rafts = [f"{HOSTS[i]}:{args.port_base + 101 + i}" for i in range(3)]
-    for addr in [args.echo_addr, *apis, *rafts]:
-        if port_busy(addr):
-            sys.exit(f"failover.py: {addr} is already in use")
+    apis, rafts = three_node_addrs("failover.py", bin_dir, args.echo_addr, args.port_base)
 
     work = Path(tempfile.mkdtemp(prefix="superx-failover-"))
     procs = []

@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from failover import BENCH_AGENT_MAX_IN_FLIGHT, HOSTS, ROOT, Node, Proc, http, port_busy, wait_until  # noqa: E402
+from failover import BENCH_AGENT_MAX_IN_FLIGHT, ROOT, Node, Proc, http, three_node_addrs, wait_until  # noqa: E402
 
 STREAM_READ_TIMEOUT_S = 10.0
 
@@ -102,15 +102,8 @@ def main():
     args = parser.parse_args()
     if not 1 <= args.rounds <= 100_000:
         parser.error("--rounds must be between 1 and 100000")
+    apis, rafts = three_node_addrs("resume.py", Path(args.bin_dir), args.echo_addr, args.port_base)
     bin_dir = Path(args.bin_dir)
-    for name in ("superx", "superx-echo-agent"):
-        if not os.access(bin_dir / name, os.X_OK):
-            sys.exit(f"resume.py: {bin_dir / name} is missing (cargo build --release -p superx -p superx-bench)")
-    apis = [f"{HOSTS[i]}:{args.port_base + i + 1}" for i in range(3)]
-    rafts = [f"{HOSTS[i]}:{args.port_base + 101 + i}" for i in range(3)]
-    for addr in [args.echo_addr, *apis, *rafts]:
-        if port_busy(addr):
-            sys.exit(f"resume.py: {addr} is already in use")
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     work = Path(tempfile.mkdtemp(prefix="superx-resume-"))
     procs = []

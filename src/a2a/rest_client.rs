@@ -152,50 +152,10 @@ fn reason_code(reason: &str) -> Option<i64> {
 mod proto03 {
     use super::*;
     use crate::a2a::TaskState;
-
-    fn err(msg: impl Into<String>) -> WireError {
-        WireError(msg.into())
-    }
-
-    fn object(value: Value, what: &str) -> Result<Map<String, Value>, WireError> {
-        match value {
-            Value::Object(map) => Ok(map),
-            _ => Err(err(format!("{what} must be an object"))),
-        }
-    }
-
-    /// Applies `f` to every item of the array under `key`, if any.
-    fn map_items(
-        obj: &mut Map<String, Value>,
-        key: &str,
-        f: impl Fn(Value) -> Result<Value, WireError>,
-    ) -> Result<(), WireError> {
-        match obj.get_mut(key).map(Value::take) {
-            None | Some(Value::Null) => Ok(()),
-            Some(Value::Array(items)) => {
-                obj.insert(key.into(), Value::Array(items.into_iter().map(f).collect::<Result<_, _>>()?));
-                Ok(())
-            }
-            Some(_) => Err(err(format!("{key} must be an array"))),
-        }
-    }
+    use crate::a2a::v03::{err, map_array as map_items, object};
 
     pub fn send_params_from_v10(params: Value) -> Value {
-        let Value::Object(mut p) = params else {
-            return params;
-        };
-        if let Some(m) = p.remove("message") {
-            p.insert("message".into(), message_from_v10(m));
-        }
-        if let Some(Value::Object(mut c)) = p.remove("configuration") {
-            let immediate = c.remove("returnImmediately").and_then(|v| v.as_bool()).unwrap_or(false);
-            c.insert("blocking".into(), json!(!immediate));
-            if let Some(push) = c.remove("taskPushNotificationConfig") {
-                c.insert("pushNotification".into(), push);
-            }
-            p.insert("configuration".into(), Value::Object(c));
-        }
-        Value::Object(p)
+        crate::a2a::v03::send_params_from_v10_with(params, message_from_v10, "pushNotification")
     }
 
     fn message_from_v10(message: Value) -> Value {

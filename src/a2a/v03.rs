@@ -17,11 +17,11 @@ use super::TaskState;
 #[error("{0}")]
 pub struct WireError(pub String);
 
-fn err(msg: impl Into<String>) -> WireError {
+pub(super) fn err(msg: impl Into<String>) -> WireError {
     WireError(msg.into())
 }
 
-fn object(value: Value, what: &str) -> Result<Map<String, Value>, WireError> {
+pub(super) fn object(value: Value, what: &str) -> Result<Map<String, Value>, WireError> {
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(err(format!("{what} must be an object"))),
@@ -184,7 +184,8 @@ pub fn artifact_from_v10(artifact: Value) -> Value {
     Value::Object(a)
 }
 
-fn map_array(
+/// Applies `f` to every item of the array under `key`, if any (null counts as none).
+pub(super) fn map_array(
     obj: &mut Map<String, Value>,
     key: &str,
     f: impl Fn(Value) -> Result<Value, WireError>,
@@ -307,17 +308,24 @@ pub fn send_params_to_v10(params: Value) -> Result<Value, WireError> {
 
 /// 1.0 `SendMessageRequest` as 0.3 `MessageSendParams`, for a 0.3 agent.
 pub fn send_params_from_v10(params: Value) -> Value {
+    send_params_from_v10_with(params, message_from_v10, "pushNotificationConfig")
+}
+
+/// 1.0 send params in a 0.3 form: the message converted by `message`, `returnImmediately` as
+/// `blocking`, the push config under `push_key` (the 0.3 JSON-RPC and ProtoJSON forms differ
+/// only in these).
+pub(super) fn send_params_from_v10_with(params: Value, message: fn(Value) -> Value, push_key: &str) -> Value {
     let Value::Object(mut p) = params else {
         return params;
     };
     if let Some(m) = p.remove("message") {
-        p.insert("message".into(), message_from_v10(m));
+        p.insert("message".into(), message(m));
     }
     if let Some(Value::Object(mut c)) = p.remove("configuration") {
         let immediate = c.remove("returnImmediately").and_then(|v| v.as_bool()).unwrap_or(false);
         c.insert("blocking".into(), json!(!immediate));
         if let Some(push) = c.remove("taskPushNotificationConfig") {
-            c.insert("pushNotificationConfig".into(), push);
+            c.insert(push_key.into(), push);
         }
         p.insert("configuration".into(), Value::Object(c));
     }

@@ -46,6 +46,23 @@ def results(events, rpc_id='s-1'):
         assert 'error' not in e, e
     return [e['result'] for e in events]
 
+def subscribe_in_background(url: str, task_id: str):
+    """SubscribeToTask on a thread (rpc id `sub`); returns once its first event (the snapshot)
+    arrived, with the thread and the dict that gets `headers` and `events` when it ends."""
+    got: dict = {}
+    subscribed = threading.Event()
+
+    def follow():
+        got['headers'], got['events'] = sse(
+            url, 'SubscribeToTask', {'id': task_id}, V1, rpc_id='sub', on_event=lambda _: subscribed.set()
+        )
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    assert subscribed.wait(STREAM_SECONDS_MAX), 'no first event on the subscription'
+    return follower, got
+
+
 
 def test_v10_stream_order_shapes_and_final_state(e2e, task_agent):
     headers, events = sse(e2e.agent_url(task_agent), 'SendStreamingMessage', {'message': msg10('stream me please')}, V1)
@@ -115,18 +132,7 @@ def test_subscribe_follows_a_task_until_it_is_canceled(e2e, task_agent):
     url = e2e.agent_url(task_agent)
     sent = result_of(rpc(url, 'SendMessage', {'message': msg10('slow one'), 'configuration': {'returnImmediately': True}}, version=V1))
     task_id = sent['task']['id']
-    got: dict = {}
-    subscribed = threading.Event()
-
-    def follow():
-        got['headers'], got['events'] = sse(
-            url, 'SubscribeToTask', {'id': task_id}, V1, rpc_id='sub', on_event=lambda _: subscribed.set()
-        )
-
-    follower = threading.Thread(target=follow)
-    follower.start()
-    # Cancel only once the subscription has its first event (the snapshot).
-    assert subscribed.wait(STREAM_SECONDS_MAX), 'no first event on the subscription'
+    follower, got = subscribe_in_background(url, task_id)
     canceled = result_of(rpc(url, 'CancelTask', {'id': task_id}, version=V1))
     assert canceled['status']['state'] == 'TASK_STATE_CANCELED'
     follower.join(STREAM_SECONDS_MAX)
@@ -192,17 +198,7 @@ def test_a_task_answered_active_is_followed_upstream_until_it_ends(e2e):
     url = e2e.agent_url('tasks')
     sent = result_of(rpc(url, 'SendMessage', {'message': msg10('slow behind'), 'configuration': {'returnImmediately': True}}, version=V1))
     task_id = sent['task']['id']
-    got: dict = {}
-    subscribed = threading.Event()
-
-    def follow():
-        got['headers'], got['events'] = sse(
-            url, 'SubscribeToTask', {'id': task_id}, V1, rpc_id='sub', on_event=lambda _: subscribed.set()
-        )
-
-    follower = threading.Thread(target=follow)
-    follower.start()
-    assert subscribed.wait(STREAM_SECONDS_MAX), 'no first event on the subscription'
+    follower, got = subscribe_in_background(url, task_id)
     # Not through the gateway: the agent's own endpoint.
     canceled = result_of(rpc(e2e.upstream_url('tasks'), 'CancelTask', {'id': task_id}, version=V1))
     assert canceled['status']['state'] == 'TASK_STATE_CANCELED'
