@@ -169,27 +169,50 @@ impl RpcError {
         )
     }
 
-    /// The HTTP status a binding with statuses (HTTP+JSON) answers this error with. JSON-RPC
-    /// answers every error with 200, as A2A's JSON-RPC binding says.
+    /// The HTTP status the HTTP+JSON binding answers this error with. JSON-RPC answers every
+    /// error with 200, as A2A's JSON-RPC binding says.
     pub fn http_status(&self) -> u16 {
+        self.statuses().0
+    }
+
+    /// The `google.rpc.Code` name (`status` of a `google.rpc.Status`) for the HTTP+JSON
+    /// binding (and gRPC).
+    pub fn grpc_status(&self) -> &'static str {
+        self.statuses().1
+    }
+
+    /// The HTTP status and gRPC code, one table (spec §5.4 for A2A's errors). Deliberate
+    /// departures, as a gateway: a request body of the wrong media type is 415 (the spec's 400
+    /// is for parts of a media type an agent refuses, which come back as the agent's own
+    /// error); an agent that answered badly or not at all is 502 (the gateway's upstream
+    /// failed, not the gateway).
+    fn statuses(&self) -> (u16, &'static str) {
+        const INVALID: (u16, &str) = (400, "INVALID_ARGUMENT");
+        const PRECONDITION: (u16, &str) = (400, "FAILED_PRECONDITION");
+        const NOT_FOUND: (u16, &str) = (404, "NOT_FOUND");
+        const INTERNAL: (u16, &str) = (500, "INTERNAL");
+        const UNAVAILABLE: (u16, &str) = (503, "UNAVAILABLE");
         match self {
-            Self::Parse(_) | Self::InvalidRequest(_) | Self::InvalidParams(_) => 400,
-            Self::MethodNotFound(_) | Self::TaskNotFound(_) | Self::AgentNotFound(_) => 404,
+            Self::Parse(_) | Self::InvalidRequest(_) | Self::InvalidParams(_) => INVALID,
+            Self::MethodNotFound(_) | Self::TaskNotFound(_) | Self::AgentNotFound(_) => NOT_FOUND,
             Self::TaskNotCancelable(_)
             | Self::PushNotSupported
             | Self::UnsupportedOperation(_)
             | Self::ExtendedCardNotConfigured
-            | Self::VersionNotSupported(_) => 400,
-            Self::ContentTypeNotSupported(_) => 415,
-            Self::Internal(_) => 500,
-            Self::InvalidAgentResponse(_) | Self::AgentUnavailable(_) => 502,
-            Self::AgentOverloaded { .. } => 429,
-            Self::AgentAuthRefused { status, .. } => *status,
-            Self::AgentCircuitOpen { .. } | Self::Overloaded(_) | Self::Unavailable(_) => 503,
+            | Self::VersionNotSupported(_) => PRECONDITION,
+            Self::ContentTypeNotSupported(_) => (415, "INVALID_ARGUMENT"),
+            Self::Internal(_) => INTERNAL,
+            Self::InvalidAgentResponse(_) => (502, "INTERNAL"),
+            Self::AgentUnavailable(_) => (502, "UNAVAILABLE"),
+            Self::AgentOverloaded { .. } => (429, "RESOURCE_EXHAUSTED"),
+            Self::AgentAuthRefused { status: 401, .. } => (401, "UNAUTHENTICATED"),
+            Self::AgentAuthRefused { status, .. } => (*status, "PERMISSION_DENIED"),
+            Self::AgentCircuitOpen { .. } | Self::Overloaded(_) | Self::Unavailable(_) => UNAVAILABLE,
             Self::Upstream { code, .. } => match code {
-                -32001 => 404,
-                -32700 | -32600 | -32602 | -32009..=-32002 => 400,
-                _ => 500,
+                -32001 | -32601 => NOT_FOUND,
+                -32700 | -32600 | -32602 | -32005 => INVALID,
+                -32009..=-32002 => PRECONDITION,
+                _ => INTERNAL,
             },
         }
     }
@@ -238,6 +261,23 @@ impl RpcError {
             -32099 => "AGENT_UNAVAILABLE",
             _ => return None,
         })
+    }
+
+    /// The HTTP+JSON binding's `google.rpc.Status` body, the same for 1.0 and 0.3 paths (as
+    /// SDK 1.3.0 answers both). Its `ErrorInfo` is the one 1.0 JSON-RPC `data` carries (with
+    /// `METHOD_NOT_FOUND` too, which SDK REST clients read); an agent's own details pass
+    /// through.
+    pub fn to_status_body(&self) -> Value {
+        let code = self.code();
+        let details = match self {
+            Self::Upstream { data: Some(Value::Array(details)), .. } => details.clone(),
+            Self::Upstream { .. } if (-32099..=-32010).contains(&code) => vec![],
+            _ => Self::reason(code)
+                .or((code == -32601).then_some("METHOD_NOT_FOUND"))
+                .map(|r| vec![self.error_info(r)])
+                .unwrap_or_default(),
+        };
+        crate::a2a::rest::status_body(self.http_status(), self.grpc_status(), &self.to_string(), details)
     }
 
     /// The JSON-RPC `error` object, in the client's protocol version.

@@ -8,8 +8,9 @@
 //!    dropped, so a served card is valid even when the agent's is not (SuperX did the same).
 //! 2. [`rewrite_agent_card`]: every interface a client could use points at the gateway
 //!    (`{public base}/agents/{id}`), never at the agent behind it: 1.0
-//!    `supportedInterfaces[]` and the 0.3 `url`/`additionalInterfaces`. Interfaces of bindings
-//!    the gateway does not serve are dropped. Signatures are dropped: they no longer match a
+//!    `supportedInterfaces[]` and the 0.3 `url`/`additionalInterfaces`, each binding the
+//!    gateway serves (JSON-RPC first, preferred; HTTP+JSON, which 0.3 SDK clients reach under
+//!    `{url}/v1/`) whatever the agent itself speaks. The agent's other interfaces are dropped. Signatures are dropped: they no longer match a
 //!    rewritten card. Push notifications are switched off (not served yet); streaming and the
 //!    extended card are the agent's own (the gateway passes both through).
 //! 3. The flavour the client negotiated ([`negotiate`]): the combined card (1.0 members plus
@@ -33,6 +34,10 @@ pub struct CardOptions {
     /// Serve a strict 1.0 card: no 0.3 fields or interfaces, no unknown members.
     pub strict_v10: bool,
 }
+
+/// The binding names of the interfaces the gateway serves.
+const JSONRPC: &str = "JSONRPC";
+const HTTP_JSON: &str = "HTTP+JSON";
 
 /// The 1.0 media type (A2A 1.0.1). A client that accepts it knows 1.0.
 pub const A2A_JSON: &str = "application/a2a+json";
@@ -101,19 +106,23 @@ pub fn rewrite_agent_card(card: &Value, agent_url: &str, options: CardOptions) -
         return Value::Object(strict_v10(out));
     }
     out.insert("url".into(), json!(agent_url));
-    out.insert("preferredTransport".into(), json!("JSONRPC"));
+    out.insert("preferredTransport".into(), json!(JSONRPC));
     let legacy = out.get("protocolVersion").and_then(Value::as_str);
     if legacy.and_then(ProtocolVersion::from_card_value) != Some(ProtocolVersion::V03) {
         out.insert("protocolVersion".into(), json!("0.3.0"));
     }
-    if out.contains_key("additionalInterfaces") {
-        out.insert("additionalInterfaces".into(), json!([{"url": agent_url, "transport": "JSONRPC"}]));
-    }
+    out.insert(
+        "additionalInterfaces".into(),
+        json!([{"url": agent_url, "transport": JSONRPC}, {"url": agent_url, "transport": HTTP_JSON}]),
+    );
     out.insert("supportsAuthenticatedExtendedCard".into(), json!(extended));
     Value::Object(out)
 }
 
-/// JSON-RPC interfaces, re-anchored at the gateway, 1.0 first; other bindings dropped.
+/// The interfaces the gateway serves for an agent, all at `agent_url`: JSON-RPC (the agent's
+/// own JSON-RPC entries re-anchored, so a `tenant` they declare stays, else a default) and
+/// HTTP+JSON beside each, 1.0 first, JSON-RPC preferred. The agent's other entries are
+/// dropped: the gateway serves both bindings whatever the agent speaks.
 fn rewrite_interfaces(existing: Option<&Value>, agent_url: &str, options: CardOptions) -> Vec<Value> {
     let mut v10 = Vec::new();
     let mut v03 = Vec::new();
@@ -121,7 +130,7 @@ fn rewrite_interfaces(existing: Option<&Value>, agent_url: &str, options: CardOp
         let Some(obj) = iface.as_object() else {
             continue;
         };
-        if obj.get("protocolBinding").and_then(Value::as_str) != Some("JSONRPC") {
+        if obj.get("protocolBinding").and_then(Value::as_str) != Some(JSONRPC) {
             continue;
         }
         let version = obj.get("protocolVersion").and_then(Value::as_str).and_then(ProtocolVersion::from_card_value);
@@ -136,18 +145,31 @@ fn rewrite_interfaces(existing: Option<&Value>, agent_url: &str, options: CardOp
             bucket.push(Value::Object(rewritten));
         }
     }
-    let default = |version: &str| json!({"url": agent_url, "protocolBinding": "JSONRPC", "protocolVersion": version});
+    let default = |version: &str| json!({"url": agent_url, "protocolBinding": JSONRPC, "protocolVersion": version});
     if v10.is_empty() {
         v10.push(default("1.0"));
     }
-    if options.strict_v10 {
-        return v10;
+    let mut out = with_rest_twins(v10);
+    if !options.strict_v10 {
+        if v03.is_empty() {
+            v03.push(default("0.3"));
+        }
+        out.extend(with_rest_twins(v03));
     }
-    if v03.is_empty() {
-        v03.push(default("0.3"));
-    }
-    v10.extend(v03);
-    v10
+    out
+}
+
+/// JSON-RPC interfaces followed by an HTTP+JSON one for each (same URL, version, tenant).
+fn with_rest_twins(jsonrpc: Vec<Value>) -> Vec<Value> {
+    let rest: Vec<Value> = jsonrpc
+        .iter()
+        .cloned()
+        .map(|mut iface| {
+            iface["protocolBinding"] = json!(HTTP_JSON);
+            iface
+        })
+        .collect();
+    jsonrpc.into_iter().chain(rest).collect()
 }
 
 /// Switches off what the gateway does not serve yet (push notifications), so SDK clients

@@ -8,6 +8,8 @@
 
 pub mod card;
 pub mod interface;
+mod proto03;
+pub mod rest;
 pub mod rest_client;
 pub mod resume;
 pub mod task;

@@ -10,9 +10,10 @@
 //! Errors are `google.rpc.Status` bodies (`{"error": {code, status, message, details}}`)
 //! whose `ErrorInfo.reason` names the A2A error.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::ProtocolVersion;
+use super::proto03;
 use super::v03::WireError;
 
 /// The 0.3 binding's path prefix (dropped in 1.0).
@@ -146,151 +147,6 @@ fn reason_code(reason: &str) -> Option<i64> {
         "INTERNAL_ERROR" => -32603,
         _ => return None,
     })
-}
-
-/// 0.3 ProtoJSON (the 0.3 gRPC messages' JSON) <-> the 1.0 model.
-mod proto03 {
-    use super::*;
-    use crate::a2a::TaskState;
-    use crate::a2a::v03::{err, map_array as map_items, object};
-
-    pub fn send_params_from_v10(params: Value) -> Value {
-        crate::a2a::v03::send_params_from_v10_with(params, message_from_v10, "pushNotification")
-    }
-
-    fn message_from_v10(message: Value) -> Value {
-        let Value::Object(mut m) = message else {
-            return message;
-        };
-        if let Some(Value::Array(parts)) = m.remove("parts") {
-            m.insert("content".into(), Value::Array(parts.into_iter().map(part_from_v10).collect()));
-        }
-        Value::Object(m)
-    }
-
-    fn part_from_v10(part: Value) -> Value {
-        let Value::Object(mut p) = part else {
-            return part;
-        };
-        let mut out = Map::new();
-        if let Some(text) = p.remove("text") {
-            out.insert("text".into(), text);
-        } else if let Some(data) = p.remove("data") {
-            // A 0.3 DataPart holds a Struct; other JSON values are wrapped under "value".
-            let data = if data.is_object() { data } else { json!({"value": data}) };
-            out.insert("data".into(), json!({"data": data}));
-        } else {
-            let mut file = Map::new();
-            if let Some(raw) = p.remove("raw") {
-                file.insert("fileWithBytes".into(), raw);
-            } else if let Some(url) = p.remove("url") {
-                file.insert("fileWithUri".into(), url);
-            }
-            if let Some(name) = p.remove("filename") {
-                file.insert("name".into(), name);
-            }
-            if let Some(media) = p.remove("mediaType") {
-                file.insert("mimeType".into(), media);
-            }
-            out.insert("file".into(), Value::Object(file));
-        }
-        if let Some(meta) = p.remove("metadata").filter(|v| !v.is_null()) {
-            out.insert("metadata".into(), meta);
-        }
-        Value::Object(out)
-    }
-
-    fn part_to_v10(part: Value) -> Result<Value, WireError> {
-        let mut p = object(part, "part")?;
-        let mut out = Map::new();
-        if let Some(text) = p.remove("text") {
-            out.insert("text".into(), text);
-        } else if let Some(data) = p.remove("data") {
-            let mut data = object(data, "data part's data")?;
-            out.insert("data".into(), data.remove("data").unwrap_or_else(|| json!({})));
-        } else if let Some(file) = p.remove("file") {
-            let mut file = object(file, "file part's file")?;
-            match (file.remove("fileWithBytes"), file.remove("fileWithUri")) {
-                (Some(b), None) => out.insert("raw".into(), b),
-                (None, Some(u)) => out.insert("url".into(), u),
-                _ => return Err(err("file part needs exactly one of fileWithBytes or fileWithUri")),
-            };
-            if let Some(name) = file.remove("name") {
-                out.insert("filename".into(), name);
-            }
-            if let Some(mime) = file.remove("mimeType") {
-                out.insert("mediaType".into(), mime);
-            }
-        } else {
-            return Err(err("part is not a text, file or data part"));
-        }
-        if let Some(meta) = p.remove("metadata").filter(|v| !v.is_null()) {
-            out.insert("metadata".into(), meta);
-        }
-        Ok(Value::Object(out))
-    }
-
-    fn message_to_v10(message: Value) -> Result<Value, WireError> {
-        let mut m = object(message, "message")?;
-        let content = m.remove("content").unwrap_or_else(|| json!([]));
-        m.insert("parts".into(), content);
-        map_items(&mut m, "parts", part_to_v10)?;
-        Ok(Value::Object(m))
-    }
-
-    fn status_to_v10(status: Value) -> Result<Value, WireError> {
-        let mut s = object(status, "status")?;
-        let state = s.get("state").and_then(Value::as_str).ok_or_else(|| err("status.state is required"))?;
-        let state = match state {
-            "TASK_STATE_CANCELLED" => TaskState::Canceled,
-            other => TaskState::from_v10(other).ok_or_else(|| err(format!("unknown task state {other:?}")))?,
-        };
-        s.insert("state".into(), json!(state.v10_name()));
-        if let Some(message) = s.remove("message").filter(|m| !m.is_null()) {
-            s.insert("message".into(), message_to_v10(message)?);
-        }
-        Ok(Value::Object(s))
-    }
-
-    fn artifact_to_v10(artifact: Value) -> Result<Value, WireError> {
-        let mut a = object(artifact, "artifact")?;
-        map_items(&mut a, "parts", part_to_v10)?;
-        Ok(Value::Object(a))
-    }
-
-    pub fn task_to_v10(task: Value) -> Result<Value, WireError> {
-        let mut t = object(task, "task")?;
-        let status = t.remove("status").ok_or_else(|| err("task.status is required"))?;
-        t.insert("status".into(), status_to_v10(status)?);
-        map_items(&mut t, "artifacts", artifact_to_v10)?;
-        map_items(&mut t, "history", message_to_v10)?;
-        Ok(Value::Object(t))
-    }
-
-    pub fn wrapped_to_v10(body: Value) -> Result<Value, WireError> {
-        let mut b = object(body, "response")?;
-        if let Some(task) = b.remove("task") {
-            return Ok(json!({"task": task_to_v10(task)?}));
-        }
-        if let Some(message) = b.remove("message") {
-            return Ok(json!({"message": message_to_v10(message)?}));
-        }
-        if let Some(update) = b.remove("statusUpdate") {
-            let mut u = object(update, "statusUpdate")?;
-            // 1.0 has no `final`: the end of a stream is its close.
-            u.remove("final");
-            let status = u.remove("status").ok_or_else(|| err("statusUpdate.status is required"))?;
-            u.insert("status".into(), status_to_v10(status)?);
-            return Ok(json!({"statusUpdate": u}));
-        }
-        if let Some(update) = b.remove("artifactUpdate") {
-            let mut u = object(update, "artifactUpdate")?;
-            let artifact = u.remove("artifact").ok_or_else(|| err("artifactUpdate.artifact is required"))?;
-            u.insert("artifact".into(), artifact_to_v10(artifact)?);
-            return Ok(json!({"artifactUpdate": u}));
-        }
-        Err(err("response is not a task, message or update"))
-    }
 }
 
 #[cfg(test)]

@@ -285,9 +285,19 @@ pub fn result_from_v10(result: Value) -> Value {
 /// 0.3 `MessageSendParams` as 1.0 `SendMessageRequest`. Members the gateway reads for itself
 /// (`agentId`, `tenant`, SuperX's top-level `taskId`/`contextId`) pass through.
 pub fn send_params_to_v10(params: Value) -> Result<Value, WireError> {
+    send_params_to_v10_with(params, message_to_v10, "pushNotificationConfig")
+}
+
+/// 0.3 send params of either form as 1.0: the message converted by `message`, `blocking` as
+/// `returnImmediately`, the push config taken from `push_key`.
+pub(super) fn send_params_to_v10_with(
+    params: Value,
+    message: fn(Value) -> Result<Value, WireError>,
+    push_key: &str,
+) -> Result<Value, WireError> {
     let mut p = object(params, "params")?;
     if let Some(m) = p.remove("message") {
-        p.insert("message".into(), message_to_v10(m)?);
+        p.insert("message".into(), message(m)?);
     }
     if let Some(cfg) = p.remove("configuration").filter(|c| !c.is_null()) {
         let mut c = object(cfg, "configuration")?;
@@ -298,7 +308,7 @@ pub fn send_params_to_v10(params: Value) -> Result<Value, WireError> {
             Some(Value::Null) | None => {}
             Some(_) => return Err(err("configuration.blocking must be a boolean")),
         }
-        if let Some(push) = c.remove("pushNotificationConfig") {
+        if let Some(push) = c.remove(push_key) {
             c.insert("taskPushNotificationConfig".into(), push);
         }
         p.insert("configuration".into(), Value::Object(c));

@@ -7,6 +7,7 @@
 //! generic message.
 
 mod cards;
+mod rest;
 mod sse;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use http_body_util::BodyExt;
 
 use crate::a2a::ProtocolVersion;
@@ -38,6 +39,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/agents/{id}/", post(rpc_agent))
         .route("/agents/{id}/.well-known/agent-card.json", get(cards::agent_card))
         .route("/agents/{id}/.well-known/agent.json", get(cards::agent_card))
+        // HTTP+JSON; the routes above (JSON-RPC, cards) are more specific and win.
+        .route("/agents/{id}/{*rest}", any(rest::handle))
         .route("/.well-known/agent-card.json", get(cards::gateway_card))
         .route("/.well-known/agent.json", get(cards::gateway_card))
         .route("/health", get(health))
@@ -49,23 +52,29 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
-/// Admission, outermost: a JSON-RPC request (a POST) takes a slot before anything else is
-/// done for it, and keeps it until its answer is ready (a stream's slot is taken further in).
-/// A refusal costs as little as the node can make it: no body read, no span, no request id,
-/// one counter.
+/// Admission, outermost: a request that does work (a JSON-RPC POST, an HTTP+JSON
+/// operation of any method) takes a slot before anything else is done for it, and keeps it
+/// until its answer is ready (a stream's slot is taken further in). Cards, health and
+/// metrics take none. A refusal costs as little as the node can make it: no body read, no
+/// span, no request id, one counter.
 async fn admit(
     State(gw): State<Arc<Gateway>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if request.method() != axum::http::Method::POST {
+    let path = request.uri().path();
+    let rest = rest::operation_path(path).is_some();
+    if request.method() != axum::http::Method::POST && !rest {
         return next.run(request).await;
     }
     match gw.admission.request() {
         Ok(_slot) => next.run(request).await,
         Err(e) => {
-            let version = ProtocolVersion::from_header(requested_version(request.headers(), request.uri().query()));
             crate::telemetry::metrics::request_refused();
+            if rest {
+                return rest::error_response(&e, request.headers());
+            }
+            let version = ProtocolVersion::from_header(requested_version(request.headers(), request.uri().query()));
             refused(&serde_json::Value::Null, &e, version.unwrap_or(ProtocolVersion::V03))
         }
     }
@@ -181,14 +190,56 @@ async fn answer_rpc(
             return fail(&request.id, &e, render_version, label);
         }
     };
-    let last_event_id = match headers.get(LAST_EVENT_ID).map(|v| v.to_str().unwrap_or("?")) {
-        None => None,
-        Some(raw) => match parse_last_event_id(raw) {
-            Ok(id) => id,
-            Err(e) => return fail(&request.id, &RpcError::InvalidParams(e), version, label),
-        },
+    let last_event_id = match last_event_id(headers) {
+        Ok(id) => id,
+        Err(e) => return fail(&request.id, &e, version, label),
     };
-    let call = Call {
+    let mut call = new_call(gw, headers, scope, version, trace, last_event_id);
+    let method_name = request.method;
+    let parsed = Method::parse(&method_name, request.params, &call);
+    let outcome = match parsed {
+        Ok(method) => match prepare(gw, headers, &method, &mut call) {
+            Ok(()) => method.run(gw, &call).await,
+            Err(e) => return (refused(&request.id, &e, version), label, Some(e.code())),
+        },
+        Err(e @ RpcError::VersionNotSupported(_)) => return fail(&request.id, &e, render_version, label),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(Outcome::Reply(reply)) => {
+            (rpc_response(jsonrpc::success_bytes(&request.id, &reply.result), reply.extensions), label, None)
+        }
+        Ok(Outcome::Stream(stream)) => {
+            let framing = sse::Framing::JsonRpc { id: request.id, version };
+            (sse::response(stream, framing, stream_open(gw, &mut call)), label, None)
+        }
+        Err(e) => {
+            if let RpcError::Internal(detail) = &e {
+                tracing::error!(method = %method_name, %detail, "internal error");
+            }
+            fail(&request.id, &e, version, label)
+        }
+    }
+}
+
+/// The client's `Last-Event-ID` (a stream it resumes), if any.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, RpcError> {
+    match headers.get(LAST_EVENT_ID).map(|v| v.to_str().unwrap_or("?")) {
+        None => Ok(None),
+        Some(raw) => parse_last_event_id(raw).map_err(RpcError::InvalidParams),
+    }
+}
+
+/// What a method knows of the request it runs for, whichever binding it came in on.
+fn new_call(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    scope: Scope,
+    version: ProtocolVersion,
+    trace: Option<TraceContext>,
+    last_event_id: Option<u64>,
+) -> Call {
+    Call {
         version,
         scope,
         extensions: headers.get(A2A_EXTENSIONS).or_else(|| headers.get(X_A2A_EXTENSIONS)).cloned(),
@@ -198,44 +249,30 @@ async fn answer_rpc(
         trace: trace.unwrap_or_else(TraceContext::new_root),
         last_event_id,
         authorization: None,
-    };
-    let method_name = request.method;
-    let parsed = Method::parse(&method_name, request.params, &call);
-    let mut call = call;
-    if parsed.as_ref().is_ok_and(Method::forwards_credentials) {
+    }
+}
+
+/// Readies the call for its parsed method: the client's `Authorization` for the one method
+/// that forwards it, a stream slot for a streaming method. An error is the node refusing the
+/// stream (at its limit, or draining).
+fn prepare(gw: &Gateway, headers: &HeaderMap, method: &Method, call: &mut Call) -> Result<(), RpcError> {
+    if method.forwards_credentials() {
         call.authorization = headers.get(header::AUTHORIZATION).cloned().map(|mut v| {
             v.set_sensitive(true);
             v
         });
     }
-    let outcome = match parsed {
-        Ok(method) if method.streams() => match gw.admission.stream() {
-            Ok(slot) => {
-                call.stream_slot = Some(Arc::new(slot));
-                method.run(gw, &call).await
-            }
-            Err(e) => return (refused(&request.id, &e, version), label, Some(e.code())),
-        },
-        Ok(method) => method.run(gw, &call).await,
-        Err(e @ RpcError::VersionNotSupported(_)) => return fail(&request.id, &e, render_version, label),
-        Err(e) => Err(e),
-    };
-    match outcome {
-        Ok(Outcome::Reply(reply)) => {
-            (rpc_response(jsonrpc::success_bytes(&request.id, &reply.result), reply.extensions), label, None)
-        }
-        Ok(Outcome::Stream(stream)) => {
-            let keepalive = std::time::Duration::from_millis(gw.config.streams.keepalive_ms);
-            let open = sse::Open { slot: call.stream_slot.take(), drain: gw.admission.watch(), keepalive };
-            (sse::response(stream, request.id, version, open), label, None)
-        }
-        Err(e) => {
-            if let RpcError::Internal(detail) = &e {
-                tracing::error!(method = %method_name, %detail, "internal error");
-            }
-            fail(&request.id, &e, version, label)
-        }
+    if method.streams() {
+        call.stream_slot = Some(Arc::new(gw.admission.stream()?));
     }
+    Ok(())
+}
+
+/// What an SSE body holds for the stream a call opened: its slot, the drain signal, the
+/// keep-alive period.
+fn stream_open(gw: &Gateway, call: &mut Call) -> sse::Open {
+    let keepalive = std::time::Duration::from_millis(gw.config.streams.keepalive_ms);
+    sse::Open { slot: call.stream_slot.take(), drain: gw.admission.watch(), keepalive }
 }
 
 /// A request the node did not admit (at its limit, or draining): HTTP 503 with Retry-After,
