@@ -402,6 +402,79 @@ mod tests {
     }
 
     #[test]
+    fn status_bodies_for_http_json() {
+        let cases = [
+            (RpcError::TaskNotFound("t".into()), 404, "NOT_FOUND", Some("TASK_NOT_FOUND")),
+            (RpcError::TaskNotCancelable("t".into()), 400, "FAILED_PRECONDITION", Some("TASK_NOT_CANCELABLE")),
+            (RpcError::PushNotSupported, 400, "FAILED_PRECONDITION", Some("PUSH_NOTIFICATION_NOT_SUPPORTED")),
+            (RpcError::UnsupportedOperation("x".into()), 400, "FAILED_PRECONDITION", Some("UNSUPPORTED_OPERATION")),
+            (
+                RpcError::ContentTypeNotSupported("x".into()),
+                415,
+                "INVALID_ARGUMENT",
+                Some("CONTENT_TYPE_NOT_SUPPORTED"),
+            ),
+            (RpcError::VersionNotSupported("x".into()), 400, "FAILED_PRECONDITION", Some("VERSION_NOT_SUPPORTED")),
+            (RpcError::InvalidParams("x".into()), 400, "INVALID_ARGUMENT", Some("INVALID_PARAMS")),
+            (RpcError::Parse("x".into()), 400, "INVALID_ARGUMENT", Some("PARSE_ERROR")),
+            (RpcError::MethodNotFound("x".into()), 404, "NOT_FOUND", Some("METHOD_NOT_FOUND")),
+            (RpcError::AgentNotFound("a".into()), 404, "NOT_FOUND", Some("AGENT_NOT_FOUND")),
+            (RpcError::InvalidAgentResponse("x".into()), 502, "INTERNAL", Some("INVALID_AGENT_RESPONSE")),
+            (RpcError::AgentUnavailable("x".into()), 502, "UNAVAILABLE", Some("AGENT_UNAVAILABLE")),
+            (
+                RpcError::AgentOverloaded { agent: "a".into(), max_in_flight: 1 },
+                429,
+                "RESOURCE_EXHAUSTED",
+                Some("AGENT_OVERLOADED"),
+            ),
+            (
+                RpcError::AgentAuthRefused { agent: "a".into(), status: 401 },
+                401,
+                "UNAUTHENTICATED",
+                Some("AGENT_AUTH_REFUSED"),
+            ),
+            (
+                RpcError::AgentAuthRefused { agent: "a".into(), status: 403 },
+                403,
+                "PERMISSION_DENIED",
+                Some("AGENT_AUTH_REFUSED"),
+            ),
+            (RpcError::Unavailable("x".into()), 503, "UNAVAILABLE", Some("UNAVAILABLE")),
+            (RpcError::Internal("secret".into()), 500, "INTERNAL", Some("INTERNAL_ERROR")),
+            (
+                RpcError::Upstream { code: -32001, message: "m".into(), data: None },
+                404,
+                "NOT_FOUND",
+                Some("TASK_NOT_FOUND"),
+            ),
+            (
+                RpcError::Upstream { code: -32005, message: "m".into(), data: None },
+                400,
+                "INVALID_ARGUMENT",
+                Some("CONTENT_TYPE_NOT_SUPPORTED"),
+            ),
+            (RpcError::Upstream { code: -32050, message: "m".into(), data: None }, 500, "INTERNAL", None),
+            (RpcError::Upstream { code: 7, message: "m".into(), data: None }, 500, "INTERNAL", None),
+        ];
+        for (e, http, status, reason) in cases {
+            let body = e.to_status_body();
+            let err = &body["error"];
+            assert_eq!((err["code"].as_u64(), err["status"].as_str()), (Some(http), Some(status)), "{e:?}");
+            assert_eq!(err["message"].as_str(), Some(e.to_string().as_str()), "{e:?}");
+            assert_eq!(err["details"][0]["reason"].as_str(), reason, "{e:?}");
+            if reason.is_some() {
+                assert_eq!(err["details"][0]["domain"], "a2a-protocol.org");
+            }
+        }
+        let open = RpcError::AgentCircuitOpen { agent: "a".into(), retry_after_secs: 7 }.to_status_body();
+        assert_eq!(open["error"]["details"][0]["metadata"], json!({"agentId": "a", "retryAfterSeconds": "7"}));
+        // An agent's own details pass through.
+        let info = json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "TASK_NOT_FOUND", "metadata": {"x": "1"}});
+        let upstream = RpcError::Upstream { code: -32001, message: "m".into(), data: Some(json!([info])) };
+        assert_eq!(upstream.to_status_body()["error"]["details"][0]["metadata"]["x"], "1");
+    }
+
+    #[test]
     fn upstream_data_passes_in_its_own_shape() {
         let arr =
             RpcError::Upstream { code: -32001, message: "m".into(), data: Some(json!([error_info("TASK_NOT_FOUND")])) };

@@ -12,7 +12,6 @@ use super::TaskState;
 use super::v03::{WireError, err, map_array as map_items, object};
 
 /// 1.0 `SendMessageRequest` as the 0.3 ProtoJSON `SendMessageRequest`.
-
 pub fn send_params_from_v10(params: Value) -> Value {
     crate::a2a::v03::send_params_from_v10_with(params, message_from_v10, "pushNotification")
 }
@@ -165,8 +164,17 @@ pub fn request_as_message(body: Value) -> Value {
     }
 }
 
-/// A 0.3 ProtoJSON `SendMessageRequest` (a client's `v1/message:send` body) as 1.0.
+/// A 0.3 ProtoJSON `SendMessageRequest` (a client's `v1/message:send` body) as 1.0. Absent
+/// scalars are proto3 defaults, read as the SDK's 0.3 REST server reads them: a
+/// configuration without `blocking` does not block, a `historyLength` of 0 is none given.
 pub fn send_params_to_v10(params: Value) -> Result<Value, WireError> {
+    let mut params = params;
+    if let Some(Value::Object(config)) = params.get_mut("configuration") {
+        config.entry("blocking").or_insert(json!(false));
+        if config.get("historyLength").and_then(Value::as_i64) == Some(0) {
+            config.remove("historyLength");
+        }
+    }
     crate::a2a::v03::send_params_to_v10_with(params, message_to_v10, "pushNotification")
 }
 
@@ -258,6 +266,12 @@ mod tests {
             })
         );
         assert!(send_params_to_v10(json!({"message": {"content": [{"video": 1}]}})).is_err());
+        // proto3 defaults: an empty configuration does not block; no configuration is the default.
+        let empty =
+            send_params_to_v10(json!({"message": {"content": []}, "configuration": {"historyLength": 0}})).unwrap();
+        assert_eq!(empty["configuration"], json!({"returnImmediately": true}));
+        let none = send_params_to_v10(json!({"message": {"content": []}})).unwrap();
+        assert!(none.get("configuration").is_none());
         assert!(send_params_to_v10(json!([])).is_err());
     }
 

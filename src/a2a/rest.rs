@@ -149,6 +149,42 @@ pub fn status_body(http_status: u16, status: &str, message: &str, details: Vec<V
     json!({ "error": error })
 }
 
+/// An error body for a path of `version`. On a 0.3 path the `google.rpc.Status` also names
+/// the A2A error the way SDK 1.3.0's 0.3 REST client reads it: a top-level `type` (the
+/// error's class name) and `message`; other readers see the same Status.
+pub fn error_body(version: ProtocolVersion, status: Value) -> Value {
+    if version != ProtocolVersion::V03 {
+        return status;
+    }
+    let reason = status["error"]["details"][0]["reason"].as_str().unwrap_or_default();
+    let Some(name) = v03_error_type(reason) else {
+        return status;
+    };
+    let mut body = status;
+    body["message"] = body["error"]["message"].clone();
+    body["type"] = json!(name);
+    body
+}
+
+/// The SDK's error class for an `ErrorInfo.reason`.
+fn v03_error_type(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "TASK_NOT_FOUND" => "TaskNotFoundError",
+        "TASK_NOT_CANCELABLE" => "TaskNotCancelableError",
+        "PUSH_NOTIFICATION_NOT_SUPPORTED" => "PushNotificationNotSupportedError",
+        "UNSUPPORTED_OPERATION" => "UnsupportedOperationError",
+        "CONTENT_TYPE_NOT_SUPPORTED" => "ContentTypeNotSupportedError",
+        "INVALID_AGENT_RESPONSE" => "InvalidAgentResponseError",
+        "EXTENDED_AGENT_CARD_NOT_CONFIGURED" => "ExtendedAgentCardNotConfiguredError",
+        "VERSION_NOT_SUPPORTED" => "VersionNotSupportedError",
+        "INVALID_PARAMS" => "InvalidParamsError",
+        "INVALID_REQUEST" => "InvalidRequestError",
+        "METHOD_NOT_FOUND" => "MethodNotFoundError",
+        "INTERNAL_ERROR" => "InternalError",
+        _ => return None,
+    })
+}
+
 /// One way a path could be read: the operation, the methods it takes, its ids.
 struct Candidate {
     operation: Operation,
@@ -527,6 +563,21 @@ mod tests {
         assert!(params(Verb::Post, "message:send", None, Some(json!([1]))).is_err());
         let push = params(Verb::Delete, "tasks/t1/pushNotificationConfigs/c1", None, None).unwrap();
         assert_eq!(push, json!({"taskId": "t1", "id": "c1"}));
+    }
+
+    #[test]
+    fn v03_error_bodies_name_the_error_class() {
+        let status =
+            status_body(404, "NOT_FOUND", "task not found: t", vec![super::super::error_info("TASK_NOT_FOUND")]);
+        assert_eq!(error_body(V10, status.clone()), status);
+        let v03 = error_body(V03, status.clone());
+        assert_eq!(
+            (v03["type"].as_str(), v03["message"].as_str()),
+            (Some("TaskNotFoundError"), Some("task not found: t"))
+        );
+        assert_eq!(v03["error"], status["error"]);
+        let bare = status_body(500, "INTERNAL", "x", vec![]);
+        assert_eq!(error_body(V03, bare.clone()), bare);
     }
 
     #[test]

@@ -72,7 +72,7 @@ async fn admit(
         Err(e) => {
             crate::telemetry::metrics::request_refused();
             if rest {
-                return rest::error_response(&e, request.headers());
+                return rest::error_response(&e, request.headers(), ProtocolVersion::V10);
             }
             let version = ProtocolVersion::from_header(requested_version(request.headers(), request.uri().query()));
             refused(&serde_json::Value::Null, &e, version.unwrap_or(ProtocolVersion::V03))

@@ -75,7 +75,7 @@ async fn answer(gw: &Arc<Gateway>, agent: String, request: RestRequest) -> (Resp
             tracing::error!(method = name, %detail, "internal error");
         }
         let code = e.code();
-        (error_response(&e, &headers), label, Some(code))
+        (error_response(&e, &headers, route.version), label, Some(code))
     };
     if let Err(e) = check_version(&route, &headers, uri.query()) {
         return fail(e);
@@ -171,11 +171,11 @@ fn json_response(status: StatusCode, body: &Value, headers: &HeaderMap) -> Respo
     (status, [(header::CONTENT_TYPE, content_type)], body.to_string()).into_response()
 }
 
-/// An error as its HTTP status and `google.rpc.Status` body, with `Retry-After` when the same
-/// request may succeed later.
-pub(super) fn error_response(e: &RpcError, headers: &HeaderMap) -> Response {
+/// An error as its HTTP status and `google.rpc.Status` body (for a path of `version`), with
+/// `Retry-After` when the same request may succeed later.
+pub(super) fn error_response(e: &RpcError, headers: &HeaderMap, version: ProtocolVersion) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = json_response(status, &e.to_status_body(), headers);
+    let mut response = json_response(status, &wire::error_body(version, e.to_status_body()), headers);
     if let Some(secs) = e.retry_after_secs() {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
@@ -211,16 +211,20 @@ mod tests {
     #[test]
     fn errors_carry_status_and_retry_after() {
         let headers = HeaderMap::new();
-        let busy = error_response(&RpcError::Overloaded("full".into()), &headers);
+        let busy = error_response(&RpcError::Overloaded("full".into()), &headers, ProtocolVersion::V10);
         assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
-        let missing = error_response(&RpcError::TaskNotFound("t".into()), &headers);
+        let missing = error_response(&RpcError::TaskNotFound("t".into()), &headers, ProtocolVersion::V10);
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
         assert!(missing.headers().get(header::RETRY_AFTER).is_none());
         assert_eq!(missing.headers()[header::CONTENT_TYPE], "application/json");
         let mut a2a = HeaderMap::new();
         a2a.insert(header::ACCEPT, HeaderValue::from_static("application/a2a+json"));
-        assert_eq!(error_response(&RpcError::TaskNotFound("t".into()), &a2a).headers()[header::CONTENT_TYPE], A2A_JSON);
+        assert_eq!(
+            error_response(&RpcError::TaskNotFound("t".into()), &a2a, ProtocolVersion::V10).headers()
+                [header::CONTENT_TYPE],
+            A2A_JSON
+        );
         let wrong = route_error(&RouteError::MethodNotAllowed(vec![Verb::Get, Verb::Post]), "PUT", "/x", &headers);
         assert_eq!(
             (wrong.status(), wrong.headers()[header::ALLOW].to_str().unwrap()),

@@ -19,6 +19,7 @@ from a2a.client import ClientConfig, ClientFactory, create_client
 from a2a.client.transports.rest import RestTransport
 from a2a.compat.v0_3.rest_transport import CompatRestTransport
 from a2a.types import CancelTaskRequest, GetTaskRequest, ListTasksRequest, TaskState
+from a2a.utils.errors import TaskNotFoundError
 
 from e2e_util import (
     ERROR_INFO_TYPE,
@@ -316,7 +317,10 @@ def test_v03_paths_speak_protojson(e2e, task_agent):
     slow = ok(call('POST', f'{url}/message:send', body={'message': msg03_proto('slow'), 'configuration': {'blocking': False}}, version=None))
     canceled = ok(call('POST', f'{url}/tasks/{slow["task"]["id"]}:cancel', version=None))
     assert canceled['status']['state'] == 'TASK_STATE_CANCELLED', canceled
-    status_error(call('GET', f'{url}/tasks/nope', version=None), 404, 'NOT_FOUND', 'TASK_NOT_FOUND')
+    missing = call('GET', f'{url}/tasks/nope', version=None)
+    status_error(missing, 404, 'NOT_FOUND', 'TASK_NOT_FOUND')
+    assert missing.json()['type'] == 'TaskNotFoundError', 'the 0.3 SDK client reads the error class from `type`'
+
     message = ok(call('POST', f'{base(e2e, "chat")}/v1/message:send', body={'message': msg03_proto('yo')}, version=None))
     assert message['message']['content'] == [{'text': 'echo: yo'}], message
 
@@ -373,6 +377,8 @@ def test_sdk_clients_over_http_json(e2e, version):
         slow = await send_for_task(client, user_message('slow sdk'), return_immediately=True)
         canceled = await client.cancel_task(CancelTaskRequest(id=slow.id))
         assert canceled.status.state == TaskState.TASK_STATE_CANCELED, canceled
+        with pytest.raises(TaskNotFoundError):
+            await client.get_task(GetTaskRequest(id='no-such-task'))
         if version == '1.0':
             listed = await client.list_tasks(ListTasksRequest(context_id=task.context_id))
             assert [t.id for t in listed.tasks] == [task.id], listed
