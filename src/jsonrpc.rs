@@ -3,8 +3,9 @@
 //!
 //! Errors go out with HTTP 200. In A2A 1.0 an error's `data` is an array holding a
 //! `google.rpc.ErrorInfo`; in 0.3 it is free-form (the gateway leaves it out, or passes an
-//! agent's through). [`RpcError::http_status`] and [`RpcError::retry_after_secs`] give the
-//! status and `Retry-After` a binding with HTTP statuses (HTTP+JSON) answers with.
+//! agent's through). [`RpcError::http_status`], [`RpcError::grpc_status`] and
+//! [`RpcError::retry_after_secs`] give the status, the `google.rpc.Status` code and
+//! `Retry-After` the HTTP+JSON binding answers with ([`RpcError::to_status_body`]).
 //!
 //! The gateway's own codes sit in the JSON-RPC server range, outside A2A's -32001..-32009:
 //!

@@ -1,5 +1,7 @@
 //! The public HTTP API (axum): the router, the JSON-RPC endpoint handler and the plain
-//! endpoints (`/health`, `/ready`, `/metrics`). Agent cards are served from [`cards`].
+//! endpoints (`/health`, `/ready`, `/metrics`). Agent cards are served from [`cards`], the
+//! HTTP+JSON binding from [`rest`]; both bindings build the same `rpc::Call` ([`new_call`],
+//! [`prepare`]) and run the same `rpc::Method`.
 //!
 //! The JSON-RPC handler is the edge: it checks the Content-Type, reads a size-limited body,
 //! parses the envelope, works out the client's protocol version, and turns every failure into
