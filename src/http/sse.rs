@@ -78,8 +78,9 @@ impl Framing {
                     Framing::JsonRpc { id, version } => {
                         push_event(out, None, None, &jsonrpc::failure_bytes(id, &error, *version))
                     }
-                    Framing::Rest { .. } => {
-                        let body = serde_json::to_vec(&error.to_status_body()).expect("JSON values serialize");
+                    Framing::Rest { version } => {
+                        let body = crate::a2a::rest::error_body(*version, error.to_status_body());
+                        let body = serde_json::to_vec(&body).expect("JSON values serialize");
                         push_event(out, None, Some("error"), &body)
                     }
                 }

@@ -333,6 +333,24 @@ def test_v03_stream_marks_the_last_update_final(e2e):
     assert not any(u['final'] for u in updates[:-1]), updates
 
 
+def test_v03_subscribe(e2e):
+    url = f'{base(e2e, "tasks")}/v1'
+    v03 = {'A2A-Version': '0.3'}
+    slow = ok(call('POST', f'{url}/message:send', body={'message': msg03_proto('slow'), 'configuration': {}}, version=None))
+    task_id = slow['task']['id']
+    _, first = sse_events('GET', f'{url}/tasks/{task_id}:subscribe', headers=v03, on_event=lambda e: True)
+    event_id, _, data = first[0]
+    assert event_id is not None and data['task']['id'] == task_id, first
+    assert data['task']['history'][0]['content'] == [{'text': 'slow'}], data
+    ok(call('POST', f'{url}/tasks/{task_id}:cancel', version=None))
+    _, resumed = sse_events('POST', f'{url}/tasks/{task_id}:subscribe', headers={**v03, 'Last-Event-ID': str(event_id)})
+    last = resumed[-1][2]['statusUpdate']
+    assert last['status']['state'] == 'TASK_STATE_CANCELLED' and last['final'] is True, resumed
+    refused = call('POST', f'{url}/tasks/{task_id}:subscribe', version=None)
+    status_error(refused, 400, 'FAILED_PRECONDITION', 'UNSUPPORTED_OPERATION')
+    assert refused.json()['type'] == 'UnsupportedOperationError', refused.json()
+
+
 def test_v03_card(e2e):
     card = ok(call('GET', f'{base(e2e, "tasks")}/v1/card', version=None, headers={'Authorization': 'Bearer vip-token'}))
     assert 'vip' in [s['id'] for s in card['skills']] and card['url'] == base(e2e, 'tasks'), card

@@ -41,6 +41,21 @@ async fn past_the_stream_limit_a_stream_is_refused_at_once_with_503_and_retry_af
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["data"][0]["reason"], "OVERLOADED", "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("streams_in_flight_max"), "{body}");
+    // Over HTTP+JSON the same refusal is a google.rpc.Status, with the same status and header.
+    let rest_refused = reqwest::Client::new()
+        .post(format!("{base}/agents/echo/message:stream"))
+        .header("A2A-Version", "1.0")
+        .json(&message("rest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest_refused.status(), 503);
+    assert_eq!(rest_refused.headers()["retry-after"], "1");
+    let body: Value = rest_refused.json().await.unwrap();
+    assert_eq!(
+        (&body["error"]["status"], &body["error"]["details"][0]["reason"]),
+        (&json!("UNAVAILABLE"), &json!("OVERLOADED"))
+    );
     // Unary calls are not streams: they still pass.
     let unary = tokio::task::spawn_blocking({
         let base = base.clone();
