@@ -212,6 +212,7 @@ impl RpcError {
             Self::Upstream { code, .. } => match code {
                 -32001 | -32601 => NOT_FOUND,
                 -32700 | -32600 | -32602 | -32005 => INVALID,
+                -32006 => INTERNAL,
                 -32009..=-32002 => PRECONDITION,
                 _ => INTERNAL,
             },
@@ -453,6 +454,18 @@ mod tests {
                 400,
                 "INVALID_ARGUMENT",
                 Some("CONTENT_TYPE_NOT_SUPPORTED"),
+            ),
+            (
+                RpcError::Upstream { code: -32006, message: "m".into(), data: None },
+                500,
+                "INTERNAL",
+                Some("INVALID_AGENT_RESPONSE"),
+            ),
+            (
+                RpcError::Upstream { code: -32008, message: "m".into(), data: None },
+                400,
+                "FAILED_PRECONDITION",
+                Some("EXTENSION_SUPPORT_REQUIRED"),
             ),
             (RpcError::Upstream { code: -32050, message: "m".into(), data: None }, 500, "INTERNAL", None),
             (RpcError::Upstream { code: 7, message: "m".into(), data: None }, 500, "INTERNAL", None),

@@ -25,7 +25,7 @@ use crate::a2a::card::A2A_JSON;
 use crate::a2a::rest::{self as wire, Route, RouteError, Verb};
 use crate::gateway::Gateway;
 use crate::jsonrpc::RpcError;
-use crate::rpc::{Method, Outcome, Scope};
+use crate::rpc::{Call, Method, Outcome, Scope};
 use crate::telemetry::trace::TraceContext;
 
 /// The operation path of a request under `/agents/{id}/` (raw, after that prefix), if it is
@@ -35,13 +35,12 @@ pub(super) fn operation_path(path: &str) -> Option<&str> {
     (!tail.is_empty() && !tail.starts_with(".well-known/")).then_some(tail)
 }
 
-/// What a request to an operation path takes besides the agent id.
+/// What a request to an operation path takes besides the agent id and its body.
 struct RestRequest {
     method: HttpMethod,
     uri: Uri,
     headers: HeaderMap,
     trace: Option<TraceContext>,
-    body: Body,
 }
 
 pub(super) async fn handle(
@@ -53,67 +52,68 @@ pub(super) async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request = RestRequest { method, uri, headers, trace: trace.map(|t| t.0), body };
-    let (response, label, code) = answer(&gw, agent, request).await;
+    let request = RestRequest { method, uri, headers, trace: trace.map(|t| t.0) };
+    let (response, label, code) = answer(&gw, agent, &request, body).await;
     crate::telemetry::metrics::rpc_request(label, code);
     response
 }
 
 /// The response, the operation's method name (`invalid` for a route error) and the error
 /// code answered (`None` for a result or an opened stream).
-async fn answer(gw: &Arc<Gateway>, agent: String, request: RestRequest) -> (Response, &'static str, Option<i64>) {
-    let RestRequest { method, uri, headers, trace, body } = request;
+async fn answer(
+    gw: &Arc<Gateway>,
+    agent: String,
+    request: &RestRequest,
+    body: Body,
+) -> (Response, &'static str, Option<i64>) {
+    let RestRequest { method, uri, headers, .. } = request;
     let tail = operation_path(uri.path()).unwrap_or_default();
     let route = match wire::route(Verb::parse(method.as_str()), tail) {
         Ok(route) => route,
-        Err(e) => return (route_error(&e, method.as_str(), uri.path(), &headers), INVALID, None),
+        Err(e) => return (route_error(&e, method.as_str(), uri.path(), headers), INVALID, None),
     };
-    let (name, run_version) = route.method();
+    let (name, _) = route.method();
     let label = crate::rpc::method_label(name);
-    let fail = |e: RpcError| {
-        if let RpcError::Internal(detail) = &e {
-            tracing::error!(method = name, %detail, "internal error");
-        }
-        let code = e.code();
-        (error_response(&e, &headers, route.version), label, Some(code))
-    };
-    if let Err(e) = check_version(&route, &headers, uri.query()) {
-        return fail(e);
-    }
-    let body = match read_params_body(gw, &route, &method, &headers, body).await {
-        Ok(body) => body,
-        Err(e) => return fail(e),
-    };
-    let params = match route.params(uri.query(), body) {
-        Ok(params) => params,
-        Err(e) => return fail(RpcError::InvalidParams(e.0)),
-    };
-    let last_event_id = match last_event_id(&headers) {
-        Ok(id) => id,
-        Err(e) => return fail(e),
-    };
-    let mut call = new_call(gw, &headers, Scope::Agent(agent), run_version, trace, last_event_id);
-    let outcome = match Method::parse(name, params, &call) {
-        Ok(method) => match prepare(gw, &headers, &method, &mut call) {
-            Ok(()) => method.run(gw, &call).await,
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
-    match outcome {
-        Ok(Outcome::Reply(reply)) => {
-            let mut response = json_response(StatusCode::OK, &route.answer_body(reply.result), &headers);
+    match run(gw, agent, &route, request, body).await {
+        Ok((Outcome::Reply(reply), _)) => {
+            let mut response = json_response(StatusCode::OK, &route.answer_body(reply.result), headers);
             if let Some(ext) = reply.extensions {
                 response.headers_mut().insert(A2A_EXTENSIONS, ext);
             }
             (response, label, None)
         }
-        Ok(Outcome::Stream(stream)) => {
+        Ok((Outcome::Stream(stream), mut call)) => {
             let framing = sse::Framing::Rest { version: route.version };
             (sse::response(stream, framing, super::stream_open(gw, &mut call)), label, None)
         }
-        Err(e) => fail(e),
+        Err(e) => {
+            if let RpcError::Internal(detail) = &e {
+                tracing::error!(method = name, %detail, "internal error");
+            }
+            (error_response(&e, headers, route.version), label, Some(e.code()))
+        }
     }
+}
+
+/// Runs a routed request: its version, body and params, then the operation's method. Also
+/// answers the call it ran with (a stream's body holds its slot).
+async fn run(
+    gw: &Arc<Gateway>,
+    agent: String,
+    route: &Route,
+    request: &RestRequest,
+    body: Body,
+) -> Result<(Outcome, Call), RpcError> {
+    let RestRequest { method, uri, headers, trace } = request;
+    check_version(route, headers, uri.query())?;
+    let body = read_params_body(gw, route, method, headers, body).await?;
+    let params = route.params(uri.query(), body).map_err(|e| RpcError::InvalidParams(e.0))?;
+    let (name, version) = route.method();
+    let mut call = new_call(gw, headers, Scope::Agent(agent), version, trace.clone(), last_event_id(headers)?);
+    let method = Method::parse(name, params, &call)?;
+    prepare(gw, headers, &method, &mut call)?;
+    let outcome = method.run(gw, &call).await?;
+    Ok((outcome, call))
 }
 
 /// The path's version must be the one the client asks for (`A2A-Version`, empty = 0.3).
