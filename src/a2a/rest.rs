@@ -16,10 +16,8 @@ use serde_json::{Map, Value, json};
 
 use super::ProtocolVersion;
 use super::proto03;
+use super::rest_client::V03_PREFIX;
 use super::v03::{WireError, err, object};
-
-/// The 0.3 binding's path prefix.
-const V03_PREFIX: &str = "v1";
 
 /// The HTTP methods the binding uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

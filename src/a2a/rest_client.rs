@@ -17,7 +17,7 @@ use super::proto03;
 use super::v03::WireError;
 
 /// The 0.3 binding's path prefix (dropped in 1.0).
-const V03_PREFIX: &str = "v1";
+pub(super) const V03_PREFIX: &str = "v1";
 /// The `@type` of a `google.rpc.ErrorInfo` detail.
 const ERROR_INFO_TYPE: &str = "type.googleapis.com/google.rpc.ErrorInfo";
 
