@@ -8,9 +8,11 @@
 # 1, the gateway gets core 0. Every process this script starts is killed on
 # exit. Only loopback addresses are contacted.
 #
-# Usage: bench/run.sh [--streams] [--direct-only] [--no-build]
+# Usage: bench/run.sh [--streams] [--rest] [--direct-only] [--no-build]
 #                     [--duration S] [--warmup S] [--connections C] [--rate R]
 #   --streams       also run the same four measurements with stream1 (SSE)
+#   --rest          also load the gateway over HTTP+JSON (rest-send1, and rest-stream1
+#                   with --streams), compared with the same direct JSON-RPC runs
 #   --direct-only   skip the gateway (build and measure only the echo agent)
 #   --no-build      use the existing target/release binaries
 # Environment: DURATION, WARMUP, CONNECTIONS, RATE give the same defaults;
@@ -25,6 +27,7 @@ WARMUP="${WARMUP:-2}"
 CONNECTIONS="${CONNECTIONS:-32}"
 RATE="${RATE:-2000}"
 STREAMS=0
+REST=0
 DIRECT_ONLY=0
 BUILD=1
 
@@ -43,13 +46,14 @@ source "$ROOT/bench/lib.sh"  # die, wait_ready
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --streams) STREAMS=1 ;;
+        --rest) REST=1 ;;
         --direct-only) DIRECT_ONLY=1 ;;
         --no-build) BUILD=0 ;;
         --duration) DURATION="${2:?--duration needs a value}"; shift ;;
         --warmup) WARMUP="${2:?--warmup needs a value}"; shift ;;
         --connections) CONNECTIONS="${2:?--connections needs a value}"; shift ;;
         --rate) RATE="${2:?--rate needs a value}"; shift ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
     shift
@@ -156,6 +160,13 @@ for method in "${METHODS[@]}"; do
         measure "gateway-rate-$method" "$GW_URL" "$method" --rate "$RATE"
     fi
     measure "direct-rate-$method" "$DIRECT_URL" "$method" --rate "$RATE"
+    if [[ $REST -eq 1 && $DIRECT_ONLY -eq 0 ]]; then
+        # The same operation over the gateway's HTTP+JSON binding (`message:send`, `message:stream`).
+        rest_path="message:send"
+        [[ $method == stream1 ]] && rest_path="message:stream"
+        measure "gateway-max-rest-$method" "$GW_URL/$rest_path" "rest-$method"
+        measure "gateway-rate-rest-$method" "$GW_URL/$rest_path" "rest-$method" --rate "$RATE"
+    fi
 done
 
 # summary.json: every run keyed by name, plus gateway-minus-direct figures.
@@ -176,11 +187,11 @@ jq -n \
                   cores: {gateway: 0, echo_agent: 1, load: 1}},
          runs: $by,
          added: ([$by | keys[] | select(startswith("gateway-rate-")) | ltrimstr("gateway-rate-")]
-                 | map(. as $m | {key: $m, value: {
-                     p50_us: ($by["gateway-rate-" + $m].latency_us.p50 - $by["direct-rate-" + $m].latency_us.p50),
-                     p99_us: ($by["gateway-rate-" + $m].latency_us.p99 - $by["direct-rate-" + $m].latency_us.p99),
-                     max_throughput_ratio: (if $by["direct-max-" + $m].req_per_sec > 0
-                         then $by["gateway-max-" + $m].req_per_sec / $by["direct-max-" + $m].req_per_sec
+                 | map(. as $m | ($m | ltrimstr("rest-")) as $d | {key: $m, value: {
+                     p50_us: ($by["gateway-rate-" + $m].latency_us.p50 - $by["direct-rate-" + $d].latency_us.p50),
+                     p99_us: ($by["gateway-rate-" + $m].latency_us.p99 - $by["direct-rate-" + $d].latency_us.p99),
+                     max_throughput_ratio: (if $by["direct-max-" + $d].req_per_sec > 0
+                         then $by["gateway-max-" + $m].req_per_sec / $by["direct-max-" + $d].req_per_sec
                          else null end)
                    }}) | from_entries)
        }' "${files[@]}" >"$OUT/summary.json"

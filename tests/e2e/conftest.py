@@ -4,7 +4,8 @@ Real A2A agents built on the official Python SDK (tests/agents/sdk_agent.py) run
 processes: `tasks` (the task agent) and `chat` (the message agent) on JSON-RPC, and the same
 agents serving only HTTP+JSON: `tasks-rest` and `chat-rest` (the gateway calls them in 1.0),
 and `tasks-rest03` (registered with `protocolVersion: 0.3`, so the gateway calls the SDK's
-0.3 REST routes). The `task_agent` and `chat_agent` fixtures run a test once per binding. By default the gateway
+0.3 REST routes). The `task_agent` and `chat_agent` fixtures run a test once per agent
+binding, `client_binding` once per binding the SDK client speaks. By default the gateway
 binary runs in front of them and every test talks to the gateway:
 
     SUPERX_BIN=target/debug/superx .venv/bin/pytest tests/e2e
@@ -34,6 +35,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from e2e_util import direct_mode
+
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AGENT_SCRIPT = REPO_ROOT / 'tests' / 'agents' / 'sdk_agent.py'
@@ -54,14 +57,12 @@ PINNED_VERSIONS = {'tasks-rest03': '0.3'}
 # Task-agent and message-agent ids, one per agent binding (and version) the gateway calls.
 TASK_AGENTS = ['tasks', 'tasks-rest', 'tasks-rest03']
 CHAT_AGENTS = ['chat', 'chat-rest']
+# The bindings SDK clients speak (`client_binding`).
+CLIENT_BINDINGS = ['JSONRPC', 'HTTP+JSON']
 
 # The `tasks` agent offers the extended card to this bearer (sdk_agent.py --extended-token).
 EXTENDED_CARD_TOKEN = 'vip-token'
 
-
-
-def direct_mode() -> bool:
-    return os.environ.get('SUPERX_E2E_DIRECT', '') not in ('', '0', 'false', 'no')
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -296,6 +297,13 @@ def task_agent(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(params=CHAT_AGENTS)
 def chat_agent(request: pytest.FixtureRequest) -> str:
     """The id of a message agent, once per binding the gateway calls it on."""
+    return request.param
+
+
+@pytest.fixture(params=CLIENT_BINDINGS, ids=['jsonrpc', 'rest'])
+def client_binding(request: pytest.FixtureRequest) -> str:
+    """The binding an SDK client speaks to the gateway (or, directly, to an agent that
+    serves it): every SDK-client scenario runs over both."""
     return request.param
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 
 from typing import Any
@@ -63,20 +64,29 @@ async def fetch_card(card_base: str) -> AgentCard:
         return await A2ACardResolver(http, card_base).get_agent_card()
 
 
-async def sdk_client(card_base: str, version: str, streaming: bool = False) -> Client:
-    """An SDK client speaking A2A `version` ("1.0" or "0.3") to the agent whose card is
-    served under `card_base`, over JSON-RPC (over HTTP+JSON when the card offers only that:
-    a REST-only SDK agent called directly with SUPERX_E2E_DIRECT=1).
+async def sdk_client(
+    card_base: str, version: str, streaming: bool = False, binding: str | None = None
+) -> Client:
+    """An SDK client speaking A2A `version` ("1.0" or "0.3") over `binding` ("JSONRPC" or
+    "HTTP+JSON") to the agent whose card is served under `card_base`. Without a binding it
+    takes JSON-RPC, or HTTP+JSON when the card offers only that.
 
+    The gateway's cards offer both bindings in both versions; an SDK agent called directly
+    (SUPERX_E2E_DIRECT=1) serves one binding, and a test asking for the other is skipped.
     The SDK always prefers a 1.0 interface when the card has one, so the 1.0 client is
-    exactly `create_client(url)`. A 0.3 client is made by keeping only the card's 0.3
-    interfaces of that binding before `ClientFactory.create`, which then picks the SDK's
-    `CompatJsonRpcTransport` (slash methods, `A2A-Version: 0.3`) or `CompatRestTransport`.
+    exactly `create_client(url, config)`. A 0.3 client is made by keeping only the card's
+    0.3 interfaces of that binding before `ClientFactory.create`, which then picks the SDK's
+    `CompatJsonRpcTransport` (slash methods, `A2A-Version: 0.3`) or `CompatRestTransport`
+    (`/v1/...` paths).
     """
     card = await fetch_card(card_base)
-    binding = 'JSONRPC'
-    if not any(i.protocol_binding == 'JSONRPC' for i in card.supported_interfaces):
-        binding = 'HTTP+JSON'
+    offered = {i.protocol_binding for i in card.supported_interfaces}
+    if binding is None:
+        binding = 'JSONRPC' if 'JSONRPC' in offered else 'HTTP+JSON'
+    elif binding not in offered:
+        if direct_mode():
+            pytest.skip(f'the agent serves no {binding} interface (SUPERX_E2E_DIRECT=1)')
+        raise AssertionError(f'card offers no {binding} interface: {card.supported_interfaces}')
     config = ClientConfig(streaming=streaming, supported_protocol_bindings=[binding])
     transports = {
         ('1.0', 'JSONRPC'): JsonRpcTransport,
@@ -84,10 +94,10 @@ async def sdk_client(card_base: str, version: str, streaming: bool = False) -> C
         ('0.3', 'JSONRPC'): CompatJsonRpcTransport,
         ('0.3', 'HTTP+JSON'): CompatRestTransport,
     }
-    if (version, binding) == ('0.3', 'HTTP+JSON'):
-        # Only reached directly (the gateway's cards offer JSON-RPC): SDK 1.3.0's 0.3 REST
-        # client reads errors as `{"type": ...}`, its 0.3 REST server sends google.rpc.Status,
-        # so every A2A error arrives as a bare HTTP error and the error checks cannot pass.
+    if (version, binding) == ('0.3', 'HTTP+JSON') and direct_mode():
+        # SDK 1.3.0's 0.3 REST client reads errors as `{"type": ...}`, its 0.3 REST server
+        # sends only google.rpc.Status, so every A2A error arrives as a bare HTTP error. The
+        # gateway's 0.3 REST errors carry both forms.
         pytest.skip("SDK 1.3.0's 0.3 REST client cannot read its own server's errors")
     if version == '1.0':
         client = await create_client(card_base, config)
@@ -103,6 +113,11 @@ async def sdk_client(card_base: str, version: str, streaming: bool = False) -> C
     expected = transports[(version, binding)]
     assert isinstance(client._transport, expected), type(client._transport)
     return client
+
+
+def direct_mode() -> bool:
+    """SUPERX_E2E_DIRECT=1: the client tests talk to the SDK agents themselves."""
+    return os.environ.get('SUPERX_E2E_DIRECT', '') not in ('', '0', 'false', 'no')
 
 
 def user_message(text: str, task_id: str = '', context_id: str = '') -> Message:

@@ -25,7 +25,6 @@ from a2a.types import GetTaskRequest, ListTasksRequest, Role, Task, TaskState
 
 from cluster_util import StaticCluster, wait_for
 from e2e_util import (
-    VERSIONS,
     artifact_texts,
     message_text,
     run,
@@ -38,7 +37,15 @@ from e2e_util import (
 NODES = 3
 MEMORY_MAX = 40
 RETENTION_COUNT = 5
-TASKS = 156  # 26 per (node, client version) pair
+# The SDK clients on every node: (label, A2A version, binding).
+CLIENT_KINDS = (
+    ('1.0', '1.0', 'JSONRPC'),
+    ('0.3', '0.3', 'JSONRPC'),
+    ('1.0 rest', '1.0', 'HTTP+JSON'),
+    ('0.3 rest', '0.3', 'HTTP+JSON'),
+)
+KINDS = [label for label, _, _ in CLIENT_KINDS]
+TASKS = 156  # 13 per (node, client kind) pair
 SHARED_CONTEXT_EVERY = 13  # tasks 0, 13, 26, ... share one context: 12 tasks
 SECOND_WAVE = 24
 CONCURRENCY = 8
@@ -81,11 +88,13 @@ def archive_cluster(database_url, e2e, tmp_path):
 
 
 async def _clients(cluster: StaticCluster) -> dict[tuple[int, str], Client]:
-    """A 1.0 and a 0.3 SDK client on every node, each from that node's card."""
+    """A 1.0 and a 0.3 SDK client on every node over each binding, each from that node's
+    card; keyed by node and kind label (the `version` of a Created)."""
     clients: dict[tuple[int, str], Client] = {}
     for node in cluster.ids:
-        for version in VERSIONS:
-            clients[(node, version)] = await sdk_client(cluster.card_base(node, 'tasks'), version)
+        for label, version, binding in CLIENT_KINDS:
+            base = cluster.card_base(node, 'tasks')
+            clients[(node, label)] = await sdk_client(base, version, binding=binding)
     return clients
 
 
@@ -262,7 +271,7 @@ def test_archive_and_evict_every_task_readable_and_listed_on_every_node(archive_
             # --- GetTask, every id, both client versions ------------------------------------
             await _gather_limited(
                 _get_task(clients[(node, version)], c, f'node {node} ({version} client)')
-                for version in VERSIONS
+                for version in KINDS
                 for c in created
             )
 
@@ -314,7 +323,7 @@ def test_archive_and_evict_every_task_readable_and_listed_on_every_node(archive_
             # --- historyLength on archived tasks ---------------------------------------------
             for c in oldest:
                 assert len(c.history_ids) >= 2, f'task {c.id} history too short to test: {c}'
-                for version in VERSIONS:
+                for version in KINDS:
                     where = f'node {node} ({version} client), GetTask {c.id} historyLength=1'
                     got = await clients[(node, version)].get_task(
                         GetTaskRequest(id=c.id, history_length=1)
@@ -348,7 +357,7 @@ def test_archive_and_evict_every_task_readable_and_listed_on_every_node(archive_
                 assert ids[SECOND_WAVE:] == orders[1], where
             await _gather_limited(
                 _get_task(clients[(node, version)], c, f'node {node} ({version}), second wave')
-                for version in VERSIONS
+                for version in KINDS
                 for c in more
             )
         phase('second wave listed and read on every node')

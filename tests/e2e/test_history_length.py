@@ -1,6 +1,6 @@
 """`historyLength` (A2A §3.2.4: absent = the server's default, here all; 0 = no history;
 n = the n most recent messages) on GetTask and in SendMessage's configuration, on a task that
-went through input-required, for 1.0 and 0.3 clients."""
+went through input-required, for 1.0 and 0.3 clients on both bindings."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from e2e_util import VERSIONS, message_text, run, sdk_client, send_for_task, use
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_get_task_history_length_after_input_required(e2e, version):
+def test_get_task_history_length_after_input_required(e2e, version, client_binding):
     async def body():
-        async with await sdk_client(e2e.card_base('tasks'), version) as client:
+        async with await sdk_client(e2e.card_base('tasks'), version, binding=client_binding) as client:
             asked = await send_for_task(client, user_message('ask for a name'))
             assert asked.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
             done = await send_for_task(client, user_message('Grace', task_id=asked.id))
@@ -35,9 +35,9 @@ def test_get_task_history_length_after_input_required(e2e, version):
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_send_message_history_length_on_a_follow_up(e2e, version):
+def test_send_message_history_length_on_a_follow_up(e2e, version, client_binding):
     async def body():
-        async with await sdk_client(e2e.card_base('tasks'), version) as client:
+        async with await sdk_client(e2e.card_base('tasks'), version, binding=client_binding) as client:
             asked = await send_for_task(client, user_message('ask again'))
             request = SendMessageRequest(
                 message=user_message('Linus', task_id=asked.id),

@@ -1,6 +1,7 @@
-"""The official SDK's clients (A2A 1.0 and 0.3) against the agents on either binding
-(`task_agent`, `chat_agent`: JSON-RPC and HTTP+JSON), through the gateway's per-agent
-endpoints (or the agents themselves with SUPERX_E2E_DIRECT=1)."""
+"""The official SDK's clients (A2A 1.0 and 0.3, over JSON-RPC and HTTP+JSON:
+`client_binding`) against the agents on either binding (`task_agent`, `chat_agent`), through
+the gateway's per-agent endpoints (or the agents themselves with SUPERX_E2E_DIRECT=1, where
+a client binding the agent does not serve is skipped)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,9 @@ from e2e_util import (
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_send_to_task_agent_completes_with_echo_artifact(e2e, version, task_agent):
+def test_send_to_task_agent_completes_with_echo_artifact(e2e, version, task_agent, client_binding):
     async def body():
-        async with await sdk_client(e2e.card_base(task_agent), version) as client:
+        async with await sdk_client(e2e.card_base(task_agent), version, binding=client_binding) as client:
             task = await send_for_task(client, user_message('hello gateway world'))
         assert task.status.state == TaskState.TASK_STATE_COMPLETED
         assert task.id and task.context_id
@@ -49,9 +50,9 @@ def test_send_to_task_agent_completes_with_echo_artifact(e2e, version, task_agen
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_send_to_message_agent_returns_a_message(e2e, version, chat_agent):
+def test_send_to_message_agent_returns_a_message(e2e, version, chat_agent, client_binding):
     async def body():
-        async with await sdk_client(e2e.card_base(chat_agent), version) as client:
+        async with await sdk_client(e2e.card_base(chat_agent), version, binding=client_binding) as client:
             events = await send(client, user_message('hi there'))
         assert len(events) == 1 and events[0].HasField('message'), events
         msg = events[0].message
@@ -63,9 +64,9 @@ def test_send_to_message_agent_returns_a_message(e2e, version, chat_agent):
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_get_task_equals_send_result(e2e, version, task_agent):
+def test_get_task_equals_send_result(e2e, version, task_agent, client_binding):
     async def body():
-        async with await sdk_client(e2e.card_base(task_agent), version) as client:
+        async with await sdk_client(e2e.card_base(task_agent), version, binding=client_binding) as client:
             sent = await send_for_task(client, user_message('remember me'))
             got = await client.get_task(GetTaskRequest(id=sent.id))
             with pytest.raises(TaskNotFoundError):
@@ -81,9 +82,9 @@ def test_get_task_equals_send_result(e2e, version, task_agent):
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_cancel_slow_task_then_cancel_again_is_not_cancelable(e2e, version, task_agent):
+def test_cancel_slow_task_then_cancel_again_is_not_cancelable(e2e, version, task_agent, client_binding):
     async def body():
-        async with await sdk_client(e2e.card_base(task_agent), version) as client:
+        async with await sdk_client(e2e.card_base(task_agent), version, binding=client_binding) as client:
             started = await send_for_task(
                 client, user_message('slow please'), return_immediately=True
             )
@@ -105,9 +106,9 @@ def test_cancel_slow_task_then_cancel_again_is_not_cancelable(e2e, version, task
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_multi_turn_input_required_then_completed(e2e, version, task_agent):
+def test_multi_turn_input_required_then_completed(e2e, version, task_agent, client_binding):
     async def body():
-        async with await sdk_client(e2e.card_base(task_agent), version) as client:
+        async with await sdk_client(e2e.card_base(task_agent), version, binding=client_binding) as client:
             asked = await send_for_task(client, user_message('ask me something'))
             assert asked.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
             assert message_text(asked.status.message) == 'what is your name?'
@@ -132,11 +133,11 @@ def test_multi_turn_input_required_then_completed(e2e, version, task_agent):
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_streaming_send(e2e, version, task_agent, chat_agent):
+def test_streaming_send(e2e, version, task_agent, chat_agent, client_binding):
     """The cards say `streaming: true`, so a default SDK client streams."""
 
     async def body():
-        async with await sdk_client(e2e.card_base(task_agent), version, streaming=True) as client:
+        async with await sdk_client(e2e.card_base(task_agent), version, streaming=True, binding=client_binding) as client:
             events = await send(client, user_message('stream me'))
         assert events, 'no events'
         assert events[0].HasField('task'), events[0]
@@ -152,7 +153,7 @@ def test_streaming_send(e2e, version, task_agent, chat_agent):
             if e.HasField('artifact_update')
         ]
         assert texts == ['stream me']
-        async with await sdk_client(e2e.card_base(chat_agent), version, streaming=True) as client:
+        async with await sdk_client(e2e.card_base(chat_agent), version, streaming=True, binding=client_binding) as client:
             events = await send(client, user_message('stream chat'))
         assert len(events) == 1 and events[0].HasField('message'), events
         assert message_text(events[0].message) == 'echo: stream chat'
@@ -160,12 +161,12 @@ def test_streaming_send(e2e, version, task_agent, chat_agent):
     run(body())
 
 
-def test_list_tasks_filters_and_pages(e2e, task_agent):
+def test_list_tasks_filters_and_pages(e2e, task_agent, client_binding):
     """ListTasks exists only in 1.0. Every task here shares one fresh context, so the
     results do not depend on what other tests stored."""
 
     async def body():
-        async with await sdk_client(e2e.card_base(task_agent), '1.0') as client:
+        async with await sdk_client(e2e.card_base(task_agent), '1.0', binding=client_binding) as client:
             first = await send_for_task(client, user_message('list one'))
             ctx = first.context_id
             failed = await send_for_task(client, user_message('fail', context_id=ctx))

@@ -8,7 +8,8 @@
 //! maximum throughput; with `--rate R` it runs open-loop, scheduling R
 //! requests/s in total and measuring latency from the scheduled send time
 //! (coordinated-omission correction: a request that waits behind a slow one
-//! is charged for the wait, but this process's own timer slack is not). Bodies are built-in A2A JSON-RPC requests (`--method`) or a
+//! is charged for the wait, but this process's own timer slack is not). Bodies are built-in A2A
+//! requests (`--method`: JSON-RPC, or HTTP+JSON with `rest-*`) or a
 //! file (`--body`) in which `{{messageId}}` is replaced by a unique id per
 //! request. SSE responses are recognised by their content type: a request is
 //! done when its stream ends, and events and first-event latency are counted.
@@ -55,6 +56,12 @@ enum BuiltIn {
     /// A2A 0.3 message/stream (SSE).
     #[value(name = "stream03")]
     Stream03,
+    /// A2A 1.0 SendMessage over HTTP+JSON (POST `…/message:send`; `--url` names it).
+    #[value(name = "rest-send1")]
+    RestSend1,
+    /// A2A 1.0 SendStreamingMessage over HTTP+JSON (POST `…/message:stream`, SSE).
+    #[value(name = "rest-stream1")]
+    RestStream1,
 }
 
 impl BuiltIn {
@@ -64,20 +71,31 @@ impl BuiltIn {
             Self::Send03 => "send03",
             Self::Stream1 => "stream1",
             Self::Stream03 => "stream03",
+            Self::RestSend1 => "rest-send1",
+            Self::RestStream1 => "rest-stream1",
         }
     }
 
     fn is_v1(self) -> bool {
-        matches!(self, Self::Send1 | Self::Stream1)
+        !matches!(self, Self::Send03 | Self::Stream03)
     }
 
     fn is_stream(self) -> bool {
-        matches!(self, Self::Stream1 | Self::Stream03)
+        matches!(self, Self::Stream1 | Self::Stream03 | Self::RestStream1)
     }
 
-    /// The JSON-RPC request, with the placeholder for the ids.
+    /// The request body (JSON-RPC, or the HTTP+JSON SendMessageRequest), with the
+    /// placeholder for the ids.
     fn body(self, text: &str) -> String {
         let (method, message) = match self {
+            Self::RestSend1 | Self::RestStream1 => {
+                let message = serde_json::json!({
+                    "messageId": PLACEHOLDER,
+                    "role": "ROLE_USER",
+                    "parts": [{"text": text}]
+                });
+                return serde_json::json!({"message": message}).to_string();
+            }
             Self::Send1 | Self::Stream1 => (
                 if self.is_stream() { "SendStreamingMessage" } else { "SendMessage" },
                 serde_json::json!({
@@ -429,13 +447,24 @@ async fn exchange(
     Ok(Exchange { status, is_sse, events, first_event })
 }
 
-/// The top-level members of a JSON-RPC response that matter here.
+/// The top-level members of an answer that matter here: a JSON-RPC response's `result` or
+/// `error`, or an HTTP+JSON body (a SendMessageResponse or StreamResponse member, or a
+/// google.rpc.Status `error`).
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Probe {
     #[serde(default)]
     result: Option<IgnoredAny>,
     #[serde(default)]
     error: Option<IgnoredAny>,
+    #[serde(default)]
+    task: Option<IgnoredAny>,
+    #[serde(default)]
+    message: Option<IgnoredAny>,
+    #[serde(default)]
+    status_update: Option<IgnoredAny>,
+    #[serde(default)]
+    artifact_update: Option<IgnoredAny>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -449,6 +478,9 @@ fn probe(json: &[u8]) -> Verdict {
     match serde_json::from_slice::<Probe>(json) {
         Ok(Probe { error: Some(_), .. }) => Verdict::RpcError,
         Ok(Probe { result: Some(_), .. }) => Verdict::Ok,
+        Ok(p) if p.task.is_some() || p.message.is_some() || p.status_update.is_some() || p.artifact_update.is_some() => {
+            Verdict::Ok
+        }
         _ => Verdict::Bad,
     }
 }
@@ -721,6 +753,10 @@ mod tests {
     fn probes_json_rpc_responses() {
         assert!(probe(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#) == Verdict::Ok);
         assert!(probe(br#"{"jsonrpc":"2.0","id":1,"error":{"code":1}}"#) == Verdict::RpcError);
+        assert!(probe(br#"{"task":{"id":"t"}}"#) == Verdict::Ok);
+        assert!(probe(br#"{"statusUpdate":{"taskId":"t"}}"#) == Verdict::Ok);
+        assert!(probe(br#"{"error":{"code":404,"status":"NOT_FOUND"}}"#) == Verdict::RpcError);
+        assert!(probe(br#"{"other":1}"#) == Verdict::Bad);
         assert!(probe(b"nope") == Verdict::Bad);
     }
 
