@@ -85,6 +85,9 @@ pub enum RpcError {
     Internal(String),
     #[error("task not found: {0}")]
     TaskNotFound(String),
+    /// A push config id the task does not have: A2A's TaskNotFoundError, as the SDK answers.
+    #[error("push notification config {config} not found for task {task}")]
+    PushConfigNotFound { task: String, config: String },
     #[error("task {0} is in a terminal state and cannot be canceled")]
     TaskNotCancelable(String),
     #[error("push notifications are not supported")]
@@ -137,7 +140,7 @@ impl RpcError {
             Self::MethodNotFound(_) => -32601,
             Self::InvalidParams(_) => -32602,
             Self::Internal(_) => -32603,
-            Self::TaskNotFound(_) => -32001,
+            Self::TaskNotFound(_) | Self::PushConfigNotFound { .. } => -32001,
             Self::TaskNotCancelable(_) => -32002,
             Self::PushNotSupported => -32003,
             Self::UnsupportedOperation(_) => -32004,
@@ -174,7 +177,10 @@ impl RpcError {
     pub fn http_status(&self) -> u16 {
         match self {
             Self::Parse(_) | Self::InvalidRequest(_) | Self::InvalidParams(_) => 400,
-            Self::MethodNotFound(_) | Self::TaskNotFound(_) | Self::AgentNotFound(_) => 404,
+            Self::MethodNotFound(_)
+            | Self::TaskNotFound(_)
+            | Self::PushConfigNotFound { .. }
+            | Self::AgentNotFound(_) => 404,
             Self::TaskNotCancelable(_)
             | Self::PushNotSupported
             | Self::UnsupportedOperation(_)

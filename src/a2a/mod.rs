@@ -8,6 +8,7 @@
 
 pub mod card;
 pub mod interface;
+pub mod push;
 pub mod rest_client;
 pub mod resume;
 pub mod task;
