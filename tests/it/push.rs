@@ -1,0 +1,219 @@
+//! Push notifications end to end with a real webhook receiver in the test process: every
+//! committed update of a streamed task reaches it once per event id with the config's token;
+//! a receiver that is down at first gets every event, in order, once it is up (retries
+//! counted); a receiver answering 400 is given up on after one try, visible in the config's
+//! status; the config methods answer their exact errors, and private targets are refused.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use crate::cluster::{first_then_rest, open_stream};
+use crate::fake_agent;
+use crate::support::{Cluster, call, free_port, wait_until};
+
+/// The fake agent's stream: the task (1), four artifact chunks (2..5), COMPLETED (6).
+const CHUNKS: usize = 4;
+const EVENTS: u64 = 6;
+
+/// One POST the receiver got.
+#[derive(Clone, Debug)]
+struct Hit {
+    event_id: String,
+    token: Option<String>,
+    content_type: String,
+    body: Value,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    /// What the receiver answers.
+    status: Arc<AtomicU16>,
+}
+
+impl Receiver {
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// The event numbers of `task`, in the order they first arrived.
+    fn events_of(&self, task: &str) -> Vec<u64> {
+        let mut seen = vec![];
+        for h in self.hits() {
+            let (t, n) = h.event_id.rsplit_once(':').expect("event id is task:n");
+            let n: u64 = n.parse().unwrap();
+            if t == task && !seen.contains(&n) {
+                seen.push(n);
+            }
+        }
+        seen
+    }
+}
+
+async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    r.hits.lock().unwrap().push(Hit {
+        event_id: header("superx-event-id").unwrap_or_default(),
+        token: header("x-a2a-notification-token"),
+        content_type: header("content-type").unwrap_or_default(),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    StatusCode::from_u16(r.status.load(Ordering::Relaxed)).unwrap()
+}
+
+/// A receiver on `port` (0: any), answering `status`.
+async fn receiver(port: u16, status: u16) -> Receiver {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let r =
+        Receiver { url: format!("http://{addr}/hook"), hits: Arc::default(), status: Arc::new(AtomicU16::new(status)) };
+    let app = Router::new().route("/hook", post(hook)).with_state(r.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    r
+}
+
+fn node(agent_url: &str, env: &[(&str, &str)]) -> Cluster {
+    let mut all = vec![("SUPERX_PUSH__ALLOW_CIDRS", "127.0.0.0/8")];
+    all.extend_from_slice(env);
+    let env: Vec<(String, String)> = all.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let url = agent_url.to_owned();
+    std::thread::spawn(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Cluster::new(1, &url, &env)
+    })
+    .join()
+    .unwrap()
+}
+
+fn message_with_hook(url: &str, token: Option<&str>) -> Value {
+    let mut hook = json!({"id": "hook", "url": url});
+    if let Some(token) = token {
+        hook["token"] = json!(token);
+    }
+    json!({"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "go"}]},
+        "configuration": {"taskPushNotificationConfig": hook}})
+}
+
+/// Streams the fake agent's task with a webhook set in the message; answers its id once the
+/// stream ended.
+async fn streamed_task(base: &str, agent: &fake_agent::FakeAgent, hook_url: &str, token: Option<&str>) -> String {
+    let (first, rest) =
+        first_then_rest(open_stream(base, "SendStreamingMessage", message_with_hook(hook_url, token)).await).await;
+    let task_id = first["result"]["task"]["id"].as_str().expect("a task first").to_owned();
+    agent.go.add_permits(1);
+    let rest = rest.await.unwrap();
+    assert_eq!(rest.last().unwrap()["result"]["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED");
+    task_id
+}
+
+/// SuperX's view of a config: the 1.0 config plus its delivery status.
+fn status_of(base: &str, task_id: &str) -> Value {
+    let reply =
+        call(base, "/rpc", "tasks.pushNotificationConfig.get", json!({"taskId": task_id, "configId": "hook"}), None);
+    reply["result"]["deliveryStatus"].clone()
+}
+
+fn push_health(base: &str) -> Value {
+    let (_, body) = crate::support::get(&format!("{base}/health")).expect("health answers");
+    serde_json::from_str::<Value>(&body).unwrap()["push"].clone()
+}
+
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_update_reaches_the_webhook_with_its_token_and_the_config_methods_answer_exactly() {
+    let agent = fake_agent::start(CHUNKS, 10).await;
+    let rx = receiver(0, 200).await;
+    let cluster = node(&agent.url, &[]);
+    let base = cluster.base(1);
+    let task_id = streamed_task(&base, &agent, &rx.url, Some("tok-a")).await;
+    blocking(|| wait_until(Duration::from_secs(20), || rx.events_of(&task_id).len() as u64 == EVENTS));
+    assert_eq!(rx.events_of(&task_id), (1..=EVENTS).collect::<Vec<_>>(), "in order");
+    let hits = rx.hits();
+    assert!(hits.iter().all(|h| h.token.as_deref() == Some("tok-a") && h.content_type == "application/a2a+json"));
+    assert_eq!(hits[0].body["task"]["id"], task_id.as_str());
+    assert_eq!(hits[1].body["artifactUpdate"]["taskId"], task_id.as_str());
+    let last = &hits.iter().find(|h| h.event_id == format!("{task_id}:{EVENTS}")).unwrap().body;
+    assert_eq!(last["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED");
+    blocking(|| wait_until(Duration::from_secs(10), || status_of(&base, &task_id)["deliveredTotal"] == EVENTS));
+
+    blocking(|| {
+        let agent_path = "/agents/echo";
+        let got =
+            call(&base, agent_path, "GetTaskPushNotificationConfig", json!({"taskId": task_id, "id": "hook"}), None);
+        assert_eq!(got["result"], json!({"id": "hook", "taskId": task_id, "url": rx.url, "token": "tok-a"}));
+        let list = call(&base, agent_path, "ListTaskPushNotificationConfigs", json!({"taskId": task_id}), None);
+        assert_eq!(list["result"]["configs"].as_array().unwrap().len(), 1);
+        assert_eq!(list["result"]["nextPageToken"], "");
+        let code = |reply: Value| reply["error"]["code"].as_i64();
+        let missing =
+            call(&base, agent_path, "GetTaskPushNotificationConfig", json!({"taskId": task_id, "id": "nope"}), None);
+        assert_eq!(code(missing), Some(-32001));
+        let create = json!({"taskId": "no-such-task", "url": rx.url});
+        assert_eq!(code(call(&base, agent_path, "CreateTaskPushNotificationConfig", create, None)), Some(-32001));
+        for target in ["http://169.254.169.254/latest", "http://10.0.0.1/hook", "http://[::1]:9/hook"] {
+            let create = json!({"taskId": task_id, "id": "ssrf", "url": target});
+            let refused = call(&base, agent_path, "CreateTaskPushNotificationConfig", create, None);
+            assert_eq!(code(refused.clone()), Some(-32602), "{target}: {refused}");
+            assert!(refused["error"]["message"].as_str().unwrap().contains("push.allow_cidrs"), "{refused}");
+        }
+        let deleted =
+            call(&base, agent_path, "DeleteTaskPushNotificationConfig", json!({"taskId": task_id, "id": "hook"}), None);
+        assert_eq!(deleted["result"], Value::Null, "{deleted}");
+        let again =
+            call(&base, agent_path, "DeleteTaskPushNotificationConfig", json!({"taskId": task_id, "id": "hook"}), None);
+        assert!(again.get("error").is_none(), "delete is idempotent: {again}");
+        let gone =
+            call(&base, agent_path, "GetTaskPushNotificationConfig", json!({"taskId": task_id, "id": "hook"}), None);
+        assert_eq!(code(gone), Some(-32001));
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_then_up_gets_every_event_in_order_and_a_400_is_given_up_at_once() {
+    let agent = fake_agent::start(CHUNKS, 10).await;
+    let env = [("PUSH_MAX_ATTEMPTS", "100"), ("PUSH_RETRY_BASE_MS", "20"), ("SUPERX_PUSH__RETRY_MAX_MS", "200")];
+    let cluster = node(&agent.url, &env);
+    let base = cluster.base(1);
+    // Down: nothing listens on the port yet.
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let task_id = streamed_task(&base, &agent, &url, None).await;
+    // Attempts are counted live in /health (a config's status counts them once the event is
+    // done with).
+    blocking(|| wait_until(Duration::from_secs(20), || push_health(&base)["attemptsTotal"].as_u64() >= Some(3)));
+    assert_eq!(blocking(|| status_of(&base, &task_id))["deliveredTotal"], 0);
+    let rx = receiver(port, 200).await;
+    blocking(|| wait_until(Duration::from_secs(30), || rx.events_of(&task_id).len() as u64 == EVENTS));
+    assert_eq!(rx.events_of(&task_id), (1..=EVENTS).collect::<Vec<_>>(), "in order");
+    assert!(rx.hits().iter().all(|h| h.token.is_none()));
+    blocking(|| wait_until(Duration::from_secs(10), || status_of(&base, &task_id)["deliveredTotal"] == EVENTS));
+    let status = blocking(|| status_of(&base, &task_id));
+    assert_eq!(status["givenUpTotal"], 0);
+    assert!(status["attemptsTotal"].as_u64().unwrap() > EVENTS, "retries are counted: {status}");
+
+    // A receiver answering 400: one try, given up, on record.
+    let refusing = receiver(0, 400).await;
+    let send = json!({"message": {"messageId": "m2", "role": "ROLE_USER", "parts": [{"text": "once"}]},
+        "configuration": {"taskPushNotificationConfig": {"id": "hook", "url": refusing.url}}});
+    let task_id = blocking(|| {
+        let reply = call(&base, "/agents/echo", "SendMessage", send, None);
+        reply["result"]["task"]["id"].as_str().expect("a task").to_owned()
+    });
+    blocking(|| wait_until(Duration::from_secs(20), || status_of(&base, &task_id)["givenUpTotal"] == 1));
+    let status = blocking(|| status_of(&base, &task_id));
+    assert_eq!((status["attemptsTotal"].as_u64(), status["deliveredTotal"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(status["lastError"], "HTTP 400");
+    assert_eq!(refusing.hits().len(), 1);
+}
