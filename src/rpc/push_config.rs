@@ -95,6 +95,12 @@ pub fn to_stored(request: ConfigRequest, task_id: &str, version: ProtocolVersion
 }
 
 impl CreateParams {
+    /// For a binding that reads the task id and the config apart (HTTP+JSON: the task id
+    /// from the path, the config from the body).
+    pub fn new(task_id: String, config: ConfigRequest, family: Family) -> CreateParams {
+        CreateParams { task_id, config, family }
+    }
+
     pub fn parse(params: Value, family: Family) -> Result<CreateParams, RpcError> {
         let mut p = object(params)?;
         let config = match family.shape {
@@ -119,6 +125,10 @@ impl CreateParams {
 }
 
 impl ConfigParams {
+    pub fn new(task_id: String, config_id: String, family: Family) -> ConfigParams {
+        ConfigParams { task_id, config_id, family }
+    }
+
     /// 1.0 `{taskId, id}`; 0.3 `{id: task, pushNotificationConfigId}` (absent: the task's
     /// id, the SDK's default config id); SuperX `{taskId, configId}`.
     pub fn parse(params: Value, family: Family) -> Result<ConfigParams, RpcError> {
@@ -144,6 +154,12 @@ impl ConfigParams {
 }
 
 impl ListParams {
+    /// `page_size` 0 means the largest page.
+    pub fn new(task_id: String, page_size: usize, page_token: Option<String>, family: Family) -> ListParams {
+        let page_size = if page_size == 0 { PAGE_SIZE_MAX } else { page_size.min(PAGE_SIZE_MAX) };
+        ListParams { task_id, page_size, page_token, family }
+    }
+
     pub fn parse(params: Value, family: Family) -> Result<ListParams, RpcError> {
         let p = object(params)?;
         let task_id = match family.shape {
