@@ -2,7 +2,9 @@
 //! committed update of a streamed task reaches it once per event id with the config's token;
 //! a receiver that is down at first gets every event, in order, once it is up (retries
 //! counted); a receiver answering 400 is given up on after one try, visible in the config's
-//! status; the config methods answer their exact errors, and private targets are refused.
+//! status; the config methods answer their exact errors, and private targets are refused;
+//! in a 3-node cluster, the leader killed while it retries: the new leader delivers every
+//! event.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -216,4 +218,34 @@ async fn a_receiver_down_then_up_gets_every_event_in_order_and_a_400_is_given_up
     assert_eq!((status["attemptsTotal"].as_u64(), status["deliveredTotal"].as_u64()), (Some(1), Some(0)));
     assert_eq!(status["lastError"], "HTTP 400");
     assert_eq!(refusing.hits().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_delivering_leader_mid_retry_loses_no_event() {
+    let agent = fake_agent::start(CHUNKS, 10).await;
+    let env = [
+        ("SUPERX_PUSH__ALLOW_CIDRS", "127.0.0.0/8"),
+        ("PUSH_MAX_ATTEMPTS", "1000"),
+        ("PUSH_RETRY_BASE_MS", "20"),
+        ("SUPERX_PUSH__RETRY_MAX_MS", "100"),
+    ];
+    let url = agent.url.clone();
+    let mut cluster = blocking(move || Cluster::new(3, &url, &env));
+    let leader = blocking(|| cluster.leader());
+    // The receiver is down: the leader retries every event.
+    let port = free_port();
+    let hook_url = format!("http://127.0.0.1:{port}/hook");
+    let task_id = streamed_task(&cluster.base(leader), &agent, &hook_url, Some("tok")).await;
+    let leader_base = cluster.base(leader);
+    blocking(|| wait_until(Duration::from_secs(20), || push_health(&leader_base)["attemptsTotal"].as_u64() >= Some(3)));
+    blocking(|| cluster.kill(leader));
+    let survivor = cluster.nodes.keys().copied().next().unwrap();
+    let new_leader = blocking(|| cluster.leader());
+    assert_ne!(new_leader, leader);
+    let rx = receiver(port, 200).await;
+    blocking(|| wait_until(Duration::from_secs(30), || rx.events_of(&task_id).len() as u64 == EVENTS));
+    assert_eq!(rx.events_of(&task_id), (1..=EVENTS).collect::<Vec<_>>(), "every event, first arrivals in order");
+    assert!(rx.hits().iter().all(|h| h.token.as_deref() == Some("tok")));
+    let base = cluster.base(survivor);
+    blocking(|| wait_until(Duration::from_secs(10), || status_of(&base, &task_id)["deliveredTotal"] == EVENTS));
 }
