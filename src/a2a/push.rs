@@ -34,7 +34,7 @@ pub struct ConfigRequest {
     pub task_id: Option<String>,
     pub url: String,
     pub token: Option<String>,
-    pub auth: PushAuth,
+    pub auth: Vec<PushAuth>,
 }
 
 impl std::fmt::Debug for ConfigRequest {
@@ -76,19 +76,19 @@ fn url(map: &mut Map<String, Value>) -> Result<String, WireError> {
 }
 
 /// A 1.0 `AuthenticationInfo` (`{scheme, credentials}`).
-fn auth_from_v10(value: Option<Value>) -> Result<PushAuth, WireError> {
-    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(PushAuth::None) };
+fn auth_from_v10(value: Option<Value>) -> Result<Vec<PushAuth>, WireError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(vec![]) };
     let mut a = object(value, "authentication")?;
     let scheme = string(&mut a, "scheme", SECRET_BYTES_MAX)?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| err("authentication.scheme is required"))?;
     let credentials = string(&mut a, "credentials", SECRET_BYTES_MAX)?;
-    Ok(PushAuth::Scheme { scheme, credentials })
+    Ok(vec![PushAuth::Scheme { scheme, credentials }])
 }
 
 /// A 0.3 `PushNotificationAuthenticationInfo` (`{schemes[], credentials}`): the first scheme.
-fn auth_from_v03(value: Option<Value>) -> Result<PushAuth, WireError> {
-    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(PushAuth::None) };
+fn auth_from_v03(value: Option<Value>) -> Result<Vec<PushAuth>, WireError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(vec![]) };
     let mut a = object(value, "authentication")?;
     let scheme = match a.remove("schemes") {
         Some(Value::Array(schemes)) => schemes.into_iter().next(),
@@ -100,7 +100,7 @@ fn auth_from_v03(value: Option<Value>) -> Result<PushAuth, WireError> {
         _ => return Err(err("authentication.schemes needs a scheme")),
     };
     let credentials = string(&mut a, "credentials", SECRET_BYTES_MAX)?;
-    Ok(PushAuth::Scheme { scheme, credentials })
+    Ok(vec![PushAuth::Scheme { scheme, credentials }])
 }
 
 /// A 1.0 `TaskPushNotificationConfig` (also a message's per-request config). Gateway members
@@ -167,7 +167,7 @@ fn flat(stored: &StoredPushConfig) -> Map<String, Value> {
     if let Some(token) = &c.token {
         out.insert("token".into(), json!(token));
     }
-    if let PushAuth::Scheme { scheme, credentials } = &c.auth {
+    if let Some(PushAuth::Scheme { scheme, credentials }) = c.auth.first() {
         let mut a = json!({ "scheme": scheme });
         if let Some(cred) = credentials {
             a["credentials"] = json!(cred);
@@ -251,7 +251,7 @@ mod tests {
     use crate::a2a::TaskState;
     use crate::state::{PushConfig, PushStatus, TaskStatus};
 
-    fn stored(auth: PushAuth) -> StoredPushConfig {
+    fn stored(auth: Vec<PushAuth>) -> StoredPushConfig {
         let config = PushConfig {
             id: "c1".into(),
             task_id: "t1".into(),
@@ -298,7 +298,7 @@ mod tests {
 
     #[test]
     fn configs_go_back_in_their_family_shape() {
-        let s = stored(PushAuth::Scheme { scheme: "Bearer".into(), credentials: Some("s3".into()) });
+        let s = stored(vec![PushAuth::Scheme { scheme: "Bearer".into(), credentials: Some("s3".into()) }]);
         let v10 = config_to_wire(&s, Shape::V10);
         assert_eq!(
             v10,
@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn debug_output_hides_secrets() {
-        let s = stored(PushAuth::Scheme { scheme: "Bearer".into(), credentials: Some("s3cret".into()) });
+        let s = stored(vec![PushAuth::Scheme { scheme: "Bearer".into(), credentials: Some("s3cret".into()) }]);
         let text = format!("{s:?} {:?}", config_from_v10(json!({"url": "http://h", "token": "tok3n"})).unwrap());
         assert!(!text.contains("s3cret") && !text.contains("tok3n"), "{text}");
     }

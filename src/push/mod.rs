@@ -133,12 +133,9 @@ impl Push {
         if let Some(token) = &c.token {
             request = request.header(TOKEN_HEADER, token);
         }
-        if let PushAuth::Scheme { scheme, credentials } = &c.auth {
-            let value = match credentials {
-                Some(cred) => format!("{scheme} {cred}"),
-                None => scheme.clone(),
-            };
-            request = request.header(reqwest::header::AUTHORIZATION, value);
+        for auth in &c.auth {
+            let (name, value) = auth_header(auth);
+            request = request.header(name, value);
         }
         let (key, slot) = self.destination_slot(&url).await;
         let sent = request.send().await;
@@ -157,6 +154,19 @@ impl Push {
     /// it at random, at least what the receiver asked (`Retry-After`), at most `retry_max_ms`.
     pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>, random: u64) -> Duration {
         backoff(self.config.retry_base_ms, self.config.retry_max_ms, attempt, retry_after, random)
+    }
+}
+
+/// The header one way of authenticating adds to a delivery.
+fn auth_header(auth: &PushAuth) -> (reqwest::header::HeaderName, String) {
+    match auth {
+        PushAuth::Scheme { scheme, credentials } => {
+            let value = match credentials {
+                Some(cred) => format!("{scheme} {cred}"),
+                None => scheme.clone(),
+            };
+            (reqwest::header::AUTHORIZATION, value)
+        }
     }
 }
 

@@ -402,7 +402,7 @@ mod tests {
             task_id: task.into(),
             url: "https://hook.example/x".into(),
             token: Some("tok".into()),
-            auth: PushAuth::None,
+            auth: vec![],
             format: PushFormat::V10,
         }
     }

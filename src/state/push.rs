@@ -38,21 +38,19 @@ pub struct PushConfig {
     pub url: String,
     /// Echoed in `X-A2A-Notification-Token`.
     pub token: Option<String>,
-    pub auth: PushAuth,
+    /// How deliveries authenticate, each applied (a config may carry several: a scheme for
+    /// `Authorization` and a signature, as SuperX configs do).
+    pub auth: Vec<PushAuth>,
     /// The payload shape the client asked in (the version it set the config in).
     pub format: PushFormat,
 }
 
-/// How deliveries authenticate to the webhook. Stored type: new schemes (HMAC, JWT) are new
-/// variants at the end.
+/// One way deliveries authenticate to the webhook. Stored type: new ways (SuperX's HMAC
+/// signature, JWTs) are new variants at the end, so configs stored before still read.
 #[derive(Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub enum PushAuth {
-    None,
     /// `Authorization: <scheme> <credentials>` (A2A `AuthenticationInfo`).
-    Scheme {
-        scheme: String,
-        credentials: Option<String>,
-    },
+    Scheme { scheme: String, credentials: Option<String> },
 }
 
 /// The A2A generation of a config's payloads. Stored type.
@@ -81,7 +79,6 @@ impl std::fmt::Debug for PushConfig {
 impl std::fmt::Debug for PushAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PushAuth::None => f.write_str("None"),
             PushAuth::Scheme { scheme, .. } => write!(f, "Scheme({scheme}, <redacted>)"),
         }
     }
