@@ -230,3 +230,50 @@ pub(super) async fn record_with_push(
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn call(version: ProtocolVersion) -> Call {
+        Call {
+            version,
+            scope: super::super::Scope::Gateway,
+            extensions: None,
+            base_url: "http://gw".into(),
+            read_mode: crate::state::ReadMode::Local,
+            stream_slot: None,
+            trace: crate::telemetry::trace::TraceContext::new_root(),
+            last_event_id: None,
+            authorization: None,
+        }
+    }
+
+    #[test]
+    fn webhooks_in_a_message_are_read_in_every_form_and_never_forwarded() {
+        let params = json!({"agentId": "a",
+            "message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "x"}]},
+            "configuration": {"taskPushNotificationConfig": {"url": "https://h/1", "token": "t1"}},
+            "pushNotificationConfig": {"url": "https://h/2", "id": "superx"},
+            "metadata": {"webhook": "https://h/3", "keep": true}});
+        let p = Params::parse(params, &call(ProtocolVersion::V10)).unwrap();
+        let urls: Vec<_> = p.push.iter().map(|c| (c.url.as_str(), c.id.as_deref())).collect();
+        assert_eq!(urls, [("https://h/1", None), ("https://h/2", Some("superx")), ("https://h/3", Some("webhook"))]);
+        let forwarded = Value::Object(p.request).to_string();
+        assert!(!forwarded.contains("https://h/") && !forwarded.contains("t1"), "{forwarded}");
+        assert!(forwarded.contains("keep"));
+        // 0.3: the inner config with `schemes`.
+        let params = json!({"message": {"kind": "message", "messageId": "m", "role": "user", "parts": [{"kind": "text", "text": "x"}]},
+            "configuration": {"pushNotificationConfig": {"url": "https://h/4",
+                "authentication": {"schemes": ["Bearer"], "credentials": "c"}}}});
+        let p = Params::parse(params, &call(ProtocolVersion::V03)).unwrap();
+        assert_eq!(
+            p.push[0].auth,
+            vec![crate::state::PushAuth::Scheme { scheme: "Bearer".into(), credentials: Some("c".into()) }]
+        );
+        let bad = json!({"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "x"}]},
+            "configuration": {"taskPushNotificationConfig": {"url": "ftp://h"}}});
+        assert!(matches!(Params::parse(bad, &call(ProtocolVersion::V10)), Err(RpcError::InvalidParams(_))));
+    }
+}
