@@ -244,6 +244,11 @@ pub struct PushSection {
     pub deliveries_in_flight_max: usize,
     /// Delivery outcomes committed together in one log entry at most.
     pub commit_batch_max: usize,
+    /// A SuperX HS256 JWT's lifetime: `exp` = `iat` + this (`PUSH_JWT_TTL_SECONDS`).
+    pub jwt_ttl_seconds: u64,
+    /// A SuperX HS256 JWT's clock skew allowance: `nbf` = `iat` - this
+    /// (`PUSH_JWT_SKEW_SECONDS`).
+    pub jwt_skew_seconds: u64,
     /// CIDRs webhooks may reach although they are loopback, private, link-local or metadata
     /// addresses (refused by default, on the address actually connected to): for tests and
     /// private deployments. In the config file, a list (`["10.0.0.0/8"]`); in the
@@ -262,6 +267,8 @@ impl Default for PushSection {
             destination_in_flight_max: 4,
             deliveries_in_flight_max: 256,
             commit_batch_max: 256,
+            jwt_ttl_seconds: 300,
+            jwt_skew_seconds: 120,
             allow_cidrs: vec![],
         }
     }
@@ -570,7 +577,7 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// SuperX's variables and the config key each one sets.
-const LEGACY_ENV: [(&str, &str); 17] = [
+const LEGACY_ENV: [(&str, &str); 19] = [
     ("DATABASE_URL", "archive.database_url"),
     ("DB_POOL_SIZE", "archive.pool_max"),
     ("CLUSTER_STRATEGY", "cluster.strategy"),
@@ -587,6 +594,8 @@ const LEGACY_ENV: [(&str, &str); 17] = [
     ("AGENT_CALL_TIMEOUT", "agents.call_timeout_ms"),
     ("PUSH_MAX_ATTEMPTS", "push.max_attempts"),
     ("PUSH_RETRY_BASE_MS", "push.retry_base_ms"),
+    ("PUSH_JWT_TTL_SECONDS", "push.jwt_ttl_seconds"),
+    ("PUSH_JWT_SKEW_SECONDS", "push.jwt_skew_seconds"),
     ("LOG_LEVEL", "log.level"),
 ];
 
@@ -628,7 +637,8 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
         }
-        let positive: [(&str, u64); 38] = [
+        let positive: [(&str, u64); 39] = [
+            ("push.jwt_ttl_seconds", self.push.jwt_ttl_seconds),
             ("push.max_attempts", self.push.max_attempts.into()),
             ("push.retry_base_ms", self.push.retry_base_ms),
             ("push.timeout_ms", self.push.timeout_ms),

@@ -23,9 +23,6 @@ pub const SECRET_BYTES_MAX: usize = 4096;
 /// Longest config id accepted.
 pub const ID_BYTES_MAX: usize = 256;
 
-/// The SuperX config keys that are not built yet (HMAC and JWT signing).
-const SUPERX_SIGNING_KEYS: [&str; 5] = ["hmacSecret", "jwtSecret", "jwtIssuer", "jwtAudience", "jwtKid"];
-
 /// A config as a client gave it, in the 1.0 model.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConfigRequest {
@@ -146,16 +143,50 @@ pub fn config_from_superx(value: Value) -> Result<ConfigRequest, WireError> {
         other => other,
     };
     let mut c = object(value, "config")?;
-    if let Some(key) = SUPERX_SIGNING_KEYS.iter().find(|k| c.get(**k).is_some_and(|v| !v.is_null())) {
-        return Err(err(format!("{key}: signed webhooks (HMAC, JWT) are not supported yet")));
+    let mut auth = auth_from_v10(c.remove("authentication"))?;
+    auth.extend(superx_signing(&mut c)?);
+    if auth.len() > 1 && auth.iter().filter(|a| !matches!(a, PushAuth::Hmac { .. })).count() > 1 {
+        return Err(err("authentication and jwtSecret both set Authorization: give one"));
     }
     Ok(ConfigRequest {
         id: string(&mut c, "id", ID_BYTES_MAX)?.filter(|s| !s.is_empty()),
         task_id: string(&mut c, "taskId", ID_BYTES_MAX)?.filter(|s| !s.is_empty()),
         url: url(&mut c)?,
         token: string(&mut c, "token", SECRET_BYTES_MAX)?,
-        auth: auth_from_v10(c.remove("authentication"))?,
+        auth,
     })
+}
+
+/// SuperX's signing keys: `hmacSecret`, and `jwtSecret` with `jwtIssuer`, `jwtAudience`,
+/// `jwtKid` (claims without a secret are refused: they would sign nothing). Empty strings
+/// count as absent, as in SuperX.
+fn superx_signing(c: &mut Map<String, Value>) -> Result<Vec<PushAuth>, WireError> {
+    let mut take = |key: &str| string(c, key, SECRET_BYTES_MAX).map(|v| v.filter(|s| !s.is_empty()));
+    let hmac = take("hmacSecret")?;
+    let (jwt, issuer, audience, kid) = (take("jwtSecret")?, take("jwtIssuer")?, take("jwtAudience")?, take("jwtKid")?);
+    let mut auth = Vec::new();
+    if let Some(secret) = hmac {
+        auth.push(PushAuth::Hmac { secret });
+    }
+    match jwt {
+        Some(secret) => auth.push(PushAuth::JwtHs256 { secret, issuer, audience, kid }),
+        None if issuer.is_some() || audience.is_some() || kid.is_some() => {
+            return Err(err("jwtIssuer, jwtAudience and jwtKid need jwtSecret"));
+        }
+        None => {}
+    }
+    Ok(auth)
+}
+
+/// The names of a config's signatures, for SuperX's view (never the secrets).
+fn signing_names(auth: &[PushAuth]) -> Vec<&'static str> {
+    auth.iter()
+        .filter_map(|a| match a {
+            PushAuth::Scheme { .. } => None,
+            PushAuth::Hmac { .. } => Some("hmac-sha256"),
+            PushAuth::JwtHs256 { .. } => Some("jwt-hs256"),
+        })
+        .collect()
 }
 
 fn flat(stored: &StoredPushConfig) -> Map<String, Value> {
@@ -167,7 +198,11 @@ fn flat(stored: &StoredPushConfig) -> Map<String, Value> {
     if let Some(token) = &c.token {
         out.insert("token".into(), json!(token));
     }
-    if let Some(PushAuth::Scheme { scheme, credentials }) = c.auth.first() {
+    let scheme = c.auth.iter().find_map(|a| match a {
+        PushAuth::Scheme { scheme, credentials } => Some((scheme, credentials)),
+        _ => None,
+    });
+    if let Some((scheme, credentials)) = scheme {
         let mut a = json!({ "scheme": scheme });
         if let Some(cred) = credentials {
             a["credentials"] = json!(cred);
@@ -203,6 +238,10 @@ pub fn config_to_wire(stored: &StoredPushConfig, shape: Shape) -> Value {
                 status["lastError"] = json!(e);
             }
             out.insert("deliveryStatus".into(), status);
+            let signing = signing_names(&stored.config.auth);
+            if !signing.is_empty() {
+                out.insert("signing".into(), json!(signing));
+            }
             Value::Object(out)
         }
     }
@@ -291,8 +330,10 @@ mod tests {
             let e = config_from_v10(bad).unwrap_err();
             assert!(e.0.contains(needle), "{e}");
         }
-        let e = config_from_superx(json!({"url": "http://h", "hmacSecret": "k"})).unwrap_err();
-        assert!(e.0.contains("hmacSecret"), "{e}");
+        let e = config_from_superx(json!({"url": "http://h", "jwtIssuer": "me"})).unwrap_err();
+        assert!(e.0.contains("jwtSecret"), "{e}");
+        let both = json!({"url": "http://h", "jwtSecret": "k", "authentication": {"scheme": "Bearer"}});
+        assert!(config_from_superx(both).unwrap_err().0.contains("Authorization"));
         assert!(config_from_v03(json!({"taskId": "t"})).is_err());
     }
 
@@ -312,6 +353,23 @@ mod tests {
         let superx = config_to_wire(&s, Shape::SuperX);
         assert_eq!(superx["deliveryStatus"]["givenUpTotal"], 0);
         assert_eq!(config_list_to_wire(vec![], String::new(), Shape::V10), json!({"configs": [], "nextPageToken": ""}));
+    }
+
+    #[test]
+    fn superx_signing_keys_are_kept_and_never_shown() {
+        let c = config_from_superx(json!({"url": "http://h", "hmacSecret": "hk", "jwtSecret": "jk",
+            "jwtIssuer": "superx", "jwtAudience": "", "jwtKid": "k1"}))
+        .unwrap();
+        let jwt = PushAuth::JwtHs256 {
+            secret: "jk".into(),
+            issuer: Some("superx".into()),
+            audience: None,
+            kid: Some("k1".into()),
+        };
+        assert_eq!(c.auth, vec![PushAuth::Hmac { secret: "hk".into() }, jwt]);
+        let shown = config_to_wire(&stored(c.auth), Shape::SuperX);
+        assert_eq!(shown["signing"], json!(["hmac-sha256", "jwt-hs256"]));
+        assert!(!shown.to_string().contains("hk") && !shown.to_string().contains("jk"), "{shown}");
     }
 
     #[test]

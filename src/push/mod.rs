@@ -13,6 +13,7 @@
 
 pub mod deliverer;
 pub mod guard;
+pub mod sign;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,19 +125,22 @@ impl Push {
             PushFormat::V10 => "application/a2a+json",
             PushFormat::V03 => "application/json",
         };
+        let bytes = serde_json::to_vec(body).expect("a JSON value serializes");
         let mut request = self
             .client
             .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, content_type)
-            .header(EVENT_ID_HEADER, event_id(&c.task_id, lane.event))
-            .body(serde_json::to_vec(body).expect("a JSON value serializes"));
+            .header(EVENT_ID_HEADER, event_id(&c.task_id, lane.event));
         if let Some(token) = &c.token {
             request = request.header(TOKEN_HEADER, token);
         }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         for auth in &c.auth {
-            let (name, value) = auth_header(auth);
-            request = request.header(name, value);
+            for (name, value) in self.auth_headers(auth, &c.task_id, &bytes, now) {
+                request = request.header(name, value);
+            }
         }
+        let request = request.body(bytes);
         let (key, slot) = self.destination_slot(&url).await;
         let sent = request.send().await;
         self.release_destination(&key, slot);
@@ -150,23 +154,38 @@ impl Push {
         }
     }
 
+    /// The headers one way of authenticating adds to a delivery of `body` at `now` (Unix
+    /// seconds).
+    fn auth_headers(&self, auth: &PushAuth, task_id: &str, body: &[u8], now: u64) -> Vec<(&'static str, String)> {
+        match auth {
+            PushAuth::Scheme { scheme, credentials } => {
+                let value = match credentials {
+                    Some(cred) => format!("{scheme} {cred}"),
+                    None => scheme.clone(),
+                };
+                vec![("authorization", value)]
+            }
+            PushAuth::Hmac { secret } => vec![
+                (sign::TIMESTAMP_HEADER, now.to_string()),
+                (sign::SIGNATURE_HEADER, sign::signature(secret, now, body)),
+            ],
+            PushAuth::JwtHs256 { secret, issuer, audience, kid } => {
+                let claims = sign::JwtClaims {
+                    issuer: issuer.as_deref(),
+                    audience: audience.as_deref(),
+                    kid: kid.as_deref(),
+                    task_id,
+                };
+                let (ttl, skew) = (self.config.jwt_ttl_seconds, self.config.jwt_skew_seconds);
+                vec![("authorization", format!("Bearer {}", sign::jwt_hs256(secret, &claims, body, now, ttl, skew)))]
+            }
+        }
+    }
+
     /// The pause before attempt `attempt + 1`: the base doubled per attempt plus up to half of
     /// it at random, at least what the receiver asked (`Retry-After`), at most `retry_max_ms`.
     pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>, random: u64) -> Duration {
         backoff(self.config.retry_base_ms, self.config.retry_max_ms, attempt, retry_after, random)
-    }
-}
-
-/// The header one way of authenticating adds to a delivery.
-fn auth_header(auth: &PushAuth) -> (reqwest::header::HeaderName, String) {
-    match auth {
-        PushAuth::Scheme { scheme, credentials } => {
-            let value = match credentials {
-                Some(cred) => format!("{scheme} {cred}"),
-                None => scheme.clone(),
-            };
-            (reqwest::header::AUTHORIZATION, value)
-        }
     }
 }
 

@@ -637,8 +637,10 @@ mod tests {
         assert_eq!(code("tasks/pushNotificationConfig/delete", json!({"id": "t"}), &v03), 0);
         let superx = json!({"taskId": "t", "config": {"url": "https://h/x", "token": "tok"}});
         assert_eq!(code("tasks.pushNotificationConfig.set", superx, &rpc), 0);
-        let signed = json!({"taskId": "t", "config": {"url": "https://h/x", "jwtSecret": "k"}});
-        assert_eq!(code("tasks.pushNotificationConfig.set", signed, &rpc), -32602);
+        let signed = json!({"taskId": "t", "config": {"url": "https://h/x", "hmacSecret": "h", "jwtSecret": "k"}});
+        assert_eq!(code("tasks.pushNotificationConfig.set", signed, &rpc), 0);
+        let unsigned_claims = json!({"taskId": "t", "config": {"url": "https://h/x", "jwtIssuer": "me"}});
+        assert_eq!(code("tasks.pushNotificationConfig.set", unsigned_claims, &rpc), -32602);
         assert_eq!(code("tasks.pushNotificationConfig.get", json!({"taskId": "t", "configId": "c"}), &rpc), 0);
     }
 }

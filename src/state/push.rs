@@ -45,12 +45,17 @@ pub struct PushConfig {
     pub format: PushFormat,
 }
 
-/// One way deliveries authenticate to the webhook. Stored type: new ways (SuperX's HMAC
-/// signature, JWTs) are new variants at the end, so configs stored before still read.
+/// One way deliveries authenticate to the webhook. Stored type: new ways (JWTs signed with
+/// the gateway's own key) are new variants at the end, so configs stored before still read.
 #[derive(Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub enum PushAuth {
     /// `Authorization: <scheme> <credentials>` (A2A `AuthenticationInfo`).
     Scheme { scheme: String, credentials: Option<String> },
+    /// SuperX's signature (`hmacSecret`): `X-A2A-Signature`, the lowercase hex HMAC-SHA256
+    /// of `<X-A2A-Timestamp>.<body>`.
+    Hmac { secret: String },
+    /// SuperX's JWT (`jwtSecret` and its claims), HS256, in `Authorization: Bearer`.
+    JwtHs256 { secret: String, issuer: Option<String>, audience: Option<String>, kid: Option<String> },
 }
 
 /// The A2A generation of a config's payloads. Stored type.
@@ -80,6 +85,10 @@ impl std::fmt::Debug for PushAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PushAuth::Scheme { scheme, .. } => write!(f, "Scheme({scheme}, <redacted>)"),
+            PushAuth::Hmac { .. } => f.write_str("Hmac(<redacted>)"),
+            PushAuth::JwtHs256 { issuer, audience, kid, .. } => {
+                write!(f, "JwtHs256(iss {issuer:?}, aud {audience:?}, kid {kid:?}, <redacted>)")
+            }
         }
     }
 }

@@ -32,6 +32,8 @@ struct Hit {
     token: Option<String>,
     content_type: String,
     body: Value,
+    raw: Vec<u8>,
+    headers: HeaderMap,
 }
 
 #[derive(Clone)]
@@ -68,6 +70,8 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: axum::body::B
         token: header("x-a2a-notification-token"),
         content_type: header("content-type").unwrap_or_default(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw: body.to_vec(),
+        headers: headers.clone(),
     });
     StatusCode::from_u16(r.status.load(Ordering::Relaxed)).unwrap()
 }
@@ -248,4 +252,54 @@ async fn killing_the_delivering_leader_mid_retry_loses_no_event() {
     assert!(rx.hits().iter().all(|h| h.token.as_deref() == Some("tok")));
     let base = cluster.base(survivor);
     blocking(|| wait_until(Duration::from_secs(10), || status_of(&base, &task_id)["deliveredTotal"] == EVENTS));
+}
+
+/// A SuperX client's webhook with an HMAC secret and an HS256 JWT secret, set in
+/// `metadata.webhook` of `message.send` on `/rpc`: the receiver verifies both over the exact
+/// bytes it got, and the claims name the task and the body's hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn superx_signed_webhooks_verify_at_the_receiver() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+
+    let agent = fake_agent::start(0, 0).await;
+    let rx = receiver(0, 200).await;
+    let cluster = node(&agent.url, &[]);
+    let base = cluster.base(1);
+    let webhook = json!({"url": rx.url, "hmacSecret": "h-secret", "jwtSecret": "j-secret", "jwtIssuer": "superx",
+        "jwtKid": "k1", "token": "tok"});
+    let params = json!({"agentId": "echo", "message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "signed"}]},
+        "metadata": {"webhook": webhook}});
+    let task_id = blocking(|| {
+        let reply = call(&base, "/rpc", "message.send", params, None);
+        reply["result"]["task"]["id"].as_str().unwrap_or_else(|| panic!("a task: {reply}")).to_owned()
+    });
+    blocking(|| wait_until(Duration::from_secs(20), || rx.events_of(&task_id) == [1]));
+    let hit = rx.hits().remove(0);
+    let header = |name: &str| hit.headers.get(name).unwrap().to_str().unwrap().to_owned();
+    let mac = |key: &[u8], data: &[u8]| {
+        let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let signed = [header("x-a2a-timestamp").as_bytes(), b".", &hit.raw].concat();
+    assert_eq!(header("x-a2a-signature"), hex(&mac(b"h-secret", &signed)));
+    let jwt = header("authorization").strip_prefix("Bearer ").expect("a bearer JWT").to_owned();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let input = format!("{}.{}", parts[0], parts[1]);
+    assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap(), mac(b"j-secret", input.as_bytes()));
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!((claims["taskId"].as_str(), claims["iss"].as_str()), (Some(task_id.as_str()), Some("superx")));
+    assert_eq!(claims["hash"], hex(&Sha256::digest(&hit.raw)));
+    assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 300);
+    assert_eq!(hit.token.as_deref(), Some("tok"));
+    // The secrets never come back: SuperX's view names the signatures only.
+    let shown = blocking(|| {
+        call(&base, "/rpc", "tasks.pushNotificationConfig.get", json!({"taskId": task_id, "configId": "webhook"}), None)
+    });
+    assert_eq!(shown["result"]["signing"], json!(["hmac-sha256", "jwt-hs256"]), "{shown}");
+    assert!(!shown.to_string().contains("secret"), "{shown}");
 }
