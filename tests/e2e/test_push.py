@@ -1,7 +1,8 @@
 """Push notifications through the gateway with the official SDK clients (A2A 1.0 and 0.3).
 
 A webhook receiver runs in the test process (a real HTTP server on loopback) and records
-every POST with its `SuperX-Event-Id` and `X-A2A-Notification-Token`. The gateway relays
+every POST with its `SuperX-Event-Id`, `X-A2A-Notification-Token`, headers and exact bytes
+(SuperX's HMAC signature and HS256 JWT are verified over them). The gateway relays
 push for agents that never push themselves (the SDK test agents have push off): it follows
 the task and delivers every committed update. These tests start their own gateway in front
 of the session's agents, with `push.allow_cidrs` opening loopback (refused by default, which
@@ -52,12 +53,14 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 length = int(self.headers.get('content-length', '0'))
-                body = json.loads(self.rfile.read(length) or b'null')
+                raw = self.rfile.read(length)
                 with receiver.lock:
                     receiver.hits.append({
                         'event_id': self.headers.get('superx-event-id', ''),
                         'token': self.headers.get('x-a2a-notification-token'),
-                        'body': body,
+                        'body': json.loads(raw or b'null'),
+                        'raw': raw,
+                        'headers': {k.lower(): v for k, v in self.headers.items()},
                     })
                 self.send_response(200)
                 self.send_header('content-length', '0')
@@ -220,3 +223,32 @@ def test_private_webhooks_are_refused_by_default(e2e, tasks_done):
 def tasks_done(e2e) -> str:
     url = e2e.agent_url('tasks')
     return result_of(rpc(url, 'SendMessage', {'message': msg10('done task')}, version='1.0'))['task']['id']
+
+
+def test_superx_signed_webhook_verifies(push_gateway, receiver):
+    """SuperX's `message.send` on /rpc with `metadata.webhook` carrying an HMAC secret and an
+    HS256 JWT secret: the receiver checks both over the exact bytes it got."""
+    import base64
+    import hashlib
+    import hmac
+
+    webhook = {'url': receiver.url, 'hmacSecret': 'h-secret', 'jwtSecret': 'j-secret', 'jwtIssuer': 'superx'}
+    params = {'agentId': 'tasks', 'message': msg10('signed please'), 'metadata': {'webhook': webhook}}
+    task = result_of(rpc(f'{push_gateway}/rpc', 'message.send', params, version='1.0'))['task']
+    hits = receiver.wait_for(task['id'], lambda body: 'task' in body)
+    hit = hits[0]
+    headers, raw = hit['headers'], hit['raw']
+    timestamp = headers['x-a2a-timestamp']
+    expected = hmac.new(b'h-secret', f'{timestamp}.'.encode() + raw, hashlib.sha256).hexdigest()
+    assert headers['x-a2a-signature'] == expected
+
+    def b64(segment: str) -> bytes:
+        return base64.urlsafe_b64decode(segment + '=' * (-len(segment) % 4))
+
+    head, payload, signature = headers['authorization'].removeprefix('Bearer ').split('.')
+    assert b64(signature) == hmac.new(b'j-secret', f'{head}.{payload}'.encode(), hashlib.sha256).digest()
+    assert json.loads(b64(head)) == {'alg': 'HS256', 'typ': 'JWT'}
+    claims = json.loads(b64(payload))
+    assert claims['taskId'] == task['id'] and claims['iss'] == 'superx'
+    assert claims['hash'] == hashlib.sha256(raw).hexdigest()
+    assert claims['nbf'] < claims['iat'] < claims['exp']
