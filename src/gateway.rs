@@ -110,7 +110,7 @@ impl Gateway {
         // Before anything records: the facade drops what arrives before a recorder is set.
         crate::telemetry::metrics::handle();
         let client = AgentClient::new(&config.agents)?;
-        let push = Arc::new(crate::push::Push::new(&config.push)?);
+        let push = Arc::new(crate::push::Push::new(&config.push, &config.cards.gateway_name)?);
         // Before raft starts: a database this node cannot use is a startup error, said plainly.
         let archive = match config.archive.enabled() {
             true => Some(Arc::new(

@@ -72,6 +72,15 @@ fn url(map: &mut Map<String, Value>) -> Result<String, WireError> {
     Ok(url)
 }
 
+/// A scheme with credentials goes into `Authorization` as given; `Bearer` without
+/// credentials asks the gateway for a JWT signed with its own key (verified with its JWKS).
+fn scheme_auth(scheme: String, credentials: Option<String>) -> PushAuth {
+    match credentials.filter(|c| !c.is_empty()) {
+        None if scheme.eq_ignore_ascii_case("bearer") => PushAuth::GatewayJwt,
+        credentials => PushAuth::Scheme { scheme, credentials },
+    }
+}
+
 /// A 1.0 `AuthenticationInfo` (`{scheme, credentials}`).
 fn auth_from_v10(value: Option<Value>) -> Result<Vec<PushAuth>, WireError> {
     let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(vec![]) };
@@ -80,7 +89,7 @@ fn auth_from_v10(value: Option<Value>) -> Result<Vec<PushAuth>, WireError> {
         .filter(|s| !s.is_empty())
         .ok_or_else(|| err("authentication.scheme is required"))?;
     let credentials = string(&mut a, "credentials", SECRET_BYTES_MAX)?;
-    Ok(vec![PushAuth::Scheme { scheme, credentials }])
+    Ok(vec![scheme_auth(scheme, credentials)])
 }
 
 /// A 0.3 `PushNotificationAuthenticationInfo` (`{schemes[], credentials}`): the first scheme.
@@ -97,7 +106,7 @@ fn auth_from_v03(value: Option<Value>) -> Result<Vec<PushAuth>, WireError> {
         _ => return Err(err("authentication.schemes needs a scheme")),
     };
     let credentials = string(&mut a, "credentials", SECRET_BYTES_MAX)?;
-    Ok(vec![PushAuth::Scheme { scheme, credentials }])
+    Ok(vec![scheme_auth(scheme, credentials)])
 }
 
 /// A 1.0 `TaskPushNotificationConfig` (also a message's per-request config). Gateway members
@@ -182,7 +191,7 @@ fn superx_signing(c: &mut Map<String, Value>) -> Result<Vec<PushAuth>, WireError
 fn signing_names(auth: &[PushAuth]) -> Vec<&'static str> {
     auth.iter()
         .filter_map(|a| match a {
-            PushAuth::Scheme { .. } => None,
+            PushAuth::Scheme { .. } | PushAuth::GatewayJwt => None,
             PushAuth::Hmac { .. } => Some("hmac-sha256"),
             PushAuth::JwtHs256 { .. } => Some("jwt-hs256"),
         })
@@ -198,8 +207,10 @@ fn flat(stored: &StoredPushConfig) -> Map<String, Value> {
     if let Some(token) = &c.token {
         out.insert("token".into(), json!(token));
     }
+    let bearer = ("Bearer".to_owned(), None);
     let scheme = c.auth.iter().find_map(|a| match a {
         PushAuth::Scheme { scheme, credentials } => Some((scheme, credentials)),
+        PushAuth::GatewayJwt => Some((&bearer.0, &bearer.1)),
         _ => None,
     });
     if let Some((scheme, credentials)) = scheme {

@@ -40,6 +40,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/agents/{id}/.well-known/agent.json", get(cards::agent_card))
         .route("/.well-known/agent-card.json", get(cards::gateway_card))
         .route("/.well-known/agent.json", get(cards::gateway_card))
+        .route("/.well-known/jwks.json", get(jwks))
         .route("/health", get(health))
         .route("/cluster", get(cluster))
         .route("/ready", get(ready))
@@ -280,6 +281,14 @@ async fn health(State(gw): State<Arc<Gateway>>) -> Response {
         "push": push_health(&gw),
     });
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// The public key webhook JWTs are signed with (configs that ask for `Bearer` without
+/// credentials), as a JWKS; empty until the first leader made the key.
+async fn jwks(State(gw): State<Arc<Gateway>>) -> Response {
+    let body = gw.replica.read(|t| crate::push::sign::jwks(t.push().signing_key()));
+    let headers = [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")];
+    (StatusCode::OK, headers, body.to_string()).into_response()
 }
 
 /// Push delivery as this node sees it: the configs and the outbox (the same on every node,

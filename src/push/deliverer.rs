@@ -43,6 +43,7 @@ pub async fn run(gw: Arc<Gateway>) {
         if !is_leader(&gw) {
             continue;
         }
+        ensure_signing_key(&gw).await;
         for lane in due_lanes(&gw, &walking) {
             let key = (lane.config.task_id.clone(), lane.config.id.clone());
             walking.lock().expect("walking lock").insert(key.clone());
@@ -52,6 +53,24 @@ pub async fn run(gw: Arc<Gateway>) {
                 walking.lock().expect("walking lock").remove(&key);
             });
         }
+    }
+}
+
+/// Makes the cluster's JWT signing key once (the first leader that runs this), so the JWKS
+/// is published before any webhook needs it. A failed commit is tried again next round.
+async fn ensure_signing_key(gw: &Gateway) {
+    if gw.replica.read(|t| t.push().signing_key().is_some()) {
+        return;
+    }
+    let key = match super::sign::new_signing_key() {
+        Ok(key) => key,
+        Err(error) => {
+            tracing::error!(%error, "could not make a webhook signing key");
+            return;
+        }
+    };
+    if let Err(error) = gw.replica.propose_push(PushCommand::SetSigningKey(key)).await {
+        tracing::debug!(%error, "webhook signing key not committed yet");
     }
 }
 
@@ -124,7 +143,8 @@ async fn deliver(gw: &Gateway, lane: &Lane) -> Option<Progress> {
         }
         attempt += 1;
         metrics::counter!("superx_push_attempts_total").increment(1);
-        let error = match push.attempt(lane, &body).await {
+        let key = gw.replica.read(|t| t.push().signing_key().cloned());
+        let error = match push.attempt(lane, &body, key.as_ref()).await {
             Attempt::Delivered => {
                 push.stats.delivered_total.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("superx_push_deliveries_total", "outcome" => "delivered").increment(1);

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::PushSection;
-use crate::state::push::Lane;
+use crate::state::push::{Lane, SigningKey};
 use crate::state::{PushAuth, PushFormat};
 
 /// The header carrying an event's stable id, for receivers to de-duplicate.
@@ -51,6 +51,8 @@ pub struct Push {
     /// map holds at most one per lane delivering (`push.deliveries_in_flight_max`).
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
     pub stats: PushStats,
+    /// `iss` of the JWTs signed with the cluster's key (`cards.gateway_name`).
+    issuer: String,
 }
 
 /// How one attempt ended.
@@ -67,7 +69,7 @@ pub enum Attempt {
 }
 
 impl Push {
-    pub fn new(config: &PushSection) -> anyhow::Result<Push> {
+    pub fn new(config: &PushSection, issuer: &str) -> anyhow::Result<Push> {
         let guard = Arc::new(guard::Guard::new(&config.allow_cidrs));
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(guard::GuardedResolver { guard: guard.clone() }))
@@ -83,6 +85,7 @@ impl Push {
             config: config.clone(),
             destinations: Mutex::new(HashMap::new()),
             stats: PushStats::default(),
+            issuer: issuer.to_owned(),
         })
     }
 
@@ -110,7 +113,8 @@ impl Push {
     }
 
     /// One POST of a lane's current event.
-    pub async fn attempt(&self, lane: &Lane, body: &serde_json::Value) -> Attempt {
+    /// `key`: the cluster's signing key, for configs that ask for its JWTs.
+    pub async fn attempt(&self, lane: &Lane, body: &serde_json::Value, key: Option<&SigningKey>) -> Attempt {
         self.stats.attempts_total.fetch_add(1, Ordering::Relaxed);
         let c = &lane.config;
         let url = match reqwest::Url::parse(&c.url) {
@@ -136,8 +140,13 @@ impl Push {
         }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         for auth in &c.auth {
-            for (name, value) in self.auth_headers(auth, &c.task_id, &bytes, now) {
-                request = request.header(name, value);
+            match self.auth_headers(auth, key, &c.task_id, &bytes, now) {
+                Ok(headers) => {
+                    for (name, value) in headers {
+                        request = request.header(name, value);
+                    }
+                }
+                Err(error) => return Attempt::Retry { error, retry_after: None },
             }
         }
         let request = request.body(bytes);
@@ -156,8 +165,15 @@ impl Push {
 
     /// The headers one way of authenticating adds to a delivery of `body` at `now` (Unix
     /// seconds).
-    fn auth_headers(&self, auth: &PushAuth, task_id: &str, body: &[u8], now: u64) -> Vec<(&'static str, String)> {
-        match auth {
+    fn auth_headers(
+        &self,
+        auth: &PushAuth,
+        key: Option<&SigningKey>,
+        task_id: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<Vec<(&'static str, String)>, String> {
+        Ok(match auth {
             PushAuth::Scheme { scheme, credentials } => {
                 let value = match credentials {
                     Some(cred) => format!("{scheme} {cred}"),
@@ -179,7 +195,16 @@ impl Push {
                 let (ttl, skew) = (self.config.jwt_ttl_seconds, self.config.jwt_skew_seconds);
                 vec![("authorization", format!("Bearer {}", sign::jwt_hs256(secret, &claims, body, now, ttl, skew)))]
             }
-        }
+            PushAuth::GatewayJwt => {
+                let claims = sign::JwtClaims { issuer: Some(&self.issuer), audience: None, kid: None, task_id };
+                let (ttl, skew) = (self.config.jwt_ttl_seconds, self.config.jwt_skew_seconds);
+                match key.map(|k| sign::jwt_es256(k, &claims, body, now, ttl, skew)) {
+                    Some(Ok(token)) => vec![("authorization", format!("Bearer {token}"))],
+                    Some(Err(error)) => return Err(error),
+                    None => return Err("the cluster has no signing key yet".into()),
+                }
+            }
+        })
     }
 
     /// The pause before attempt `attempt + 1`: the base doubled per attempt plus up to half of

@@ -207,6 +207,7 @@ impl Tables {
         self.applied_commands += 1;
         match command {
             PushCommand::Progress(items) => self.push_progress(items),
+            PushCommand::SetSigningKey(key) => self.set_signing_key(key),
         }
     }
 }
@@ -541,12 +542,16 @@ mod tests {
             let mut t = Tables::new(limits(10));
             let results: Vec<_> = log.iter().cloned().map(|c| t.apply(c)).collect();
             t.apply_push(&PushCommand::Progress(vec![done("t1", "c1", 2, None), done("t1", "c1", 3, Some("boom"))]));
+            for kid in ["first", "second"] {
+                t.apply_push(&PushCommand::SetSigningKey(push::SigningKey { kid: kid.into(), pkcs8: vec![1, 2] }));
+            }
             (t, results)
         };
         let (a, ra) = run();
         let (b, rb) = run();
         assert_eq!((a.debug_fingerprint(), ra), (b.debug_fingerprint(), rb));
         assert_eq!(due(&a), [("c1".to_string(), 4)]);
+        assert_eq!(a.push().signing_key().unwrap().kid, "first", "the first key committed wins");
         let restored = Tables::restore(limits(10), &a.snapshot()).unwrap();
         assert_eq!(restored.debug_fingerprint(), a.debug_fingerprint());
         assert_eq!(restored.snapshot(), a.snapshot());

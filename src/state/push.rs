@@ -56,6 +56,26 @@ pub enum PushAuth {
     Hmac { secret: String },
     /// SuperX's JWT (`jwtSecret` and its claims), HS256, in `Authorization: Bearer`.
     JwtHs256 { secret: String, issuer: Option<String>, audience: Option<String>, kid: Option<String> },
+    /// A JWT signed with the cluster's own key (ES256), in `Authorization: Bearer`; receivers
+    /// verify it with the gateway's JWKS (`/.well-known/jwks.json`). What A2A's
+    /// `authentication: {scheme: "Bearer"}` without credentials asks for.
+    GatewayJwt,
+}
+
+/// The cluster's key for signing webhook JWTs: made by the first leader that needs one and
+/// committed, so every node (and every later leader) signs with it and publishes the same
+/// JWKS. Stored type.
+#[derive(Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct SigningKey {
+    pub kid: String,
+    /// ECDSA P-256 private key, PKCS#8 DER.
+    pub pkcs8: Vec<u8>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({}, <redacted>)", self.kid)
+    }
 }
 
 /// The A2A generation of a config's payloads. Stored type.
@@ -86,6 +106,7 @@ impl std::fmt::Debug for PushAuth {
         match self {
             PushAuth::Scheme { scheme, .. } => write!(f, "Scheme({scheme}, <redacted>)"),
             PushAuth::Hmac { .. } => f.write_str("Hmac(<redacted>)"),
+            PushAuth::GatewayJwt => f.write_str("GatewayJwt"),
             PushAuth::JwtHs256 { issuer, audience, kid, .. } => {
                 write!(f, "JwtHs256(iss {issuer:?}, aud {audience:?}, kid {kid:?}, <redacted>)")
             }
@@ -142,6 +163,8 @@ pub struct OutboxEvent {
 pub enum PushCommand {
     /// What became of deliveries, in the order they ended.
     Progress(Vec<Progress>),
+    /// The cluster's JWT signing key; ignored when one is set already (the first wins).
+    SetSigningKey(SigningKey),
 }
 
 /// One event done with for one config. Stored type.
@@ -175,6 +198,7 @@ pub struct PushTables {
     outbox: OrdMap<String, OrdMap<u64, Arc<OutboxEvent>>>,
     outbox_events: usize,
     overflow_total: u64,
+    signing_key: Option<SigningKey>,
 }
 
 /// The push part of a snapshot. Stored type.
@@ -183,6 +207,7 @@ pub(super) struct PushSnapshot {
     configs: Vec<StoredPushConfig>,
     outbox: Vec<(String, Vec<(u64, OutboxEvent)>)>,
     overflow_total: u64,
+    signing_key: Option<SigningKey>,
 }
 
 /// [`PushSnapshot`] of references, for encoding (same fields, same bytes).
@@ -191,6 +216,7 @@ pub(super) struct PushSnapshotRef<'a> {
     configs: Vec<&'a StoredPushConfig>,
     outbox: Vec<(&'a String, Vec<(u64, &'a OutboxEvent)>)>,
     overflow_total: u64,
+    signing_key: Option<&'a SigningKey>,
 }
 
 impl PushTables {
@@ -219,6 +245,18 @@ impl PushTables {
     /// Events given up because the outbox was full when they were committed.
     pub fn overflow_total(&self) -> u64 {
         self.overflow_total
+    }
+
+    /// The cluster's JWT signing key, once a leader made one.
+    pub fn signing_key(&self) -> Option<&SigningKey> {
+        self.signing_key.as_ref()
+    }
+
+    /// Sets the signing key unless one is set (the first committed wins, on every node).
+    pub(super) fn set_signing_key(&mut self, key: &SigningKey) {
+        if self.signing_key.is_none() {
+            self.signing_key = Some(key.clone());
+        }
     }
 
     /// Every (task, config) with an event due, with its first one, in task order.
@@ -393,11 +431,12 @@ impl PushTables {
                 .map(|(t, events)| (t, events.iter().map(|(n, e)| (*n, &**e)).collect()))
                 .collect(),
             overflow_total: self.overflow_total,
+            signing_key: self.signing_key.as_ref(),
         }
     }
 
     pub(super) fn restore(s: PushSnapshot) -> PushTables {
-        let mut t = PushTables { overflow_total: s.overflow_total, ..Default::default() };
+        let mut t = PushTables { overflow_total: s.overflow_total, signing_key: s.signing_key, ..Default::default() };
         for stored in s.configs {
             t.insert(stored);
             t.config_count += 1;
@@ -411,14 +450,14 @@ impl PushTables {
 
     /// An empty push part, for snapshots from before push.
     pub(super) fn empty_snapshot() -> PushSnapshot {
-        PushSnapshot { configs: vec![], outbox: vec![], overflow_total: 0 }
+        PushSnapshot { configs: vec![], outbox: vec![], overflow_total: 0, signing_key: None }
     }
 
     #[cfg(test)]
     pub(crate) fn debug_fingerprint(&self) -> String {
         format!(
-            "{:?} {:?} {} {} {}",
-            self.configs, self.outbox, self.config_count, self.outbox_events, self.overflow_total
+            "{:?} {:?} {} {} {} {:?}",
+            self.configs, self.outbox, self.config_count, self.outbox_events, self.overflow_total, self.signing_key
         )
     }
 }

@@ -609,6 +609,10 @@ impl Tables {
         }
     }
 
+    pub(super) fn set_signing_key(&mut self, key: &super::push::SigningKey) {
+        self.push.set_signing_key(key);
+    }
+
     /// Applies the deliverer's progress. Configs of tasks no longer in memory go once they
     /// have delivered everything.
     pub(super) fn push_progress(&mut self, items: &[super::push::Progress]) {

@@ -4,7 +4,8 @@
 //! counted); a receiver answering 400 is given up on after one try, visible in the config's
 //! status; the config methods answer their exact errors, and private targets are refused;
 //! in a 3-node cluster, the leader killed while it retries: the new leader delivers every
-//! event.
+//! event; SuperX's HMAC and HS256 JWT, and JWTs signed with the cluster's key (JWKS), verify
+//! at the receiver.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -302,4 +303,47 @@ async fn superx_signed_webhooks_verify_at_the_receiver() {
     });
     assert_eq!(shown["result"]["signing"], json!(["hmac-sha256", "jwt-hs256"]), "{shown}");
     assert!(!shown.to_string().contains("secret"), "{shown}");
+}
+
+/// A config asking for `Bearer` without credentials gets a JWT signed with the cluster's own
+/// key (ES256), which verifies with the JWKS the gateway publishes at a well-known URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_signed_jwts_verify_with_the_published_jwks() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::{Digest, Sha256};
+
+    let agent = fake_agent::start(0, 0).await;
+    let rx = receiver(0, 200).await;
+    let cluster = node(&agent.url, &[]);
+    let base = cluster.base(1);
+    let send = json!({"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "jwks"}]},
+        "configuration": {"taskPushNotificationConfig": {"url": rx.url, "authentication": {"scheme": "Bearer"}}}});
+    let task_id = blocking(|| {
+        let reply = call(&base, "/agents/echo", "SendMessage", send, None);
+        reply["result"]["task"]["id"].as_str().unwrap_or_else(|| panic!("a task: {reply}")).to_owned()
+    });
+    blocking(|| wait_until(Duration::from_secs(20), || rx.events_of(&task_id) == [1]));
+    let hit = rx.hits().remove(0);
+    let jwt = hit.headers["authorization"].to_str().unwrap().strip_prefix("Bearer ").unwrap().to_owned();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let (_, jwks) = blocking(|| crate::support::get(&format!("{base}/.well-known/jwks.json"))).unwrap();
+    let jwks: Value = serde_json::from_str(&jwks).unwrap();
+    let jwk =
+        jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]).expect("the key is published");
+    assert_eq!((header["alg"].as_str(), jwk["crv"].as_str()), (Some("ES256"), Some("P-256")));
+    let coordinate = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
+    let point = [vec![4u8], coordinate("x"), coordinate("y")].concat();
+    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point);
+    let input = format!("{}.{}", parts[0], parts[1]);
+    key.verify(input.as_bytes(), &URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).expect("the JWT verifies");
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["taskId"], task_id.as_str());
+    assert_eq!(claims["hash"], Sha256::digest(&hit.raw).iter().map(|b| format!("{b:02x}")).collect::<String>());
+    // The config reads back as it was set: Bearer, no credentials.
+    let got = blocking(|| {
+        call(&base, "/agents/echo", "GetTaskPushNotificationConfig", json!({"taskId": task_id, "id": task_id}), None)
+    });
+    assert_eq!(got["result"]["authentication"], json!({"scheme": "Bearer"}), "{got}");
 }
