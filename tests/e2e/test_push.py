@@ -252,3 +252,39 @@ def test_superx_signed_webhook_verifies(push_gateway, receiver):
     assert claims['taskId'] == task['id'] and claims['iss'] == 'superx'
     assert claims['hash'] == hashlib.sha256(raw).hexdigest()
     assert claims['nbf'] < claims['iat'] < claims['exp']
+
+
+def test_gateway_signed_jwt_verifies_with_its_jwks(push_gateway, receiver):
+    """A config asking for `Bearer` without credentials: the gateway signs an ES256 JWT with
+    the cluster's key, which verifies with the JWKS at /.well-known/jwks.json."""
+    import base64
+    import hashlib
+
+    import httpx
+
+    crypto = pytest.importorskip('cryptography.hazmat.primitives.asymmetric.ec')
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    def b64(segment: str) -> bytes:
+        return base64.urlsafe_b64decode(segment + '=' * (-len(segment) % 4))
+
+    params = {'message': msg10('jwks please'),
+              'configuration': {'taskPushNotificationConfig': {'url': receiver.url,
+                                                               'authentication': {'scheme': 'Bearer'}}}}
+    task = result_of(rpc(f'{push_gateway}/agents/tasks', 'SendMessage', params, version='1.0'))['task']
+    hit = receiver.wait_for(task['id'], lambda body: 'task' in body)[0]
+    head, payload, signature = hit['headers']['authorization'].removeprefix('Bearer ').split('.')
+    header = json.loads(b64(head))
+    jwks = httpx.get(f'{push_gateway}/.well-known/jwks.json', timeout=10).json()
+    jwk = next(k for k in jwks['keys'] if k['kid'] == header['kid'])
+    assert (header['alg'], jwk['kty'], jwk['crv']) == ('ES256', 'EC', 'P-256')
+    public = crypto.EllipticCurvePublicNumbers(
+        int.from_bytes(b64(jwk['x']), 'big'), int.from_bytes(b64(jwk['y']), 'big'), crypto.SECP256R1()
+    ).public_key()
+    raw_signature = b64(signature)
+    der = encode_dss_signature(int.from_bytes(raw_signature[:32], 'big'), int.from_bytes(raw_signature[32:], 'big'))
+    public.verify(der, f'{head}.{payload}'.encode(), crypto.ECDSA(hashes.SHA256()))  # raises if it does not verify
+    claims = json.loads(b64(payload))
+    assert claims['taskId'] == task['id']
+    assert claims['hash'] == hashlib.sha256(hit['raw']).hexdigest()
