@@ -11,7 +11,7 @@
 //! their next attempt, and the new leader resumes from the committed cursors (an event in
 //! flight then is delivered again: at least once).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,12 +32,15 @@ const COMMIT_WAIT_MAX: Duration = Duration::from_secs(5);
 
 type LaneKey = (String, String);
 
+/// The lanes walking, with the destination each delivers to.
+type Walking = Mutex<HashMap<LaneKey, String>>;
+
 /// Runs on every node for the life of the process; delivers while this node leads.
 pub async fn run(gw: Arc<Gateway>) {
     let config = &gw.push.config;
     let (tx, rx) = mpsc::channel(config.commit_batch_max.saturating_mul(2));
     tokio::spawn(commit(gw.clone(), rx));
-    let walking: Arc<Mutex<HashSet<LaneKey>>> = Arc::default();
+    let walking: Arc<Walking> = Arc::default();
     loop {
         tokio::time::sleep(IDLE_PAUSE).await;
         if !is_leader(&gw) {
@@ -46,7 +49,7 @@ pub async fn run(gw: Arc<Gateway>) {
         ensure_signing_key(&gw).await;
         for lane in due_lanes(&gw, &walking) {
             let key = (lane.config.task_id.clone(), lane.config.id.clone());
-            walking.lock().expect("walking lock").insert(key.clone());
+            walking.lock().expect("walking lock").insert(key.clone(), super::destination(&lane.config.url));
             let (gw, tx, walking) = (gw.clone(), tx.clone(), walking.clone());
             tokio::spawn(async move {
                 walk(&gw, lane, &tx).await;
@@ -78,17 +81,29 @@ fn is_leader(gw: &Gateway) -> bool {
     gw.replica.raft().membership().is_leader
 }
 
-/// Lanes with an event due that no walker walks, as many as there are free walker slots.
-fn due_lanes(gw: &Gateway, walking: &Mutex<HashSet<LaneKey>>) -> Vec<Lane> {
+/// Lanes with an event due that no walker walks, as many as there are free walker slots,
+/// and at most `push.destination_in_flight_max` walking per destination: lanes waiting out a
+/// dead receiver's backoff never take every slot from the other receivers.
+fn due_lanes(gw: &Gateway, walking: &Walking) -> Vec<Lane> {
     let walking = walking.lock().expect("walking lock").clone();
     let free = gw.push.config.deliveries_in_flight_max.saturating_sub(walking.len());
     if free == 0 {
         return vec![];
     }
+    let per_destination = gw.push.config.destination_in_flight_max;
+    let mut busy: HashMap<String, usize> = HashMap::new();
+    for destination in walking.values() {
+        *busy.entry(destination.clone()).or_default() += 1;
+    }
     gw.replica.read(|t| {
         t.push()
             .lanes()
-            .filter(|l| !walking.contains(&(l.config.task_id.clone(), l.config.id.clone())))
+            .filter(|l| !walking.contains_key(&(l.config.task_id.clone(), l.config.id.clone())))
+            .filter(|l| {
+                let count = busy.entry(super::destination(&l.config.url)).or_default();
+                *count += 1;
+                *count <= per_destination
+            })
             .take(free)
             .collect()
     })

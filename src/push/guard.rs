@@ -11,6 +11,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+/// How long setting a webhook waits for its name to resolve; a slower name is accepted and
+/// checked at delivery.
+const SCREEN_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An address range, `10.0.0.0/8` or `fd00::/8` (a bare address is one address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
@@ -135,14 +139,16 @@ impl Guard {
 
     /// Screens a webhook URL when a client sets it, for a clear error at once: a literal
     /// refused address, or a name that resolves only to refused ones. A name that does not
-    /// resolve now is accepted (delivery checks again, on every connection).
+    /// resolve now (or not within `SCREEN_LOOKUP_TIMEOUT`) is accepted: delivery checks
+    /// again, on every connection.
     pub async fn screen(&self, url: &str) -> Result<(), String> {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("webhook URL {url:?}: {e}"))?;
         if literal(&parsed)?.is_some() {
             return self.check_literal(&parsed);
         }
         let name = parsed.host_str().unwrap_or_default();
-        let Ok(addrs) = tokio::net::lookup_host((name, 0)).await else { return Ok(()) };
+        let lookup = tokio::time::timeout(SCREEN_LOOKUP_TIMEOUT, tokio::net::lookup_host((name, 0))).await;
+        let Ok(Ok(addrs)) = lookup else { return Ok(()) };
         let addrs: Vec<SocketAddr> = addrs.collect();
         match addrs.iter().map(|a| self.check(a.ip())).find(Result::is_ok) {
             Some(_) => Ok(()),

@@ -92,7 +92,7 @@ impl Push {
     /// A slot to send to the destination of `url`, waiting while it has
     /// `destination_in_flight_max` attempts in flight.
     async fn destination_slot(&self, url: &reqwest::Url) -> (String, OwnedSemaphorePermit) {
-        let key = format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0));
+        let key = destination_of(url);
         let semaphore = {
             let mut map = self.destinations.lock().expect("destinations lock");
             map.entry(key.clone())
@@ -212,6 +212,15 @@ impl Push {
     pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>, random: u64) -> Duration {
         backoff(self.config.retry_base_ms, self.config.retry_max_ms, attempt, retry_after, random)
     }
+}
+
+/// A webhook's destination (`host:port`), what the per-destination limits count by.
+pub fn destination(url: &str) -> String {
+    reqwest::Url::parse(url).map(|u| destination_of(&u)).unwrap_or_else(|_| url.to_owned())
+}
+
+fn destination_of(url: &reqwest::Url) -> String {
+    format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0))
 }
 
 /// A stable id for one event of a task: receivers de-duplicate on it.
