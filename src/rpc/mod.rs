@@ -13,7 +13,7 @@ mod extended_card;
 mod follow;
 mod get_task;
 mod list_tasks;
-mod push_config;
+pub mod push_config;
 mod send_message;
 mod stream_message;
 mod subscribe;
