@@ -25,6 +25,7 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub archive: ArchiveConfig,
     pub streams: StreamsConfig,
+    pub push: PushSection,
     pub raft: RaftSection,
     pub cluster: ClusterSection,
     pub log: LogConfig,
@@ -218,6 +219,59 @@ pub struct StreamsConfig {
     pub follow_poll_max_ms: u64,
     /// How long a task is followed at most; it is left as it is after that.
     pub follow_budget_ms: u64,
+}
+
+/// Push notifications: webhook delivery from the leader (`crate::push`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushSection {
+    /// Attempts per event before it is given up on record (`PUSH_MAX_ATTEMPTS`; SuperX's 3).
+    /// A 4xx answer other than 408 and 429 gives up at once.
+    pub max_attempts: u32,
+    /// Pause before the first retry (`PUSH_RETRY_BASE_MS`; SuperX's 200); it doubles per
+    /// attempt, with up to half of it added at random so retries do not arrive in step.
+    pub retry_base_ms: u64,
+    /// Longest pause between attempts; a receiver's `Retry-After` is honoured up to it.
+    pub retry_max_ms: u64,
+    /// One attempt, connect to last byte (the spec suggests 10-30 s; SuperX used 15 s).
+    pub timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Attempts in flight to one destination (host and port) at once, so one slow receiver
+    /// cannot hold every delivery slot.
+    pub destination_in_flight_max: usize,
+    /// (task, config) lanes delivering at once on the leader; each delivers its events in
+    /// order, one at a time.
+    pub deliveries_in_flight_max: usize,
+    /// Delivery outcomes committed together in one log entry at most.
+    pub commit_batch_max: usize,
+    /// A SuperX HS256 JWT's lifetime: `exp` = `iat` + this (`PUSH_JWT_TTL_SECONDS`).
+    pub jwt_ttl_seconds: u64,
+    /// A SuperX HS256 JWT's clock skew allowance: `nbf` = `iat` - this
+    /// (`PUSH_JWT_SKEW_SECONDS`).
+    pub jwt_skew_seconds: u64,
+    /// CIDRs webhooks may reach although they are loopback, private, link-local or metadata
+    /// addresses (refused by default, on the address actually connected to): for tests and
+    /// private deployments. In the config file, a list (`["10.0.0.0/8"]`); in the
+    /// environment, comma-separated.
+    pub allow_cidrs: Vec<String>,
+}
+
+impl Default for PushSection {
+    fn default() -> Self {
+        PushSection {
+            max_attempts: 3,
+            retry_base_ms: 200,
+            retry_max_ms: 30_000,
+            timeout_ms: 15_000,
+            connect_timeout_ms: 5_000,
+            destination_in_flight_max: 4,
+            deliveries_in_flight_max: 256,
+            commit_batch_max: 256,
+            jwt_ttl_seconds: 300,
+            jwt_skew_seconds: 120,
+            allow_cidrs: vec![],
+        }
+    }
 }
 
 /// Replication: the internal raft listener, the static peers, and the timing of elections.
@@ -523,7 +577,7 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// SuperX's variables and the config key each one sets.
-const LEGACY_ENV: [(&str, &str); 15] = [
+const LEGACY_ENV: [(&str, &str); 19] = [
     ("DATABASE_URL", "archive.database_url"),
     ("DB_POOL_SIZE", "archive.pool_max"),
     ("CLUSTER_STRATEGY", "cluster.strategy"),
@@ -538,6 +592,10 @@ const LEGACY_ENV: [(&str, &str); 15] = [
     ("AGENT_FAILURE_WINDOW_MS", "agents.failure_window_ms"),
     ("AGENT_COOLDOWN_MS", "agents.cooldown_ms"),
     ("AGENT_CALL_TIMEOUT", "agents.call_timeout_ms"),
+    ("PUSH_MAX_ATTEMPTS", "push.max_attempts"),
+    ("PUSH_RETRY_BASE_MS", "push.retry_base_ms"),
+    ("PUSH_JWT_TTL_SECONDS", "push.jwt_ttl_seconds"),
+    ("PUSH_JWT_SKEW_SECONDS", "push.jwt_skew_seconds"),
     ("LOG_LEVEL", "log.level"),
 ];
 
@@ -579,7 +637,15 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
         }
-        let positive: [(&str, u64); 31] = [
+        let positive: [(&str, u64); 39] = [
+            ("push.jwt_ttl_seconds", self.push.jwt_ttl_seconds),
+            ("push.max_attempts", self.push.max_attempts.into()),
+            ("push.retry_base_ms", self.push.retry_base_ms),
+            ("push.timeout_ms", self.push.timeout_ms),
+            ("push.connect_timeout_ms", self.push.connect_timeout_ms),
+            ("push.destination_in_flight_max", self.push.destination_in_flight_max as u64),
+            ("push.deliveries_in_flight_max", self.push.deliveries_in_flight_max as u64),
+            ("push.commit_batch_max", self.push.commit_batch_max as u64),
             ("cards.miss_ttl_ms", self.cards.miss_ttl_ms),
             ("cards.misses_max", self.cards.misses_max as u64),
             ("streams.commit_batch_bytes_max", self.streams.commit_batch_bytes_max as u64),
@@ -615,6 +681,14 @@ impl Config {
         for (key, value) in positive {
             if value == 0 {
                 errors.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        if self.push.retry_max_ms < self.push.retry_base_ms {
+            errors.push("push.retry_max_ms must be at least push.retry_base_ms".into());
+        }
+        for cidr in &self.push.allow_cidrs {
+            if let Err(e) = crate::push::guard::Cidr::parse(cidr) {
+                errors.push(format!("push.allow_cidrs: {e}"));
             }
         }
         if self.archive.writers > 16 {
@@ -804,6 +878,9 @@ fn parse_like(default: &Toml, raw: &str) -> Result<Toml, String> {
             "false" | "0" | "no" => Ok(Toml::Boolean(false)),
             _ => Err(format!("{raw:?} is not a boolean")),
         },
+        Toml::Array(_) => Ok(Toml::Array(
+            raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Toml::String(s.to_owned())).collect(),
+        )),
         _ => Ok(Toml::String(raw.to_owned())),
     }
 }
@@ -978,6 +1055,22 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
         assert_eq!(e.0.len(), 9, "{text}");
+    }
+
+    #[test]
+    fn push_knobs_from_file_and_superx_variables() {
+        let f = file("[push]\nallow_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\nmax_attempts = 7\n");
+        let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
+        let c = Config::load(&o, &env(&[("PUSH_RETRY_BASE_MS", "50")])).unwrap();
+        assert_eq!(c.push.allow_cidrs, ["127.0.0.0/8", "::1/128"]);
+        assert_eq!((c.push.max_attempts, c.push.retry_base_ms), (7, 50));
+        let c =
+            Config::load(&o, &env(&[("PUSH_MAX_ATTEMPTS", "2"), ("SUPERX_PUSH__ALLOW_CIDRS", "10.0.0.0/8, fd00::/8")]))
+                .unwrap();
+        assert_eq!((c.push.max_attempts, c.push.allow_cidrs.len()), (2, 2));
+        let e =
+            Config::load(&Overrides::default(), &env(&[("SUPERX_PUSH__ALLOW_CIDRS", "10.0.0.0/33,nope")])).unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
     }
 
     #[test]

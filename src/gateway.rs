@@ -43,6 +43,8 @@ pub struct Gateway {
     pub advertise: superx_raft::PeerAddr,
     /// The tasks this node follows upstream by itself.
     pub followed: Arc<crate::tasks::Followed>,
+    /// Webhook delivery (its client behind the SSRF guard, limits, counters).
+    pub push: Arc<crate::push::Push>,
     ready: AtomicBool,
     /// Set when the node should stop by itself (after leaving the cluster).
     stop: tokio::sync::watch::Sender<bool>,
@@ -108,6 +110,7 @@ impl Gateway {
         // Before anything records: the facade drops what arrives before a recorder is set.
         crate::telemetry::metrics::handle();
         let client = AgentClient::new(&config.agents)?;
+        let push = Arc::new(crate::push::Push::new(&config.push, &config.cards.gateway_name)?);
         // Before raft starts: a database this node cannot use is a startup error, said plainly.
         let archive = match config.archive.enabled() {
             true => Some(Arc::new(
@@ -154,6 +157,7 @@ impl Gateway {
             cluster,
             advertise,
             followed,
+            push,
             ready: AtomicBool::new(false),
             stop: tokio::sync::watch::channel(false).0,
         });

@@ -86,6 +86,9 @@ pub enum RpcError {
     Internal(String),
     #[error("task not found: {0}")]
     TaskNotFound(String),
+    /// A push config id the task does not have: A2A's TaskNotFoundError, as the SDK answers.
+    #[error("push notification config {config} not found for task {task}")]
+    PushConfigNotFound { task: String, config: String },
     #[error("task {0} is in a terminal state and cannot be canceled")]
     TaskNotCancelable(String),
     #[error("push notifications are not supported")]
@@ -138,7 +141,7 @@ impl RpcError {
             Self::MethodNotFound(_) => -32601,
             Self::InvalidParams(_) => -32602,
             Self::Internal(_) => -32603,
-            Self::TaskNotFound(_) => -32001,
+            Self::TaskNotFound(_) | Self::PushConfigNotFound { .. } => -32001,
             Self::TaskNotCancelable(_) => -32002,
             Self::PushNotSupported => -32003,
             Self::UnsupportedOperation(_) => -32004,
@@ -195,7 +198,10 @@ impl RpcError {
         const UNAVAILABLE: (u16, &str) = (503, "UNAVAILABLE");
         match self {
             Self::Parse(_) | Self::InvalidRequest(_) | Self::InvalidParams(_) => INVALID,
-            Self::MethodNotFound(_) | Self::TaskNotFound(_) | Self::AgentNotFound(_) => NOT_FOUND,
+            Self::MethodNotFound(_)
+            | Self::TaskNotFound(_)
+            | Self::PushConfigNotFound { .. }
+            | Self::AgentNotFound(_) => NOT_FOUND,
             Self::TaskNotCancelable(_)
             | Self::PushNotSupported
             | Self::UnsupportedOperation(_)

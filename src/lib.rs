@@ -12,6 +12,7 @@
 //! - [`membership`]: cluster formation: node identity, bootstrap, the autopilot, leave.
 //! - [`state`]: `Command`, the deterministic `apply`, the in-memory tables, the replica.
 //! - [`archive`]: terminal tasks into Postgres (the archiver on the leader) and back.
+//! - [`push`]: webhook delivery of committed task updates (the deliverer on the leader), SSRF guard.
 //! - [`codec`]: the one bincode codec for stored bytes.
 //! - [`config`]: the config tree, loaded once at startup.
 //! - [`telemetry`]: logs, `/metrics`, request ids and trace context.
@@ -29,6 +30,7 @@ pub mod http;
 pub mod jsonrpc;
 pub mod membership;
 pub mod probe;
+pub mod push;
 pub mod rpc;
 pub mod sse;
 pub mod state;

@@ -171,6 +171,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let startup = gw.clone();
     tokio::spawn(async move { startup.register_initial_agents().await });
     superx::membership::spawn(&gw);
+    tokio::spawn(superx::push::deliverer::run(gw.clone()));
     if let Some(archive) = gw.archive.clone() {
         tokio::spawn(superx::archive::archiver::run(gw.clone(), archive));
     }

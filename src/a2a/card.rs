@@ -172,14 +172,15 @@ fn with_rest_twins(jsonrpc: Vec<Value>) -> Vec<Value> {
     jsonrpc.into_iter().chain(rest).collect()
 }
 
-/// Switches off what the gateway does not serve yet (push notifications), so SDK clients
-/// never pick a method the gateway would refuse, and says truthfully whether the extended
-/// card is offered (the gateway passes it through to agents that offer it). Streaming is the
-/// agent's own capability: the gateway streams exactly for agents that stream.
+/// Says what the gateway serves for every agent: push notifications (the gateway relays
+/// every committed task update to the client's webhooks itself, whether or not the agent
+/// pushes), and truthfully whether the extended card is offered (the gateway passes it
+/// through to agents that offer it). Streaming is the agent's own capability: the gateway
+/// streams exactly for agents that stream.
 fn gate_capabilities(card: &mut Map<String, Value>, extended: bool) {
     let caps = card.entry("capabilities").or_insert_with(|| json!({}));
     if let Value::Object(caps) = caps {
-        caps.insert("pushNotifications".into(), json!(false));
+        caps.insert("pushNotifications".into(), json!(true));
         if extended {
             caps.insert("extendedAgentCard".into(), json!(true));
         } else if caps.contains_key("extendedAgentCard") {
@@ -239,7 +240,7 @@ pub fn gateway_card(base: &str, name: &str, skills: &[AgentSkill<'_>], options: 
         "description": "superx A2A gateway: routes each call to one of its registered agents",
         "version": env!("CARGO_PKG_VERSION"),
         "supportedInterfaces": [{"url": rpc, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
-        "capabilities": {"streaming": true, "pushNotifications": false, "extensions": [super::resume::declaration()]},
+        "capabilities": {"streaming": true, "pushNotifications": true, "extensions": [super::resume::declaration()]},
         "defaultInputModes": ["text/plain"],
         "defaultOutputModes": ["text/plain"],
         "skills": skills,

@@ -9,6 +9,7 @@
 pub mod card;
 pub mod interface;
 mod proto03;
+pub mod push;
 pub mod rest;
 pub mod rest_client;
 pub mod resume;

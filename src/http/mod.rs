@@ -45,6 +45,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/agents/{id}/{*rest}", any(rest::handle))
         .route("/.well-known/agent-card.json", get(cards::gateway_card))
         .route("/.well-known/agent.json", get(cards::gateway_card))
+        .route("/.well-known/jwks.json", get(jwks))
         .route("/health", get(health))
         .route("/cluster", get(cluster))
         .route("/ready", get(ready))
@@ -316,8 +317,38 @@ async fn health(State(gw): State<Arc<Gateway>>) -> Response {
         "node": gw.advertise.api,
         "clusterSize": crate::rpc::cluster::cluster_size(&gw),
         "archive": archive_health(&gw),
+        "push": push_health(&gw),
     });
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// The public key webhook JWTs are signed with (configs that ask for `Bearer` without
+/// credentials), as a JWKS; empty until the first leader made the key.
+async fn jwks(State(gw): State<Arc<Gateway>>) -> Response {
+    let body = gw.replica.read(|t| crate::push::sign::jwks(t.push().signing_key()));
+    let headers = [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")];
+    (StatusCode::OK, headers, body.to_string()).into_response()
+}
+
+/// Push delivery as this node sees it: the configs and the outbox (the same on every node,
+/// `outboxOverflowTotal` counting events given up because the outbox was full), and the
+/// deliveries this node made while it led.
+fn push_health(gw: &Gateway) -> serde_json::Value {
+    use std::sync::atomic::Ordering;
+    let (configs, outbox, overflow) =
+        gw.replica.read(|t| (t.push().config_count(), t.push().outbox_events(), t.push().overflow_total()));
+    let stats = &gw.push.stats;
+    serde_json::json!({
+        "configs": configs,
+        "outboxEvents": outbox,
+        "outboxEventsMax": crate::state::push::OUTBOX_EVENTS_MAX,
+        "outboxOverflowTotal": overflow,
+        "delivering": gw.replica.raft().membership().is_leader,
+        "deliveredTotal": stats.delivered_total.load(Ordering::Relaxed),
+        "givenUpTotal": stats.given_up_total.load(Ordering::Relaxed),
+        "attemptsTotal": stats.attempts_total.load(Ordering::Relaxed),
+        "refusedTotal": stats.refused_total.load(Ordering::Relaxed),
+    })
 }
 
 /// The archive's state as this node sees it: the backlog (terminal tasks not archived yet,

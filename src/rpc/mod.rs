@@ -13,6 +13,7 @@ mod extended_card;
 mod follow;
 mod get_task;
 mod list_tasks;
+pub mod push_config;
 mod send_message;
 mod stream_message;
 mod subscribe;
@@ -123,7 +124,10 @@ enum Op {
     ListTasks,
     CancelTask,
     SubscribeToTask,
-    PushConfig,
+    PushCreate,
+    PushGet,
+    PushList,
+    PushDelete,
     GetExtendedAgentCard,
     AgentsList,
     AgentsGet,
@@ -169,20 +173,19 @@ fn lookup(name: &str) -> Option<(Op, Family)> {
         "SubscribeToTask" => (SubscribeToTask, V10),
         "tasks/resubscribe" => (SubscribeToTask, V03),
         "tasks/subscribe" | "tasks.subscribe" => (SubscribeToTask, Dotted),
-        "CreateTaskPushNotificationConfig"
-        | "SetTaskPushNotificationConfig"
-        | "GetTaskPushNotificationConfig"
-        | "ListTaskPushNotificationConfigs"
-        | "ListTaskPushNotificationConfig"
-        | "DeleteTaskPushNotificationConfig" => (PushConfig, V10),
-        "tasks/pushNotificationConfig/set"
-        | "tasks/pushNotificationConfig/get"
-        | "tasks/pushNotificationConfig/list"
-        | "tasks/pushNotificationConfig/delete" => (PushConfig, V03),
-        "tasks.pushNotificationConfig.set"
-        | "tasks.pushNotificationConfig.get"
-        | "tasks.pushNotificationConfig.list"
-        | "tasks.pushNotificationConfig.delete" => (PushConfig, Dotted),
+        // The 1.0 names, with the legacy aliases of the spec's Appendix A.
+        "CreateTaskPushNotificationConfig" | "SetTaskPushNotificationConfig" => (PushCreate, V10),
+        "GetTaskPushNotificationConfig" => (PushGet, V10),
+        "ListTaskPushNotificationConfigs" | "ListTaskPushNotificationConfig" => (PushList, V10),
+        "DeleteTaskPushNotificationConfig" => (PushDelete, V10),
+        "tasks/pushNotificationConfig/set" => (PushCreate, V03),
+        "tasks/pushNotificationConfig/get" => (PushGet, V03),
+        "tasks/pushNotificationConfig/list" => (PushList, V03),
+        "tasks/pushNotificationConfig/delete" => (PushDelete, V03),
+        "tasks.pushNotificationConfig.set" => (PushCreate, Dotted),
+        "tasks.pushNotificationConfig.get" => (PushGet, Dotted),
+        "tasks.pushNotificationConfig.list" => (PushList, Dotted),
+        "tasks.pushNotificationConfig.delete" => (PushDelete, Dotted),
         "GetExtendedAgentCard" => (GetExtendedAgentCard, V10),
         "agent/getAuthenticatedExtendedCard" => (GetExtendedAgentCard, V03),
         "agents/list" | "agents.list" => (AgentsList, Control),
@@ -207,6 +210,11 @@ impl From<ProposeError> for RpcError {
                 RpcError::InvalidAgentResponse(e.to_string())
             }
             ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => RpcError::AgentNotFound(id),
+            ProposeError::Refused(crate::state::Refusal::TaskNotFound(id)) => RpcError::TaskNotFound(id),
+            ProposeError::Refused(r @ crate::state::Refusal::PushConfigsPerTaskFull(_)) => {
+                RpcError::InvalidParams(r.to_string())
+            }
+            ProposeError::Refused(r @ crate::state::Refusal::PushConfigsFull(_)) => RpcError::Overloaded(r.to_string()),
             ProposeError::Refused(crate::state::Refusal::TableFull(n)) => RpcError::Overloaded(format!(
                 "no room for a new task: all {n} tasks in memory are active or waiting for the archive; retry later"
             )),
@@ -226,7 +234,10 @@ impl Op {
             Op::ListTasks => "ListTasks",
             Op::CancelTask => "CancelTask",
             Op::SubscribeToTask => "SubscribeToTask",
-            Op::PushConfig => "TaskPushNotificationConfig",
+            Op::PushCreate => "CreateTaskPushNotificationConfig",
+            Op::PushGet => "GetTaskPushNotificationConfig",
+            Op::PushList => "ListTaskPushNotificationConfigs",
+            Op::PushDelete => "DeleteTaskPushNotificationConfig",
             Op::GetExtendedAgentCard => "GetExtendedAgentCard",
             Op::AgentsList => "agents/list",
             Op::AgentsGet => "agents/get",
@@ -265,8 +276,10 @@ pub enum Method {
     ListTasks(list_tasks::Params),
     CancelTask(cancel_task::Params),
     GetExtendedAgentCard(extended_card::Params),
-    /// Known methods the gateway does not offer (yet), with the A2A error they answer.
-    Unsupported(RpcError),
+    CreatePushConfig(push_config::CreateParams),
+    GetPushConfig(push_config::ConfigParams),
+    ListPushConfigs(push_config::ListParams),
+    DeletePushConfig(push_config::ConfigParams),
     AgentsList,
     AgentsGet(agents::IdParams),
     AgentsUpsert(Box<agents::UpsertParams>),
@@ -309,7 +322,14 @@ impl Method {
                 p.snapshot_if_terminal = matches!(name, "tasks/subscribe" | "tasks.subscribe");
                 Method::SubscribeToTask(p)
             }
-            Op::PushConfig => Method::Unsupported(RpcError::PushNotSupported),
+            Op::PushCreate => {
+                Method::CreatePushConfig(push_config::CreateParams::parse(params, push_family(family, call))?)
+            }
+            Op::PushGet => Method::GetPushConfig(push_config::ConfigParams::parse(params, push_family(family, call))?),
+            Op::PushList => Method::ListPushConfigs(push_config::ListParams::parse(params, push_family(family, call))?),
+            Op::PushDelete => {
+                Method::DeletePushConfig(push_config::ConfigParams::parse(params, push_family(family, call))?)
+            }
             Op::GetExtendedAgentCard => Method::GetExtendedAgentCard(typed(params)?),
             Op::AgentsList => Method::AgentsList,
             Op::AgentsGet => Method::AgentsGet(typed(params)?),
@@ -341,6 +361,10 @@ impl Method {
             | Method::GetTask(_)
             | Method::ListTasks(_)
             | Method::CancelTask(_)
+            | Method::CreatePushConfig(_)
+            | Method::GetPushConfig(_)
+            | Method::ListPushConfigs(_)
+            | Method::DeletePushConfig(_)
             | Method::AgentsList
             | Method::AgentsGet(_) => true,
             _ => false,
@@ -361,7 +385,10 @@ impl Method {
             Method::ListTasks(p) => list_tasks::run(gw, call, p).await,
             Method::CancelTask(p) => cancel_task::run(gw, call, p).await,
             Method::GetExtendedAgentCard(p) => extended_card::run(gw, call, p).await,
-            Method::Unsupported(e) => Err(e),
+            Method::CreatePushConfig(p) => push_config::create(gw, call, p).await,
+            Method::GetPushConfig(p) => push_config::get(gw, call, p).await,
+            Method::ListPushConfigs(p) => push_config::list(gw, call, p).await,
+            Method::DeletePushConfig(p) => push_config::delete(gw, call, p).await,
             Method::AgentsList => Ok(Reply::plain(agents::list(gw, call))),
             Method::AgentsGet(p) => agents::get(gw, call, p).map(Reply::plain),
             Method::AgentsUpsert(p) => agents::upsert(gw, call, *p).await.map(Reply::plain),
@@ -373,6 +400,17 @@ impl Method {
         };
         reply.map(Outcome::Reply)
     }
+}
+
+/// The answer shape of a push config method: its family's.
+fn push_family(family: Family, call: &Call) -> push_config::Family {
+    use crate::a2a::push::Shape;
+    let shape = match family {
+        Family::V10 => Shape::V10,
+        Family::V03 => Shape::V03,
+        Family::Dotted | Family::Control => Shape::SuperX,
+    };
+    push_config::Family { shape, version: call.version }
 }
 
 /// Deserializes params into a typed struct; missing or mistyped members are -32602.
@@ -575,18 +613,34 @@ mod tests {
             assert_eq!(method_label(name), "SendMessage");
         }
         assert_eq!(method_label("agents.list"), "agents/list");
-        assert_eq!(method_label("tasks/pushNotificationConfig/get"), "TaskPushNotificationConfig");
+        assert_eq!(method_label("tasks/pushNotificationConfig/get"), "GetTaskPushNotificationConfig");
+        assert_eq!(method_label("tasks.pushNotificationConfig.set"), "CreateTaskPushNotificationConfig");
         assert_eq!(method_label("no/such/method"), "unknown");
     }
 
     #[test]
-    fn unsupported_methods_answer_their_a2a_code() {
+    fn push_config_methods_parse_in_every_family() {
         let v10 = call(ProtocolVersion::V10, Scope::Agent("a".into()));
-        for (name, expected) in
-            [("CreateTaskPushNotificationConfig", -32003), ("ListTaskPushNotificationConfigs", -32003)]
-        {
-            let Ok(Method::Unsupported(e)) = Method::parse(name, json!({}), &v10) else { panic!("{name}") };
-            assert_eq!(e.code(), expected, "{name}");
-        }
+        let v03 = call(ProtocolVersion::V03, Scope::Agent("a".into()));
+        let rpc = call(ProtocolVersion::V03, Scope::Gateway);
+        let create = json!({"taskId": "t", "url": "https://h/x", "token": "tok"});
+        assert_eq!(code("CreateTaskPushNotificationConfig", create.clone(), &v10), 0);
+        assert_eq!(code("CreateTaskPushNotificationConfig", json!({"taskId": "t"}), &v10), -32602);
+        assert_eq!(code("CreateTaskPushNotificationConfig", json!({"url": "https://h/x"}), &v10), -32602);
+        assert_eq!(code("GetTaskPushNotificationConfig", json!({"taskId": "t", "id": "c"}), &v10), 0);
+        assert_eq!(code("GetTaskPushNotificationConfig", json!({"taskId": "t"}), &v10), -32602);
+        assert_eq!(code("ListTaskPushNotificationConfigs", json!({"taskId": "t", "pageSize": -1}), &v10), -32602);
+        let set03 = json!({"taskId": "t", "pushNotificationConfig": {"url": "https://h/x"}});
+        assert_eq!(code("tasks/pushNotificationConfig/set", set03, &v03), 0);
+        assert_eq!(code("tasks/pushNotificationConfig/get", json!({"id": "t"}), &v03), 0);
+        assert_eq!(code("tasks/pushNotificationConfig/list", json!({"id": "t"}), &v03), 0);
+        assert_eq!(code("tasks/pushNotificationConfig/delete", json!({"id": "t"}), &v03), 0);
+        let superx = json!({"taskId": "t", "config": {"url": "https://h/x", "token": "tok"}});
+        assert_eq!(code("tasks.pushNotificationConfig.set", superx, &rpc), 0);
+        let signed = json!({"taskId": "t", "config": {"url": "https://h/x", "hmacSecret": "h", "jwtSecret": "k"}});
+        assert_eq!(code("tasks.pushNotificationConfig.set", signed, &rpc), 0);
+        let unsigned_claims = json!({"taskId": "t", "config": {"url": "https://h/x", "jwtIssuer": "me"}});
+        assert_eq!(code("tasks.pushNotificationConfig.set", unsigned_claims, &rpc), -32602);
+        assert_eq!(code("tasks.pushNotificationConfig.get", json!({"taskId": "t", "configId": "c"}), &rpc), 0);
     }
 }

@@ -10,11 +10,12 @@
 use serde_json::{Map, Value, json};
 
 use super::{Call, Reply, RpcError, history_length, resolve_agent};
+use crate::a2a::push::ConfigRequest;
 use crate::a2a::task::{TaskView, message_result, task_result, task_to_wire, validate_message};
 use crate::a2a::{ProtocolVersion, v03};
 use crate::agents::{Answer, UpstreamMethod};
 use crate::gateway::Gateway;
-use crate::state::{Command, ProposeError, Refusal, Task, TransitionError};
+use crate::state::{Command, ProposeError, PushConfig, Refusal, Task, TransitionError};
 
 pub struct Params {
     /// `params.agentId` (on `/rpc`).
@@ -23,6 +24,10 @@ pub struct Params {
     pub(super) request: Map<String, Value>,
     pub(super) task_id: Option<String>,
     pub(super) history_length: Option<usize>,
+    /// Webhooks the message sets for its task (`configuration.taskPushNotificationConfig`,
+    /// 0.3 `pushNotificationConfig`, SuperX's `pushNotificationConfig` and `metadata.webhook`),
+    /// kept by the gateway, never forwarded to the agent.
+    pub(super) push: Vec<ConfigRequest>,
 }
 
 impl Params {
@@ -62,11 +67,43 @@ impl Params {
                     .ok_or_else(|| RpcError::InvalidParams("configuration.historyLength must be an integer".into()))?,
             ),
         };
-        if config.get("taskPushNotificationConfig").is_some_and(|v| !v.is_null()) {
-            return Err(RpcError::PushNotSupported);
-        }
-        Ok(Params { agent_id, request, task_id, history_length: history_length(history)? })
+        let push = take_push_configs(&mut request, call.version)?;
+        Ok(Params { agent_id, request, task_id, history_length: history_length(history)?, push })
     }
+}
+
+/// Removes the message's webhooks from the request (the agent never sees them) and reads
+/// them in the 1.0 model. SuperX's webhook without an id gets the id `webhook`.
+fn take_push_configs(
+    request: &mut Map<String, Value>,
+    version: ProtocolVersion,
+) -> Result<Vec<ConfigRequest>, RpcError> {
+    let bad = |e: v03::WireError| RpcError::InvalidParams(e.0);
+    let mut push = Vec::new();
+    let in_configuration = request
+        .get_mut("configuration")
+        .and_then(Value::as_object_mut)
+        .and_then(|c| c.remove("taskPushNotificationConfig"))
+        .filter(|v| !v.is_null());
+    if let Some(config) = in_configuration {
+        push.push(
+            match version {
+                ProtocolVersion::V10 => crate::a2a::push::config_from_v10(config),
+                ProtocolVersion::V03 => crate::a2a::push::inner_from_v03(config),
+            }
+            .map_err(bad)?,
+        );
+    }
+    if let Some(config) = request.remove("pushNotificationConfig").filter(|v| !v.is_null()) {
+        push.push(crate::a2a::push::config_from_superx(config).map_err(bad)?);
+    }
+    let webhook = request.get_mut("metadata").and_then(Value::as_object_mut).and_then(|m| m.remove("webhook"));
+    if let Some(config) = webhook.filter(|v| !v.is_null()) {
+        let mut config = crate::a2a::push::config_from_superx(config).map_err(bad)?;
+        config.id.get_or_insert_with(|| "webhook".to_owned());
+        push.push(config);
+    }
+    Ok(push)
 }
 
 fn take_opt_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>, RpcError> {
@@ -83,12 +120,13 @@ pub async fn run(gw: &std::sync::Arc<Gateway>, call: &Call, mut p: Params) -> Re
         None => p.agent_id.take(),
     };
     let target = resolve_agent(gw, call, agent_id.as_deref()).await?;
+    let push = push_configs(gw, call, &p).await?;
     let reply = gw.call_agent(&target.call_target(call), UpstreamMethod::SendMessage, Value::Object(p.request)).await?;
     let result = match reply.answer {
         Answer::Task(task) => {
             let view = TaskView { history_length: p.history_length, include_artifacts: true };
             let (task_id, state) = (task.id.clone(), task.status.state);
-            let recorded = record(gw, &target.agent_id, task, view).await?.0;
+            let recorded = record_with_push(gw, &target.agent_id, task, view, push).await?.0;
             if !(state.is_terminal() || state.is_interrupted()) {
                 // Still running at the agent, and no stream follows it: this node does.
                 super::follow::start(gw, call, target, task_id, super::follow::Via::Stream);
@@ -132,6 +170,31 @@ pub(super) async fn continue_task(
     Ok(task.agent_id)
 }
 
+/// The message's webhooks, screened (SSRF) before the agent is called. On a follow-up the
+/// task exists: they are committed now and none is left to record with the task; else they
+/// go with the task's first record (`Command::RecordTaskWithPush`), ids still to fill.
+pub(super) async fn push_configs(gw: &Gateway, call: &Call, p: &Params) -> Result<Vec<PushConfig>, RpcError> {
+    for config in &p.push {
+        gw.push.guard.screen(&config.url).await.map_err(RpcError::InvalidParams)?;
+    }
+    let Some(task_id) = &p.task_id else {
+        return Ok(p.push.iter().map(|c| super::push_config::to_stored(c.clone(), "", call.version)).collect());
+    };
+    for config in &p.push {
+        let config = super::push_config::to_stored(config.clone(), task_id, call.version);
+        gw.replica.propose(Command::SetPushConfig { config, at_ms: gw.now_ms() }).await?;
+    }
+    Ok(vec![])
+}
+
+/// The command recording a task snapshot, with the webhooks its message set, if any.
+pub(super) fn record_command(agent_id: String, task: Task, at_ms: u64, push: Vec<PushConfig>) -> Command {
+    match push.is_empty() {
+        true => Command::RecordTask { agent_id, task, at_ms },
+        false => Command::RecordTaskWithPush { agent_id, task, at_ms, push },
+    }
+}
+
 /// Commits a task snapshot from an agent and renders what is stored for the client.
 pub(super) async fn record(
     gw: &Gateway,
@@ -139,10 +202,21 @@ pub(super) async fn record(
     task: Task,
     view: TaskView,
 ) -> Result<(Value, Option<u64>), RpcError> {
+    record_with_push(gw, agent_id, task, view, vec![]).await
+}
+
+/// [`record`], with the webhooks the client's message set for the task.
+pub(super) async fn record_with_push(
+    gw: &Gateway,
+    agent_id: &str,
+    task: Task,
+    view: TaskView,
+    push: Vec<PushConfig>,
+) -> Result<(Value, Option<u64>), RpcError> {
     // Rendered before the task moves into the command: the client sees exactly what is stored.
     let rendered = task_to_wire(&task, view);
     let task_id = task.id.clone();
-    let command = Command::RecordTask { agent_id: agent_id.to_owned(), task, at_ms: gw.now_ms() };
+    let command = record_command(agent_id.to_owned(), task, gw.now_ms(), push);
     match gw.replica.propose(command).await {
         Ok(events) => Ok((rendered, events)),
         // The stored task is terminal and stays as it is: answer with it.
@@ -154,5 +228,52 @@ pub(super) async fn record(
             format!("agent {agent_id} answered with task {task}, which belongs to another agent"),
         )),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn call(version: ProtocolVersion) -> Call {
+        Call {
+            version,
+            scope: super::super::Scope::Gateway,
+            extensions: None,
+            base_url: "http://gw".into(),
+            read_mode: crate::state::ReadMode::Local,
+            stream_slot: None,
+            trace: crate::telemetry::trace::TraceContext::new_root(),
+            last_event_id: None,
+            authorization: None,
+        }
+    }
+
+    #[test]
+    fn webhooks_in_a_message_are_read_in_every_form_and_never_forwarded() {
+        let params = json!({"agentId": "a",
+            "message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "x"}]},
+            "configuration": {"taskPushNotificationConfig": {"url": "https://h/1", "token": "t1"}},
+            "pushNotificationConfig": {"url": "https://h/2", "id": "superx"},
+            "metadata": {"webhook": "https://h/3", "keep": true}});
+        let p = Params::parse(params, &call(ProtocolVersion::V10)).unwrap();
+        let urls: Vec<_> = p.push.iter().map(|c| (c.url.as_str(), c.id.as_deref())).collect();
+        assert_eq!(urls, [("https://h/1", None), ("https://h/2", Some("superx")), ("https://h/3", Some("webhook"))]);
+        let forwarded = Value::Object(p.request).to_string();
+        assert!(!forwarded.contains("https://h/") && !forwarded.contains("t1"), "{forwarded}");
+        assert!(forwarded.contains("keep"));
+        // 0.3: the inner config with `schemes`.
+        let params = json!({"message": {"kind": "message", "messageId": "m", "role": "user", "parts": [{"kind": "text", "text": "x"}]},
+            "configuration": {"pushNotificationConfig": {"url": "https://h/4",
+                "authentication": {"schemes": ["Bearer"], "credentials": "c"}}}});
+        let p = Params::parse(params, &call(ProtocolVersion::V03)).unwrap();
+        assert_eq!(
+            p.push[0].auth,
+            vec![crate::state::PushAuth::Scheme { scheme: "Bearer".into(), credentials: Some("c".into()) }]
+        );
+        let bad = json!({"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "x"}]},
+            "configuration": {"taskPushNotificationConfig": {"url": "ftp://h"}}});
+        assert!(matches!(Params::parse(bad, &call(ProtocolVersion::V10)), Err(RpcError::InvalidParams(_))));
     }
 }

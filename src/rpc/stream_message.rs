@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::send_message::{Params, record};
+use super::send_message::{Params, record, record_with_push};
 use super::{Call, Outcome, RpcError, StreamFrame, StreamReply, Target, resolve_agent};
 use crate::a2a::task::{
     TaskView, artifact_update_to_wire, change_to_wire, current_status_to_wire, message_result, status_update_to_wire,
@@ -33,6 +33,7 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcom
     if !target.upstream.streaming {
         return Err(RpcError::UnsupportedOperation(format!("agent {} does not stream", target.agent_id)));
     }
+    let push = super::send_message::push_configs(gw, call, &p).await?;
     let limits = &gw.config.streams;
     let follow_up = p.task_id.as_ref().and_then(|_| p.request.get("message").cloned());
     // The permit (an in-flight slot of the agent) goes with the pump and ends with it.
@@ -54,6 +55,7 @@ pub async fn run(gw: &Arc<Gateway>, call: &Call, mut p: Params) -> Result<Outcom
         history_length: p.history_length,
         resumed: false,
         permit,
+        push,
     };
     // The pump outlives the request; its logs still name the request that started it.
     tokio::spawn(tracing::Instrument::in_current_span(pump.run(upstream)));
@@ -96,6 +98,7 @@ pub(super) async fn follow_stream(gw: &Arc<Gateway>, call: &Call, target: Target
         history_length: None,
         resumed: true,
         permit,
+        push: vec![],
     };
     pump.run(upstream).await;
 }
@@ -114,6 +117,8 @@ struct Pump {
     /// The agent's in-flight slot, held for as long as the pump follows the agent; broken
     /// connections and malformed events are recorded on it as the agent's failures.
     permit: Permit,
+    /// Webhooks the client's message set for a new task: committed with its first record.
+    push: Vec<crate::state::PushConfig>,
 }
 
 /// A committed event as the client gets it: the 1.0 result, the task's state after it, and
@@ -303,7 +308,8 @@ impl Pump {
                     let view = TaskView { history_length: self.history_length, include_artifacts: true };
                     frames.push(task_result(task_to_wire(&task, view)));
                     state = Some(task.status.state);
-                    commands.push(Command::RecordTask { agent_id: agent_id.clone(), task, at_ms });
+                    let push = std::mem::take(&mut self.push);
+                    commands.push(super::send_message::record_command(agent_id.clone(), task, at_ms, push));
                 }
                 StreamItem::Status(update) => {
                     self.check_task(&update.task_id)?;
@@ -352,7 +358,8 @@ impl Pump {
                 self.task_id = Some(task.id.clone());
                 let state = task.status.state;
                 let view = TaskView { history_length: self.history_length, include_artifacts: true };
-                let (task, id) = record(&self.gw, &agent_id, task, view).await?;
+                let push = std::mem::take(&mut self.push);
+                let (task, id) = record_with_push(&self.gw, &agent_id, task, view, push).await?;
                 (task_result(task), state, id)
             }
             StreamItem::Status(update) => self.commit_status(update).await?,

@@ -8,11 +8,13 @@
 //! outside, before proposing or after the commit.
 
 pub mod agent;
+pub mod push;
 mod replica;
 mod tables;
 pub mod task;
 
 pub use agent::{AgentRecord, AgentSettings, CachedCard, Upstream};
+pub use push::{PushAuth, PushCommand, PushConfig, PushFormat, PushStatus, StoredPushConfig};
 pub use replica::{ProposeError, ReadMode, Replica, ReplicaStatus, raft_config};
 pub use tables::{AgentEntry, ListPage, ListQuery, TableLimits, Tables, TaskEntry};
 pub use task::{Artifact, ArtifactUpdate, StatusUpdate, Task, TaskChange, TaskStatus, TransitionError};
@@ -38,6 +40,14 @@ pub enum Command {
     /// Adds a client's message to a task's history (a follow-up the agent answers with a
     /// stream of updates, which never carry it), as the agent's own task manager does.
     AppendMessage { agent_id: String, task_id: String, message: crate::codec::Json, at_ms: u64 },
+    /// Adds a push config to a task in memory, or replaces the config with its id (keeping
+    /// its delivery status). A new config gets the task's events after this one.
+    SetPushConfig { config: PushConfig, at_ms: u64 },
+    /// Removes a push config (nothing, when it does not exist: delete is idempotent).
+    DeletePushConfig { task_id: String, config_id: String },
+    /// [`Command::RecordTask`] with the push configs the client's message set: they get
+    /// this command's events (a new task's creation included).
+    RecordTaskWithPush { agent_id: String, task: Task, at_ms: u64, push: Vec<PushConfig> },
 }
 
 /// What a committed command did to one task: the subscribers of that task get it, on every
@@ -83,6 +93,8 @@ pub enum VersionedCommand {
     V1Archive(ArchiveCommand),
     /// Settings with the archive switch.
     V2Settings(SettingsV2),
+    /// What the push deliverer did, committed after its I/O.
+    V1Push(PushCommand),
 }
 
 /// The apply-affecting settings carried in the log (first version). Stored type.
@@ -136,6 +148,10 @@ pub enum Refusal {
     /// The log entry is not a command this version can read.
     #[error("undecodable command: {0}")]
     Undecodable(String),
+    #[error("the task has {0} push notification configs, the most one task may have")]
+    PushConfigsPerTaskFull(usize),
+    #[error("the gateway holds {0} push notification configs, its limit; retry once tasks end")]
+    PushConfigsFull(usize),
 }
 
 impl Tables {
@@ -143,6 +159,14 @@ impl Tables {
     /// same tables and result on every node.
     pub fn apply(&mut self, command: Command) -> Result<Option<TaskEvent>, Refusal> {
         self.applied_commands += 1;
+        let event = self.apply_command(command)?;
+        if let Some(event) = &event {
+            self.enqueue_push(event);
+        }
+        Ok(event)
+    }
+
+    fn apply_command(&mut self, command: Command) -> Result<Option<TaskEvent>, Refusal> {
         match command {
             Command::UpsertAgent { agent, at_ms } => {
                 self.upsert_agent(agent, at_ms);
@@ -165,6 +189,25 @@ impl Tables {
             Command::AppendMessage { agent_id, task_id, message, at_ms } => {
                 self.update_task(&agent_id, &task_id, at_ms, |t| task::append_message(t, message)).map(Some)
             }
+            Command::SetPushConfig { config, at_ms } => self.set_push_config(config, at_ms).map(|()| None),
+            Command::DeletePushConfig { task_id, config_id } => {
+                self.delete_push_config(&task_id, &config_id);
+                Ok(None)
+            }
+            Command::RecordTaskWithPush { agent_id, task, at_ms, push } => {
+                self.record_task_with_push(agent_id, task, at_ms, push).map(Some)
+            }
+        }
+    }
+}
+
+impl Tables {
+    /// Applies a push deliverer command.
+    pub fn apply_push(&mut self, command: &PushCommand) {
+        self.applied_commands += 1;
+        match command {
+            PushCommand::Progress(items) => self.push_progress(items),
+            PushCommand::SetSigningKey(key) => self.set_signing_key(key),
         }
     }
 }
@@ -352,5 +395,167 @@ mod tests {
         // Snapshots keep the count.
         let restored = Tables::restore(limits(10), &t.snapshot()).unwrap();
         assert_eq!(restored.task("t1").unwrap().events, 4);
+    }
+
+    fn hook(task: &str, id: &str) -> PushConfig {
+        PushConfig {
+            id: id.into(),
+            task_id: task.into(),
+            url: "https://hook.example/x".into(),
+            token: Some("tok".into()),
+            auth: vec![],
+            format: PushFormat::V10,
+        }
+    }
+
+    fn set_hook(task: &str, id: &str) -> Command {
+        Command::SetPushConfig { config: hook(task, id), at_ms: 1 }
+    }
+
+    fn working(id: &str, text: &str) -> Command {
+        Command::UpdateStatus {
+            agent_id: "a".into(),
+            update: task::tests::status(id, TaskState::Working, Some(text)),
+            at_ms: 2,
+        }
+    }
+
+    fn done(task: &str, config: &str, event: u64, error: Option<&str>) -> push::Progress {
+        push::Progress {
+            task_id: task.into(),
+            config_id: config.into(),
+            event,
+            attempts: 1,
+            error: error.map(str::to_owned),
+        }
+    }
+
+    fn due(t: &Tables) -> Vec<(String, u64)> {
+        t.push().lanes().map(|l| (l.config.id, l.event)).collect()
+    }
+
+    #[test]
+    fn push_configs_need_a_task_and_respect_their_limits() {
+        let mut t = Tables::new(limits(10));
+        assert_eq!(t.apply(set_hook("t1", "c")), Err(Refusal::TaskNotFound("t1".into())));
+        t.apply(record("a", task("t1", TaskState::Working), 1)).unwrap();
+        for i in 0..push::PUSH_CONFIGS_PER_TASK_MAX {
+            t.apply(set_hook("t1", &format!("c{i}"))).unwrap();
+        }
+        let before = t.debug_fingerprint();
+        assert_eq!(t.apply(set_hook("t1", "one-more")), Err(Refusal::PushConfigsPerTaskFull(16)));
+        // Replacing an existing id is not one more.
+        t.apply(set_hook("t1", "c0")).unwrap();
+        assert_eq!(t.debug_fingerprint().len(), before.len());
+        assert_eq!(t.push().config_count(), push::PUSH_CONFIGS_PER_TASK_MAX);
+        // Delete is idempotent.
+        t.apply(Command::DeletePushConfig { task_id: "t1".into(), config_id: "c0".into() }).unwrap();
+        let after = t.debug_fingerprint();
+        t.apply(Command::DeletePushConfig { task_id: "t1".into(), config_id: "c0".into() }).unwrap();
+        assert_eq!(t.debug_fingerprint(), after);
+        assert!(t.push().config("t1", "c0").is_none());
+    }
+
+    #[test]
+    fn committed_changes_become_outbox_events_delivered_in_order() {
+        let mut t = Tables::new(limits(10));
+        t.apply(record("a", task("t1", TaskState::Working), 1)).unwrap();
+        t.apply(working("t1", "before any config")).unwrap();
+        t.apply(set_hook("t1", "c")).unwrap();
+        assert!(due(&t).is_empty(), "a new config gets only later events");
+        t.apply(working("t1", "three")).unwrap();
+        t.apply(working("t1", "four")).unwrap();
+        assert_eq!(due(&t), [("c".to_string(), 3)]);
+        assert_eq!(t.push().outbox_events(), 2);
+        // Event 3 delivered: 4 is due; a repeated or stale outcome changes nothing.
+        t.apply_push(&PushCommand::Progress(vec![done("t1", "c", 3, None)]));
+        assert_eq!(due(&t), [("c".to_string(), 4)]);
+        let once = t.debug_fingerprint();
+        t.apply_push(&PushCommand::Progress(vec![done("t1", "c", 3, None)]));
+        assert_eq!(t.debug_fingerprint(), once);
+        // Event 4 given up: counted, its error kept, nothing left.
+        t.apply_push(&PushCommand::Progress(vec![done("t1", "c", 4, Some("HTTP 400"))]));
+        let status = &t.push().config("t1", "c").unwrap().status;
+        assert_eq!((status.delivered_total, status.given_up_total, status.cursor), (1, 1, 4));
+        assert_eq!(status.last_error.as_deref(), Some("HTTP 400"));
+        assert_eq!((t.push().outbox_events(), due(&t).len()), (0, 0));
+    }
+
+    #[test]
+    fn configs_set_with_the_message_get_the_task_from_its_creation() {
+        let mut t = Tables::new(limits(10));
+        let mut unnamed = hook("", "");
+        unnamed.token = None;
+        let cmd = Command::RecordTaskWithPush {
+            agent_id: "a".into(),
+            task: task("t1", TaskState::Working),
+            at_ms: 1,
+            push: vec![unnamed, hook("", "named")],
+        };
+        t.apply(cmd).unwrap();
+        let lanes: Vec<_> = t.push().lanes().map(|l| (l.config.id, l.config.task_id, l.event)).collect();
+        assert_eq!(lanes, [("named".into(), "t1".into(), 1), ("t1".into(), "t1".into(), 1)]);
+        assert!(matches!(t.push().lanes().next().unwrap().payload.change, push::OutboxChange::Task(_)));
+        // Too many configs: refused as a whole, the task is not recorded either.
+        let many = (0..=push::PUSH_CONFIGS_PER_TASK_MAX).map(|i| hook("", &format!("c{i}"))).collect();
+        let cmd = Command::RecordTaskWithPush {
+            agent_id: "a".into(),
+            task: task("t2", TaskState::Working),
+            at_ms: 2,
+            push: many,
+        };
+        assert_eq!(t.apply(cmd), Err(Refusal::PushConfigsPerTaskFull(16)));
+        assert!(t.task("t2").is_none());
+    }
+
+    #[test]
+    fn an_evicted_task_keeps_its_configs_until_they_delivered_everything() {
+        let mut t = Tables::new(limits(2));
+        t.apply(record("a", task("t1", TaskState::Working), 1)).unwrap();
+        t.apply(set_hook("t1", "c")).unwrap();
+        t.apply(Command::UpdateStatus {
+            agent_id: "a".into(),
+            update: task::tests::status("t1", TaskState::Completed, None),
+            at_ms: 2,
+        })
+        .unwrap();
+        t.apply(record("a", task("t2", TaskState::Working), 3)).unwrap();
+        t.apply(record("a", task("t3", TaskState::Working), 4)).unwrap();
+        assert!(t.task("t1").is_none(), "evicted");
+        assert_eq!(due(&t), [("c".to_string(), 2)], "its last event is still due");
+        t.apply_push(&PushCommand::Progress(vec![done("t1", "c", 2, None)]));
+        assert_eq!((t.push().config_count(), t.push().outbox_events()), (0, 0));
+    }
+
+    #[test]
+    fn push_apply_is_deterministic_and_survives_snapshots() {
+        let log = [
+            record("a", task("t1", TaskState::Working), 1),
+            set_hook("t1", "c1"),
+            set_hook("t1", "c2"),
+            working("t1", "x"),
+            working("t1", "y"),
+            Command::DeletePushConfig { task_id: "t1".into(), config_id: "c2".into() },
+            working("t1", "z"),
+        ];
+        let run = || {
+            let mut t = Tables::new(limits(10));
+            let results: Vec<_> = log.iter().cloned().map(|c| t.apply(c)).collect();
+            t.apply_push(&PushCommand::Progress(vec![done("t1", "c1", 2, None), done("t1", "c1", 3, Some("boom"))]));
+            for kid in ["first", "second"] {
+                t.apply_push(&PushCommand::SetSigningKey(push::SigningKey { kid: kid.into(), pkcs8: vec![1, 2] }));
+            }
+            (t, results)
+        };
+        let (a, ra) = run();
+        let (b, rb) = run();
+        assert_eq!((a.debug_fingerprint(), ra), (b.debug_fingerprint(), rb));
+        assert_eq!(due(&a), [("c1".to_string(), 4)]);
+        assert_eq!(a.push().signing_key().unwrap().kid, "first", "the first key committed wins");
+        let restored = Tables::restore(limits(10), &a.snapshot()).unwrap();
+        assert_eq!(restored.debug_fingerprint(), a.debug_fingerprint());
+        assert_eq!(restored.snapshot(), a.snapshot());
+        let cmd = VersionedCommand::V1Push(PushCommand::Progress(vec![done("t1", "c1", 4, None)]));
+        assert_eq!(codec::decode::<VersionedCommand>(&codec::encode(&cmd)).unwrap(), cmd);
     }
 }

@@ -101,6 +101,10 @@ impl StateMachine for AppState {
                 self.tables.apply_archive(&command);
                 ApplyOutcome::V1(Ok(()))
             }
+            Ok(VersionedCommand::V1Push(command)) => {
+                self.tables.apply_push(&command);
+                ApplyOutcome::V1(Ok(()))
+            }
             Ok(VersionedCommand::V1Sequence(commands)) => {
                 let mut events = Vec::with_capacity(commands.len());
                 let mut refused = None;
@@ -238,6 +242,11 @@ impl Replica {
     /// Commits what the archiver did.
     pub async fn propose_archive(&self, command: ArchiveCommand) -> Result<(), ProposeError> {
         self.propose_plain(VersionedCommand::V1Archive(command)).await
+    }
+
+    /// Commits what the push deliverer did.
+    pub async fn propose_push(&self, command: super::PushCommand) -> Result<(), ProposeError> {
+        self.propose_plain(VersionedCommand::V1Push(command)).await
     }
 
     /// Commits a command whose outcome is a single result.

@@ -8,6 +8,7 @@ use imbl::{HashMap, OrdMap as BTreeMap};
 use super::Refusal;
 use super::TaskEvent;
 use super::agent::{AgentRecord, CachedCard, Upstream};
+use super::push::{OutboxChange, OutboxEvent, PushConfig, PushSnapshot, PushSnapshotRef, PushTables};
 use super::task::{self, Task, TaskChange, TransitionError};
 use crate::a2a::TaskState;
 
@@ -99,6 +100,8 @@ pub struct Tables {
     /// Terminal tasks the archive holds, by the same sequence: eviction order.
     archived: BTreeMap<u64, String>,
     agents: BTreeMap<String, AgentEntry>,
+    /// Push configs and the webhook outbox.
+    push: PushTables,
     seq: u64,
     tasks_evicted_total: u64,
     pub(super) applied_commands: u64,
@@ -111,6 +114,14 @@ enum VersionedSnapshot {
     V2(SnapshotV2),
     V3(SnapshotV3),
     V4(SnapshotV4),
+    V5(SnapshotV5),
+}
+
+/// V4 and the push configs with the webhook outbox.
+#[derive(bincode::Encode, bincode::Decode)]
+struct SnapshotV5 {
+    v4: SnapshotV4,
+    push: PushSnapshot,
 }
 
 /// The tables with every task's event count, the settings and what the archive holds.
@@ -181,7 +192,9 @@ enum VersionedSnapshotRef<'a> {
     V2,
     #[allow(dead_code)]
     V3,
-    V4(SnapshotV4Ref<'a>),
+    #[allow(dead_code)]
+    V4,
+    V5(SnapshotV4Ref<'a>, PushSnapshotRef<'a>),
 }
 
 #[derive(bincode::Encode)]
@@ -255,6 +268,7 @@ impl Tables {
             unarchived: BTreeMap::new(),
             archived: BTreeMap::new(),
             agents: BTreeMap::new(),
+            push: PushTables::default(),
             seq: 0,
             tasks_evicted_total: 0,
             applied_commands: 0,
@@ -483,6 +497,7 @@ impl Tables {
         if let Some(entry) = id.and_then(|id| self.tasks.remove(&id)) {
             self.recency.remove(&entry.seq);
             self.tasks_evicted_total += 1;
+            self.push.task_left(&entry.task.id);
         }
     }
 
@@ -529,6 +544,85 @@ impl Tables {
         entry.terminal_seq.is_some_and(|ts| self.archived.contains_key(&ts))
     }
 
+    /// Push configs and the webhook outbox.
+    pub fn push(&self) -> &PushTables {
+        &self.push
+    }
+
+    /// Adds or replaces a push config of a task in memory; a new one gets the task's events
+    /// from now on.
+    pub(super) fn set_push_config(&mut self, config: PushConfig, at_ms: u64) -> Result<(), Refusal> {
+        let events = self.task(&config.task_id).ok_or_else(|| Refusal::TaskNotFound(config.task_id.clone()))?.events;
+        self.push.set(config, events, at_ms)
+    }
+
+    pub(super) fn delete_push_config(&mut self, task_id: &str, config_id: &str) -> bool {
+        self.push.delete(task_id, config_id)
+    }
+
+    /// Records a task snapshot with the push configs a client's message set for it: they get
+    /// the events of this very command (a new task's creation included). Refused as a whole
+    /// when the configs do not fit.
+    pub(super) fn record_task_with_push(
+        &mut self,
+        agent_id: String,
+        snapshot: Task,
+        at_ms: u64,
+        mut configs: Vec<PushConfig>,
+    ) -> Result<TaskEvent, Refusal> {
+        // The proposer did not know the task's id: it is the configs' task, and the id of a
+        // config that has none (as the SDK does).
+        for config in &mut configs {
+            config.task_id = snapshot.id.clone();
+            if config.id.is_empty() {
+                config.id = snapshot.id.clone();
+            }
+        }
+        self.push.check_room(&snapshot.id, &configs)?;
+        let event = self.record_task(agent_id, snapshot, at_ms)?;
+        let from = event.events - event.changes.len() as u64;
+        for config in configs {
+            self.push.set(config, from, at_ms).expect("room was checked");
+        }
+        Ok(event)
+    }
+
+    /// Turns a committed change of a task with push configs into outbox events.
+    pub(super) fn enqueue_push(&mut self, event: &TaskEvent) {
+        if !self.push.has_configs(&event.task_id) {
+            return;
+        }
+        for (n, change) in event.numbered_changes() {
+            let change = match change {
+                TaskChange::Created => match self.task(&event.task_id) {
+                    Some(e) => OutboxChange::Task(e.task.clone()),
+                    None => continue,
+                },
+                TaskChange::Status { status, metadata } => {
+                    OutboxChange::Status { status: status.clone(), metadata: metadata.clone() }
+                }
+                TaskChange::Artifact { artifact, append, last_chunk } => {
+                    OutboxChange::Artifact { artifact: artifact.clone(), append: *append, last_chunk: *last_chunk }
+                }
+            };
+            self.push.enqueue(&event.task_id, n, OutboxEvent { context_id: event.context_id.clone(), change });
+        }
+    }
+
+    pub(super) fn set_signing_key(&mut self, key: &super::push::SigningKey) {
+        self.push.set_signing_key(key);
+    }
+
+    /// Applies the deliverer's progress. Configs of tasks no longer in memory go once they
+    /// have delivered everything.
+    pub(super) fn push_progress(&mut self, items: &[super::push::Progress]) {
+        for task_id in self.push.progress(items) {
+            if self.task(&task_id).is_none() {
+                self.push.task_left(&task_id);
+            }
+        }
+    }
+
     /// The whole state, encoded for a raft snapshot. Tasks go in update order and agents in
     /// id order, so equal tables give equal bytes.
     pub fn snapshot(&self) -> Vec<u8> {
@@ -548,18 +642,21 @@ impl Tables {
             settings: self.settings,
             archived: self.archived.keys().copied().collect(),
         };
-        crate::codec::encode(&VersionedSnapshotRef::V4(snapshot))
+        crate::codec::encode(&VersionedSnapshotRef::V5(snapshot, self.push.snapshot_ref()))
     }
 
     /// Rebuilds tables from a snapshot; the derived indexes are recomputed.
     pub fn restore(limits: TableLimits, bytes: &[u8]) -> Result<Tables, bincode::error::DecodeError> {
-        let s = match crate::codec::decode(bytes)? {
-            VersionedSnapshot::V1(v1) => v1.upgrade(None, vec![]),
+        let (s, push) = match crate::codec::decode(bytes)? {
+            VersionedSnapshot::V1(v1) => (v1.upgrade(None, vec![]), PushTables::empty_snapshot()),
             VersionedSnapshot::V2(SnapshotV2 { v1, settings }) => {
-                v1.upgrade(settings.map(super::SettingsV2::from), vec![])
+                (v1.upgrade(settings.map(super::SettingsV2::from), vec![]), PushTables::empty_snapshot())
             }
-            VersionedSnapshot::V3(SnapshotV3 { v1, settings, archived }) => v1.upgrade(settings, archived),
-            VersionedSnapshot::V4(s) => s,
+            VersionedSnapshot::V3(SnapshotV3 { v1, settings, archived }) => {
+                (v1.upgrade(settings, archived), PushTables::empty_snapshot())
+            }
+            VersionedSnapshot::V4(s) => (s, PushTables::empty_snapshot()),
+            VersionedSnapshot::V5(SnapshotV5 { v4, push }) => (v4, push),
         };
         let (settings, archived) = (s.settings, s.archived);
         let archived: std::collections::HashSet<u64> = archived.into_iter().collect();
@@ -580,6 +677,7 @@ impl Tables {
             let entry = AgentEntry { record: a.record, card: a.card, upstream, registered_at_ms: a.registered_at_ms };
             tables.agents.insert(entry.record.id.clone(), entry);
         }
+        tables.push = PushTables::restore(push);
         tables.seq = s.seq;
         tables.tasks_evicted_total = s.tasks_evicted_total;
         tables.applied_commands = s.applied_commands;
@@ -593,8 +691,14 @@ impl Tables {
         ids.sort();
         let tasks: Vec<_> = ids.iter().map(|id| format!("{:?}", self.tasks[*id])).collect();
         format!(
-            "{tasks:?} {:?} {:?} {:?} {} {} {:?}",
-            self.recency, self.unarchived, self.archived, self.seq, self.tasks_evicted_total, self.settings
+            "{tasks:?} {:?} {:?} {:?} {} {} {:?} {}",
+            self.recency,
+            self.unarchived,
+            self.archived,
+            self.seq,
+            self.tasks_evicted_total,
+            self.settings,
+            self.push.debug_fingerprint()
         )
     }
 }

@@ -108,6 +108,14 @@ fn describe() {
         "superx_tasks_followed_upstream",
         "Running tasks this node follows at their agent (no client stream does)"
     );
+    describe_gauge!("superx_push_configs", "Push notification configs of tasks in memory");
+    describe_gauge!("superx_push_outbox_events", "Committed task events some webhook has still to receive");
+    describe_counter!("superx_push_outbox_overflow_total", "Events given up because the push outbox was full");
+    describe_counter!(
+        "superx_push_deliveries_total",
+        "Webhook deliveries made on this node by outcome (delivered, given_up)"
+    );
+    describe_counter!("superx_push_attempts_total", "Webhook POSTs made on this node (retries included)");
     describe_gauge!("superx_raft_term", "Current raft term");
     describe_gauge!("superx_raft_apply_lag_entries", "Last log index minus applied index on this node");
     describe_gauge!("superx_raft_log_bytes", "Size of the raft log file on disk");
@@ -199,6 +207,10 @@ fn record_state(gw: &Gateway) {
     gauge!("superx_resume_history_bytes").set(history_bytes as f64);
     gauge!("superx_tasks_followed_upstream").set(gw.followed.len() as f64);
     gauge!(STREAMS_OPEN).increment(0.0);
+    let push = tables.push();
+    gauge!("superx_push_configs").set(push.config_count() as f64);
+    gauge!("superx_push_outbox_events").set(push.outbox_events() as f64);
+    counter!("superx_push_outbox_overflow_total").absolute(push.overflow_total());
     record_raft(gw);
     if let Some(archive) = &gw.archive {
         record_archive(&archive.stats, tables.unarchived_count());

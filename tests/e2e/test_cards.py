@@ -39,7 +39,8 @@ def test_sdk_resolves_per_agent_card_pointing_at_the_gateway(e2e, agent_id, name
     card = run(fetch_card(e2e.card_base(agent_id)))
     assert card.name == name
     assert card.capabilities.streaming is True
-    assert card.capabilities.push_notifications is False
+    # The gateway relays push for every agent; the SDK agents themselves have it off.
+    assert card.capabilities.push_notifications is (not e2e.direct)
     assert [s.id for s in card.skills] == ['echo']
     interfaces = {(i.protocol_binding, i.protocol_version) for i in card.supported_interfaces}
     assert {('JSONRPC', '1.0'), ('JSONRPC', '0.3')} <= interfaces, interfaces

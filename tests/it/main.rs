@@ -16,6 +16,7 @@ mod kubernetes;
 mod partition;
 mod postgres;
 mod protect;
+mod push;
 mod resume;
 mod streaming;
 mod support;
