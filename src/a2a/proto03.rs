@@ -200,6 +200,64 @@ fn artifact_from_v10(artifact: Value) -> Value {
     Value::Object(a)
 }
 
+/// A 0.3 ProtoJSON `CreateTaskPushNotificationConfigRequest` (`{parent, configId, config:
+/// {name, pushNotificationConfig}}`: a client's `v1/tasks/{id}/pushNotificationConfigs` body)
+/// as the 1.0 flat config; the task id comes from the path. A bare `TaskPushNotificationConfig`
+/// is read too.
+pub fn push_config_to_v10(body: Value) -> Result<Value, WireError> {
+    let mut b = object(body, "body")?;
+    let config_id = b.remove("configId").filter(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+    let mut config = match b.remove("config") {
+        Some(c) => object(c, "config")?,
+        None => b,
+    };
+    let inner =
+        config.remove("pushNotificationConfig").ok_or_else(|| err("config.pushNotificationConfig is required"))?;
+    let mut inner = object(inner, "pushNotificationConfig")?;
+    if let Some(id) = config_id {
+        inner.insert("id".into(), id);
+    }
+    if let Some(auth) = inner.remove("authentication").filter(|a| !a.is_null()) {
+        let mut a = object(auth, "authentication")?;
+        let scheme = match a.remove("schemes") {
+            Some(Value::Array(schemes)) => schemes.into_iter().next(),
+            _ => None,
+        };
+        if let Some(scheme) = scheme {
+            a.insert("scheme".into(), scheme);
+        }
+        inner.insert("authentication".into(), Value::Object(a));
+    }
+    Ok(Value::Object(inner))
+}
+
+/// A 1.0 `TaskPushNotificationConfig` (flat) as the 0.3 ProtoJSON one: `{name:
+/// "tasks/{task}/pushNotificationConfigs/{id}", pushNotificationConfig}`.
+pub fn push_config_from_v10(config: Value) -> Value {
+    let Value::Object(mut c) = config else {
+        return config;
+    };
+    let task_id = c.remove("taskId").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let id = c.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    c.remove("tenant");
+    if let Some(Value::Object(mut a)) = c.remove("authentication") {
+        if let Some(scheme) = a.remove("scheme") {
+            a.insert("schemes".into(), json!([scheme]));
+        }
+        c.insert("authentication".into(), Value::Object(a));
+    }
+    json!({"name": format!("tasks/{task_id}/pushNotificationConfigs/{id}"), "pushNotificationConfig": c})
+}
+
+/// A 1.0 `ListTaskPushNotificationConfigsResponse` as the 0.3 ProtoJSON one.
+pub fn push_config_list_from_v10(list: Value) -> Value {
+    let Value::Object(mut l) = list else {
+        return list;
+    };
+    let _ = map_items(&mut l, "configs", |c| Ok(push_config_from_v10(c)));
+    Value::Object(l)
+}
+
 /// A 1.0 `Task` as a 0.3 ProtoJSON `Task`.
 pub fn task_from_v10(task: Value) -> Value {
     let Value::Object(mut t) = task else {
@@ -247,6 +305,33 @@ pub fn wrapped_from_v10(body: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_configs_translate_both_ways() {
+        // As SDK 1.3.0's 0.3 REST client sends it (proto names already made JSON names).
+        let body = json!({"parent": "tasks/t1", "configId": "c1", "config": {
+            "name": "tasks/t1/pushNotificationConfigs/c1",
+            "pushNotificationConfig": {"url": "https://h/hook", "token": "tok",
+                "authentication": {"schemes": ["Bearer"], "credentials": "x"}}}});
+        let v10 = push_config_to_v10(body).unwrap();
+        assert_eq!(
+            v10,
+            json!({"id": "c1", "url": "https://h/hook", "token": "tok",
+                "authentication": {"scheme": "Bearer", "credentials": "x"}})
+        );
+        assert!(push_config_to_v10(json!({"config": {}})).is_err(), "no pushNotificationConfig");
+        let stored = json!({"id": "c1", "taskId": "t1", "url": "https://h/hook", "token": "tok",
+            "authentication": {"scheme": "Bearer", "credentials": "x"}});
+        let v03 = push_config_from_v10(stored.clone());
+        assert_eq!(
+            v03,
+            json!({"name": "tasks/t1/pushNotificationConfigs/c1", "pushNotificationConfig": {
+                "id": "c1", "url": "https://h/hook", "token": "tok",
+                "authentication": {"schemes": ["Bearer"], "credentials": "x"}}})
+        );
+        let list = push_config_list_from_v10(json!({"configs": [stored], "nextPageToken": ""}));
+        assert_eq!(list, json!({"configs": [v03], "nextPageToken": ""}));
+    }
 
     #[test]
     fn client_send_params_become_v10() {

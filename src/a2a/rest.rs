@@ -289,6 +289,9 @@ impl Route {
             (Some(b), ProtocolVersion::V03, Operation::SendMessage | Operation::SendStreamingMessage) => {
                 object(proto03::send_params_to_v10(proto03::request_as_message(b))?, "body")?
             }
+            (Some(b), ProtocolVersion::V03, Operation::CreatePushConfig) => {
+                object(proto03::push_config_to_v10(b)?, "body")?
+            }
             // The other 0.3 bodies hold nothing the gateway reads (the path has the ids).
             (Some(_), ProtocolVersion::V03, _) => Map::new(),
             (Some(b), ProtocolVersion::V10, _) => object(b, "body")?,
@@ -329,6 +332,10 @@ impl Route {
             (_, Operation::DeletePushConfig) if result.is_null() => json!({}),
             (ProtocolVersion::V03, Operation::SendMessage) => proto03::wrapped_from_v10(result),
             (ProtocolVersion::V03, Operation::GetTask | Operation::CancelTask) => proto03::task_from_v10(result),
+            (ProtocolVersion::V03, Operation::CreatePushConfig | Operation::GetPushConfig) => {
+                proto03::push_config_from_v10(result)
+            }
+            (ProtocolVersion::V03, Operation::ListPushConfigs) => proto03::push_config_list_from_v10(result),
             _ => result,
         }
     }

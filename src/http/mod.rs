@@ -244,6 +244,7 @@ fn new_call(
 ) -> Call {
     Call {
         version,
+        wire_version: version,
         scope,
         extensions: headers.get(A2A_EXTENSIONS).or_else(|| headers.get(X_A2A_EXTENSIONS)).cloned(),
         base_url: cards::public_base(gw, headers),

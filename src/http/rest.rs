@@ -110,6 +110,7 @@ async fn run(
     let params = route.params(uri.query(), body).map_err(|e| RpcError::InvalidParams(e.0))?;
     let (name, version) = route.method();
     let mut call = new_call(gw, headers, Scope::Agent(agent), version, trace.clone(), last_event_id(headers)?);
+    call.wire_version = route.version;
     let method = Method::parse(name, params, &call)?;
     prepare(gw, headers, &method, &mut call)?;
     let outcome = method.run(gw, &call).await?;

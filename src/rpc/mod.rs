@@ -45,8 +45,13 @@ pub enum Scope {
 /// What the gateway knows about one call besides its params.
 #[derive(Clone, Debug)]
 pub struct Call {
-    /// The client's protocol version (from `A2A-Version`; absent means 0.3).
+    /// The client's protocol version (from `A2A-Version`; absent means 0.3): the model the
+    /// method's params and result are in.
     pub version: ProtocolVersion,
+    /// The version of the client's own wire format: `version`, except on HTTP+JSON 0.3
+    /// paths, which run in the 1.0 model and translate at the edge. What the gateway sends
+    /// the client later, outside this call (webhook payloads), is in this version.
+    pub wire_version: ProtocolVersion,
     pub scope: Scope,
     /// The client's `A2A-Extensions`, forwarded to the agent.
     pub extensions: Option<HeaderValue>,
@@ -569,6 +574,7 @@ mod tests {
     fn call(version: ProtocolVersion, scope: Scope) -> Call {
         Call {
             version,
+            wire_version: version,
             scope,
             extensions: None,
             base_url: "http://gw".into(),

@@ -193,7 +193,7 @@ async fn live_task(gw: &Gateway, call: &Call, task_id: &str) -> Result<TaskRef, 
 pub async fn create(gw: &Gateway, call: &Call, p: CreateParams) -> Result<Reply, RpcError> {
     live_task(gw, call, &p.task_id).await?;
     gw.push.guard.screen(&p.config.url).await.map_err(RpcError::InvalidParams)?;
-    let config = to_stored(p.config, &p.task_id, p.family.version);
+    let config = to_stored(p.config, &p.task_id, call.wire_version);
     let config_id = config.id.clone();
     gw.replica.propose(Command::SetPushConfig { config, at_ms: gw.now_ms() }).await?;
     let stored =

@@ -178,10 +178,10 @@ pub(super) async fn push_configs(gw: &Gateway, call: &Call, p: &Params) -> Resul
         gw.push.guard.screen(&config.url).await.map_err(RpcError::InvalidParams)?;
     }
     let Some(task_id) = &p.task_id else {
-        return Ok(p.push.iter().map(|c| super::push_config::to_stored(c.clone(), "", call.version)).collect());
+        return Ok(p.push.iter().map(|c| super::push_config::to_stored(c.clone(), "", call.wire_version)).collect());
     };
     for config in &p.push {
-        let config = super::push_config::to_stored(config.clone(), task_id, call.version);
+        let config = super::push_config::to_stored(config.clone(), task_id, call.wire_version);
         gw.replica.propose(Command::SetPushConfig { config, at_ms: gw.now_ms() }).await?;
     }
     Ok(vec![])
@@ -239,6 +239,7 @@ mod tests {
     fn call(version: ProtocolVersion) -> Call {
         Call {
             version,
+            wire_version: version,
             scope: super::super::Scope::Gateway,
             extensions: None,
             base_url: "http://gw".into(),

@@ -131,14 +131,18 @@ def event_numbers(hits: list[dict]) -> list[int]:
 
 
 @pytest.mark.parametrize('version', VERSIONS)
-def test_sdk_client_receives_every_update_of_a_long_task(push_gateway, receiver, version):
+def test_sdk_client_receives_every_update_of_a_long_task(push_gateway, receiver, version, client_binding):
     """A slow task (it works until canceled) with a webhook set in the message: every
     committed update arrives once, numbered 1..n in order, with the config's token, in the
-    client's version; a config created mid-task gets the updates after it."""
+    client's version; a config created mid-task gets the updates after it. The config
+    methods run over the client's binding (JSON-RPC, or HTTP+JSON's pushNotificationConfigs
+    routes)."""
     token = f'tok-{version}'
+    # SDK 1.3.0's 0.3 REST client has no list or delete (NotImplementedError).
+    can_list = (version, client_binding) != ('0.3', 'HTTP+JSON')
 
     async def body():
-        async with await sdk_client(f'{push_gateway}/agents/tasks', version, streaming=True) as client:
+        async with await sdk_client(f'{push_gateway}/agents/tasks', version, streaming=True, binding=client_binding) as client:
             hook = TaskPushNotificationConfig(id='hook', url=receiver.url, token=token)
             request = SendMessageRequest(
                 message=user_message('slow please'),
@@ -154,9 +158,10 @@ def test_sdk_client_receives_every_update_of_a_long_task(push_gateway, receiver,
             got = await client.get_task_push_notification_config(
                 GetTaskPushNotificationConfigRequest(task_id=task_id, id='hook'))
             assert (got.url, got.token) == (receiver.url, token)
-            listed = await client.list_task_push_notification_configs(
-                ListTaskPushNotificationConfigsRequest(task_id=task_id))
-            assert sorted(c.id for c in listed.configs) == ['hook', 'late']
+            if can_list:
+                listed = await client.list_task_push_notification_configs(
+                    ListTaskPushNotificationConfigsRequest(task_id=task_id))
+                assert sorted(c.id for c in listed.configs) == ['hook', 'late']
             with pytest.raises(TaskNotFoundError):
                 await client.get_task_push_notification_config(
                     GetTaskPushNotificationConfigRequest(task_id=task_id, id='no-such-config'))
@@ -164,7 +169,7 @@ def test_sdk_client_receives_every_update_of_a_long_task(push_gateway, receiver,
             return client, task_id
 
     async def delete(task_id: str):
-        async with await sdk_client(f'{push_gateway}/agents/tasks', version) as client:
+        async with await sdk_client(f'{push_gateway}/agents/tasks', version, binding=client_binding) as client:
             await client.delete_task_push_notification_config(
                 DeleteTaskPushNotificationConfigRequest(task_id=task_id, id='late'))
             listed = await client.list_task_push_notification_configs(
@@ -188,7 +193,8 @@ def test_sdk_client_receives_every_update_of_a_long_task(push_gateway, receiver,
     late = [h for h in receiver.of_task(task_id) if h['token'] == 'late']
     assert late and is_canceled(version)(late[-1]['body']), late
     assert min(event_numbers(late)) > 1, 'a config made mid-task gets the updates after it'
-    run(delete(task_id))
+    if can_list:
+        run(delete(task_id))
 
 
 def test_a_task_answered_at_once_is_followed_and_pushed(push_gateway, receiver):

@@ -478,7 +478,9 @@ fn probe(json: &[u8]) -> Verdict {
     match serde_json::from_slice::<Probe>(json) {
         Ok(Probe { error: Some(_), .. }) => Verdict::RpcError,
         Ok(Probe { result: Some(_), .. }) => Verdict::Ok,
-        Ok(p) if p.task.is_some() || p.message.is_some() || p.status_update.is_some() || p.artifact_update.is_some() => {
+        Ok(p)
+            if p.task.is_some() || p.message.is_some() || p.status_update.is_some() || p.artifact_update.is_some() =>
+        {
             Verdict::Ok
         }
         _ => Verdict::Bad,
