@@ -95,18 +95,18 @@ fn due_lanes(gw: &Gateway, walking: &Walking) -> Vec<Lane> {
     for destination in walking.values() {
         *busy.entry(destination.clone()).or_default() += 1;
     }
-    gw.replica.read(|t| {
-        t.push()
-            .lanes()
-            .filter(|l| !walking.contains_key(&(l.config.task_id.clone(), l.config.id.clone())))
-            .filter(|l| {
-                let count = busy.entry(super::destination(&l.config.url)).or_default();
-                *count += 1;
-                *count <= per_destination
-            })
-            .take(free)
-            .collect()
-    })
+    // The scan runs on a clone (persistent maps: O(1)), not under the state lock that apply
+    // needs: a large outbox (a receiver down for a while) must not stall commits.
+    let push = gw.replica.read(|t| t.push().clone());
+    push.lanes()
+        .filter(|l| !walking.contains_key(&(l.config.task_id.clone(), l.config.id.clone())))
+        .filter(|l| {
+            let count = busy.entry(super::destination(&l.config.url)).or_default();
+            *count += 1;
+            *count <= per_destination
+        })
+        .take(free)
+        .collect()
 }
 
 /// Delivers a lane's events in order until none is due (or this node stops leading).
