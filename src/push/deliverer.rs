@@ -1,33 +1,40 @@
 //! The deliverer: on the raft leader only, walks every (task, config) lane of the outbox
 //! in event order and commits what became of each event.
 //!
-//! Every `IDLE_PAUSE` the supervisor reads the lanes with events due (from the applied
-//! tables) and starts a walker for each one not walking yet, up to
-//! `push.deliveries_in_flight_max`. A walker delivers its lane's events one at a time (the
-//! order per task and config), with retries, and hands each outcome to the committer, which
-//! proposes them in batches (`PushCommand::Progress`). After its last event a walker waits
-//! (a bounded time) until that outcome is applied, so the supervisor never starts the lane
-//! again from a cursor that is behind what was delivered. Leadership lost: walkers stop at
-//! their next attempt, and the new leader resumes from the committed cursors (an event in
-//! flight then is delivered again: at least once).
+//! The supervisor reads the lanes with events due (from a clone of the applied tables) and
+//! starts a walker for each one not walking yet, up to `push.deliveries_in_flight_max` and
+//! `push.destination_in_flight_max` per receiver. It looks again as soon as a task event is
+//! applied or a walker ends, and at least every `IDLE_PAUSE`. A walker delivers its lane's
+//! events one at a time (the order per task and config), with retries, hands each outcome to
+//! the committer, which proposes them in batches (`PushCommand::Progress`), and ends when no
+//! event is due. What this node delivered but has not seen committed yet is kept as a local
+//! cursor per lane, so a lane started again never repeats an event that is only waiting for
+//! its commit; a cursor the log does not confirm within `COMMIT_WAIT_MAX` (the commit was
+//! lost) is dropped and its events are delivered again. Leadership lost: walkers stop at their
+//! next attempt, the local cursors are forgotten, and the new leader resumes from the
+//! committed cursors (an event in flight then is delivered again: at least once).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
 use super::Attempt;
 use crate::gateway::Gateway;
 use crate::state::PushCommand;
 use crate::state::push::{Lane, Progress};
 
-/// Pause between the supervisor's rounds, and between a walker's looks for its next event.
+/// Longest pause between the supervisor's looks for lanes with events due.
 const IDLE_PAUSE: Duration = Duration::from_millis(50);
 
-/// How long a walker waits for its last outcome to be applied before it ends anyway (the
-/// commit was lost: the lane restarts from the committed cursor, delivering that event again).
+/// Shortest time between two looks: wake-ups in between are one (a look scans the outbox).
+const LOOK_SPACING: Duration = Duration::from_millis(5);
+
+/// How long a local delivered cursor may stay ahead of the committed one before it is dropped
+/// (the commit was lost: the lane's events after the committed cursor are delivered again).
 const COMMIT_WAIT_MAX: Duration = Duration::from_secs(5);
 
 type LaneKey = (String, String);
@@ -35,25 +42,49 @@ type LaneKey = (String, String);
 /// The lanes walking, with the destination each delivers to.
 type Walking = Mutex<HashMap<LaneKey, String>>;
 
+/// The last event this node delivered (or gave up) per lane, and when, until the committed
+/// cursor reaches it.
+type Delivered = Mutex<HashMap<LaneKey, (u64, Instant)>>;
+
+/// What the supervisor and its walkers share.
+struct Walkers {
+    walking: Walking,
+    delivered: Delivered,
+    /// A walker ended: its receiver has room for another lane.
+    ended: Notify,
+}
+
 /// Runs on every node for the life of the process; delivers while this node leads.
 pub async fn run(gw: Arc<Gateway>) {
     let config = &gw.push.config;
     let (tx, rx) = mpsc::channel(config.commit_batch_max.saturating_mul(2));
     tokio::spawn(commit(gw.clone(), rx));
-    let walking: Arc<Walking> = Arc::default();
+    let walkers = Arc::new(Walkers { walking: Mutex::default(), delivered: Mutex::default(), ended: Notify::new() });
+    let mut applied = gw.replica.subscriptions().watch_applied();
     loop {
-        tokio::time::sleep(IDLE_PAUSE).await;
+        tokio::select! {
+            _ = tokio::time::sleep(IDLE_PAUSE) => {}
+            _ = walkers.ended.notified() => {}
+            changed = applied.changed() => {
+                if changed.is_err() {
+                    tokio::time::sleep(IDLE_PAUSE).await;
+                }
+            }
+        }
+        tokio::time::sleep(LOOK_SPACING).await;
         if !is_leader(&gw) {
+            walkers.delivered.lock().expect("delivered lock").clear();
             continue;
         }
         ensure_signing_key(&gw).await;
-        for lane in due_lanes(&gw, &walking) {
+        for lane in due_lanes(&gw, &walkers) {
             let key = (lane.config.task_id.clone(), lane.config.id.clone());
-            walking.lock().expect("walking lock").insert(key.clone(), super::destination(&lane.config.url));
-            let (gw, tx, walking) = (gw.clone(), tx.clone(), walking.clone());
+            walkers.walking.lock().expect("walking lock").insert(key.clone(), super::destination(&lane.config.url));
+            let (gw, tx, walkers) = (gw.clone(), tx.clone(), walkers.clone());
             tokio::spawn(async move {
-                walk(&gw, lane, &tx).await;
-                walking.lock().expect("walking lock").remove(&key);
+                walk(&gw, lane, &tx, &walkers.delivered).await;
+                walkers.walking.lock().expect("walking lock").remove(&key);
+                walkers.ended.notify_one();
             });
         }
     }
@@ -81,11 +112,12 @@ fn is_leader(gw: &Gateway) -> bool {
     gw.replica.raft().membership().is_leader
 }
 
-/// Lanes with an event due that no walker walks, as many as there are free walker slots,
-/// and at most `push.destination_in_flight_max` walking per destination: lanes waiting out a
-/// dead receiver's backoff never take every slot from the other receivers.
-fn due_lanes(gw: &Gateway, walking: &Walking) -> Vec<Lane> {
-    let walking = walking.lock().expect("walking lock").clone();
+/// Lanes with an event due that no walker walks (after this node's local cursor, when it is
+/// ahead of the committed one), as many as there are free walker slots, and at most
+/// `push.destination_in_flight_max` walking per destination: lanes waiting out a dead
+/// receiver's backoff never take every slot from the other receivers.
+fn due_lanes(gw: &Gateway, walkers: &Walkers) -> Vec<Lane> {
+    let walking = walkers.walking.lock().expect("walking lock").clone();
     let free = gw.push.config.deliveries_in_flight_max.saturating_sub(walking.len());
     if free == 0 {
         return vec![];
@@ -98,48 +130,46 @@ fn due_lanes(gw: &Gateway, walking: &Walking) -> Vec<Lane> {
     // The scan runs on a clone (persistent maps: O(1)), not under the state lock that apply
     // needs: a large outbox (a receiver down for a while) must not stall commits.
     let push = gw.replica.read(|t| t.push().clone());
-    push.lanes()
-        .filter(|l| !walking.contains_key(&(l.config.task_id.clone(), l.config.id.clone())))
-        .filter(|l| {
-            let count = busy.entry(super::destination(&l.config.url)).or_default();
+    let mut delivered = walkers.delivered.lock().expect("delivered lock");
+    delivered.retain(|(task, config), (event, at)| {
+        push.config(task, config).is_some_and(|c| c.status.cursor < *event) && at.elapsed() < COMMIT_WAIT_MAX
+    });
+    let walking_keys: std::collections::HashSet<(&str, &str)> =
+        walking.keys().map(|(task, config)| (task.as_str(), config.as_str())).collect();
+    let local: HashMap<(&str, &str), u64> =
+        delivered.iter().map(|((task, config), (event, _))| ((task.as_str(), config.as_str()), *event)).collect();
+    // Only a lane that will start is copied out of the tables.
+    push.due()
+        .filter_map(|(c, cursor)| {
+            let key = (c.config.task_id.as_str(), c.config.id.as_str());
+            let after = local.get(&key).map_or(cursor, |done| cursor.max(*done));
+            let due = !walking_keys.contains(&key) && push.has_event_after(key.0, after);
+            due.then_some((key, after, &c.config.url))
+        })
+        .filter(|(_, _, url)| {
+            let count = busy.entry(super::destination(url)).or_default();
             *count += 1;
             *count <= per_destination
         })
+        .filter_map(|((task, id), after, _)| push.next_event(task, id, after))
         .take(free)
         .collect()
 }
 
 /// Delivers a lane's events in order until none is due (or this node stops leading).
-async fn walk(gw: &Gateway, mut lane: Lane, tx: &mpsc::Sender<Progress>) {
+async fn walk(gw: &Gateway, mut lane: Lane, tx: &mpsc::Sender<Progress>, delivered: &Delivered) {
+    let key = (lane.config.task_id.clone(), lane.config.id.clone());
     loop {
         let Some(progress) = deliver(gw, &lane).await else { return };
         let done = progress.event;
+        delivered.lock().expect("delivered lock").insert(key.clone(), (done, Instant::now()));
         if tx.send(progress).await.is_err() {
             return;
         }
-        match next(gw, &lane.config.task_id, &lane.config.id, done).await {
+        match gw.replica.read(|t| t.push().next_event(&key.0, &key.1, done)) {
             Some(next) => lane = next,
             None => return,
         }
-    }
-}
-
-/// The lane's next event after `done`; with none due, waits until `done` is applied.
-async fn next(gw: &Gateway, task_id: &str, config_id: &str, done: u64) -> Option<Lane> {
-    let deadline = tokio::time::Instant::now() + COMMIT_WAIT_MAX;
-    loop {
-        let (next, applied) = gw.replica.read(|t| {
-            let push = t.push();
-            let applied = push.config(task_id, config_id).is_none_or(|c| c.status.cursor >= done);
-            (push.next_event(task_id, config_id, done), applied)
-        });
-        if next.is_some() {
-            return next;
-        }
-        if applied || tokio::time::Instant::now() >= deadline || !is_leader(gw) {
-            return None;
-        }
-        tokio::time::sleep(IDLE_PAUSE).await;
     }
 }
 

@@ -261,11 +261,21 @@ impl PushTables {
 
     /// Every (task, config) with an event due, with its first one, in task order.
     pub fn lanes(&self) -> impl Iterator<Item = Lane> + '_ {
+        self.due().filter_map(|(c, after)| self.next_event(&c.config.task_id, &c.config.id, after))
+    }
+
+    /// Whether the task has an event after `after` in the outbox.
+    pub fn has_event_after(&self, task_id: &str, after: u64) -> bool {
+        self.outbox.get(task_id).is_some_and(|events| events.range(after + 1..).next().is_some())
+    }
+
+    /// Every config with an event due after its cursor, and that cursor, in task order:
+    /// borrowed, so a scan that skips most lanes copies nothing for them.
+    pub fn due(&self) -> impl Iterator<Item = (&StoredPushConfig, u64)> + '_ {
         self.outbox.iter().flat_map(move |(task_id, events)| {
-            self.configs(task_id).filter_map(move |c| {
-                let (event, payload) = events.range(c.status.cursor + 1..).next()?;
-                Some(Lane { config: c.config.clone(), event: *event, payload: payload.clone() })
-            })
+            self.configs(task_id)
+                .filter(|c| events.range(c.status.cursor + 1..).next().is_some())
+                .map(|c| (c, c.status.cursor))
         })
     }
 

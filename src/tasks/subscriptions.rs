@@ -48,13 +48,23 @@ pub struct Subscriptions {
     subscriber_buffer_events: usize,
     /// Subscribers of one task on this node.
     task_subscribers_max: usize,
+    /// Counts applied task events, so that work waiting for one (the push deliverer's
+    /// supervisor) wakes at once instead of polling.
+    applied: tokio::sync::watch::Sender<u64>,
 }
 
 impl Subscriptions {
     pub fn new(subscriber_buffer_events: usize, task_subscribers_max: usize, history_limits: HistoryLimits) -> Self {
         let channels =
             Channels { by_task: HashMap::new(), sweep_at: SWEEP_FLOOR, history: History::new(history_limits) };
-        Subscriptions { channels: Mutex::new(channels), subscriber_buffer_events, task_subscribers_max }
+        let (applied, _) = tokio::sync::watch::channel(0);
+        Subscriptions { channels: Mutex::new(channels), subscriber_buffer_events, task_subscribers_max, applied }
+    }
+
+    /// A receiver that sees a change after each applied task event on this node (several
+    /// events between two looks are one change).
+    pub fn watch_applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
     }
 
     /// The kept events of a task that hold its event numbers `after + 1 ..= upto`, oldest
@@ -89,6 +99,7 @@ impl Subscriptions {
     /// Hands an applied event to the task's subscribers, if it has any, and keeps it for
     /// replay. Never blocks.
     pub fn publish(&self, event: TaskEvent) {
+        self.applied.send_modify(|n| *n = n.wrapping_add(1));
         let event = Arc::new(event);
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         channels.history.remember(&event);
