@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/push.py: push notifications through one superx node (README, Push notifications).
 
-Starts the bench echo agent, a webhook receiver (this script with --receiver: asyncio, HTTP/1.1
+Starts the bench echo agent, a webhook receiver (superx-webhook-sink: Rust, HTTP/1.1
 keep-alive, answers 204 and records each delivery's `SuperX-Event-Id` with its arrival time on
 CLOCK_MONOTONIC, which every process on the machine shares), and one gateway (release
 binaries from --bin-dir) with `push.allow_cidrs` opening loopback. Then:
@@ -16,8 +16,8 @@ binaries from --bin-dir) with `push.allow_cidrs` opening loopback. Then:
 3. The same load without a webhook: the request throughput push costs.
 
 Placement (2-core machine): the gateway on core 0; the echo agent, the receiver, superx-load
-and this script on core 1, so the receiver's Python shares a core with the load: the
-deliveries/s figure is a lower bound. Every process started here is stopped on exit; only
+and this script on core 1, so the receiver shares a core with the load: the deliveries/s
+figure is a lower bound. Every process started here is stopped on exit; only
 loopback addresses are contacted.
 
 Usage: bench/push.py [--latency-rounds 300] [--duration 10] [--connections 32]
@@ -25,7 +25,6 @@ Usage: bench/push.py [--latency-rounds 300] [--duration 10] [--connections 32]
 """
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -46,53 +45,6 @@ TOKEN = "bench-token"
 
 def log(msg):
     print(f"push.py: {msg}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------- the receiver
-
-def receiver_main(port, out):
-    """Serves webhooks until SIGTERM, then writes [[event id, arrival], ...] to `out`.
-    `GET /count` answers how many deliveries arrived."""
-    arrivals = []
-
-    async def handle(reader, writer):
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                now = time.monotonic()
-                lines = head.decode("latin-1").split("\r\n")
-                length, event_id = 0, ""
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    name = name.strip().lower()
-                    if name == "content-length":
-                        length = int(value)
-                    elif name == "superx-event-id":
-                        event_id = value.strip()
-                if length:
-                    await reader.readexactly(length)
-                if lines[0].startswith("GET"):
-                    body = str(len(arrivals)).encode()
-                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
-                else:
-                    arrivals.append((event_id, now))
-                    writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.CancelledError, ConnectionError):
-            pass  # the sender hung up, or the receiver is stopping
-        finally:
-            writer.close()
-
-    async def serve():
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-        print("READY", flush=True)
-        async with server:
-            await stop.wait()
-        Path(out).write_text(json.dumps(arrivals))
-
-    asyncio.run(serve())
 
 
 def delivered(port):
@@ -117,8 +69,6 @@ def send_with_webhook(api, hook):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--receiver-out", help=argparse.SUPPRESS)
     ap.add_argument("--latency-rounds", type=int, default=300)
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
@@ -127,9 +77,6 @@ def main():
     ap.add_argument("--bin-dir", default=str(ROOT / "target" / "release"))
     ap.add_argument("--no-pin", action="store_true")
     args = ap.parse_args()
-    if args.receiver is not None:
-        receiver_main(args.receiver, args.receiver_out)
-        return
     pin = not args.no_pin
     bin_dir = Path(args.bin_dir)
     work = Path(tempfile.mkdtemp(prefix="superx-push-bench-"))
@@ -145,8 +92,8 @@ def main():
                                                "--data-dir", str(work / "data"),
                                                "--agents-file", str(work / "agents.yaml")], pin), work / "gw.log")
     receiver = subprocess.Popen(
-        pinned(SIDE_CORE, [sys.executable, __file__, "--receiver", str(hook_port), "--receiver-out",
-                           str(arrivals_file)], pin), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        pinned(SIDE_CORE, [str(bin_dir / "superx-webhook-sink"), "--listen", f"127.0.0.1:{hook_port}",
+                           "--out", str(arrivals_file)], pin), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     procs = [echo, gateway]
     try:
         if receiver.stdout.readline().strip() != b"READY":

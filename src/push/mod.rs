@@ -4,7 +4,7 @@
 //! committed change of a task with configs into an outbox event. This module delivers them:
 //! [`deliverer::run`] acts on the raft leader only (as the archiver does), walks each (task,
 //! config) lane in event order, POSTs each event (one attempt at a time per lane, at most
-//! `push.destination_in_flight_max` at once per destination), retries with backoff and
+//! `push.destination_in_flight_max` lanes at once per destination), retries with backoff and
 //! jitter, and commits what became of each event (delivered or given up) in batched
 //! `PushCommand::Progress` entries. A new leader resumes from the committed cursors, so an
 //! event is delivered at least once; receivers de-duplicate on the `SuperX-Event-Id` header
@@ -15,12 +15,9 @@ pub mod deliverer;
 pub mod guard;
 pub mod sign;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::PushSection;
 use crate::state::push::{Lane, SigningKey};
@@ -41,15 +38,11 @@ pub struct PushStats {
     pub refused_total: AtomicU64,
 }
 
-/// The delivery side of push: the HTTP client behind the guard, the per-destination limits
-/// and the counters.
+/// The delivery side of push: the HTTP client behind the guard, and the counters.
 pub struct Push {
     client: reqwest::Client,
     pub guard: Arc<guard::Guard>,
     pub config: PushSection,
-    /// Attempts in flight per destination (`host:port`). Entries leave when unused, so the
-    /// map holds at most one per lane delivering (`push.deliveries_in_flight_max`).
-    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
     pub stats: PushStats,
     /// `iss` of the JWTs signed with the cluster's key (`cards.gateway_name`).
     issuer: String,
@@ -83,33 +76,9 @@ impl Push {
             client,
             guard,
             config: config.clone(),
-            destinations: Mutex::new(HashMap::new()),
             stats: PushStats::default(),
             issuer: issuer.to_owned(),
         })
-    }
-
-    /// A slot to send to the destination of `url`, waiting while it has
-    /// `destination_in_flight_max` attempts in flight.
-    async fn destination_slot(&self, url: &reqwest::Url) -> (String, OwnedSemaphorePermit) {
-        let key = destination_of(url);
-        let semaphore = {
-            let mut map = self.destinations.lock().expect("destinations lock");
-            map.entry(key.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.config.destination_in_flight_max)))
-                .clone()
-        };
-        let permit = semaphore.acquire_owned().await.expect("destination semaphores are never closed");
-        (key, permit)
-    }
-
-    /// Drops a destination's entry once nobody holds or waits for it.
-    fn release_destination(&self, key: &str, permit: OwnedSemaphorePermit) {
-        drop(permit);
-        let mut map = self.destinations.lock().expect("destinations lock");
-        if map.get(key).is_some_and(|s| Arc::strong_count(s) == 1) {
-            map.remove(key);
-        }
     }
 
     /// One POST of a lane's current event.
@@ -132,7 +101,7 @@ impl Push {
         let bytes = serde_json::to_vec(body).expect("a JSON value serializes");
         let mut request = self
             .client
-            .post(url.clone())
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .header(EVENT_ID_HEADER, event_id(&c.task_id, lane.event));
         if let Some(token) = &c.token {
@@ -150,10 +119,7 @@ impl Push {
             }
         }
         let request = request.body(bytes);
-        let (key, slot) = self.destination_slot(&url).await;
-        let sent = request.send().await;
-        self.release_destination(&key, slot);
-        match sent {
+        match request.send().await {
             Ok(response) => judge(response.status().as_u16(), response.headers()),
             Err(e) if is_refused(&e) => {
                 self.stats.refused_total.fetch_add(1, Ordering::Relaxed);
@@ -212,15 +178,6 @@ impl Push {
     pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>, random: u64) -> Duration {
         backoff(self.config.retry_base_ms, self.config.retry_max_ms, attempt, retry_after, random)
     }
-}
-
-/// A webhook's destination (`host:port`), what the per-destination limits count by.
-pub fn destination(url: &str) -> String {
-    reqwest::Url::parse(url).map(|u| destination_of(&u)).unwrap_or_else(|_| url.to_owned())
-}
-
-fn destination_of(url: &reqwest::Url) -> String {
-    format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0))
 }
 
 /// A stable id for one event of a task: receivers de-duplicate on it.

@@ -177,11 +177,20 @@ pub(super) async fn push_configs(gw: &Gateway, call: &Call, p: &Params) -> Resul
     for config in &p.push {
         gw.push.guard.screen(&config.url).await.map_err(RpcError::InvalidParams)?;
     }
-    let Some(task_id) = &p.task_id else {
-        return Ok(p.push.iter().map(|c| super::push_config::to_stored(c.clone(), "", call.wire_version)).collect());
-    };
-    for config in &p.push {
-        let config = super::push_config::to_stored(config.clone(), task_id, call.wire_version);
+    let task_id = p.task_id.as_deref().unwrap_or("");
+    let stored: Vec<PushConfig> =
+        p.push.iter().map(|c| super::push_config::to_stored(c.clone(), task_id, call.wire_version)).collect();
+    // Past a limit the agent is not called: its work would be lost with the refused record
+    // (apply checks again, for configs committed meanwhile).
+    if !stored.is_empty() {
+        gw.replica
+            .read(|t| t.push().check_room(task_id, &stored))
+            .map_err(|r| RpcError::from(ProposeError::Refused(r)))?;
+    }
+    if p.task_id.is_none() {
+        return Ok(stored);
+    }
+    for config in stored {
         gw.replica.propose(Command::SetPushConfig { config, at_ms: gw.now_ms() }).await?;
     }
     Ok(vec![])

@@ -430,7 +430,9 @@ mod tests {
         }
     }
 
+    /// The lanes due (by a scan of the outbox), after checking the due index agrees.
     fn due(t: &Tables) -> Vec<(String, u64)> {
+        t.push().check_due_index();
         t.push().lanes().map(|l| (l.config.id, l.event)).collect()
     }
 
@@ -528,6 +530,42 @@ mod tests {
     }
 
     #[test]
+    fn the_due_index_queues_lanes_per_destination_first_due_first() {
+        let mut t = Tables::new(limits(10));
+        for id in ["t2", "t1", "t3"] {
+            t.apply(record("a", task(id, TaskState::Working), 1)).unwrap();
+            t.apply(set_hook(id, "c")).unwrap();
+        }
+        let mut other = hook("t3", "elsewhere");
+        other.url = "http://other.example:8080/hook".into();
+        t.apply(Command::SetPushConfig { config: other.clone(), at_ms: 1 }).unwrap();
+        // Due in the order their events were committed, not in task id order.
+        for id in ["t2", "t3", "t1"] {
+            t.apply(working(id, "x")).unwrap();
+        }
+        due(&t);
+        let queue = |t: &Tables, d: &str| -> Vec<String> {
+            t.push().due_lanes(d).map(|(task, config)| format!("{task}/{config}")).collect()
+        };
+        assert_eq!(queue(&t, "hook.example:443"), ["t2/c", "t3/c", "t1/c"]);
+        assert_eq!(queue(&t, "other.example:8080"), ["t3/elsewhere"]);
+        assert_eq!(t.push().due_lane_count(), 4);
+        // A lane that stays due keeps its place; one done with leaves.
+        t.apply(working("t2", "y")).unwrap();
+        t.apply_push(&PushCommand::Progress(vec![done("t3", "c", 2, None)]));
+        assert_eq!(queue(&t, "hook.example:443"), ["t2/c", "t1/c"]);
+        // A config moved to another receiver moves its lane there.
+        other.url = "https://hook.example/again".into();
+        t.apply(Command::SetPushConfig { config: other, at_ms: 1 }).unwrap();
+        assert_eq!(queue(&t, "hook.example:443"), ["t2/c", "t1/c", "t3/elsewhere"]);
+        assert!(queue(&t, "other.example:8080").is_empty());
+        due(&t);
+        t.apply(Command::DeletePushConfig { task_id: "t2".into(), config_id: "c".into() }).unwrap();
+        assert_eq!(queue(&t, "hook.example:443"), ["t1/c", "t3/elsewhere"]);
+        due(&t);
+    }
+
+    #[test]
     fn push_apply_is_deterministic_and_survives_snapshots() {
         let log = [
             record("a", task("t1", TaskState::Working), 1),
@@ -554,6 +592,7 @@ mod tests {
         assert_eq!(a.push().signing_key().unwrap().kid, "first", "the first key committed wins");
         let restored = Tables::restore(limits(10), &a.snapshot()).unwrap();
         assert_eq!(restored.debug_fingerprint(), a.debug_fingerprint());
+        restored.push().check_due_index();
         assert_eq!(restored.snapshot(), a.snapshot());
         let cmd = VersionedCommand::V1Push(PushCommand::Progress(vec![done("t1", "c1", 4, None)]));
         assert_eq!(codec::decode::<VersionedCommand>(&codec::encode(&cmd)).unwrap(), cmd);

@@ -188,6 +188,9 @@ pub struct Lane {
     pub payload: Arc<OutboxEvent>,
 }
 
+/// A (task id, config id) pair: one lane of deliveries.
+pub type LaneKey = (String, String);
+
 /// The push part of the tables. Persistent maps: cloning is O(1).
 #[derive(Clone, Debug, Default)]
 pub struct PushTables {
@@ -199,6 +202,66 @@ pub struct PushTables {
     outbox_events: usize,
     overflow_total: u64,
     signing_key: Option<SigningKey>,
+    /// The lanes with an event due, per destination, in the order they became due: what the
+    /// deliverer takes work from without scanning the outbox. Derived from the tables above
+    /// (kept by every change to them, rebuilt on restore; not in snapshots).
+    due: DueIndex,
+}
+
+/// Lanes with an event due, by destination (`host:port`), first due first.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct DueIndex {
+    /// destination -> place -> lane.
+    queues: OrdMap<String, OrdMap<u64, LaneKey>>,
+    /// task id -> config id -> (destination, place): where a due lane sits in `queues`.
+    places: OrdMap<String, OrdMap<String, (String, u64)>>,
+    /// The next place handed out (places only grow: a lane that becomes due queues last).
+    next_place: u64,
+    lanes: usize,
+}
+
+impl DueIndex {
+    fn contains(&self, task_id: &str, config_id: &str) -> bool {
+        self.places.get(task_id).is_some_and(|m| m.contains_key(config_id))
+    }
+
+    fn add(&mut self, task_id: &str, config_id: &str, destination: String) {
+        let place = self.next_place;
+        self.next_place += 1;
+        let key = (task_id.to_owned(), config_id.to_owned());
+        self.queues.entry(destination.clone()).or_default().insert(place, key);
+        self.places.entry(task_id.to_owned()).or_default().insert(config_id.to_owned(), (destination, place));
+        self.lanes += 1;
+    }
+
+    fn remove(&mut self, task_id: &str, config_id: &str) {
+        let Some(task_places) = self.places.get_mut(task_id) else { return };
+        let Some((destination, place)) = task_places.remove(config_id) else { return };
+        if task_places.is_empty() {
+            self.places.remove(task_id);
+        }
+        if let Some(queue) = self.queues.get_mut(&destination) {
+            queue.remove(&place);
+            if queue.is_empty() {
+                self.queues.remove(&destination);
+            }
+        }
+        self.lanes -= 1;
+    }
+
+    /// The lanes due, without their places (which depend on the order changes were seen).
+    #[cfg(test)]
+    fn lane_set(&self) -> std::collections::BTreeMap<String, std::collections::BTreeSet<LaneKey>> {
+        self.queues.iter().map(|(d, q)| (d.clone(), q.values().cloned().collect())).collect()
+    }
+}
+
+/// A webhook's destination (`host:port`), what deliveries are queued and limited by.
+pub fn destination(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!("{}:{}", u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0)),
+        Err(_) => url.to_owned(),
+    }
 }
 
 /// The push part of a snapshot. Stored type.
@@ -264,6 +327,42 @@ impl PushTables {
         self.due().filter_map(|(c, after)| self.next_event(&c.config.task_id, &c.config.id, after))
     }
 
+    /// The destinations with lanes due, and how many each has.
+    pub fn due_destinations(&self) -> impl Iterator<Item = (&String, usize)> + '_ {
+        self.due.queues.iter().map(|(d, q)| (d, q.len()))
+    }
+
+    /// A destination's lanes with an event due, first due first.
+    pub fn due_lanes(&self, destination: &str) -> impl Iterator<Item = &LaneKey> + '_ {
+        self.due.queues.get(destination).into_iter().flat_map(|q| q.values())
+    }
+
+    /// Lanes with an event due, over all destinations.
+    pub fn due_lane_count(&self) -> usize {
+        self.due.lanes
+    }
+
+    /// Puts a lane in the due index or takes it out, as its config and events say now. A lane
+    /// that stays due keeps its place.
+    fn reindex(&mut self, task_id: &str, config_id: &str) {
+        let wanted = self
+            .config(task_id, config_id)
+            .filter(|c| self.has_event_after(task_id, c.status.cursor))
+            .map(|c| c.config.url.clone());
+        match (self.due.contains(task_id, config_id), wanted) {
+            (true, None) => self.due.remove(task_id, config_id),
+            (false, Some(url)) => self.due.add(task_id, config_id, destination(&url)),
+            (true, Some(_)) | (false, None) => {}
+        }
+    }
+
+    fn reindex_task(&mut self, task_id: &str) {
+        let ids: Vec<String> = self.configs(task_id).map(|c| c.config.id.clone()).collect();
+        for id in ids {
+            self.reindex(task_id, &id);
+        }
+    }
+
     /// Whether the task has an event after `after` in the outbox.
     pub fn has_event_after(&self, task_id: &str, after: u64) -> bool {
         self.outbox.get(task_id).is_some_and(|events| events.range(after + 1..).next().is_some())
@@ -279,6 +378,11 @@ impl PushTables {
         })
     }
 
+    /// Whether a config has an event due after `after` (and after its cursor).
+    pub fn is_due_after(&self, task_id: &str, config_id: &str, after: u64) -> bool {
+        self.config(task_id, config_id).is_some_and(|c| self.has_event_after(task_id, after.max(c.status.cursor)))
+    }
+
     /// The event due for a config after `after`, if any (a deliverer walking its lane).
     pub fn next_event(&self, task_id: &str, config_id: &str, after: u64) -> Option<Lane> {
         let config = self.config(task_id, config_id)?;
@@ -292,8 +396,14 @@ impl PushTables {
     pub(super) fn set(&mut self, config: PushConfig, from: u64, at_ms: u64) -> Result<(), Refusal> {
         let task_configs = self.configs.get(&config.task_id);
         if let Some(old) = task_configs.and_then(|m| m.get(&config.id)) {
+            let moved = destination(&old.config.url) != destination(&config.url);
+            let (task_id, id) = (config.task_id.clone(), config.id.clone());
             let stored = StoredPushConfig { config, status: old.status.clone(), created_at_ms: old.created_at_ms };
             self.insert(stored);
+            if moved {
+                self.due.remove(&task_id, &id);
+            }
+            self.reindex(&task_id, &id);
             return Ok(());
         }
         let count = task_configs.map_or(0, |m| m.len());
@@ -304,13 +414,15 @@ impl PushTables {
             return Err(Refusal::PushConfigsFull(PUSH_CONFIGS_MAX));
         }
         let status = PushStatus { cursor: from, ..Default::default() };
+        let (task_id, id) = (config.task_id.clone(), config.id.clone());
         self.insert(StoredPushConfig { config, status, created_at_ms: at_ms });
         self.config_count += 1;
+        self.reindex(&task_id, &id);
         Ok(())
     }
 
     /// Whether `configs` (new ones or replacements) fit a task's and the cluster's limits.
-    pub(super) fn check_room(&self, task_id: &str, configs: &[PushConfig]) -> Result<(), Refusal> {
+    pub fn check_room(&self, task_id: &str, configs: &[PushConfig]) -> Result<(), Refusal> {
         let existing = self.configs.get(task_id);
         let mut ids: Vec<&str> = configs.iter().map(|c| c.id.as_str()).collect();
         ids.sort_unstable();
@@ -341,6 +453,7 @@ impl PushTables {
             self.configs.remove(task_id);
         }
         self.config_count -= 1;
+        self.due.remove(task_id, config_id);
         self.prune(task_id);
         true
     }
@@ -360,10 +473,12 @@ impl PushTables {
                     s.last_error = Some(format!("the outbox was full ({OUTBOX_EVENTS_MAX} events)"));
                 });
             }
+            self.reindex_task(task_id);
             return;
         }
         self.outbox.entry(task_id.to_owned()).or_default().insert(event, Arc::new(payload));
         self.outbox_events += 1;
+        self.reindex_task(task_id);
     }
 
     /// Applies the deliverer's progress; answers the tasks it touched. Stale or repeated
@@ -392,6 +507,7 @@ impl PushTables {
         }
         for task_id in &touched {
             self.prune(task_id);
+            self.reindex_task(task_id);
         }
         touched
     }
@@ -455,6 +571,10 @@ impl PushTables {
             t.outbox_events += events.len();
             t.outbox.insert(task_id, events.into_iter().map(|(n, e)| (n, Arc::new(e))).collect());
         }
+        let tasks: Vec<String> = t.configs.keys().cloned().collect();
+        for task_id in tasks {
+            t.reindex_task(&task_id);
+        }
         t
     }
 
@@ -463,11 +583,33 @@ impl PushTables {
         PushSnapshot { configs: vec![], outbox: vec![], overflow_total: 0, signing_key: None }
     }
 
+    /// Asserts the due index holds exactly the lanes a scan of the outbox finds due, each
+    /// under its config's destination.
+    #[cfg(test)]
+    pub(crate) fn check_due_index(&self) {
+        let mut scanned: std::collections::BTreeMap<String, std::collections::BTreeSet<LaneKey>> = Default::default();
+        for (c, _) in self.due() {
+            let key = (c.config.task_id.clone(), c.config.id.clone());
+            scanned.entry(destination(&c.config.url)).or_default().insert(key);
+        }
+        assert_eq!(self.due.lane_set(), scanned);
+        assert_eq!(self.due.lanes, scanned.values().map(|s| s.len()).sum::<usize>());
+    }
+
+    /// What a node's tables hold, for tests comparing nodes and restores (the due index by
+    /// its lanes: places depend on the order changes were seen).
     #[cfg(test)]
     pub(crate) fn debug_fingerprint(&self) -> String {
         format!(
-            "{:?} {:?} {} {} {} {:?}",
-            self.configs, self.outbox, self.config_count, self.outbox_events, self.overflow_total, self.signing_key
+            "{:?} {:?} {} {} {} {:?} {:?} {}",
+            self.configs,
+            self.outbox,
+            self.config_count,
+            self.outbox_events,
+            self.overflow_total,
+            self.signing_key,
+            self.due.lane_set(),
+            self.due.lanes
         )
     }
 }
