@@ -20,8 +20,11 @@ and this script on core 1, so the receiver shares a core with the load: the deli
 figure is a lower bound. Every process started here is stopped on exit; only
 loopback addresses are contacted.
 
+--stream makes phases 2 and 3 SendStreamingMessage (six events per task: six deliveries per
+request), which measures deliveries/s with the gateway's core mostly delivering.
+
 Usage: bench/push.py [--latency-rounds 300] [--duration 10] [--connections 32]
-                     [--bin-dir target/release] [--no-pin]
+                     [--stream] [--bin-dir target/release] [--no-pin]
 """
 
 import argparse
@@ -76,6 +79,7 @@ def main():
     ap.add_argument("--drain-s", type=float, default=60.0)
     ap.add_argument("--bin-dir", default=str(ROOT / "target" / "release"))
     ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--stream", action="store_true")
     args = ap.parse_args()
     pin = not args.no_pin
     bin_dir = Path(args.bin_dir)
@@ -111,7 +115,8 @@ def main():
 
         log(f"throughput with push: {args.connections} connections for {args.duration}s")
         body = work / "send-push.json"
-        body.write_text(json.dumps({"jsonrpc": "2.0", "id": "{{messageId}}", "method": "SendMessage", "params": {
+        method = "SendStreamingMessage" if args.stream else "SendMessage"
+        body.write_text(json.dumps({"jsonrpc": "2.0", "id": "{{messageId}}", "method": method, "params": {
             "message": {"messageId": "{{messageId}}", "role": "ROLE_USER", "parts": [{"text": "push"}]},
             "configuration": {"taskPushNotificationConfig": {"url": hook, "token": TOKEN}}}}))
         with_push = superx_load(bin_dir, None, f"http://{api}/agents/echo",
@@ -127,7 +132,7 @@ def main():
                 break  # nothing more arrived for 2 s: drained
             time.sleep(0.1)
         log("throughput without push")
-        without = superx_load(bin_dir, None, f"http://{api}/agents/echo", ["--method", "send1"],
+        without = superx_load(bin_dir, None, f"http://{api}/agents/echo", ["--method", "stream1" if args.stream else "send1"],
                               args.duration, args.warmup, args.connections, pin, work)
     finally:
         receiver.send_signal(signal.SIGTERM)

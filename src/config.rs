@@ -264,7 +264,7 @@ impl Default for PushSection {
             retry_max_ms: 30_000,
             timeout_ms: 15_000,
             connect_timeout_ms: 5_000,
-            destination_in_flight_max: 4,
+            destination_in_flight_max: 8,
             deliveries_in_flight_max: 256,
             commit_batch_max: 256,
             jwt_ttl_seconds: 300,
