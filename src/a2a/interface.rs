@@ -42,6 +42,15 @@ impl Binding {
     }
 }
 
+/// What the card says the agent does beyond plain calls: `capabilities.streaming` (the
+/// gateway may stream from it) and `capabilities.pushNotifications` (it takes webhooks, so the
+/// gateway registers its own for a task it follows). Both are the same member in 1.0 and 0.3.
+pub fn capabilities(card: &Value) -> (bool, bool) {
+    let capabilities = &card["capabilities"];
+    let flag = |name: &str| capabilities[name].as_bool().unwrap_or(false);
+    (flag("streaming"), flag("pushNotifications"))
+}
+
 /// One interface the gateway can call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {

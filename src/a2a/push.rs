@@ -187,6 +187,47 @@ fn superx_signing(c: &mut Map<String, Value>) -> Result<Vec<PushAuth>, WireError
     Ok(auth)
 }
 
+/// The gateway's own webhook for a task, as it registers it with a push-capable agent: the
+/// 1.0 `TaskPushNotificationConfig` that is the params of CreateTaskPushNotificationConfig.
+pub fn gateway_webhook(task_id: &str, config_id: &str, url: &str, token: &str) -> Value {
+    json!({"taskId": task_id, "id": config_id, "url": url, "token": token})
+}
+
+/// A 1.0 `TaskPushNotificationConfig` as the params of 0.3's
+/// `tasks/pushNotificationConfig/set` (`{taskId, pushNotificationConfig}`).
+pub fn create_params_to_v03(params: Value) -> Value {
+    let Value::Object(mut c) = params else {
+        return params;
+    };
+    let task_id = c.remove("taskId").unwrap_or(Value::Null);
+    if let Some(Value::Object(mut a)) = c.remove("authentication") {
+        if let Some(scheme) = a.remove("scheme") {
+            a.insert("schemes".into(), json!([scheme]));
+        }
+        c.insert("authentication".into(), Value::Object(a));
+    }
+    json!({"taskId": task_id, "pushNotificationConfig": c})
+}
+
+/// What a push-capable agent POSTs to the gateway's own webhook, as a 1.0 `StreamResponse`:
+/// 1.0 agents send a `StreamResponse` (as the SDK does) or a bare `Task`; 0.3 agents a bare
+/// Task or event named by its `kind`.
+pub fn agent_push_to_v10(body: Value) -> Result<Value, WireError> {
+    let Value::Object(members) = &body else {
+        return Err(err("a webhook body must be a JSON object"));
+    };
+    if members.contains_key("kind") {
+        return super::v03::result_to_v10(body);
+    }
+    if ["task", "statusUpdate", "artifactUpdate", "message"].iter().any(|k| members.contains_key(*k)) {
+        return Ok(body);
+    }
+    if members.contains_key("id") && members.contains_key("status") {
+        return Ok(json!({ "task": body }));
+    }
+    Err(err("a webhook body must be a task, a status update or an artifact update"))
+}
+
 /// The names of a config's signatures, for SuperX's view (never the secrets).
 fn signing_names(auth: &[PushAuth]) -> Vec<&'static str> {
     auth.iter()
@@ -311,6 +352,28 @@ mod tests {
             format: PushFormat::V10,
         };
         StoredPushConfig { config, status: PushStatus::default(), created_at_ms: 1 }
+    }
+
+    #[test]
+    fn agent_pushes_read_in_every_shape() {
+        let update = json!({"taskId": "t", "contextId": "c", "status": {"state": "TASK_STATE_WORKING"}});
+        let wrapped = json!({"statusUpdate": update});
+        assert_eq!(agent_push_to_v10(wrapped.clone()).unwrap(), wrapped);
+        let task = json!({"id": "t", "contextId": "c", "status": {"state": "TASK_STATE_WORKING"}});
+        assert_eq!(agent_push_to_v10(task.clone()).unwrap(), json!({"task": task}));
+        let v03 = json!({"kind": "status-update", "taskId": "t", "contextId": "c", "final": false,
+            "status": {"state": "working"}});
+        assert_eq!(agent_push_to_v10(v03).unwrap(), wrapped);
+        assert!(agent_push_to_v10(json!({"hello": 1})).is_err());
+        assert!(agent_push_to_v10(json!([1])).is_err());
+    }
+
+    #[test]
+    fn the_gateway_webhook_reads_in_both_versions() {
+        let config = gateway_webhook("t1", "superx", "http://gw/push/inbound/a/t1", "tok");
+        let v03 = create_params_to_v03(config.clone());
+        assert_eq!(v03["pushNotificationConfig"]["url"], "http://gw/push/inbound/a/t1");
+        assert_eq!(config_from_v03(v03).unwrap(), config_from_v10(config).unwrap());
     }
 
     #[test]

@@ -85,6 +85,27 @@ pub fn subscribe_to_task(version: ProtocolVersion, params: &Value) -> Result<Res
     Ok(request)
 }
 
+/// `CreateTaskPushNotificationConfig`: `POST tasks/{taskId}/pushNotificationConfigs`, the
+/// 1.0 config as the body; 0.3 sends the ProtoJSON `CreateTaskPushNotificationConfigRequest`
+/// (`{parent, configId, config: {name, pushNotificationConfig}}`), as the SDK's client does.
+pub fn create_push_config(version: ProtocolVersion, params: Value) -> Result<RestRequest, WireError> {
+    let task_id = params["taskId"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| WireError("params need a task id".into()))?
+        .to_owned();
+    let mut request = route(version, Verb::Post, &["tasks", &task_id, "pushNotificationConfigs"]);
+    request.body = Some(match version {
+        ProtocolVersion::V10 => params,
+        ProtocolVersion::V03 => {
+            let config_id = params["id"].clone();
+            json!({"parent": format!("tasks/{task_id}"), "configId": config_id,
+                "config": proto03::push_config_from_v10(params)})
+        }
+    });
+    Ok(request)
+}
+
 /// `GetExtendedAgentCard`: `GET extendedAgentCard` (1.0), `GET v1/card` (0.3).
 pub fn extended_agent_card(version: ProtocolVersion) -> RestRequest {
     match version {
@@ -175,6 +196,18 @@ mod tests {
         assert!(get_task(V10, &json!({})).is_err());
         assert_eq!(send_message(V10, json!({"message": {}}), true).segments, ["message:stream"]);
         assert_eq!(send_message(V03, json!({"message": {}}), false).segments, ["v1", "message:send"]);
+        let config = json!({"taskId": "t1", "id": "c", "url": "http://gw/x", "token": "k"});
+        let create = create_push_config(V10, config.clone()).unwrap();
+        assert_eq!(
+            (create.verb, create.segments, create.body),
+            (Verb::Post, vec!["tasks".to_owned(), "t1".into(), "pushNotificationConfigs".into()], Some(config.clone()))
+        );
+        let create = create_push_config(V03, config).unwrap();
+        assert_eq!(create.segments, ["v1", "tasks", "t1", "pushNotificationConfigs"]);
+        let body = create.body.unwrap();
+        assert_eq!((body["parent"].as_str(), body["configId"].as_str()), (Some("tasks/t1"), Some("c")));
+        assert_eq!(body["config"]["pushNotificationConfig"]["url"], "http://gw/x");
+        assert!(create_push_config(V10, json!({"url": "http://gw/x"})).is_err());
     }
 
     #[test]

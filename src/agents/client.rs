@@ -40,6 +40,8 @@ pub enum UpstreamMethod {
     SendStreamingMessage,
     SubscribeToTask,
     GetExtendedAgentCard,
+    /// Registers the gateway's own webhook for a task (`rpc::inbound`).
+    CreatePushConfig,
 }
 
 impl UpstreamMethod {
@@ -62,6 +64,8 @@ impl UpstreamMethod {
             (Self::SubscribeToTask, ProtocolVersion::V03) => "tasks/resubscribe",
             (Self::GetExtendedAgentCard, ProtocolVersion::V10) => "GetExtendedAgentCard",
             (Self::GetExtendedAgentCard, ProtocolVersion::V03) => "agent/getAuthenticatedExtendedCard",
+            (Self::CreatePushConfig, ProtocolVersion::V10) => "CreateTaskPushNotificationConfig",
+            (Self::CreatePushConfig, ProtocolVersion::V03) => "tasks/pushNotificationConfig/set",
         }
     }
 }
@@ -90,6 +94,8 @@ pub enum Answer {
     Message(Value),
     /// An agent card, as the agent sent it (GetExtendedAgentCard only).
     Card(Value),
+    /// A push notification config, as the agent stored it (CreatePushConfig only).
+    Config(Value),
 }
 
 /// A successful answer.
@@ -159,6 +165,7 @@ impl AgentClient {
             (UpstreamMethod::SendMessage | UpstreamMethod::SendStreamingMessage, ProtocolVersion::V03) => {
                 v03::send_params_from_v10(params)
             }
+            (UpstreamMethod::CreatePushConfig, ProtocolVersion::V03) => crate::a2a::push::create_params_to_v03(params),
             _ => params,
         };
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method.name(version), "params": params});
@@ -183,6 +190,7 @@ impl AgentClient {
             UpstreamMethod::CancelTask => rest_client::cancel_task(version, &params),
             UpstreamMethod::SubscribeToTask => rest_client::subscribe_to_task(version, &params),
             UpstreamMethod::GetExtendedAgentCard => Ok(rest_client::extended_agent_card(version)),
+            UpstreamMethod::CreatePushConfig => rest_client::create_push_config(version, params),
         }
         // The methods build these params themselves: a missing task id is a gateway bug.
         .map_err(|e| RpcError::Internal(format!("{} params for agent {}: {e}", method.label(), target.agent_id)))?;
@@ -403,7 +411,8 @@ fn rest_answer(method: UpstreamMethod, version: ProtocolVersion, bytes: &[u8]) -
     let result = match method {
         UpstreamMethod::SendMessage => rest_client::wrapped_to_v10(version, body)?,
         // A card is a card in either version: served cards are rewritten from both shapes.
-        UpstreamMethod::GetExtendedAgentCard => body,
+        // Nothing of a stored push config is read but that it is one.
+        UpstreamMethod::GetExtendedAgentCard | UpstreamMethod::CreatePushConfig => body,
         _ => rest_client::task_to_v10(version, body)?,
     };
     to_answer(method, ProtocolVersion::V10, result)
@@ -493,13 +502,19 @@ pub(super) fn upstream_error(agent_id: &str, error: Value) -> RpcError {
 }
 
 /// Checks a result against what the method returns, in the 1.0 model: SendMessage a task or
-/// a message, GetTask and CancelTask a task, GetExtendedAgentCard a card (either version's:
-/// it is rewritten for the client like any card).
+/// a message, GetTask and CancelTask a task, CreatePushConfig a config object,
+/// GetExtendedAgentCard a card (either version's: it is rewritten for the client like any card).
 fn to_answer(method: UpstreamMethod, version: ProtocolVersion, result: Value) -> Result<Answer, v03::WireError> {
     if method == UpstreamMethod::GetExtendedAgentCard {
         return match result {
             card @ Value::Object(_) => Ok(Answer::Card(card)),
             _ => Err(v03::WireError("the extended card is not a JSON object".into())),
+        };
+    }
+    if method == UpstreamMethod::CreatePushConfig {
+        return match result {
+            config @ Value::Object(_) => Ok(Answer::Config(config)),
+            _ => Err(v03::WireError("the push notification config is not a JSON object".into())),
         };
     }
     let result = match (method, version) {
@@ -527,7 +542,13 @@ mod tests {
     use reqwest::StatusCode;
 
     fn upstream(binding: Option<Binding>) -> Upstream {
-        Upstream { url: "http://agent:1/rest/".into(), version: ProtocolVersion::V10, binding, streaming: true }
+        Upstream {
+            url: "http://agent:1/rest/".into(),
+            version: ProtocolVersion::V10,
+            binding,
+            streaming: true,
+            push: false,
+        }
     }
 
     fn target(upstream: &Upstream) -> CallTarget<'_> {

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use client::{AgentClient, Answer, CallTarget, UpstreamMethod};
 pub use protect::{BreakerState, Limits, Outcome, Permit, Rejection};
-pub use stream::{StreamFault, StreamItem, UpstreamStream};
+pub use stream::{StreamFault, StreamItem, UpstreamStream, classify};
 
 /// Node-local call counters and protection state of one agent.
 #[derive(Debug)]

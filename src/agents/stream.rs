@@ -164,8 +164,9 @@ impl UpstreamStream {
     }
 }
 
-/// A 1.0 `StreamResponse` as a typed item.
-fn classify(result: Value) -> Result<StreamItem, v03::WireError> {
+/// A 1.0 `StreamResponse` as a typed item (also what an agent's webhook delivers,
+/// `rpc::inbound`).
+pub fn classify(result: Value) -> Result<StreamItem, v03::WireError> {
     let Value::Object(mut r) = result else {
         return Err(v03::WireError("stream result must be an object".into()));
     };

@@ -46,6 +46,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/.well-known/agent-card.json", get(cards::gateway_card))
         .route("/.well-known/agent.json", get(cards::gateway_card))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/push/inbound/{agent}/{task}", post(push_inbound))
         .route("/health", get(health))
         .route("/cluster", get(cluster))
         .route("/ready", get(ready))
@@ -329,6 +330,42 @@ async fn jwks(State(gw): State<Arc<Gateway>>) -> Response {
     let body = gw.replica.read(|t| crate::push::sign::jwks(t.push().signing_key()));
     let headers = [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")];
     (StatusCode::OK, headers, body.to_string()).into_response()
+}
+
+/// A push-capable agent's delivery to the gateway's own webhook (`rpc::inbound`): the token
+/// is checked before the body is read; 200 once the update is committed (or the task already
+/// had it), so an agent sends again whatever else it got (503 above all). The body is an
+/// agent's answer, held to `agents.response_bytes_max`.
+async fn push_inbound(
+    State(gw): State<Arc<Gateway>>,
+    Path((agent, task)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    use crate::rpc::inbound::{self, Inbound};
+    let token = headers.get(crate::push::TOKEN_HEADER).map(HeaderValue::as_bytes);
+    if !inbound::verify(&gw, &agent, &task, token) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let bytes = match read_body(body, gw.config.agents.response_bytes_max).await {
+        Ok(bytes) => bytes,
+        Err(e) => return (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()).into_response(),
+    };
+    let outcome = inbound::receive(&gw, &agent, &task, &bytes).await;
+    let status = match &outcome {
+        Inbound::Committed | Inbound::Duplicate => StatusCode::OK,
+        Inbound::Unauthorized => StatusCode::UNAUTHORIZED,
+        Inbound::Invalid(_) => StatusCode::BAD_REQUEST,
+        Inbound::UnknownTask => StatusCode::NOT_FOUND,
+        Inbound::WrongAgent => StatusCode::FORBIDDEN,
+        Inbound::Refused(_) => StatusCode::CONFLICT,
+        Inbound::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let detail = match outcome {
+        Inbound::Invalid(why) | Inbound::Refused(why) | Inbound::Unavailable(why) => why,
+        other => other.label().to_owned(),
+    };
+    (status, detail).into_response()
 }
 
 /// Push delivery as this node sees it: the configs and the outbox (the same on every node,

@@ -3,6 +3,10 @@
 //! before it is done), or one whose stream the agent dropped for good. The node that saw it
 //! follows it until it ends (or is interrupted), so subscribers on every node see each
 //! change live from the log:
+//! - an agent that takes webhooks (`capabilities.pushNotifications`) is given the gateway's
+//!   own (`inbound`) and pushes its updates there; the task is still polled, as a safety net
+//!   (what happened before the registration, a lost delivery), but only every
+//!   `streams.follow_poll_max_ms`;
 //! - an agent that streams is followed with its SubscribeToTask (the stream pump, without a
 //!   client);
 //! - otherwise (or once that stream is lost) the task is polled with GetTask, the pause
@@ -60,15 +64,19 @@ fn still_active(gw: &Gateway, task_id: &str) -> bool {
 async fn follow(gw: &Arc<Gateway>, call: &Call, target: Target, task_id: &str, via: Via) {
     let limits = &gw.config.streams;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.follow_budget_ms);
-    if via == Via::Stream && target.upstream.streaming && still_active(gw, task_id) {
+    let pushed =
+        target.upstream.push && still_active(gw, task_id) && super::inbound::register(gw, call, &target, task_id).await;
+    if !pushed && via == Via::Stream && target.upstream.streaming && still_active(gw, task_id) {
         let followed = tokio::time::timeout_at(deadline, follow_stream(gw, call, target.clone(), task_id)).await;
         if followed.is_err() {
             tracing::info!(agent_id = %target.agent_id, %task_id, "stopped following: streams.follow_budget_ms spent");
             return;
         }
     }
-    let mut pause = Duration::from_millis(limits.follow_poll_initial_ms);
     let pause_max = Duration::from_millis(limits.follow_poll_max_ms.max(limits.follow_poll_initial_ms));
+    // Webhooks bring a pushing agent's updates: its poll is only the safety net.
+    let pause_min = if pushed { pause_max } else { Duration::from_millis(limits.follow_poll_initial_ms) };
+    let mut pause = pause_min;
     while still_active(gw, task_id) {
         if tokio::time::Instant::now() + pause > deadline {
             tracing::info!(agent_id = %target.agent_id, %task_id, "stopped following: streams.follow_budget_ms spent");
@@ -76,7 +84,7 @@ async fn follow(gw: &Arc<Gateway>, call: &Call, target: Target, task_id: &str, v
         }
         tokio::time::sleep(pause).await;
         match poll(gw, call, &target, task_id).await {
-            Ok(true) => pause = Duration::from_millis(limits.follow_poll_initial_ms),
+            Ok(true) => pause = pause_min,
             Ok(false) => pause = (pause * 2).min(pause_max),
             Err(RpcError::TaskNotFound(_)) => {
                 tracing::info!(agent_id = %target.agent_id, %task_id, "stopped following: the agent no longer knows the task");

@@ -12,6 +12,7 @@ pub mod cluster;
 mod extended_card;
 mod follow;
 mod get_task;
+pub mod inbound;
 mod list_tasks;
 pub mod push_config;
 mod send_message;
@@ -517,7 +518,7 @@ fn expect_task(agent_id: &str, task_id: &str, answer: Answer) -> Result<Task, Rp
             "agent {agent_id} answered with task {} instead of {task_id}",
             task.id
         ))),
-        Answer::Message(_) | Answer::Card(_) => Err(RpcError::InvalidAgentResponse(format!(
+        Answer::Message(_) | Answer::Card(_) | Answer::Config(_) => Err(RpcError::InvalidAgentResponse(format!(
             "agent {agent_id} answered with something else than task {task_id}"
         ))),
     }

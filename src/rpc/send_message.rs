@@ -134,8 +134,11 @@ pub async fn run(gw: &std::sync::Arc<Gateway>, call: &Call, mut p: Params) -> Re
             task_result(recorded)
         }
         Answer::Message(message) => message_result(message),
-        Answer::Card(_) => {
-            return Err(RpcError::InvalidAgentResponse(format!("agent {} answered with a card", target.agent_id)));
+        Answer::Card(_) | Answer::Config(_) => {
+            return Err(RpcError::InvalidAgentResponse(format!(
+                "agent {} answered with neither a task nor a message",
+                target.agent_id
+            )));
         }
     };
     Ok(Reply { result: crate::a2a::result_for(call.version, result), extensions: reply.extensions })

@@ -54,6 +54,9 @@ pub struct Upstream {
     /// `None` when the card lists only bindings superx does not call (gRPC): calls are refused.
     pub binding: Option<Binding>,
     pub streaming: bool,
+    /// The card's `capabilities.pushNotifications`: the agent takes webhooks, so the gateway
+    /// registers its own for a task it follows (`rpc::inbound`) instead of streaming it.
+    pub push: bool,
 }
 
 impl Upstream {
@@ -61,20 +64,21 @@ impl Upstream {
     /// interface: JSON-RPC at the registered URL and version (0.3 if none, as SuperX assumed).
     pub fn choose(record: &AgentRecord, card: Option<&CachedCard>) -> Upstream {
         let pinned = record.protocol_version.as_deref().and_then(ProtocolVersion::from_card_value);
-        let fallback = |streaming| Upstream {
+        let fallback = |streaming, push| Upstream {
             url: record.url.clone(),
             version: pinned.unwrap_or(ProtocolVersion::V03),
             binding: Some(Binding::JsonRpc),
             streaming,
+            push,
         };
         let Some(card) = card.map(|c| &c.card.0) else {
-            return fallback(false);
+            return fallback(false, false);
         };
-        let streaming = card["capabilities"]["streaming"].as_bool().unwrap_or(false);
+        let (streaming, push) = interface::capabilities(card);
         match interface::choose(card, pinned) {
-            Offer::Usable(i) => Upstream { url: i.url, version: i.version, binding: Some(i.binding), streaming },
-            Offer::Unusable(_) => Upstream { binding: None, ..fallback(streaming) },
-            Offer::Nothing => fallback(streaming),
+            Offer::Usable(i) => Upstream { url: i.url, version: i.version, binding: Some(i.binding), streaming, push },
+            Offer::Unusable(_) => Upstream { binding: None, ..fallback(streaming, push) },
+            Offer::Nothing => fallback(streaming, push),
         }
     }
 }
@@ -113,7 +117,14 @@ mod tests {
         }));
         let up = Upstream::choose(&record(), Some(&card));
         let binding = Some(Binding::JsonRpc);
-        assert_eq!(up, Upstream { url: "http://a/v1".into(), version: ProtocolVersion::V10, binding, streaming: true });
+        let expected = Upstream {
+            url: "http://a/v1".into(),
+            version: ProtocolVersion::V10,
+            binding,
+            streaming: true,
+            push: false,
+        };
+        assert_eq!(up, expected);
     }
 
     #[test]
@@ -143,11 +154,13 @@ mod tests {
 
     #[test]
     fn http_json_only_and_grpc_only_cards() {
-        let rest = cached(json!({"capabilities": {"streaming": true}, "supportedInterfaces": [
-            {"url": "http://a/rest", "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"}
-        ]}));
+        let rest =
+            cached(json!({"capabilities": {"streaming": true, "pushNotifications": true}, "supportedInterfaces": [
+                {"url": "http://a/rest", "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"}
+            ]}));
         let up = Upstream::choose(&record(), Some(&rest));
         assert_eq!((up.url.as_str(), up.binding, up.streaming), ("http://a/rest", Some(Binding::HttpJson), true));
+        assert!(up.push, "capabilities.pushNotifications");
         let grpc = cached(json!({"supportedInterfaces": [
             {"url": "grpc.a:443", "protocolBinding": "GRPC", "protocolVersion": "1.0"}
         ]}));

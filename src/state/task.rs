@@ -180,6 +180,32 @@ pub fn diff(old: &Task, new: &Task) -> Vec<TaskChange> {
     changes
 }
 
+/// Whether the task already has a status update an agent's webhook brings: the same status,
+/// or one no newer than the stored status by timestamp (the poll or a stream recorded it, or
+/// something after it, first). Without two readable timestamps only an equal status counts.
+/// Read before proposing (`rpc::inbound`), so a webhook repeating what polling saw makes no
+/// second event and a late one never moves the task back.
+pub fn has_status(task: &Task, update: &StatusUpdate) -> bool {
+    if task.status == update.status {
+        return true;
+    }
+    let at = |status: &TaskStatus| status.timestamp.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+    matches!((at(&task.status), at(&update.status)), (Some(stored), Some(incoming)) if incoming <= stored)
+}
+
+/// Whether the task already has an artifact chunk an agent's webhook brings: the same whole
+/// artifact (a replacement), or appended parts its artifact already ends with. (An agent
+/// appending the very parts it appended last is taken for a repeat: the rarer mistake.)
+pub fn has_artifact(task: &Task, update: &ArtifactUpdate) -> bool {
+    let Some(stored) = task.artifacts.iter().find(|a| a.artifact_id == update.artifact.artifact_id) else {
+        return false;
+    };
+    match update.append {
+        false => *stored == update.artifact,
+        true => !update.artifact.parts.is_empty() && stored.parts.ends_with(&update.artifact.parts),
+    }
+}
+
 /// Applies an artifact chunk: `append` adds its parts to the artifact with the same id (or
 /// starts it); otherwise the artifact replaces the one with its id, or is added at the end.
 pub fn apply_artifact(task: &mut Task, update: ArtifactUpdate) -> Result<Vec<TaskChange>, TransitionError> {
@@ -403,5 +429,34 @@ pub(crate) mod tests {
         wrong_ctx.context_id = "other".into();
         assert!(matches!(apply_artifact(&mut t, wrong_ctx), Err(TransitionError::WrongContext { .. })));
         assert_eq!(t, task("t", TaskState::Working));
+    }
+
+    #[test]
+    fn a_webhook_repeating_what_the_task_has_is_seen() {
+        let mut t = task("t", TaskState::Working);
+        let mut update = status("t", TaskState::Working, Some("step 1"));
+        update.status.timestamp = Some("2026-01-01T00:00:01.5Z".into());
+        assert!(!has_status(&t, &update));
+        apply_status(&mut t, update.clone()).unwrap();
+        assert!(has_status(&t, &update), "the same status");
+        let mut older = status("t", TaskState::Working, Some("step 0"));
+        older.status.timestamp = Some("2026-01-01T00:00:01Z".into());
+        assert!(has_status(&t, &older), "older than the stored one");
+        let mut newer = status("t", TaskState::Completed, None);
+        newer.status.timestamp = Some("2026-01-01T00:00:01.500001Z".into());
+        assert!(!has_status(&t, &newer));
+        let mut untimed = status("t", TaskState::Completed, None);
+        untimed.status.timestamp = None;
+        assert!(!has_status(&t, &untimed), "no timestamp: only an equal status is seen");
+
+        let replaced = chunk("t", "a", "x", false);
+        assert!(!has_artifact(&t, &replaced));
+        apply_artifact(&mut t, replaced.clone()).unwrap();
+        assert!(has_artifact(&t, &replaced));
+        let appended = chunk("t", "a", "y", true);
+        assert!(!has_artifact(&t, &appended));
+        apply_artifact(&mut t, appended.clone()).unwrap();
+        assert!(has_artifact(&t, &appended));
+        assert!(!has_artifact(&t, &chunk("t", "a", "x", true)));
     }
 }

@@ -116,6 +116,10 @@ fn describe() {
         "Webhook deliveries made on this node by outcome (delivered, given_up)"
     );
     describe_counter!("superx_push_attempts_total", "Webhook POSTs made on this node (retries included)");
+    describe_counter!(
+        "superx_push_inbound_total",
+        "Deliveries of push-capable agents to the gateway's own webhook on this node, by outcome"
+    );
     describe_gauge!("superx_raft_term", "Current raft term");
     describe_gauge!("superx_raft_apply_lag_entries", "Last log index minus applied index on this node");
     describe_gauge!("superx_raft_log_bytes", "Size of the raft log file on disk");

@@ -171,10 +171,10 @@ def _read_ready_line(proc: Proc, deadline: float) -> int:
 
 
 def _start_agent(
-    agent_id: str, kind: str, log_dir: Path, extra_args: tuple[str, ...] = ()
+    agent_id: str, kind: str, log_dir: Path, extra_args: tuple[str, ...] = (), binding: str | None = None
 ) -> tuple[Proc, int]:
     log_path = log_dir / f'agent-{agent_id}.log'
-    binding = 'rest' if agent_id in REST_AGENTS else 'jsonrpc'
+    binding = binding or ('rest' if agent_id in REST_AGENTS else 'jsonrpc')
     popen = subprocess.Popen(
         [sys.executable, str(AGENT_SCRIPT), '--port', '0', '--kind', kind, '--binding', binding, *extra_args],
         stdin=subprocess.DEVNULL,
@@ -204,7 +204,9 @@ def _gateway_bin() -> Path:
     return path
 
 
-def _start_gateway(agent_ports: dict[str, int], work: Path) -> tuple[Proc, str]:
+def _start_gateway(
+    agent_ports: dict[str, int], work: Path, pinned: dict[str, str] = PINNED_VERSIONS
+) -> tuple[Proc, str]:
     binary = _gateway_bin()
     if not binary.exists():
         _abort(f'gateway binary {binary} not found (build it, or set SUPERX_BIN)')
@@ -212,8 +214,8 @@ def _start_gateway(agent_ports: dict[str, int], work: Path) -> tuple[Proc, str]:
     lines = ['agents:']
     for agent_id, port in agent_ports.items():
         lines += [f'  {agent_id}:', f'    url: http://127.0.0.1:{port}/']
-        if agent_id in PINNED_VERSIONS:
-            lines.append(f'    protocolVersion: "{PINNED_VERSIONS[agent_id]}"')
+        if agent_id in pinned:
+            lines.append(f'    protocolVersion: "{pinned[agent_id]}"')
     agents_file.write_text('\n'.join(lines) + '\n')
     data_dir = work / 'data'
     data_dir.mkdir()

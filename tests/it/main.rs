@@ -12,6 +12,7 @@ mod drain;
 mod fake_agent;
 mod formation;
 mod gossip_cluster;
+mod inbound;
 mod kubernetes;
 mod partition;
 mod postgres;
