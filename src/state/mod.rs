@@ -8,12 +8,14 @@
 //! outside, before proposing or after the commit.
 
 pub mod agent;
+pub mod keys;
 pub mod push;
 mod replica;
 mod tables;
 pub mod task;
 
 pub use agent::{AgentRecord, AgentSettings, CachedCard, Upstream};
+pub use keys::{ApiKey, KeyCommand, KeyRole};
 pub use push::{PushAuth, PushCommand, PushConfig, PushFormat, PushStatus, StoredPushConfig};
 pub use replica::{ProposeError, ReadMode, Replica, ReplicaStatus, raft_config};
 pub use tables::{AgentEntry, ListPage, ListQuery, TableLimits, Tables, TaskEntry};
@@ -95,6 +97,8 @@ pub enum VersionedCommand {
     V2Settings(SettingsV2),
     /// What the push deliverer did, committed after its I/O.
     V1Push(PushCommand),
+    /// An API key created or revoked (`keys/*`).
+    V1Keys(KeyCommand),
 }
 
 /// The apply-affecting settings carried in the log (first version). Stored type.
@@ -152,6 +156,10 @@ pub enum Refusal {
     PushConfigsPerTaskFull(usize),
     #[error("the gateway holds {0} push notification configs, its limit; retry once tasks end")]
     PushConfigsFull(usize),
+    #[error("the gateway holds {0} API keys, its limit; revoke unused ones")]
+    KeysFull(usize),
+    #[error("API key {0} exists")]
+    KeyExists(String),
 }
 
 impl Tables {
@@ -209,6 +217,14 @@ impl Tables {
             PushCommand::Progress(items) => self.push_progress(items),
             PushCommand::SetSigningKey(key) => self.set_signing_key(key),
         }
+    }
+}
+
+impl Tables {
+    /// Applies an API key command.
+    pub fn apply_keys(&mut self, command: &KeyCommand) -> Result<(), Refusal> {
+        self.applied_commands += 1;
+        self.keys_mut().apply(command)
     }
 }
 
