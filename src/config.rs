@@ -905,13 +905,12 @@ impl Config {
         if a.jwt_oidc_discovery && !a.jwks_url.is_empty() {
             errors.push("auth: set either auth.jwks_url or auth.jwt_oidc_discovery, not both".into());
         }
-        for (key, url) in [("auth.jwks_url", &a.jwks_url), ("auth.jwt_issuer", &a.jwt_issuer)] {
-            if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
-                if key == "auth.jwt_issuer" && !a.jwt_oidc_discovery {
-                    continue;
-                }
-                errors.push(format!("{key}: {url:?} must start with http:// or https://"));
-            }
+        let is_url = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+        if !a.jwks_url.is_empty() && !is_url(&a.jwks_url) {
+            errors.push(format!("auth.jwks_url: {:?} must start with http:// or https://", a.jwks_url));
+        }
+        if a.jwt_oidc_discovery && !is_url(&a.jwt_issuer) {
+            errors.push(format!("auth.jwt_issuer: {:?} must be an http(s) URL for OIDC discovery", a.jwt_issuer));
         }
         if a.jwt_leeway_seconds > 300 {
             errors.push(format!("auth.jwt_leeway_seconds: {} is more than 300", a.jwt_leeway_seconds));
@@ -1239,6 +1238,44 @@ mod tests {
         let e =
             Config::load(&Overrides::default(), &env(&[("SUPERX_PUSH__ALLOW_CIDRS", "10.0.0.0/33,nope")])).unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
+    }
+
+    #[test]
+    fn auth_from_the_environment_and_its_mistakes() {
+        let exposed = Overrides { listen: Some("0.0.0.0:4000".into()), ..Default::default() };
+        let e = Config::load(&exposed, &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("auth.allow_open"), "{e}");
+        assert!(Config::load(&exposed, &env(&[("SUPERX_AUTH__ALLOW_OPEN", "true")])).is_ok());
+        let c = Config::load(
+            &exposed,
+            &env(&[
+                ("SUPERX_AUTH__MODE", "required"),
+                ("SUPERX_AUTH__ADMIN_TOKEN", "0123456789abcdef"),
+                ("SUPERX_AUTH__JWT_HS256_SECRET", "0123456789abcdef0123456789abcdef"),
+                ("SUPERX_AUTH__JWT_ISSUER", "https://idp"),
+                ("SUPERX_AUTH__JWT_AUDIENCES", "a, b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((c.auth.required(), c.auth.jwt_audiences.len()), (true, 2));
+        assert!(!format!("{c:?}").contains("0123456789abcdef"), "Debug shows no secret");
+        for (pairs, needle) in [
+            (vec![("SUPERX_AUTH__MODE", "required")], "needs an admin credential"),
+            (vec![("SUPERX_AUTH__ADMIN_TOKEN", "0123456789abcdef")], "auth.mode is \"open\""),
+            (vec![("SUPERX_AUTH__MODE", "sometimes")], "must be open or required"),
+            (vec![("SUPERX_AUTH__MODE", "required"), ("SUPERX_AUTH__ADMIN_TOKEN", "short")], "at least 16 characters"),
+            (
+                vec![
+                    ("SUPERX_AUTH__MODE", "required"),
+                    ("SUPERX_AUTH__ADMIN_TOKEN", "0123456789abcdef"),
+                    ("SUPERX_AUTH__JWKS_URL", "http://idp/jwks"),
+                ],
+                "need auth.jwt_issuer and auth.jwt_audiences",
+            ),
+        ] {
+            let e = Config::load(&Overrides::default(), &env(&pairs)).unwrap_err();
+            assert!(e.to_string().contains(needle), "{pairs:?}: {e}");
+        }
     }
 
     #[test]

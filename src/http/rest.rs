@@ -51,6 +51,8 @@ struct RestRequest {
     principal: Arc<Principal>,
 }
 
+// Each argument is an axum extractor; a struct of them would only move the list.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn handle(
     State(gw): State<Arc<Gateway>>,
     Path((agent, _)): Path<(String, String)>,

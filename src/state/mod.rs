@@ -574,4 +574,27 @@ mod tests {
         let cmd = VersionedCommand::V1Push(PushCommand::Progress(vec![done("t1", "c1", 4, None)]));
         assert_eq!(codec::decode::<VersionedCommand>(&codec::encode(&cmd)).unwrap(), cmd);
     }
+
+    #[test]
+    fn keys_apply_alike_and_survive_snapshots() {
+        let key = |id: &str| keys::ApiKey {
+            id: id.into(),
+            hash: [3; 32],
+            name: "n".into(),
+            role: keys::KeyRole::Admin,
+            agents: vec![],
+            created_at_ms: 5,
+        };
+        let mut t = Tables::new(limits(10));
+        t.apply_keys(&KeyCommand::Create(key("a"))).unwrap();
+        t.apply_keys(&KeyCommand::Create(key("b"))).unwrap();
+        assert_eq!(t.apply_keys(&KeyCommand::Create(key("a"))), Err(Refusal::KeyExists("a".into())));
+        t.apply_keys(&KeyCommand::Revoke { id: "b".into() }).unwrap();
+        let restored = Tables::restore(limits(10), &t.snapshot()).unwrap();
+        assert_eq!(restored.debug_fingerprint(), t.debug_fingerprint());
+        assert_eq!(restored.keys().get("a"), Some(&key("a")));
+        assert!(restored.keys().get("b").is_none(), "a revoked key stays revoked after a snapshot");
+        let cmd = VersionedCommand::V1Keys(KeyCommand::Create(key("c")));
+        assert_eq!(codec::decode::<VersionedCommand>(&codec::encode(&cmd)).unwrap(), cmd);
+    }
 }
