@@ -28,6 +28,7 @@ pub struct Config {
     pub push: PushSection,
     pub raft: RaftSection,
     pub cluster: ClusterSection,
+    pub auth: AuthSection,
     pub log: LogConfig,
     /// The agents registered at startup (from the agents file and `A2A_REMOTE_URL`); not a
     /// config key.
@@ -38,7 +39,8 @@ pub struct Config {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Public API listener. `PORT` sets its port.
+    /// Public API listener. `PORT` sets its port. Loopback by default: a gateway reachable from
+    /// elsewhere needs auth configured, or `auth.allow_open` (a container sets 0.0.0.0).
     pub listen: String,
     /// The base URL clients reach this gateway at (e.g. `https://a2a.example.com`), used in
     /// agent cards. Empty: taken from `X-Forwarded-*` headers, else the `Host` header.
@@ -356,6 +358,102 @@ pub struct ClusterSection {
     pub dead_voter_timeout_ms: u64,
 }
 
+/// Who may call the gateway (`crate::auth`). Off (`mode = "open"`) unless configured; an open
+/// gateway refuses to listen on a non-loopback address unless `allow_open` says so.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// `open` (anyone who reaches the port may do anything: a laptop, a test) or `required`
+    /// (every A2A call needs a client credential, the control plane an admin one).
+    pub mode: String,
+    /// Lets an open gateway listen on a non-loopback address (behind something else that
+    /// authenticates, or on a private network). Without it, that is a startup error.
+    pub allow_open: bool,
+    /// The admin credential: sent as `Authorization: Bearer <token>` or `X-API-Key: <token>`,
+    /// it may call everything, the control plane included (`keys/create` makes the first API
+    /// keys with it). At least 16 characters; compared by SHA-256, never logged. From a
+    /// Secret: `SUPERX_AUTH__ADMIN_TOKEN`.
+    pub admin_token: String,
+    /// HS256 JWTs: the shared secret (at least 32 bytes). Empty: HS256 tokens are refused.
+    pub jwt_hs256_secret: String,
+    /// RS256/ES256 JWTs: the key set's URL. Empty with `jwt_oidc_discovery`: found through the
+    /// issuer's discovery document.
+    pub jwks_url: String,
+    /// Find the key set at `{jwt_issuer}/.well-known/openid-configuration` (its `jwks_uri`).
+    pub jwt_oidc_discovery: bool,
+    /// The `iss` every JWT must carry (required with any JWT source).
+    pub jwt_issuer: String,
+    /// The `aud` values accepted: a token must name one (required with any JWT source). In the
+    /// environment, comma-separated.
+    pub jwt_audiences: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, at most 300 s.
+    pub jwt_leeway_seconds: u64,
+    /// A scope (`scope`/`scp`) or role (`roles`) that makes a JWT's holder an admin. Empty: no
+    /// JWT is an admin.
+    pub jwt_admin_scope: String,
+    /// How often the key set is fetched again.
+    pub jwks_refresh_seconds: u64,
+    /// A token naming a key the cached set lacks fetches the set again, at most this often,
+    /// so made-up key ids cannot make the gateway hammer the identity provider.
+    pub jwks_refetch_min_seconds: u64,
+    /// Deadline of one key set (or discovery) fetch.
+    pub jwks_timeout_ms: u64,
+    /// `/metrics` without credentials (Prometheus scrapers usually carry none, and no label
+    /// holds a secret or a client-chosen value). False: it needs the admin credential.
+    pub metrics_public: bool,
+}
+
+impl AuthSection {
+    pub fn required(&self) -> bool {
+        self.mode == "required"
+    }
+
+    fn jwt_configured(&self) -> bool {
+        !self.jwt_hs256_secret.is_empty() || !self.jwks_url.is_empty() || self.jwt_oidc_discovery
+    }
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            mode: "open".into(),
+            allow_open: false,
+            admin_token: String::new(),
+            jwt_hs256_secret: String::new(),
+            jwks_url: String::new(),
+            jwt_oidc_discovery: false,
+            jwt_issuer: String::new(),
+            jwt_audiences: vec![],
+            jwt_leeway_seconds: 60,
+            jwt_admin_scope: String::new(),
+            jwks_refresh_seconds: 300,
+            jwks_refetch_min_seconds: 10,
+            jwks_timeout_ms: 5_000,
+            metrics_public: true,
+        }
+    }
+}
+
+/// Secrets never show: `Config` is logged at debug level and printed in test failures.
+impl fmt::Debug for AuthSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |s: &str| if s.is_empty() { "" } else { "<set>" };
+        f.debug_struct("AuthSection")
+            .field("mode", &self.mode)
+            .field("allow_open", &self.allow_open)
+            .field("admin_token", &set(&self.admin_token))
+            .field("jwt_hs256_secret", &set(&self.jwt_hs256_secret))
+            .field("jwks_url", &self.jwks_url)
+            .field("jwt_oidc_discovery", &self.jwt_oidc_discovery)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audiences", &self.jwt_audiences)
+            .field("jwt_leeway_seconds", &self.jwt_leeway_seconds)
+            .field("jwt_admin_scope", &self.jwt_admin_scope)
+            .field("metrics_public", &self.metrics_public)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -368,7 +466,7 @@ pub struct LogConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: "0.0.0.0:4000".into(),
+            listen: "127.0.0.1:4000".into(),
             public_url: String::new(),
             trust_forwarded_headers: true,
             data_dir: "./superx-data".into(),
@@ -718,6 +816,7 @@ impl Config {
             errors.push("raft.heartbeat_ms must be above 0 and below election_timeout_min_ms".into());
         }
         self.validate_cluster(errors);
+        self.validate_auth(errors);
         if self.archive.enabled()
             && let Err(e) = crate::archive::connect_options(&self.archive)
         {
@@ -757,6 +856,73 @@ impl Config {
             && let Err(e) = superx_cluster::discovery::check(&strategy)
         {
             errors.push(format!("cluster ({} strategy): {e}", self.cluster.strategy));
+        }
+    }
+
+    fn validate_auth(&self, errors: &mut Vec<String>) {
+        let a = &self.auth;
+        match a.mode.as_str() {
+            "open" => {
+                if !a.admin_token.is_empty() || a.jwt_configured() {
+                    errors.push(
+                        "auth: credentials are configured but auth.mode is \"open\"; set auth.mode = \"required\" \
+                         (SUPERX_AUTH__MODE=required)"
+                            .into(),
+                    );
+                }
+                // An address that does not parse is reported once, by its own check.
+                let exposed = self.server.listen.parse::<SocketAddr>().is_ok_and(|a| !a.ip().is_loopback());
+                if exposed && !a.allow_open {
+                    errors.push(format!(
+                        "server.listen {:?} is not a loopback address and auth is off: anyone reaching it could call \
+                         every agent and the control plane. Configure auth (auth.mode = \"required\", README \
+                         \"Security\") or say it is meant: auth.allow_open = true (SUPERX_AUTH__ALLOW_OPEN=true)",
+                        self.server.listen
+                    ));
+                }
+            }
+            "required" => {
+                let jwt_admin = a.jwt_configured() && !a.jwt_admin_scope.is_empty();
+                if a.admin_token.is_empty() && !jwt_admin {
+                    errors.push(
+                        "auth.mode = \"required\" needs an admin credential: auth.admin_token, or a JWT source with \
+                         auth.jwt_admin_scope"
+                            .into(),
+                    );
+                }
+            }
+            other => errors.push(format!("auth.mode: {other:?} must be open or required")),
+        }
+        if !a.admin_token.is_empty() && a.admin_token.len() < 16 {
+            errors.push("auth.admin_token: must be at least 16 characters".into());
+        }
+        if !a.jwt_hs256_secret.is_empty() && a.jwt_hs256_secret.len() < 32 {
+            errors.push("auth.jwt_hs256_secret: must be at least 32 bytes".into());
+        }
+        if a.jwt_configured() && (a.jwt_issuer.is_empty() || a.jwt_audiences.is_empty()) {
+            errors.push("auth: JWTs need auth.jwt_issuer and auth.jwt_audiences".into());
+        }
+        if a.jwt_oidc_discovery && !a.jwks_url.is_empty() {
+            errors.push("auth: set either auth.jwks_url or auth.jwt_oidc_discovery, not both".into());
+        }
+        let is_url = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+        if !a.jwks_url.is_empty() && !is_url(&a.jwks_url) {
+            errors.push(format!("auth.jwks_url: {:?} must start with http:// or https://", a.jwks_url));
+        }
+        if a.jwt_oidc_discovery && !is_url(&a.jwt_issuer) {
+            errors.push(format!("auth.jwt_issuer: {:?} must be an http(s) URL for OIDC discovery", a.jwt_issuer));
+        }
+        if a.jwt_leeway_seconds > 300 {
+            errors.push(format!("auth.jwt_leeway_seconds: {} is more than 300", a.jwt_leeway_seconds));
+        }
+        for (key, value) in [
+            ("auth.jwks_refresh_seconds", a.jwks_refresh_seconds),
+            ("auth.jwks_refetch_min_seconds", a.jwks_refetch_min_seconds),
+            ("auth.jwks_timeout_ms", a.jwks_timeout_ms),
+        ] {
+            if value == 0 {
+                errors.push(format!("{key}: must be greater than 0"));
+            }
         }
     }
 
@@ -992,7 +1158,8 @@ mod tests {
     #[test]
     fn defaults_load() {
         let c = Config::load(&Overrides::default(), &env(&[])).unwrap();
-        assert_eq!(c.server.listen, "0.0.0.0:4000");
+        assert_eq!(c.server.listen, "127.0.0.1:4000");
+        assert!(!c.auth.required(), "open on loopback with nothing configured");
         assert_eq!(c.server.data_dir, "./superx-data");
         assert!(c.initial_agents.is_empty());
     }
@@ -1071,6 +1238,44 @@ mod tests {
         let e =
             Config::load(&Overrides::default(), &env(&[("SUPERX_PUSH__ALLOW_CIDRS", "10.0.0.0/33,nope")])).unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
+    }
+
+    #[test]
+    fn auth_from_the_environment_and_its_mistakes() {
+        let exposed = Overrides { listen: Some("0.0.0.0:4000".into()), ..Default::default() };
+        let e = Config::load(&exposed, &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("auth.allow_open"), "{e}");
+        assert!(Config::load(&exposed, &env(&[("SUPERX_AUTH__ALLOW_OPEN", "true")])).is_ok());
+        let c = Config::load(
+            &exposed,
+            &env(&[
+                ("SUPERX_AUTH__MODE", "required"),
+                ("SUPERX_AUTH__ADMIN_TOKEN", "0123456789abcdef"),
+                ("SUPERX_AUTH__JWT_HS256_SECRET", "0123456789abcdef0123456789abcdef"),
+                ("SUPERX_AUTH__JWT_ISSUER", "https://idp"),
+                ("SUPERX_AUTH__JWT_AUDIENCES", "a, b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((c.auth.required(), c.auth.jwt_audiences.len()), (true, 2));
+        assert!(!format!("{c:?}").contains("0123456789abcdef"), "Debug shows no secret");
+        for (pairs, needle) in [
+            (vec![("SUPERX_AUTH__MODE", "required")], "needs an admin credential"),
+            (vec![("SUPERX_AUTH__ADMIN_TOKEN", "0123456789abcdef")], "auth.mode is \"open\""),
+            (vec![("SUPERX_AUTH__MODE", "sometimes")], "must be open or required"),
+            (vec![("SUPERX_AUTH__MODE", "required"), ("SUPERX_AUTH__ADMIN_TOKEN", "short")], "at least 16 characters"),
+            (
+                vec![
+                    ("SUPERX_AUTH__MODE", "required"),
+                    ("SUPERX_AUTH__ADMIN_TOKEN", "0123456789abcdef"),
+                    ("SUPERX_AUTH__JWKS_URL", "http://idp/jwks"),
+                ],
+                "need auth.jwt_issuer and auth.jwt_audiences",
+            ),
+        ] {
+            let e = Config::load(&Overrides::default(), &env(&pairs)).unwrap_err();
+            assert!(e.to_string().contains(needle), "{pairs:?}: {e}");
+        }
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct Gateway {
     pub followed: Arc<crate::tasks::Followed>,
     /// Webhook delivery (its client behind the SSRF guard, limits, counters).
     pub push: Arc<crate::push::Push>,
+    /// Who may call (`auth`): credential checks, the JWT key set.
+    pub auth: crate::auth::Auth,
     ready: AtomicBool,
     /// Set when the node should stop by itself (after leaving the cluster).
     stop: tokio::sync::watch::Sender<bool>,
@@ -110,6 +112,7 @@ impl Gateway {
         // Before anything records: the facade drops what arrives before a recorder is set.
         crate::telemetry::metrics::handle();
         let client = AgentClient::new(&config.agents)?;
+        let auth = crate::auth::Auth::new(&config.auth)?;
         let push = Arc::new(crate::push::Push::new(&config.push, &config.cards.gateway_name)?);
         // Before raft starts: a database this node cannot use is a startup error, said plainly.
         let archive = match config.archive.enabled() {
@@ -158,10 +161,12 @@ impl Gateway {
             advertise,
             followed,
             push,
+            auth,
             ready: AtomicBool::new(false),
             stop: tokio::sync::watch::channel(false).0,
         });
         crate::telemetry::metrics::spawn_raft_watch(&gw);
+        gw.auth.start();
         Ok(gw)
     }
 

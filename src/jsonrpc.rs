@@ -15,6 +15,8 @@
 //! | -32012 | AGENT_CIRCUIT_OPEN | yes, after Retry-After | the agent's breaker is open (SuperX's -32002) |
 //! | -32013 | AGENT_OVERLOADED | yes | the agent's `maxInFlight` calls are in flight (SuperX's -32003) |
 //! | -32014 | AGENT_AUTH_REFUSED | no | the agent refused the caller's credentials (401/403) on a call made with them |
+//! | -32030 | UNAUTHENTICATED | no | no valid credential for the gateway (HTTP 401 on both bindings, `WWW-Authenticate`) |
+//! | -32031 | PERMISSION_DENIED | no | a valid credential not allowed this call: the control plane, another agent (HTTP 403) |
 //! | -32020 | OVERLOADED | yes | the gateway is at a limit (memory table full, slow stream reader) |
 //! | -32021 | UNAVAILABLE | yes | no raft leader or majority, archive unreachable |
 //! | -32099 | AGENT_UNAVAILABLE | yes | the agent failed: unreachable, timed out, HTTP error (SuperX's -32099) |
@@ -128,6 +130,13 @@ pub enum RpcError {
     /// majority). Retryable.
     #[error("{0}")]
     Unavailable(String),
+    /// No valid credential for the gateway (`crate::auth`). HTTP 401 on both bindings.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid credential that may not make this call. HTTP 403 on both bindings; the same
+    /// answer whether or not the agent it names exists.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// An error the agent answered with, passed on.
     #[error("{message}")]
     Upstream { code: i64, message: String, data: Option<Value> },
@@ -153,6 +162,8 @@ impl RpcError {
             Self::AgentCircuitOpen { .. } => -32012,
             Self::AgentOverloaded { .. } => -32013,
             Self::AgentAuthRefused { .. } => -32014,
+            Self::Unauthenticated(_) => -32030,
+            Self::PermissionDenied(_) => -32031,
             Self::Overloaded(_) => -32020,
             Self::Unavailable(_) => -32021,
             Self::AgentUnavailable(_) => -32099,
@@ -214,6 +225,8 @@ impl RpcError {
             Self::AgentOverloaded { .. } => (429, "RESOURCE_EXHAUSTED"),
             Self::AgentAuthRefused { status: 401, .. } => (401, "UNAUTHENTICATED"),
             Self::AgentAuthRefused { status, .. } => (*status, "PERMISSION_DENIED"),
+            Self::Unauthenticated(_) => (401, "UNAUTHENTICATED"),
+            Self::PermissionDenied(_) => (403, "PERMISSION_DENIED"),
             Self::AgentCircuitOpen { .. } | Self::Overloaded(_) | Self::Unavailable(_) => UNAVAILABLE,
             Self::Upstream { code, .. } => match code {
                 -32001 | -32601 => NOT_FOUND,
@@ -264,6 +277,8 @@ impl RpcError {
             -32012 => "AGENT_CIRCUIT_OPEN",
             -32013 => "AGENT_OVERLOADED",
             -32014 => "AGENT_AUTH_REFUSED",
+            -32030 => "UNAUTHENTICATED",
+            -32031 => "PERMISSION_DENIED",
             -32020 => "OVERLOADED",
             -32021 => "UNAVAILABLE",
             -32099 => "AGENT_UNAVAILABLE",

@@ -3,6 +3,7 @@
 //! Layout, in the order a request meets it:
 //! - [`http`]: the axum router, the JSON-RPC edge, card endpoints, health.
 //! - [`admission`]: how many requests and streams a node takes at once; the drain.
+//! - [`auth`]: who is calling (API keys, JWTs, the admin token) and what they may call.
 //! - [`jsonrpc`]: the envelope and [`jsonrpc::RpcError`], the one place error codes are chosen.
 //! - [`rpc`]: the closed `Method` enum and one file per method.
 //! - [`a2a`]: A2A wire JSON (1.0 and 0.3), translation, card rewriting.
@@ -23,6 +24,7 @@ pub mod a2a;
 pub mod admission;
 pub mod agents;
 pub mod archive;
+pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod gateway;

@@ -151,6 +151,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Says at start whether callers must authenticate; an open gateway says so loudly (config
+/// loading already refused an open one on a non-loopback address unless `auth.allow_open`).
+fn log_auth(auth: &superx::config::AuthSection, listen: &str) {
+    if auth.required() {
+        let jwt = !auth.jwt_hs256_secret.is_empty() || !auth.jwks_url.is_empty() || auth.jwt_oidc_discovery;
+        tracing::info!(api_keys = true, jwt, admin_token = !auth.admin_token.is_empty(), "auth required");
+    } else {
+        tracing::warn!(
+            %listen,
+            allow_open = auth.allow_open,
+            "AUTH IS OFF: anyone who reaches this port may call every agent, read every task and change the \
+             control plane (agents, keys). Set auth.mode = \"required\" to require credentials (README, \"Security\")"
+        );
+    }
+}
+
 async fn serve(mut config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
     std::fs::create_dir_all(&config.server.data_dir)
@@ -168,6 +184,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
     });
     tracing::info!(%listen, "superx listening");
+    log_auth(&gw.config.auth, &listen);
     let startup = gw.clone();
     tokio::spawn(async move { startup.register_initial_agents().await });
     superx::membership::spawn(&gw);

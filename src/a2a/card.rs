@@ -33,6 +33,9 @@ use super::ProtocolVersion;
 pub struct CardOptions {
     /// Serve a strict 1.0 card: no 0.3 fields or interfaces, no unknown members.
     pub strict_v10: bool,
+    /// The gateway requires credentials (`auth.mode = "required"`): the card declares the
+    /// gateway's own schemes ([`declare_security`]) in place of the agent's.
+    pub secured: bool,
 }
 
 /// The binding names of the interfaces the gateway serves.
@@ -63,7 +66,7 @@ pub fn negotiate(version: Option<&str>, accept: Option<&str>, always_strict: boo
     let v1 = version.is_some_and(|v| v.trim().split('.').next() == Some("1"));
     let a2a_json = accept.is_some_and(accepts_a2a_json);
     Negotiated {
-        options: CardOptions { strict_v10: always_strict || v1 || a2a_json },
+        options: CardOptions { strict_v10: always_strict || v1 || a2a_json, secured: false },
         content_type: if a2a_json { A2A_JSON } else { "application/json" },
     }
 }
@@ -102,6 +105,9 @@ pub fn rewrite_agent_card(card: &Value, agent_url: &str, options: CardOptions) -
     let interfaces = rewrite_interfaces(out.get("supportedInterfaces"), agent_url, options);
     out.insert("supportedInterfaces".into(), Value::Array(interfaces));
     gate_capabilities(&mut out, extended);
+    if options.secured {
+        declare_security(&mut out);
+    }
     if options.strict_v10 {
         return Value::Object(strict_v10(out));
     }
@@ -206,6 +212,34 @@ fn declare_resumable_streams(caps: &mut Map<String, Value>) {
     }
 }
 
+/// The API key header clients send (`auth::API_KEY_HEADER`, as cards spell it).
+const API_KEY_HEADER: &str = "X-API-Key";
+
+/// The gateway's schemes, in the 0.3 (OpenAPI) shape of the combined card; the strict 1.0
+/// card converts them (`strict::strict_v10`) as it converts an agent's. Either one satisfies
+/// (two requirements): an API key in `X-API-Key`, or a bearer token (an API key or a JWT). The
+/// agent's own schemes are how the gateway reaches it, not how clients reach the gateway, so
+/// they go, with its skills' requirements that name them.
+fn declare_security(card: &mut Map<String, Value>) {
+    card.insert(
+        "securitySchemes".into(),
+        json!({
+            "apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER,
+                       "description": "a superx API key (sx_...)"},
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                       "description": "a JWT from the configured issuer, or a superx API key"},
+        }),
+    );
+    card.insert("security".into(), json!([{"apiKey": []}, {"bearer": []}]));
+    card.remove("securityRequirements");
+    if let Some(Value::Array(skills)) = card.get_mut("skills") {
+        for skill in skills.iter_mut().filter_map(Value::as_object_mut) {
+            skill.remove("security");
+            skill.remove("securityRequirements");
+        }
+    }
+}
+
 /// One skill of the gateway's own card: an agent it routes to.
 pub struct AgentSkill<'a> {
     pub id: &'a str,
@@ -245,6 +279,14 @@ pub fn gateway_card(base: &str, name: &str, skills: &[AgentSkill<'_>], options: 
         "defaultOutputModes": ["text/plain"],
         "skills": skills,
     });
+    if options.secured
+        && let Value::Object(obj) = &mut card
+    {
+        declare_security(obj);
+        if options.strict_v10 {
+            card = Value::Object(strict_v10(std::mem::take(obj)));
+        }
+    }
     if !options.strict_v10 {
         if let Some(a) = card["supportedInterfaces"].as_array_mut() {
             a.push(json!({"url": rpc, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"}));
@@ -283,7 +325,7 @@ mod tests {
         golden(
             include_str!("golden/sdk_dual.in.json"),
             include_str!("golden/sdk_dual.strict.json"),
-            CardOptions { strict_v10: true },
+            CardOptions { strict_v10: true, ..Default::default() },
         );
     }
 
@@ -301,7 +343,7 @@ mod tests {
         golden(
             include_str!("golden/legacy_03.in.json"),
             include_str!("golden/legacy_03.strict.json"),
-            CardOptions { strict_v10: true },
+            CardOptions { strict_v10: true, ..Default::default() },
         );
     }
 
@@ -310,7 +352,8 @@ mod tests {
         for input in [include_str!("golden/sdk_dual.in.json"), include_str!("golden/legacy_03.in.json")] {
             let card: Value = serde_json::from_str(input).unwrap();
             for strict_v10 in [false, true] {
-                let text = served_agent_card(&card, "echo", URL, CardOptions { strict_v10 }).to_string();
+                let text =
+                    served_agent_card(&card, "echo", URL, CardOptions { strict_v10, ..Default::default() }).to_string();
                 assert!(!text.contains("127.0.0.1"), "{text}");
                 assert!(!text.contains("agent.internal"), "{text}");
             }
@@ -339,7 +382,7 @@ mod tests {
             let combined = served_agent_card(&card, "a", URL, CardOptions::default());
             assert_eq!(combined["supportsAuthenticatedExtendedCard"], true);
             assert_eq!(combined["capabilities"]["extendedAgentCard"], true);
-            let strict = served_agent_card(&card, "a", URL, CardOptions { strict_v10: true });
+            let strict = served_agent_card(&card, "a", URL, CardOptions { strict_v10: true, ..Default::default() });
             assert_eq!(strict["capabilities"]["extendedAgentCard"], true);
         }
         let none = served_agent_card(&json!({"name": "a"}), "a", URL, CardOptions::default());
@@ -359,7 +402,8 @@ mod tests {
         assert_eq!(card["skills"][0]["tags"], json!(["agent", "echo"]));
         assert_eq!(card["skills"][1]["name"], "bare");
         assert_eq!(card["url"], "http://gw/rpc");
-        let strict = gateway_card("http://gw", "superx", &skills, CardOptions { strict_v10: true });
+        let strict =
+            gateway_card("http://gw", "superx", &skills, CardOptions { strict_v10: true, ..Default::default() });
         assert!(strict.get("url").is_none());
     }
 }

@@ -59,10 +59,13 @@ fn is_valid_host(host: &str) -> bool {
 }
 
 /// The card flavour this request negotiated (`a2a::card::negotiate`).
+/// A gateway that requires credentials says so in every card it serves.
 fn negotiated(gw: &Gateway, headers: &HeaderMap, query: Option<&str>) -> Negotiated {
     let version = super::requested_version(headers, query);
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    negotiate(version, accept, gw.config.cards.strict_v10)
+    let mut negotiated = negotiate(version, accept, gw.config.cards.strict_v10);
+    negotiated.options.secured = gw.auth.required();
+    negotiated
 }
 
 /// The `Vary` of a served card: the negotiation headers, and the headers `public_base`

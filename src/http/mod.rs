@@ -25,6 +25,7 @@ use http_body_util::BodyExt;
 use crate::a2a::ProtocolVersion;
 use crate::a2a::resume::{LAST_EVENT_ID, parse_last_event_id};
 use crate::a2a::{A2A_EXTENSIONS, A2A_VERSION, X_A2A_EXTENSIONS};
+use crate::auth::Principal;
 use crate::gateway::Gateway;
 use crate::jsonrpc::{self, RpcError};
 use crate::rpc::{Call, Method, Outcome, Scope};
@@ -51,6 +52,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/cluster", get(cluster))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(gw.clone(), authenticate))
         .layer(axum::middleware::from_fn(crate::telemetry::layer::middleware))
         .layer(axum::middleware::from_fn_with_state(gw.clone(), admit))
         .with_state(gw)
@@ -84,9 +86,71 @@ async fn admit(
     }
 }
 
+/// Authentication, inside the telemetry span (so a refusal is counted and logged with its
+/// request id) and before any body is read: every route that is not public needs a valid
+/// credential (401 otherwise, in the binding's error shape, with `WWW-Authenticate`), and an
+/// operator route an admin (403). The principal goes into the request's extensions for the
+/// handlers' `rpc::Call`, and its name (never the credential) into the request's span. With
+/// auth off, every request is made by [`Principal::open`].
+async fn authenticate(
+    State(gw): State<Arc<Gateway>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
+    let route = route.unwrap_or_default();
+    if !gw.auth.required() {
+        request.extensions_mut().insert(Arc::new(Principal::open()));
+        return next.run(request).await;
+    }
+    if crate::auth::is_public(&gw.config.auth, &route, request.uri().path()) {
+        return next.run(request).await;
+    }
+    let find_key = |id: &str| gw.replica.read(|t| t.keys().get(id).cloned());
+    let principal = match gw.auth.authenticate(request.headers(), find_key).await {
+        Ok(p) => p,
+        Err(e) => return auth_refused(&e, &request),
+    };
+    tracing::Span::current().record("principal", tracing::field::display(&principal));
+    if crate::auth::is_admin_route(&route) && !principal.admin {
+        return auth_refused(&crate::auth::forbidden(), &request);
+    }
+    request.extensions_mut().insert(Arc::new(principal));
+    next.run(request).await
+}
+
+/// A request refused by authentication, answered in its binding's shape: HTTP+JSON paths a
+/// `google.rpc.Status`, everything else a JSON-RPC error (its id unknown: the body is not
+/// read), with the HTTP status of the error (401, 403).
+fn auth_refused(e: &RpcError, request: &axum::extract::Request) -> Response {
+    let (headers, uri) = (request.headers(), request.uri());
+    if let Some(tail) = rest::operation_path(uri.path()) {
+        return rest::error_response(e, headers, rest::path_version(request.method(), tail));
+    }
+    let version = ProtocolVersion::from_header(requested_version(headers, uri.query())).unwrap_or(ProtocolVersion::V03);
+    let mut response = rpc_response(jsonrpc::failure_bytes(&serde_json::Value::Null, e, version), None);
+    with_auth_status(&mut response, e);
+    response
+}
+
+/// Auth errors keep their HTTP status on JSON-RPC too (spec: auth failures are 401/403 at the
+/// HTTP level; SDK clients raise on them), and a 401 says how to authenticate.
+fn with_auth_status(response: &mut Response, e: &RpcError) {
+    if matches!(e, RpcError::Unauthenticated(_) | RpcError::PermissionDenied(_)) {
+        *response.status_mut() = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    }
+    if let RpcError::Unauthenticated(_) = e {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(WWW_AUTHENTICATE));
+    }
+}
+
+/// The challenge of a 401: a bearer token (an API key or a JWT) for the gateway's realm.
+pub(super) const WWW_AUTHENTICATE: &str = "Bearer realm=\"superx\"";
+
 /// What the JSON-RPC handlers take from the request besides the path and query.
 struct RpcRequest {
     headers: HeaderMap,
+    principal: Arc<Principal>,
     /// Set by the telemetry middleware.
     trace: Option<TraceContext>,
     body: Body,
@@ -96,10 +160,11 @@ async fn rpc_gateway(
     State(gw): State<Arc<Gateway>>,
     query: RawQuery,
     trace: Option<Extension<TraceContext>>,
+    Extension(principal): Extension<Arc<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request = RpcRequest { headers, trace: trace.map(|t| t.0), body };
+    let request = RpcRequest { headers, principal, trace: trace.map(|t| t.0), body };
     handle_rpc(&gw, Scope::Gateway, query.0.as_deref(), request).await
 }
 
@@ -108,10 +173,11 @@ async fn rpc_agent(
     Path(id): Path<String>,
     query: RawQuery,
     trace: Option<Extension<TraceContext>>,
+    Extension(principal): Extension<Arc<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request = RpcRequest { headers, trace: trace.map(|t| t.0), body };
+    let request = RpcRequest { headers, principal, trace: trace.map(|t| t.0), body };
     handle_rpc(&gw, Scope::Agent(id), query.0.as_deref(), request).await
 }
 
@@ -161,7 +227,7 @@ async fn answer_rpc(
     gw: &Arc<Gateway>,
     scope: Scope,
     query: Option<&str>,
-    RpcRequest { headers, trace, body }: RpcRequest,
+    RpcRequest { headers, principal, trace, body }: RpcRequest,
 ) -> (Response, &'static str, Option<i64>) {
     let headers = &headers;
     let version = ProtocolVersion::from_header(requested_version(headers, query));
@@ -169,7 +235,9 @@ async fn answer_rpc(
     // header is absent or unsupported).
     let header_version = *version.as_ref().unwrap_or(&ProtocolVersion::V03);
     let fail = |id: &serde_json::Value, e: &RpcError, v, method| {
-        (rpc_response(jsonrpc::failure_bytes(id, e, v), None), method, Some(e.code()))
+        let mut response = rpc_response(jsonrpc::failure_bytes(id, e, v), None);
+        with_auth_status(&mut response, e);
+        (response, method, Some(e.code()))
     };
     let bytes = match read_body(body, gw.config.server.body_bytes_max).await {
         Ok(b) => b,
@@ -198,9 +266,13 @@ async fn answer_rpc(
         Ok(id) => id,
         Err(e) => return fail(&request.id, &e, version, label),
     };
-    let mut call = new_call(gw, headers, scope, version, trace, last_event_id);
+    let mut call = new_call(gw, headers, scope, version, trace, last_event_id, principal);
+    if let Err(e) = authorize_scope(&call) {
+        return fail(&request.id, &e, version, label);
+    }
     let method_name = request.method;
     let parsed = Method::parse(&method_name, request.params, &call);
+    let parsed = parsed.and_then(|m| crate::auth::authorize_method(&call.principal, m.is_control_plane()).map(|()| m));
     let outcome = match parsed {
         Ok(method) => match prepare(gw, headers, &method, &mut call) {
             Ok(()) => method.run(gw, &call).await,
@@ -242,6 +314,7 @@ fn new_call(
     version: ProtocolVersion,
     trace: Option<TraceContext>,
     last_event_id: Option<u64>,
+    principal: Arc<Principal>,
 ) -> Call {
     Call {
         version,
@@ -254,14 +327,29 @@ fn new_call(
         trace: trace.unwrap_or_else(TraceContext::new_root),
         last_event_id,
         authorization: None,
+        principal,
     }
+}
+
+/// A credential scoped to some agents may call only those, at their own endpoints: the
+/// path's agent is checked before anything is looked up, so an agent that does not exist and
+/// one it may not call answer alike; `/rpc` (which names agents in params and spans all
+/// tasks) is refused to it.
+fn authorize_scope(call: &Call) -> Result<(), RpcError> {
+    let allowed = match &call.scope {
+        Scope::Agent(id) => call.principal.may_call(id),
+        Scope::Gateway => call.principal.agents.is_none(),
+    };
+    if allowed { Ok(()) } else { Err(crate::auth::forbidden()) }
 }
 
 /// Readies the call for its parsed method: the client's `Authorization` for the one method
 /// that forwards it, a stream slot for a streaming method. An error is the node refusing the
 /// stream (at its limit, or draining).
 fn prepare(gw: &Gateway, headers: &HeaderMap, method: &Method, call: &mut Call) -> Result<(), RpcError> {
-    if method.forwards_credentials() {
+    // With auth on, `Authorization` is the caller's credential for the gateway: it never goes
+    // to an agent (the agent gets its own bearer).
+    if method.forwards_credentials() && !gw.auth.required() {
         call.authorization = headers.get(header::AUTHORIZATION).cloned().map(|mut v| {
             v.set_sensitive(true);
             v

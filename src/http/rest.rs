@@ -23,6 +23,7 @@ use crate::a2a::A2A_EXTENSIONS;
 use crate::a2a::ProtocolVersion;
 use crate::a2a::card::A2A_JSON;
 use crate::a2a::rest::{self as wire, Route, RouteError, Verb};
+use crate::auth::Principal;
 use crate::gateway::Gateway;
 use crate::jsonrpc::RpcError;
 use crate::rpc::{Call, Method, Outcome, Scope};
@@ -35,24 +36,34 @@ pub(super) fn operation_path(path: &str) -> Option<&str> {
     (!tail.is_empty() && !tail.starts_with(".well-known/")).then_some(tail)
 }
 
+/// The binding version of an operation path (1.0 when it is no route: errors of a path
+/// nothing serves are 1.0-shaped).
+pub(super) fn path_version(method: &HttpMethod, tail: &str) -> ProtocolVersion {
+    wire::route(Verb::parse(method.as_str()), tail).map_or(ProtocolVersion::V10, |r| r.version)
+}
+
 /// What a request to an operation path takes besides the agent id and its body.
 struct RestRequest {
     method: HttpMethod,
     uri: Uri,
     headers: HeaderMap,
     trace: Option<TraceContext>,
+    principal: Arc<Principal>,
 }
 
+// Each argument is an axum extractor; a struct of them would only move the list.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn handle(
     State(gw): State<Arc<Gateway>>,
     Path((agent, _)): Path<(String, String)>,
     method: HttpMethod,
     uri: Uri,
     trace: Option<Extension<TraceContext>>,
+    Extension(principal): Extension<Arc<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request = RestRequest { method, uri, headers, trace: trace.map(|t| t.0) };
+    let request = RestRequest { method, uri, headers, trace: trace.map(|t| t.0), principal };
     let (response, label, code) = answer(&gw, agent, &request, body).await;
     crate::telemetry::metrics::rpc_request(label, code);
     response
@@ -104,13 +115,15 @@ async fn run(
     request: &RestRequest,
     body: Body,
 ) -> Result<(Outcome, Call), RpcError> {
-    let RestRequest { method, uri, headers, trace } = request;
+    let RestRequest { method, uri, headers, trace, principal } = request;
+    let (name, version) = route.method();
+    let last_event_id = last_event_id(headers)?;
+    let mut call = new_call(gw, headers, Scope::Agent(agent), version, trace.clone(), last_event_id, principal.clone());
+    call.wire_version = route.version;
+    super::authorize_scope(&call)?;
     check_version(route, headers, uri.query())?;
     let body = read_params_body(gw, route, method, headers, body).await?;
     let params = route.params(uri.query(), body).map_err(|e| RpcError::InvalidParams(e.0))?;
-    let (name, version) = route.method();
-    let mut call = new_call(gw, headers, Scope::Agent(agent), version, trace.clone(), last_event_id(headers)?);
-    call.wire_version = route.version;
     let method = Method::parse(name, params, &call)?;
     prepare(gw, headers, &method, &mut call)?;
     let outcome = method.run(gw, &call).await?;
@@ -179,6 +192,9 @@ pub(super) fn error_response(e: &RpcError, headers: &HeaderMap, version: Protoco
     let mut response = json_response(status, &wire::error_body(version, e.to_status_body()), headers);
     if let Some(secs) = e.retry_after_secs() {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let RpcError::Unauthenticated(_) = e {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(super::WWW_AUTHENTICATE));
     }
     response
 }

@@ -72,13 +72,7 @@ impl Push {
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(Push {
-            client,
-            guard,
-            config: config.clone(),
-            stats: PushStats::default(),
-            issuer: issuer.to_owned(),
-        })
+        Ok(Push { client, guard, config: config.clone(), stats: PushStats::default(), issuer: issuer.to_owned() })
     }
 
     /// One POST of a lane's current event.

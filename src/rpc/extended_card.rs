@@ -43,6 +43,6 @@ pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError
     };
     let strict_v10 = call.version == ProtocolVersion::V10 || gw.config.cards.strict_v10;
     let agent_url = format!("{}/agents/{id}", call.base_url);
-    let result = served_agent_card(&card, id, &agent_url, CardOptions { strict_v10 });
+    let result = served_agent_card(&card, id, &agent_url, CardOptions { strict_v10, secured: gw.auth.required() });
     Ok(Reply { result, extensions: reply.extensions })
 }

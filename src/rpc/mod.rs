@@ -13,6 +13,7 @@ mod extended_card;
 mod follow;
 mod get_task;
 pub mod inbound;
+mod keys;
 mod list_tasks;
 pub mod push_config;
 mod send_message;
@@ -71,6 +72,8 @@ pub struct Call {
     /// The client's `Authorization`, kept only for a method that forwards it
     /// ([`Method::forwards_credentials`]); marked sensitive so it never shows in logs.
     pub authorization: Option<HeaderValue>,
+    /// Who makes the call (`auth::Principal`, authenticated by `http::authenticate`).
+    pub principal: Arc<crate::auth::Principal>,
 }
 
 /// What a method answers with: one result, or a stream of them (SSE).
@@ -143,6 +146,9 @@ enum Op {
     AgentsRefreshCard,
     ClusterStatus,
     ClusterLeave,
+    KeysCreate,
+    KeysList,
+    KeysRevoke,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,6 +208,9 @@ fn lookup(name: &str) -> Option<(Op, Family)> {
         "agents/refreshCard" | "agents.refreshCard" => (AgentsRefreshCard, Control),
         "cluster/status" | "cluster.status" => (ClusterStatus, Control),
         "cluster/leave" | "cluster.leave" => (ClusterLeave, Control),
+        "keys/create" | "keys.create" => (KeysCreate, Control),
+        "keys/list" | "keys.list" => (KeysList, Control),
+        "keys/revoke" | "keys.revoke" => (KeysRevoke, Control),
         _ => return None,
     })
 }
@@ -221,6 +230,7 @@ impl From<ProposeError> for RpcError {
                 RpcError::InvalidParams(r.to_string())
             }
             ProposeError::Refused(r @ crate::state::Refusal::PushConfigsFull(_)) => RpcError::Overloaded(r.to_string()),
+            ProposeError::Refused(r @ crate::state::Refusal::KeysFull(_)) => RpcError::InvalidParams(r.to_string()),
             ProposeError::Refused(crate::state::Refusal::TableFull(n)) => RpcError::Overloaded(format!(
                 "no room for a new task: all {n} tasks in memory are active or waiting for the archive; retry later"
             )),
@@ -253,6 +263,9 @@ impl Op {
             Op::AgentsRefreshCard => "agents/refreshCard",
             Op::ClusterStatus => "cluster/status",
             Op::ClusterLeave => "cluster/leave",
+            Op::KeysCreate => "keys/create",
+            Op::KeysList => "keys/list",
+            Op::KeysRevoke => "keys/revoke",
         }
     }
 }
@@ -294,6 +307,9 @@ pub enum Method {
     AgentsRefreshCard(agents::IdParams),
     ClusterStatus,
     ClusterLeave,
+    KeysCreate(keys::CreateParams),
+    KeysList,
+    KeysRevoke(keys::RevokeParams),
 }
 
 impl Method {
@@ -345,12 +361,34 @@ impl Method {
             Op::AgentsRefreshCard => Method::AgentsRefreshCard(typed(params)?),
             Op::ClusterStatus => Method::ClusterStatus,
             Op::ClusterLeave => Method::ClusterLeave,
+            Op::KeysCreate => Method::KeysCreate(keys::CreateParams::parse(params)?),
+            Op::KeysList => Method::KeysList,
+            Op::KeysRevoke => Method::KeysRevoke(typed(params)?),
         })
     }
 
     /// Whether the method answers with a stream (it then needs a stream slot on this node).
     pub fn streams(&self) -> bool {
         matches!(self, Method::SendStreamingMessage(_) | Method::SubscribeToTask(_))
+    }
+
+    /// Whether the method is the gateway's control plane (agents, keys, cluster), which only
+    /// an admin may call when auth is on.
+    pub fn is_control_plane(&self) -> bool {
+        matches!(
+            self,
+            Method::AgentsList
+                | Method::AgentsGet(_)
+                | Method::AgentsUpsert(_)
+                | Method::AgentsDelete(_)
+                | Method::AgentsHealth(_)
+                | Method::AgentsRefreshCard(_)
+                | Method::ClusterStatus
+                | Method::ClusterLeave
+                | Method::KeysCreate(_)
+                | Method::KeysList
+                | Method::KeysRevoke(_)
+        )
     }
 
     /// Whether the method sends the client's `Authorization` to the agent (in place of the
@@ -372,7 +410,9 @@ impl Method {
             | Method::ListPushConfigs(_)
             | Method::DeletePushConfig(_)
             | Method::AgentsList
-            | Method::AgentsGet(_) => true,
+            | Method::AgentsGet(_)
+            | Method::KeysList
+            | Method::KeysRevoke(_) => true,
             _ => false,
         }
     }
@@ -403,6 +443,9 @@ impl Method {
             Method::AgentsRefreshCard(p) => agents::refresh_card(gw, call, p).await.map(Reply::plain),
             Method::ClusterStatus => Ok(Reply::plain(cluster::status(gw))),
             Method::ClusterLeave => crate::membership::leave::leave(gw).await.map(Reply::plain),
+            Method::KeysCreate(p) => keys::create(gw, call, p).await.map(Reply::plain),
+            Method::KeysList => Ok(Reply::plain(keys::list(gw))),
+            Method::KeysRevoke(p) => keys::revoke(gw, call, p).await.map(Reply::plain),
         };
         reply.map(Outcome::Reply)
     }
@@ -584,6 +627,7 @@ mod tests {
             trace: TraceContext::new_root(),
             last_event_id: None,
             authorization: None,
+            principal: Arc::new(crate::auth::Principal::open()),
         }
     }
 

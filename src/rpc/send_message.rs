@@ -260,6 +260,7 @@ mod tests {
             trace: crate::telemetry::trace::TraceContext::new_root(),
             last_event_id: None,
             authorization: None,
+            principal: std::sync::Arc::new(crate::auth::Principal::open()),
         }
     }
 

@@ -8,12 +8,14 @@
 //! outside, before proposing or after the commit.
 
 pub mod agent;
+pub mod keys;
 pub mod push;
 mod replica;
 mod tables;
 pub mod task;
 
 pub use agent::{AgentRecord, AgentSettings, CachedCard, Upstream};
+pub use keys::{ApiKey, KeyCommand, KeyRole};
 pub use push::{PushAuth, PushCommand, PushConfig, PushFormat, PushStatus, StoredPushConfig};
 pub use replica::{ProposeError, ReadMode, Replica, ReplicaStatus, raft_config};
 pub use tables::{AgentEntry, ListPage, ListQuery, TableLimits, Tables, TaskEntry};
@@ -95,6 +97,8 @@ pub enum VersionedCommand {
     V2Settings(SettingsV2),
     /// What the push deliverer did, committed after its I/O.
     V1Push(PushCommand),
+    /// An API key created or revoked (`keys/*`).
+    V1Keys(KeyCommand),
 }
 
 /// The apply-affecting settings carried in the log (first version). Stored type.
@@ -152,6 +156,10 @@ pub enum Refusal {
     PushConfigsPerTaskFull(usize),
     #[error("the gateway holds {0} push notification configs, its limit; retry once tasks end")]
     PushConfigsFull(usize),
+    #[error("the gateway holds {0} API keys, its limit; revoke unused ones")]
+    KeysFull(usize),
+    #[error("API key {0} exists")]
+    KeyExists(String),
 }
 
 impl Tables {
@@ -209,6 +217,14 @@ impl Tables {
             PushCommand::Progress(items) => self.push_progress(items),
             PushCommand::SetSigningKey(key) => self.set_signing_key(key),
         }
+    }
+}
+
+impl Tables {
+    /// Applies an API key command.
+    pub fn apply_keys(&mut self, command: &KeyCommand) -> Result<(), Refusal> {
+        self.applied_commands += 1;
+        self.keys_mut().apply(command)
     }
 }
 
@@ -595,6 +611,29 @@ mod tests {
         restored.push().check_due_index();
         assert_eq!(restored.snapshot(), a.snapshot());
         let cmd = VersionedCommand::V1Push(PushCommand::Progress(vec![done("t1", "c1", 4, None)]));
+        assert_eq!(codec::decode::<VersionedCommand>(&codec::encode(&cmd)).unwrap(), cmd);
+    }
+
+    #[test]
+    fn keys_apply_alike_and_survive_snapshots() {
+        let key = |id: &str| keys::ApiKey {
+            id: id.into(),
+            hash: [3; 32],
+            name: "n".into(),
+            role: keys::KeyRole::Admin,
+            agents: vec![],
+            created_at_ms: 5,
+        };
+        let mut t = Tables::new(limits(10));
+        t.apply_keys(&KeyCommand::Create(key("a"))).unwrap();
+        t.apply_keys(&KeyCommand::Create(key("b"))).unwrap();
+        assert_eq!(t.apply_keys(&KeyCommand::Create(key("a"))), Err(Refusal::KeyExists("a".into())));
+        t.apply_keys(&KeyCommand::Revoke { id: "b".into() }).unwrap();
+        let restored = Tables::restore(limits(10), &t.snapshot()).unwrap();
+        assert_eq!(restored.debug_fingerprint(), t.debug_fingerprint());
+        assert_eq!(restored.keys().get("a"), Some(&key("a")));
+        assert!(restored.keys().get("b").is_none(), "a revoked key stays revoked after a snapshot");
+        let cmd = VersionedCommand::V1Keys(KeyCommand::Create(key("c")));
         assert_eq!(codec::decode::<VersionedCommand>(&codec::encode(&cmd)).unwrap(), cmd);
     }
 }

@@ -105,6 +105,7 @@ impl StateMachine for AppState {
                 self.tables.apply_push(&command);
                 ApplyOutcome::V1(Ok(()))
             }
+            Ok(VersionedCommand::V1Keys(command)) => ApplyOutcome::V1(self.tables.apply_keys(&command)),
             Ok(VersionedCommand::V1Sequence(commands)) => {
                 let mut events = Vec::with_capacity(commands.len());
                 let mut refused = None;
@@ -247,6 +248,11 @@ impl Replica {
     /// Commits what the push deliverer did.
     pub async fn propose_push(&self, command: super::PushCommand) -> Result<(), ProposeError> {
         self.propose_plain(VersionedCommand::V1Push(command)).await
+    }
+
+    /// Commits an API key's creation or revocation.
+    pub async fn propose_keys(&self, command: super::KeyCommand) -> Result<(), ProposeError> {
+        self.propose_plain(VersionedCommand::V1Keys(command)).await
     }
 
     /// Commits a command whose outcome is a single result.

@@ -102,6 +102,8 @@ pub struct Tables {
     agents: BTreeMap<String, AgentEntry>,
     /// Push configs and the webhook outbox.
     push: PushTables,
+    /// API keys (hashed).
+    keys: super::keys::KeyTables,
     seq: u64,
     tasks_evicted_total: u64,
     pub(super) applied_commands: u64,
@@ -115,6 +117,15 @@ enum VersionedSnapshot {
     V3(SnapshotV3),
     V4(SnapshotV4),
     V5(SnapshotV5),
+    V6(SnapshotV6),
+}
+
+/// V5 and the API keys.
+#[derive(bincode::Encode, bincode::Decode)]
+struct SnapshotV6 {
+    v4: SnapshotV4,
+    push: PushSnapshot,
+    keys: Vec<super::ApiKey>,
 }
 
 /// V4 and the push configs with the webhook outbox.
@@ -194,7 +205,9 @@ enum VersionedSnapshotRef<'a> {
     V3,
     #[allow(dead_code)]
     V4,
-    V5(SnapshotV4Ref<'a>, PushSnapshotRef<'a>),
+    #[allow(dead_code)]
+    V5,
+    V6(SnapshotV4Ref<'a>, PushSnapshotRef<'a>, Vec<&'a super::ApiKey>),
 }
 
 #[derive(bincode::Encode)]
@@ -269,6 +282,7 @@ impl Tables {
             archived: BTreeMap::new(),
             agents: BTreeMap::new(),
             push: PushTables::default(),
+            keys: Default::default(),
             seq: 0,
             tasks_evicted_total: 0,
             applied_commands: 0,
@@ -549,6 +563,15 @@ impl Tables {
         &self.push
     }
 
+    /// The API keys.
+    pub fn keys(&self) -> &super::keys::KeyTables {
+        &self.keys
+    }
+
+    pub(super) fn keys_mut(&mut self) -> &mut super::keys::KeyTables {
+        &mut self.keys
+    }
+
     /// Adds or replaces a push config of a task in memory; a new one gets the task's events
     /// from now on.
     pub(super) fn set_push_config(&mut self, config: PushConfig, at_ms: u64) -> Result<(), Refusal> {
@@ -642,21 +665,23 @@ impl Tables {
             settings: self.settings,
             archived: self.archived.keys().copied().collect(),
         };
-        crate::codec::encode(&VersionedSnapshotRef::V5(snapshot, self.push.snapshot_ref()))
+        let keys = self.keys.snapshot_ref();
+        crate::codec::encode(&VersionedSnapshotRef::V6(snapshot, self.push.snapshot_ref(), keys))
     }
 
     /// Rebuilds tables from a snapshot; the derived indexes are recomputed.
     pub fn restore(limits: TableLimits, bytes: &[u8]) -> Result<Tables, bincode::error::DecodeError> {
-        let (s, push) = match crate::codec::decode(bytes)? {
-            VersionedSnapshot::V1(v1) => (v1.upgrade(None, vec![]), PushTables::empty_snapshot()),
+        let (s, push, keys) = match crate::codec::decode(bytes)? {
+            VersionedSnapshot::V1(v1) => (v1.upgrade(None, vec![]), PushTables::empty_snapshot(), vec![]),
             VersionedSnapshot::V2(SnapshotV2 { v1, settings }) => {
-                (v1.upgrade(settings.map(super::SettingsV2::from), vec![]), PushTables::empty_snapshot())
+                (v1.upgrade(settings.map(super::SettingsV2::from), vec![]), PushTables::empty_snapshot(), vec![])
             }
             VersionedSnapshot::V3(SnapshotV3 { v1, settings, archived }) => {
-                (v1.upgrade(settings, archived), PushTables::empty_snapshot())
+                (v1.upgrade(settings, archived), PushTables::empty_snapshot(), vec![])
             }
-            VersionedSnapshot::V4(s) => (s, PushTables::empty_snapshot()),
-            VersionedSnapshot::V5(SnapshotV5 { v4, push }) => (v4, push),
+            VersionedSnapshot::V4(s) => (s, PushTables::empty_snapshot(), vec![]),
+            VersionedSnapshot::V5(SnapshotV5 { v4, push }) => (v4, push, vec![]),
+            VersionedSnapshot::V6(SnapshotV6 { v4, push, keys }) => (v4, push, keys),
         };
         let (settings, archived) = (s.settings, s.archived);
         let archived: std::collections::HashSet<u64> = archived.into_iter().collect();
@@ -678,6 +703,7 @@ impl Tables {
             tables.agents.insert(entry.record.id.clone(), entry);
         }
         tables.push = PushTables::restore(push);
+        tables.keys = super::keys::KeyTables::restore(keys);
         tables.seq = s.seq;
         tables.tasks_evicted_total = s.tasks_evicted_total;
         tables.applied_commands = s.applied_commands;
@@ -691,14 +717,15 @@ impl Tables {
         ids.sort();
         let tasks: Vec<_> = ids.iter().map(|id| format!("{:?}", self.tasks[*id])).collect();
         format!(
-            "{tasks:?} {:?} {:?} {:?} {} {} {:?} {}",
+            "{tasks:?} {:?} {:?} {:?} {} {} {:?} {} {}",
             self.recency,
             self.unarchived,
             self.archived,
             self.seq,
             self.tasks_evicted_total,
             self.settings,
-            self.push.debug_fingerprint()
+            self.push.debug_fingerprint(),
+            self.keys.debug_fingerprint()
         )
     }
 }

@@ -36,6 +36,9 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         span_id = %context.span_id_hex(),
         method,
         route = %route,
+        // Who the request is made by (`auth::Principal`: a key id, a JWT subject, never a
+        // credential), recorded once authenticated.
+        principal = tracing::field::Empty,
     );
     request.extensions_mut().insert(context);
     let mut response = next.run(request).instrument(span).await;

@@ -203,6 +203,7 @@ class Cluster:
             'SUPERX_CLUSTER__STABILIZATION_MS': '2000',
             'SUPERX_RAFT__LISTEN': '0.0.0.0:4100',
             'SUPERX_CLUSTER__GOSSIP_LISTEN': '0.0.0.0:4200',
+            'SUPERX_AUTH__ALLOW_OPEN': 'true',
             'SUPERX_RAFT__ADVERTISE': f'{ip}:4100',
             'SUPERX_RAFT__API_ADVERTISE': f'{ip}:{API_PORT}',
             'SUPERX_CLUSTER__GOSSIP_ADVERTISE': f'{ip}:4200',

@@ -65,7 +65,11 @@ async def fetch_card(card_base: str) -> AgentCard:
 
 
 async def sdk_client(
-    card_base: str, version: str, streaming: bool = False, binding: str | None = None
+    card_base: str,
+    version: str,
+    streaming: bool = False,
+    binding: str | None = None,
+    interceptors: list | None = None,
 ) -> Client:
     """An SDK client speaking A2A `version` ("1.0" or "0.3") over `binding` ("JSONRPC" or
     "HTTP+JSON") to the agent whose card is served under `card_base`. Without a binding it
@@ -77,7 +81,7 @@ async def sdk_client(
     exactly `create_client(url, config)`. A 0.3 client is made by keeping only the card's
     0.3 interfaces of that binding before `ClientFactory.create`, which then picks the SDK's
     `CompatJsonRpcTransport` (slash methods, `A2A-Version: 0.3`) or `CompatRestTransport`
-    (`/v1/...` paths).
+    (`/v1/...` paths). `interceptors` (the SDK's `AuthInterceptor`, say) go to the client.
     """
     card = await fetch_card(card_base)
     offered = {i.protocol_binding for i in card.supported_interfaces}
@@ -100,7 +104,7 @@ async def sdk_client(
         # gateway's 0.3 REST errors carry both forms.
         pytest.skip("SDK 1.3.0's 0.3 REST client cannot read its own server's errors")
     if version == '1.0':
-        client = await create_client(card_base, config)
+        client = await create_client(card_base, config, interceptors=interceptors)
     else:
         legacy = [
             i for i in card.supported_interfaces
@@ -109,7 +113,7 @@ async def sdk_client(
         assert legacy, f'card has no {binding} 0.3 interface: {card.supported_interfaces}'
         del card.supported_interfaces[:]
         card.supported_interfaces.extend(legacy)
-        client = ClientFactory(config).create(card)
+        client = ClientFactory(config).create(card, interceptors=interceptors)
     expected = transports[(version, binding)]
     assert isinstance(client._transport, expected), type(client._transport)
     return client

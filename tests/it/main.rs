@@ -4,6 +4,7 @@
 //! and waits on conditions with deadlines, never on guessed sleeps.
 
 mod archive;
+mod auth;
 mod bad_config;
 mod cluster;
 mod config;

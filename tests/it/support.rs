@@ -221,8 +221,10 @@ impl Cluster {
         (took, status)
     }
 
+    /// `cluster/status`, with the admin token when the cluster requires auth.
     pub fn status(&self, id: u64) -> Value {
-        call(&self.base(id), "/rpc", "cluster/status", json!({}), None)["result"].clone()
+        let admin = self.env.iter().find(|(k, _)| k == "SUPERX_AUTH__ADMIN_TOKEN").map(|(_, v)| v.as_str());
+        call_as(&self.base(id), "/rpc", "cluster/status", json!({}), admin)["result"].clone()
     }
 
     pub fn leader(&self) -> u64 {
@@ -245,10 +247,22 @@ impl Cluster {
 /// A JSON-RPC call as an A2A 1.0 client, to any path, with an optional read mode; a
 /// transport failure comes back as an error object with code 0.
 pub fn call(base: &str, path: &str, method: &str, params: Value, read: Option<&str>) -> Value {
+    call_with(base, path, method, params, read, None)
+}
+
+/// [`call`] with a bearer credential (an API key, a JWT, the admin token).
+pub fn call_as(base: &str, path: &str, method: &str, params: Value, bearer: Option<&str>) -> Value {
+    call_with(base, path, method, params, None, bearer)
+}
+
+fn call_with(base: &str, path: &str, method: &str, params: Value, read: Option<&str>, bearer: Option<&str>) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let mut req = client().post(format!("{base}{path}")).header("A2A-Version", "1.0").json(&body);
     if let Some(mode) = read {
         req = req.header("SuperX-Read", mode);
+    }
+    if let Some(bearer) = bearer {
+        req = req.bearer_auth(bearer);
     }
     match req.send().and_then(|r| r.json::<Value>()) {
         Ok(v) => v,
