@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""bench/auth.py: what client authentication costs (README, Security).
+
+Starts the bench echo agent and two gateways (release binaries from --bin-dir) on the same
+core: one open, one with `auth.mode = "required"` (an admin token and an HS256 JWT secret).
+An API key is made on the second with `keys/create`, and an HS256 JWT is signed here. Then
+--rounds times, in turn: superx-load closed loop of SendMessage (--connections, --duration)
+against the open gateway, the same with `X-API-Key`, and with `Authorization: Bearer <jwt>`.
+The idle gateway costs nothing meaningful while the other is loaded. Prints the median
+requests/s of each and their ratios to the open gateway.
+
+Placement (2-core machine): both gateways on core 0; the echo agent, superx-load and this
+script on core 1. Every process started here is stopped on exit; only loopback addresses are
+contacted.
+
+Usage: bench/auth.py [--rounds 3] [--duration 10] [--connections 32] [--bin-dir target/release]
+                     [--no-pin]
+"""
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from archive import GW_CORE, SIDE_CORE, free_port, pinned, superx_load  # noqa: E402
+from failover import BENCH_AGENT_MAX_IN_FLIGHT, ROOT, Proc, http, wait_until  # noqa: E402
+
+ADMIN = "bench-admin-token-0123456789"
+SECRET = "bench-hs256-secret-0123456789abcdef"
+ISSUER, AUDIENCE = "https://issuer.bench", "superx-bench"
+
+
+def log(msg):
+    print(f"auth.py: {msg}", file=sys.stderr, flush=True)
+
+
+def b64(raw):
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def hs256_jwt():
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "bench", "iat": now, "exp": now + 3600}
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+def gateway(bin_dir, work, name, api, pin, env):
+    argv = ["env", *[f"{k}={v}" for k, v in env.items()],
+            str(bin_dir / "superx"), "serve", "--listen", api, "--raft-listen", f"127.0.0.1:{free_port()}",
+            "--data-dir", str(work / f"data-{name}"), "--agents-file", str(work / "agents.yaml")]
+    return Proc(name, pinned(GW_CORE, argv, pin), work / f"{name}.log")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--bin-dir", default=str(ROOT / "target" / "release"))
+    ap.add_argument("--no-pin", action="store_true")
+    args = ap.parse_args()
+    pin = not args.no_pin
+    bin_dir = Path(args.bin_dir)
+    work = Path(tempfile.mkdtemp(prefix="superx-auth-bench-"))
+    echo_addr = f"127.0.0.1:{free_port()}"
+    open_api, auth_api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    (work / "agents.yaml").write_text(
+        f"agents:\n  echo:\n    url: http://{echo_addr}/\n    maxInFlight: {BENCH_AGENT_MAX_IN_FLIGHT}\n")
+    os.environ.setdefault("LOG_LEVEL", "warn")
+    auth_env = {"SUPERX_AUTH__MODE": "required", "SUPERX_AUTH__ADMIN_TOKEN": ADMIN,
+                "SUPERX_AUTH__JWT_HS256_SECRET": SECRET, "SUPERX_AUTH__JWT_ISSUER": ISSUER,
+                "SUPERX_AUTH__JWT_AUDIENCES": AUDIENCE}
+    echo = Proc("echo", pinned(SIDE_CORE, [str(bin_dir / "superx-echo-agent"), "--listen", echo_addr,
+                                           "--workers", "1"], pin), work / "echo.log")
+    procs = [echo, gateway(bin_dir, work, "open", open_api, pin, {}),
+             gateway(bin_dir, work, "auth", auth_api, pin, auth_env)]
+    figures = {"none": [], "api_key": [], "jwt_hs256": []}
+    try:
+        for p in procs:
+            p.start()
+        for api in (open_api, auth_api):
+            wait_until(f"{api} ready", lambda api=api: http(f"http://{api}/ready")[0] == 200, 60, procs)
+        body = {"jsonrpc": "2.0", "id": 1, "method": "keys/create", "params": {"name": "bench"}}
+        status, raw = http(f"http://{auth_api}/rpc", body,
+                           {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN}"}, timeout=10)
+        key = (json.loads(raw).get("result") or {}).get("key") if status == 200 else None
+        if not key:
+            raise RuntimeError(f"keys/create failed: HTTP {status} {raw[:300]!r}")
+        runs = {"none": (open_api, []), "api_key": (auth_api, ["--header", f"X-API-Key:{key}"]),
+                "jwt_hs256": (auth_api, ["--header", f"Authorization:Bearer {hs256_jwt()}"])}
+        for round_ in range(args.rounds):
+            for name, (api, headers) in runs.items():
+                log(f"round {round_ + 1}/{args.rounds}: {name}")
+                result = superx_load(bin_dir, None, f"http://{api}/agents/echo", ["--method", "send1", *headers],
+                                     args.duration, args.warmup, args.connections, pin, work)
+                if result["errors"]["total"]:
+                    raise RuntimeError(f"{name}: errors {result['errors']}")
+                figures[name].append(result["ok_per_sec"])
+    finally:
+        for p in procs:
+            p.stop()
+    medians = {name: round(statistics.median(v)) for name, v in figures.items()}
+    print(json.dumps({"req_per_sec_median": medians, "runs": figures,
+                      "ratio_to_none": {n: round(m / medians["none"], 3) for n, m in medians.items()}}))
+
+
+if __name__ == "__main__":
+    main()
