@@ -12,7 +12,9 @@ binaries from --bin-dir) with `push.allow_cidrs` opening loopback. Then:
    the delivery's arrival: ack-to-delivery, a little less than commit-to-delivery.
 2. Throughput with push: superx-load closed loop (--connections, --duration) of SendMessage
    with a webhook; deliveries/s is what the receiver got between the first and the last of
-   that phase's deliveries, after every acknowledged task's event arrived (or --drain-s).
+   that phase's deliveries, after every acknowledged task's event arrived (or --drain-s);
+   after_load_per_sec is the rate at which the backlog the load left was delivered once the
+   load stopped (the node doing nothing else; reported when over 1000 deliveries were left).
 3. The same load without a webhook: the request throughput push costs.
 
 Placement (2-core machine): the gateway on core 0; the echo agent, the receiver, superx-load
@@ -122,6 +124,7 @@ def main():
         with_push = superx_load(bin_dir, None, f"http://{api}/agents/echo",
                                 ["--body", str(body), "--header", "A2A-Version:1.0"],
                                 args.duration, args.warmup, args.connections, pin, work)
+        load_ended = time.monotonic()
         deadline = time.monotonic() + args.drain_s
         last, same_since = -1, time.monotonic()
         while time.monotonic() < deadline:
@@ -147,11 +150,16 @@ def main():
     lat_ms = [(first_at[f"{t}:1"] - acked) * 1000 for t, acked in acks.items() if f"{t}:1" in first_at]
     load_phase = [at for _, at in arrivals[before:]]
     span = (max(load_phase) - min(load_phase)) if len(load_phase) > 1 else 0
+    # After the load: the backlog it left, delivered by a node doing nothing else.
+    drain = [at for at in load_phase if at > load_ended]
+    drain_span = (max(drain) - load_ended) if drain else 0
     duplicates = len(arrivals) - len(first_at)
     result = {
         "ack_to_delivery_ms": {"n": len(lat_ms), "p50": round(pct(lat_ms, 50), 2), "p99": round(pct(lat_ms, 99), 2),
                                "max": round(max(lat_ms), 2)},
         "deliveries": {"during_load": len(load_phase), "per_sec": round(len(load_phase) / span) if span else None,
+                       "after_load": len(drain),
+                       "after_load_per_sec": round(len(drain) / drain_span) if len(drain) > 1000 else None,
                        "duplicates": duplicates},
         "requests_per_sec": {"with_push": round(with_push["req_per_sec"]), "without_push": round(without["req_per_sec"]),
                              "ratio": round(with_push["req_per_sec"] / without["req_per_sec"], 3)},
