@@ -20,6 +20,7 @@ gateway is polled on `/ready` until a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import select
@@ -35,7 +36,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from e2e_util import direct_mode
+from e2e_util import Receiver, direct_mode
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -380,6 +381,31 @@ def _with_database(url: str, name: str) -> str:
     if slash >= 0:
         base = base[:slash]
     return f'{base}/{name}{sep}{query}'
+
+
+@contextlib.contextmanager
+def loopback_webhooks():
+    """While a gateway starts inside it, its webhooks may reach loopback (`push.allow_cidrs`,
+    refused by default); the environment is as it was afterwards."""
+    saved = os.environ.get('SUPERX_PUSH__ALLOW_CIDRS')
+    os.environ['SUPERX_PUSH__ALLOW_CIDRS'] = '127.0.0.0/8'
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ['SUPERX_PUSH__ALLOW_CIDRS']
+        else:
+            os.environ['SUPERX_PUSH__ALLOW_CIDRS'] = saved
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver in the test process (`e2e_util.Receiver`)."""
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.close()
 
 
 @pytest.fixture

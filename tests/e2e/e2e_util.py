@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
+import time
 import uuid
 
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -254,3 +257,59 @@ def task_state_name(task: dict) -> str:
     if state.startswith('TASK_STATE_'):
         return state
     return 'TASK_STATE_' + state.upper().replace('-', '_')
+
+
+DELIVERY_SECONDS_MAX = 20.0
+"""Every update is delivered within this long of being committed (delivery takes
+milliseconds; the bound only keeps a broken gateway from hanging the suite)."""
+
+
+class Receiver:
+    """A webhook endpoint recording what it receives."""
+
+    def __init__(self) -> None:
+        self.hits: list[dict] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                length = int(self.headers.get('content-length', '0'))
+                raw = self.rfile.read(length)
+                with receiver.lock:
+                    receiver.hits.append({
+                        'event_id': self.headers.get('superx-event-id', ''),
+                        'token': self.headers.get('x-a2a-notification-token'),
+                        'body': json.loads(raw or b'null'),
+                        'raw': raw,
+                        'headers': {k.lower(): v for k, v in self.headers.items()},
+                    })
+                self.send_response(200)
+                self.send_header('content-length', '0')
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.url = f'http://127.0.0.1:{self.server.server_address[1]}/hook'
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def of_task(self, task_id: str) -> list[dict]:
+        with self.lock:
+            return [h for h in self.hits if h['event_id'].startswith(f'{task_id}:')]
+
+    def wait_for(self, task_id: str, done, token: str | None = None) -> list[dict]:
+        """Waits until a delivery for the task (with `token`, when given: one webhook's lane;
+        lanes deliver independently) satisfies `done`; answers those deliveries."""
+        deadline = time.monotonic() + DELIVERY_SECONDS_MAX
+        while time.monotonic() < deadline:
+            hits = [h for h in self.of_task(task_id) if token is None or h['token'] == token]
+            if any(done(h['body']) for h in hits):
+                return hits
+            # Polling interval; the deadline bounds the wait.
+            time.sleep(0.05)
+        raise AssertionError(f'no final delivery for {task_id} within {DELIVERY_SECONDS_MAX}s: {self.of_task(task_id)}')
+
+    def close(self) -> None:
+        self.server.shutdown()

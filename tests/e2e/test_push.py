@@ -11,12 +11,8 @@ the last test checks on the session's gateway)."""
 from __future__ import annotations
 
 import json
-import os
-import threading
-import time
 
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -31,93 +27,22 @@ from a2a.types import (
 )
 from a2a.utils.errors import TaskNotFoundError
 
-from conftest import _start_gateway
+from conftest import _start_gateway, loopback_webhooks
 from e2e_util import VERSIONS, msg10, result_of, rpc, run, sdk_client, user_message
 
 
 pytestmark = pytest.mark.gateway_only
 
-DELIVERY_SECONDS_MAX = 20.0
-"""Every update is delivered within this long of being committed (delivery takes
-milliseconds; the bound only keeps a broken gateway from hanging the suite)."""
-
-
-class Receiver:
-    """A webhook endpoint recording what it receives."""
-
-    def __init__(self) -> None:
-        self.hits: list[dict] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                length = int(self.headers.get('content-length', '0'))
-                raw = self.rfile.read(length)
-                with receiver.lock:
-                    receiver.hits.append({
-                        'event_id': self.headers.get('superx-event-id', ''),
-                        'token': self.headers.get('x-a2a-notification-token'),
-                        'body': json.loads(raw or b'null'),
-                        'raw': raw,
-                        'headers': {k.lower(): v for k, v in self.headers.items()},
-                    })
-                self.send_response(200)
-                self.send_header('content-length', '0')
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.url = f'http://127.0.0.1:{self.server.server_address[1]}/hook'
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def of_task(self, task_id: str) -> list[dict]:
-        with self.lock:
-            return [h for h in self.hits if h['event_id'].startswith(f'{task_id}:')]
-
-    def wait_for(self, task_id: str, done, token: str | None = None) -> list[dict]:
-        """Waits until a delivery for the task (with `token`, when given: one webhook's lane;
-        lanes deliver independently) satisfies `done`; answers those deliveries."""
-        deadline = time.monotonic() + DELIVERY_SECONDS_MAX
-        while time.monotonic() < deadline:
-            hits = [h for h in self.of_task(task_id) if token is None or h['token'] == token]
-            if any(done(h['body']) for h in hits):
-                return hits
-            # Polling interval; the deadline bounds the wait.
-            time.sleep(0.05)
-        raise AssertionError(f'no final delivery for {task_id} within {DELIVERY_SECONDS_MAX}s: {self.of_task(task_id)}')
-
-    def close(self) -> None:
-        self.server.shutdown()
-
 
 @pytest.fixture(scope='module')
 def push_gateway(e2e, tmp_path_factory):
     """A gateway whose webhooks may reach loopback, in front of the session's task agent."""
-    saved = os.environ.get('SUPERX_PUSH__ALLOW_CIDRS')
-    os.environ['SUPERX_PUSH__ALLOW_CIDRS'] = '127.0.0.0/8'
-    try:
+    with loopback_webhooks():
         proc, base = _start_gateway({'tasks': e2e.agent_ports['tasks']}, tmp_path_factory.mktemp('push-gw'))
-    finally:
-        if saved is None:
-            del os.environ['SUPERX_PUSH__ALLOW_CIDRS']
-        else:
-            os.environ['SUPERX_PUSH__ALLOW_CIDRS'] = saved
     try:
         yield base
     finally:
         proc.stop()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def is_canceled(version: str):

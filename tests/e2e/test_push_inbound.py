@@ -15,15 +15,13 @@ agents; `superx_push_inbound_total` shows the push agents' updates came in by th
 
 from __future__ import annotations
 
-import os
 import re
 
 import httpx
 import pytest
 
-from conftest import _start_agent, _start_gateway
+from conftest import _start_agent, _start_gateway, loopback_webhooks
 from e2e_util import msg10, result_of, rpc
-from test_push import Receiver
 
 
 pytestmark = pytest.mark.gateway_only
@@ -46,35 +44,19 @@ def inbound_gateway(e2e, tmp_path_factory):
     whose client webhooks may reach loopback."""
     work = tmp_path_factory.mktemp('push-inbound')
     procs = []
-    saved = os.environ.get('SUPERX_PUSH__ALLOW_CIDRS')
     try:
         ports = {'tasks': e2e.agent_ports['tasks']}
         for agent_id, (binding, _) in PUSH_AGENTS.items():
             proc, ports[agent_id] = _start_agent(agent_id, 'task', work, ('--push',), binding=binding)
             procs.append(proc)
         pinned = {agent_id: version for agent_id, (_, version) in PUSH_AGENTS.items() if version}
-        os.environ['SUPERX_PUSH__ALLOW_CIDRS'] = '127.0.0.0/8'
-        try:
+        with loopback_webhooks():
             gateway, base = _start_gateway(ports, work, pinned)
-        finally:
-            if saved is None:
-                del os.environ['SUPERX_PUSH__ALLOW_CIDRS']
-            else:
-                os.environ['SUPERX_PUSH__ALLOW_CIDRS'] = saved
         procs.append(gateway)
         yield base
     finally:
         for proc in reversed(procs):
             proc.stop()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def inbound_committed(base: str) -> int:
