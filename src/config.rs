@@ -69,6 +69,20 @@ pub struct ServerConfig {
     /// end with a retryable error, raft stops; all within this long, then the process exits
     /// whatever is left. Below Kubernetes' termination grace period (25 s in k8s/).
     pub drain_timeout_ms: u64,
+    /// TLS on the public listener: the certificate chain (PEM, leaf first). Set both files or
+    /// neither; empty: plain HTTP (TLS ends at a load balancer in front).
+    pub tls_cert_file: String,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: String,
+    /// How often both files are read again: a changed pair is served to new connections
+    /// without a restart (open connections keep theirs).
+    pub tls_reload_ms: u64,
+}
+
+impl ServerConfig {
+    pub fn tls_enabled(&self) -> bool {
+        !self.tls_cert_file.is_empty()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -356,6 +370,42 @@ pub struct ClusterSection {
     /// A voter dead this long is replaced by a healthy learner, or removed (never below a
     /// majority of `raft.voters_max`). Longer than a rolling restart of one node takes.
     pub dead_voter_timeout_ms: u64,
+    /// A file holding the cluster secret (at least 32 bytes; surrounding whitespace ignored),
+    /// the same on every node: raft RPCs, forwarded writes and gossip datagrams are tagged
+    /// with it (HMAC-SHA256), and nothing untagged is heard. In Kubernetes, a Secret mounted
+    /// as a file. Read again every `secret_reload_ms`; see `secret_grace_ms`. Empty (and no
+    /// `secret`): the raft and gossip listeners are open to anyone who reaches them.
+    pub secret_file: String,
+    /// The cluster secret itself, for setups without files (`SUPERX_CLUSTER__SECRET`); not
+    /// reloadable. Set this or `secret_file`, not both.
+    pub secret: Secret,
+    /// How often `secret_file` is read again.
+    pub secret_reload_ms: u64,
+    /// After `secret_file` changes, the previous secret stays accepted this long, and this
+    /// node keeps tagging with it for the first half: a rolling change works when every node
+    /// reads the new file within half of it (a Kubernetes Secret reaches pods within a couple
+    /// of minutes).
+    pub secret_grace_ms: u64,
+    /// Lets raft and gossip listen on a non-loopback address without a cluster secret (a
+    /// private network nothing else reaches). Without it, that is a startup error.
+    pub allow_open: bool,
+}
+
+/// A secret in the config: serialized as is (the config tree is TOML), never shown by `Debug`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "<set>" })
+    }
 }
 
 /// Who may call the gateway (`crate::auth`). Off (`mode = "open"`) unless configured; an open
@@ -475,6 +525,9 @@ impl Default for ServerConfig {
             requests_in_flight_max: 1024,
             streams_in_flight_max: 4096,
             drain_timeout_ms: 15_000,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_reload_ms: 5_000,
         }
     }
 }
@@ -601,6 +654,11 @@ impl Default for ClusterSection {
             k8s_interval_ms: 5000,
             stabilization_ms: 10_000,
             dead_voter_timeout_ms: 30_000,
+            secret_file: String::new(),
+            secret: Secret::default(),
+            secret_reload_ms: 5_000,
+            secret_grace_ms: 600_000,
+            allow_open: false,
         }
     }
 }
@@ -731,6 +789,13 @@ impl Config {
         if self.server.listen.parse::<SocketAddr>().is_err() {
             errors.push(format!("server.listen: {:?} is not an address like 0.0.0.0:4000", self.server.listen));
         }
+        let s = &self.server;
+        if s.tls_cert_file.is_empty() != s.tls_key_file.is_empty() {
+            errors.push("server.tls_cert_file and server.tls_key_file: set both (TLS) or neither".into());
+        }
+        if s.tls_enabled() && s.tls_reload_ms == 0 {
+            errors.push("server.tls_reload_ms: must be greater than 0".into());
+        }
         let url = self.server.public_url.trim_end_matches('/');
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
@@ -816,6 +881,7 @@ impl Config {
             errors.push("raft.heartbeat_ms must be above 0 and below election_timeout_min_ms".into());
         }
         self.validate_cluster(errors);
+        self.validate_cluster_secret(errors);
         self.validate_auth(errors);
         if self.archive.enabled()
             && let Err(e) = crate::archive::connect_options(&self.archive)
@@ -923,6 +989,38 @@ impl Config {
             if value == 0 {
                 errors.push(format!("{key}: must be greater than 0"));
             }
+        }
+    }
+
+    /// The cluster secret's source, and no open raft or gossip listener on a non-loopback
+    /// address unless `cluster.allow_open`.
+    fn validate_cluster_secret(&self, errors: &mut Vec<String>) {
+        let c = &self.cluster;
+        if !c.secret.is_empty() && !c.secret_file.is_empty() {
+            errors.push("cluster: set cluster.secret or cluster.secret_file, not both".into());
+        } else if let Err(e) = crate::membership::secret::read(c) {
+            errors.push(e);
+        }
+        for (key, value) in [("cluster.secret_reload_ms", c.secret_reload_ms)] {
+            if value == 0 {
+                errors.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        if c.allow_open || !c.secret.is_empty() || !c.secret_file.is_empty() {
+            return;
+        }
+        let exposed = |addr: &str| addr.parse::<SocketAddr>().is_ok_and(|a| !a.ip().is_loopback());
+        let mut listeners = vec![("raft.listen", &self.raft.listen)];
+        if c.strategy != "static" {
+            listeners.push(("cluster.gossip_listen", &c.gossip_listen));
+        }
+        for (key, addr) in listeners.into_iter().filter(|(_, addr)| exposed(addr)) {
+            errors.push(format!(
+                "{key} {addr:?} is not a loopback address and there is no cluster secret: anyone reaching it could \
+                 join the cluster or send it raft messages. Give every node the same secret (cluster.secret_file, \
+                 or SUPERX_CLUSTER__SECRET; README \"Security\") or say it is meant: cluster.allow_open = true \
+                 (SUPERX_CLUSTER__ALLOW_OPEN=true)"
+            ));
         }
     }
 
@@ -1238,6 +1336,48 @@ mod tests {
         let e =
             Config::load(&Overrides::default(), &env(&[("SUPERX_PUSH__ALLOW_CIDRS", "10.0.0.0/33,nope")])).unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
+    }
+
+    #[test]
+    fn an_open_cluster_listener_off_loopback_needs_a_secret_or_allow_open() {
+        const SECRET: &str = "0123456789abcdef0123456789abcdef";
+        let exposed = Overrides { raft_listen: Some("0.0.0.0:4100".into()), ..Default::default() };
+        let e = Config::load(&exposed, &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("raft.listen") && e.to_string().contains("cluster.allow_open"), "{e}");
+        assert!(Config::load(&exposed, &env(&[("SUPERX_CLUSTER__ALLOW_OPEN", "true")])).is_ok());
+        let c = Config::load(&exposed, &env(&[("SUPERX_CLUSTER__SECRET", SECRET)])).unwrap();
+        assert!(!format!("{c:?}").contains(SECRET), "the secret never shows in Debug");
+        // Gossip counts only with a strategy that gossips.
+        let gossip = Overrides {
+            gossip_listen: Some("0.0.0.0:4200".into()),
+            strategy: Some("gossip".into()),
+            ..Default::default()
+        };
+        let e = Config::load(&gossip, &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("cluster.gossip_listen"), "{e}");
+        let f = file(&format!("  {SECRET}\n"));
+        let from_file = [("SUPERX_CLUSTER__SECRET_FILE", f.path().to_str().unwrap())];
+        assert!(Config::load(&gossip, &env(&from_file)).is_ok());
+    }
+
+    #[test]
+    fn cluster_secret_mistakes_are_reported() {
+        let short = Config::load(&Overrides::default(), &env(&[("SUPERX_CLUSTER__SECRET", "too short")])).unwrap_err();
+        assert!(short.to_string().contains("at least 32 bytes"), "{short}");
+        let missing = env(&[("SUPERX_CLUSTER__SECRET_FILE", "/nonexistent/superx-secret")]);
+        let e = Config::load(&Overrides::default(), &missing).unwrap_err();
+        assert!(e.to_string().contains("cluster.secret_file: /nonexistent/superx-secret"), "{e}");
+        let both = env(&[
+            ("SUPERX_CLUSTER__SECRET_FILE", "/nonexistent/superx-secret"),
+            ("SUPERX_CLUSTER__SECRET", "0123456789abcdef0123456789abcdef"),
+        ]);
+        assert!(Config::load(&Overrides::default(), &both).unwrap_err().to_string().contains("not both"));
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let e = Config::load(&Overrides::default(), &env(&[("SUPERX_SERVER__TLS_CERT_FILE", "/x.pem")])).unwrap_err();
+        assert!(e.to_string().contains("set both"), "{e}");
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct Gateway {
     pub push: Arc<crate::push::Push>,
     /// Who may call (`auth`): credential checks, the JWT key set.
     pub auth: crate::auth::Auth,
+    /// The cluster secret raft and gossip are closed with; `None` in an open cluster.
+    pub keyring: Option<superx_keyring::Keyring>,
     ready: AtomicBool,
     /// Set when the node should stop by itself (after leaving the cluster).
     stop: tokio::sync::watch::Sender<bool>,
@@ -136,10 +138,12 @@ impl Gateway {
                 bytes_max: streams.resume_history_bytes_max,
             },
         ));
-        let raft = raft_config(&config).map_err(anyhow::Error::msg)?;
+        let keyring = crate::membership::secret::load(&config.cluster)?;
+        let mut raft = raft_config(&config).map_err(anyhow::Error::msg)?;
+        raft.keyring = keyring.clone();
         let advertise = raft.advertise.clone();
         let replica = Replica::start(raft, limits, subscriptions, config.cluster.bootstrap_expect as usize).await?;
-        let cluster = match crate::membership::start_gossip(&config, &advertise).await {
+        let cluster = match crate::membership::start_gossip(&config, &advertise, keyring.clone()).await {
             Ok(cluster) => cluster,
             Err(e) => {
                 replica.shutdown().await;
@@ -162,6 +166,7 @@ impl Gateway {
             followed,
             push,
             auth,
+            keyring,
             ready: AtomicBool::new(false),
             stop: tokio::sync::watch::channel(false).0,
         });

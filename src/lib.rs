@@ -38,6 +38,7 @@ pub mod sse;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;
+pub mod tls;
 
 /// This binary's version, gossiped to the other nodes.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -175,16 +175,24 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     config.server.node_id = superx::membership::identity::resolve(&config, &env)?;
     let listen = config.server.listen.clone();
     let gw = Gateway::start(config).await?;
-    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
-    // SSE writes many small frames: without TCP_NODELAY, Nagle and delayed ACKs hold each
-    // one back by tens of milliseconds.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
+    let tls = match gw.config.server.tls_enabled() {
+        true => {
+            let s = &gw.config.server;
+            let tls = superx::tls::Tls::load(s.tls_cert_file.as_ref(), s.tls_key_file.as_ref())
+                .map_err(|e| anyhow::anyhow!("server.tls_cert_file/tls_key_file: {e}"))?;
+            tls.spawn_reload(Duration::from_millis(s.tls_reload_ms));
+            Some(tls)
         }
-    });
-    tracing::info!(%listen, "superx listening");
+        false => None,
+    };
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+    tracing::info!(%listen, tls = tls.is_some(), "superx listening");
     log_auth(&gw.config.auth, &listen);
+    if gw.keyring.is_none() {
+        let c = &gw.config;
+        let gossip = (c.cluster.strategy != "static").then_some(c.cluster.gossip_listen.as_str());
+        superx::membership::secret::warn_open(&c.raft.listen, gossip, c.cluster.allow_open);
+    }
     let startup = gw.clone();
     tokio::spawn(async move { startup.register_initial_agents().await });
     superx::membership::spawn(&gw);
@@ -193,14 +201,31 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         tokio::spawn(superx::archive::archiver::run(gw.clone(), archive));
     }
     let signalled = gw.clone();
-    let served = axum::serve(listener, superx::http::router(gw.clone())).with_graceful_shutdown(async move {
+    let shutdown = async move {
         tokio::select! {
             _ = shutdown_signal() => {}
             _ = signalled.stopping() => tracing::info!("stopping after leaving the cluster"),
         }
         // Refuse new requests, end open streams; axum stops accepting and waits for the rest.
         signalled.admission.drain();
-    });
+    };
+    let router = superx::http::router(gw.clone());
+    let served: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match tls {
+        Some(tls) => {
+            let listener = superx::tls::TlsListener::new(listener, tls.acceptor)?;
+            Box::pin(axum::serve(listener, router).with_graceful_shutdown(shutdown).into_future())
+        }
+        None => {
+            // SSE writes many small frames: without TCP_NODELAY, Nagle and delayed ACKs hold
+            // each one back by tens of milliseconds.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "could not set TCP_NODELAY");
+                }
+            });
+            Box::pin(axum::serve(listener, router).with_graceful_shutdown(shutdown).into_future())
+        }
+    };
     let drain_timeout = Duration::from_millis(gw.config.server.drain_timeout_ms);
     let deadline = async {
         gw.admission.drained().await;
@@ -209,7 +234,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         tokio::time::sleep(drain_timeout).await;
     };
     let served = tokio::select! {
-        served = served.into_future() => served.context("serving"),
+        served = served => served.context("serving"),
         _ = deadline => {
             let (requests, streams) = gw.admission.in_flight();
             tracing::warn!(requests, streams, "drain timeout: closing what is still open");
@@ -261,7 +286,8 @@ fn leave(url: &str) -> ExitCode {
 
 /// `superx probe`: one GET of the node's own health endpoint.
 fn probe(url: Option<String>, path: &str) -> ExitCode {
-    let url = url.unwrap_or_else(|| superx::probe::default_url(std::env::var("PORT").ok().as_deref()));
+    let tls = std::env::var("SUPERX_SERVER__TLS_CERT_FILE").is_ok_and(|f| !f.is_empty());
+    let url = url.unwrap_or_else(|| superx::probe::default_url(std::env::var("PORT").ok().as_deref(), tls));
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -34,6 +34,7 @@
 mod members;
 #[cfg(test)]
 mod tests;
+mod transport;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -41,7 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chitchat::transport::UdpTransport;
+use chitchat::transport::{Transport, UdpTransport};
 use chitchat::{
     Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, ProtocolVersion,
     spawn_chitchat,
@@ -52,6 +53,8 @@ use tokio::task::JoinHandle;
 use crate::discovery::{Discoverer, Strategy};
 use crate::keys::{self, HealthDigest, RaftState};
 use members::Tracker;
+use superx_keyring::Keyring;
+use transport::AuthTransport;
 
 /// Capacity of the change stream. A subscriber further behind gets `RecvError::Lagged` and
 /// should resynchronize from [`Cluster::members`]. A full restart of a 100-node cluster makes
@@ -88,6 +91,9 @@ pub struct ClusterConfig {
     pub dead_node_grace: Duration,
     /// Where seeds come from.
     pub strategy: Strategy,
+    /// The cluster secret: with it every datagram is tagged and untagged ones are dropped
+    /// (`node/transport.rs`), so a process without it is never heard. None: plain UDP.
+    pub keyring: Option<Keyring>,
 }
 
 /// This node's facts, published once at start.
@@ -200,7 +206,11 @@ impl Cluster {
             &meta.raft_addr,
             &meta.version,
         );
-        let handle = spawn_chitchat(chitchat_config(&config, chitchat_id.clone()), initial, &UdpTransport)
+        let transport: Box<dyn Transport> = match &config.keyring {
+            Some(keyring) => Box::new(AuthTransport { keyring: keyring.clone() }),
+            None => Box::new(UdpTransport),
+        };
+        let handle = spawn_chitchat(chitchat_config(&config, chitchat_id.clone()), initial, transport.as_ref())
             .await
             .map_err(|err| ClusterError::Bind { addr: config.gossip_listen, reason: format!("{err:#}") })?;
         let handle = Arc::new(handle);
@@ -235,6 +245,7 @@ impl Cluster {
             gossip_listen = %config.gossip_listen,
             gossip_advertise = %config.gossip_advertise,
             cluster_id = %config.cluster_id,
+            authenticated = config.keyring.is_some(),
             "gossip started"
         );
         let node_id = config.node_id;

@@ -31,7 +31,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rcgen::KeyUsagePurpose;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
@@ -151,42 +152,64 @@ impl Drop for FakeKubeApi {
     }
 }
 
+/// A test certificate authority issuing server certificates, for TLS tests.
+pub struct TestCa {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+impl TestCa {
+    /// A CA with a name of its own, so two CAs' certificates are told apart (UnknownIssuer,
+    /// not a bad signature from the namesake CA).
+    pub fn new(purpose: &str) -> TestCa {
+        let ca_key = KeyPair::generate().expect("generating the test ca key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("test ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        static CA_SERIAL: AtomicU64 = AtomicU64::new(0);
+        let serial = CA_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let ca_name = format!("superx test {purpose} ca {} {serial}", std::process::id());
+        ca_params.distinguished_name.push(DnType::CommonName, ca_name);
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let ca_cert = ca_params.self_signed(&ca_key).expect("self-signing the test ca");
+        TestCa { issuer: Issuer::new(ca_params, ca_key), pem: ca_cert.pem() }
+    }
+
+    /// The CA certificate (PEM), for clients to trust.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A server certificate for `names` (DNS names or IP literals) named `common_name`, signed
+    /// by this CA: (certificate PEM, PKCS#8 key PEM, certificate DER).
+    pub fn server_cert(&self, names: &[&str], common_name: &str) -> (String, String, Vec<u8>) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("test server certificate params");
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().expect("generating the test server key");
+        let cert = params.signed_by(&key, &self.issuer).expect("signing the test server certificate");
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+}
+
 /// A CA (returned as PEM) and a TLS server config with a certificate for 127.0.0.1 and
 /// localhost signed by it.
 fn test_pki() -> (String, rustls::ServerConfig) {
-    let ca_key = KeyPair::generate().expect("generating the test ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("test ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    // A name of its own, so two fake servers' CAs are told apart (UnknownIssuer, not a bad
-    // signature from the namesake CA).
-    static CA_SERIAL: AtomicU64 = AtomicU64::new(0);
-    let serial = CA_SERIAL.fetch_add(1, Ordering::Relaxed);
-    let ca_name = format!("superx test kubernetes ca {} {serial}", std::process::id());
-    ca_params.distinguished_name.push(DnType::CommonName, ca_name);
-    ca_params.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let ca_cert = ca_params.self_signed(&ca_key).expect("self-signing the test ca");
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
-    let mut params = CertificateParams::new(names).expect("test server certificate params");
-    params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
-    params.use_authority_key_identifier_extension = true;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().expect("generating the test server key");
-    let cert = params.signed_by(&key, &issuer).expect("signing the test server certificate");
-
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let ca = TestCa::new("kubernetes");
+    let (_, key_pem, der) = ca.server_cert(&["127.0.0.1", "localhost"], "kube-apiserver");
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("the test server key");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("tls protocol versions")
         .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], key)
+        .with_single_cert(vec![CertificateDer::from(der)], key)
         .expect("test server tls config");
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    (ca_cert.pem(), config)
+    (ca.pem, config)
 }
 
 fn serve(

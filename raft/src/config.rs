@@ -118,6 +118,10 @@ pub struct RaftConfig {
     pub promote_lag_entries_max: u64,
     /// How long `shutdown` waits for the storage to be released by openraft's tasks.
     pub shutdown_timeout_ms: u64,
+    /// The cluster secret: with it, the raft listener accepts only requests tagged with it and
+    /// this node tags its own and checks its peers' answers (`network/auth.rs`). None: the
+    /// listener is open to anyone who reaches it.
+    pub keyring: Option<superx_keyring::Keyring>,
 }
 
 impl Default for RaftConfig {
@@ -155,6 +159,7 @@ impl Default for RaftConfig {
             reconcile_interval_ms: 500,
             promote_lag_entries_max: 100,
             shutdown_timeout_ms: 5000,
+            keyring: None,
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::codec::Blob;
 use crate::config::{MembershipControl, RaftConfig};
 use crate::error::{MembershipError, ProposeError, ReadError, StartError};
 use crate::membership::{self, MembershipView};
+use crate::network::auth::ServerAuth;
 use crate::network::client::{NetworkFactory, PeerClient};
 use crate::network::server;
 use crate::propose::{self, Proposal};
@@ -351,7 +352,8 @@ fn spawn_server(
 ) -> (oneshot::Sender<()>, JoinHandle<()>) {
     let forward_timeout = Duration::from_millis(config.forward_timeout_ms);
     let handing_off = routing.handing_off.clone();
-    let router = server::router(raft.clone(), handing_off, forward_timeout, config.rpc_body_bytes_max);
+    let auth = config.keyring.clone().map(|k| ServerAuth::new(k, config.rpc_body_bytes_max));
+    let router = server::router(raft.clone(), handing_off, forward_timeout, config.rpc_body_bytes_max, auth);
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(server::serve(listener, router, async move {
         let _ = stopped.await;

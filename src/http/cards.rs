@@ -43,7 +43,7 @@ pub fn public_base(gw: &Gateway, headers: &HeaderMap) -> String {
         .then(|| first("x-forwarded-proto"))
         .flatten()
         .filter(|p| *p == "http" || *p == "https")
-        .unwrap_or("http");
+        .unwrap_or(if gw.config.server.tls_enabled() { "https" } else { "http" });
     let host = trusted
         .then(|| first("x-forwarded-host"))
         .flatten()

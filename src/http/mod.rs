@@ -55,7 +55,22 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .layer(axum::middleware::from_fn_with_state(gw.clone(), authenticate))
         .layer(axum::middleware::from_fn(crate::telemetry::layer::middleware))
         .layer(axum::middleware::from_fn_with_state(gw.clone(), admit))
+        .layer(axum::middleware::map_request(host_from_authority))
         .with_state(gw)
+}
+
+/// HTTP/2 (negotiated over TLS) carries the host in `:authority`, which lands in the URI, not
+/// in a `Host` header; the code that reads the host (the cards' base URL) reads the header, so
+/// an HTTP/2 request gets one from its authority.
+async fn host_from_authority(mut request: axum::extract::Request) -> axum::extract::Request {
+    let host = axum::http::header::HOST;
+    if !request.headers().contains_key(&host)
+        && let Some(authority) = request.uri().authority()
+        && let Ok(value) = axum::http::HeaderValue::from_str(authority.as_str())
+    {
+        request.headers_mut().insert(host, value);
+    }
+    request
 }
 
 /// Admission, outermost: a request that does work (a JSON-RPC POST, an HTTP+JSON

@@ -18,6 +18,7 @@ pub mod autopilot;
 pub mod bootstrap;
 pub mod identity;
 pub mod leave;
+pub mod secret;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,7 +80,11 @@ fn gossip_advertise(config: &Config) -> Result<SocketAddr, String> {
 }
 
 /// Starts gossip for a dynamic strategy (none for `static`).
-pub async fn start_gossip(config: &Config, advertise: &PeerAddr) -> anyhow::Result<Option<Cluster>> {
+pub async fn start_gossip(
+    config: &Config,
+    advertise: &PeerAddr,
+    keyring: Option<superx_keyring::Keyring>,
+) -> anyhow::Result<Option<Cluster>> {
     let strategy = strategy(config).map_err(anyhow::Error::msg)?;
     if strategy == Strategy::Static {
         return Ok(None);
@@ -93,6 +98,7 @@ pub async fn start_gossip(config: &Config, advertise: &PeerAddr) -> anyhow::Resu
         gossip_interval: Duration::from_millis(c.gossip_interval_ms),
         dead_node_grace: DEAD_NODE_GRACE,
         strategy,
+        keyring,
     };
     let meta =
         NodeMeta { api_addr: advertise.api.clone(), raft_addr: advertise.raft.clone(), version: crate::VERSION.into() };

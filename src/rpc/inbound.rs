@@ -110,7 +110,10 @@ async fn cluster_key(gw: &Gateway) -> Option<Vec<u8>> {
 /// Where agents reach the cluster: `server.public_url`, else this node's API address.
 fn base_url(gw: &Gateway) -> String {
     match gw.config.server.public_url.trim_end_matches('/') {
-        "" => format!("http://{}", gw.advertise.api),
+        "" => {
+            let scheme = if gw.config.server.tls_enabled() { "https" } else { "http" };
+            format!("{scheme}://{}", gw.advertise.api)
+        }
         public => public.to_owned(),
     }
 }

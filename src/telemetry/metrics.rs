@@ -216,6 +216,12 @@ fn record_state(gw: &Gateway) {
     gauge!("superx_push_outbox_events").set(push.outbox_events() as f64);
     counter!("superx_push_outbox_overflow_total").absolute(push.overflow_total());
     record_raft(gw);
+    if let Some(keyring) = &gw.keyring {
+        // Raft requests and answers, and gossip datagrams, without a valid cluster tag.
+        let (raft, gossip) = keyring.refusals();
+        counter!("superx_cluster_auth_refused_total", "kind" => "raft").absolute(raft);
+        counter!("superx_cluster_auth_refused_total", "kind" => "gossip").absolute(gossip);
+    }
     if let Some(archive) = &gw.archive {
         record_archive(&archive.stats, tables.unarchived_count());
     }

@@ -32,6 +32,7 @@ import ipaddress
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import subprocess
@@ -55,6 +56,8 @@ LOAD_PAUSE_S = 0.1
 # Writes acknowledged between two checkpoints of a phase: proof that the cluster serves.
 PROGRESS_WRITES = 60
 CHECK_WORKERS = 8
+# The cluster secret of this run's nodes (and of the compose cluster).
+CLUSTER_SECRET = secrets.token_urlsafe(32)
 
 
 class Failed(Exception):
@@ -204,6 +207,8 @@ class Cluster:
             'SUPERX_RAFT__LISTEN': '0.0.0.0:4100',
             'SUPERX_CLUSTER__GOSSIP_LISTEN': '0.0.0.0:4200',
             'SUPERX_AUTH__ALLOW_OPEN': 'true',
+            # A closed cluster, as deployed: raft and gossip hear only nodes with this run's secret.
+            'SUPERX_CLUSTER__SECRET': CLUSTER_SECRET,
             'SUPERX_RAFT__ADVERTISE': f'{ip}:4100',
             'SUPERX_RAFT__API_ADVERTISE': f'{ip}:{API_PORT}',
             'SUPERX_CLUSTER__GOSSIP_ADVERTISE': f'{ip}:4200',
@@ -467,7 +472,7 @@ def compose_smoke(d: Docker, image: str, pg_image: str) -> None:
     project = d.name('compose')
     ports = [free_port() for _ in range(3)]
     base = compose_command() + ['-p', project, '-f', str(ROOT / 'deploy' / 'compose.yaml')]
-    env = dict(os.environ, SUPERX_IMAGE=image, POSTGRES_IMAGE=pg_image,
+    env = dict(os.environ, SUPERX_IMAGE=image, POSTGRES_IMAGE=pg_image, SUPERX_CLUSTER_SECRET=CLUSTER_SECRET,
                **{f'SUPERX_PORT_{i}': str(p) for i, p in enumerate(ports)})
     log(f'5. deploy/compose.yaml up (project {project}, API on 127.0.0.1:{ports})')
     for _ in range(20):

@@ -64,5 +64,11 @@ else
   apt_install docker-compose
   compose=(docker-compose)
 fi
-"${compose[@]}" -f deploy/compose.yaml config --quiet
+# The file insists on a cluster secret; any value of the right length does for `config`.
+SUPERX_CLUSTER_SECRET=validate-only-secret-of-at-least-32-bytes \
+  "${compose[@]}" -f deploy/compose.yaml config --quiet
+if "${compose[@]}" -f deploy/compose.yaml config --quiet 2>/dev/null; then
+  echo "deploy/compose.yaml starts without SUPERX_CLUSTER_SECRET" >&2
+  exit 1
+fi
 echo "ok: ${compose[*]} config accepts deploy/compose.yaml"

@@ -6,6 +6,7 @@
 mod archive;
 mod auth;
 mod bad_config;
+mod closed;
 mod cluster;
 mod config;
 mod dns;
@@ -23,3 +24,4 @@ mod resume;
 mod streaming;
 mod support;
 mod telemetry;
+mod tls;

@@ -37,6 +37,7 @@ fn config(cluster_id: &str, node_id: u64, addr: SocketAddr, strategy: Strategy) 
         gossip_interval: ROUND,
         dead_node_grace: Duration::from_secs(60),
         strategy,
+        keyring: None,
     }
 }
 
@@ -328,4 +329,54 @@ async fn dns_discovery_finds_a_peer_and_reports_a_failing_server() {
     let error = silent.discovery_error().unwrap();
     assert!(error.contains("nodes.superx.test"), "{error}");
     shutdown_all(&[a, b, silent]).await;
+}
+
+async fn start_keyed(
+    cluster_id: &str,
+    node_id: u64,
+    addr: SocketAddr,
+    seeds: &[SocketAddr],
+    keyring: &Keyring,
+) -> Cluster {
+    let seeds = seeds.iter().map(ToString::to_string).collect();
+    let mut config = config(cluster_id, node_id, addr, Strategy::Gossip { seeds });
+    config.keyring = Some(keyring.clone());
+    Cluster::start(config, meta(node_id)).await.unwrap()
+}
+
+/// Nodes with the cluster secret gossip; a node with another secret and one with none never
+/// enter their member list (nor they its), whoever seeds whom, and their datagrams are counted
+/// as refused.
+#[tokio::test]
+async fn only_nodes_with_the_cluster_secret_are_heard() {
+    let secret = Keyring::new(b"the cluster secret, 32 bytes or more").unwrap();
+    let other = Keyring::new(b"another cluster secret, 32 bytes or more").unwrap();
+    let cluster_id = unique_cluster_id();
+    let first = free_addr();
+    // Node 1 has a keyring of its own (same secret) so its refusals are counted apart.
+    let keyring_one = Keyring::new(b"the cluster secret, 32 bytes or more").unwrap();
+    let one = start_keyed(&cluster_id, 1, first, &[], &keyring_one).await;
+    let two = start_keyed(&cluster_id, 2, free_addr(), &[first], &secret).await;
+    let stranger = start_keyed(&cluster_id, 3, free_addr(), &[first], &other).await;
+    let open = start_node(&cluster_id, 4, free_addr(), &[first, two.gossip_addr()]).await;
+    for node in [&one, &two] {
+        wait_list(node, "the two keyed members", |list| all_live(list, 2)).await;
+    }
+    // The outsiders keep greeting node 1 every round; wait until both were refused a few
+    // times, then check nobody got in either direction.
+    let refused = || keyring_one.refusals().1;
+    let deadline = Instant::now() + DEADLINE;
+    while refused() < 6 {
+        assert!(Instant::now() < deadline, "outsiders' datagrams were not refused: {}", refused());
+        tokio::time::sleep(ROUND).await;
+    }
+    for node in [&one, &two] {
+        let ids: Vec<u64> = node.members().iter().map(|m| m.node_id).collect();
+        assert_eq!(ids, vec![1, 2], "node {}", node.node_id());
+    }
+    for outsider in [&stranger, &open] {
+        let ids: Vec<u64> = outsider.members().iter().map(|m| m.node_id).collect();
+        assert_eq!(ids, vec![outsider.node_id()], "an outsider heard the cluster");
+    }
+    shutdown_all(&[one, two, stranger, open]).await;
 }

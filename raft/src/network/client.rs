@@ -19,7 +19,11 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
+use std::sync::atomic::AtomicU64;
+
+use superx_keyring::Keyring;
+
+use super::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH, auth};
 use crate::codec;
 use crate::config::RaftConfig;
 use crate::error::StartError;
@@ -43,6 +47,8 @@ pub(crate) enum CallError {
 pub(crate) struct PeerClient {
     http: reqwest::Client,
     body_bytes_max: usize,
+    /// Tags requests and checks answers (`auth.rs`); None in an open cluster.
+    keyring: Option<Keyring>,
 }
 
 impl PeerClient {
@@ -63,7 +69,7 @@ impl PeerClient {
             builder = builder.local_address(listen_ip);
         }
         let http = builder.build().map_err(|e| StartError::Raft(format!("http client: {e}")))?;
-        Ok(PeerClient { http, body_bytes_max: config.rpc_body_bytes_max })
+        Ok(PeerClient { http, body_bytes_max: config.rpc_body_bytes_max, keyring: config.keyring.clone() })
     }
 
     /// POSTs `request` to `http://{addr}{path}` and decodes the answer.
@@ -82,21 +88,45 @@ impl PeerClient {
         if body.len() > self.body_bytes_max {
             return Err(CallError::TooLarge(body.len()));
         }
-        let response = self
+        let mut request = self
             .http
             .post(format!("http://{addr}{path}"))
             .timeout(timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(body)
-            .send()
-            .await
-            .map_err(classify)?;
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
+        let mut tag = None;
+        if let Some(keyring) = &self.keyring {
+            let stamp = superx_keyring::now_ms();
+            let signed = auth::request_tag(keyring, stamp, path, &body);
+            request = request.header(auth::AUTH_HEADER, auth::header_value(stamp, &signed));
+            tag = Some(signed);
+        }
+        let response = request.body(body).send().await.map_err(classify)?;
         let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED && self.keyring.is_some() {
+            warn_refused(addr, "the peer refused this node's cluster tag (does it hold another cluster.secret?)");
+            return Err(CallError::Failed("refused by the peer's cluster authentication".into()));
+        }
         if !status.is_success() {
             return Err(CallError::Failed(format!("http status {status}")));
         }
+        let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(classify)?;
+        if let (Some(keyring), Some(tag)) = (&self.keyring, &tag)
+            && !auth::verify_response(keyring, tag, status.as_u16(), &headers, &bytes)
+        {
+            keyring.refused(superx_keyring::Purpose::RaftResponse);
+            warn_refused(addr, "an answer without a valid tag of this cluster's secret was dropped");
+            return Err(CallError::Failed("answer without a valid cluster tag".into()));
+        }
         codec::decode(&bytes).map_err(|e| CallError::Failed(e.to_string()))
+    }
+}
+
+/// Warns about a refusal on the calling side, at most once per `auth::WARN_EVERY_MS`.
+fn warn_refused(addr: &str, what: &str) {
+    static LAST_WARN: AtomicU64 = AtomicU64::new(0);
+    if auth::due(&LAST_WARN) {
+        tracing::warn!(peer = addr, "raft call: {what}");
     }
 }
 

@@ -4,8 +4,10 @@
 //! Every body is a [`crate::codec`] encoding (bincode), sent as `POST` to the raft listener,
 //! which is separate from the public API and never exposed by it. Raft RPCs carry openraft's
 //! own request and `Result<response, RaftError>` types; forward-write and read-index carry the
-//! small types below.
+//! small types below. With a cluster secret (`RaftConfig::keyring`) every request and answer
+//! is tagged with it (`auth.rs`).
 
+pub(crate) mod auth;
 pub(crate) mod client;
 pub(crate) mod server;
 

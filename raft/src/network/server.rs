@@ -5,6 +5,7 @@
 //! again, so a write crosses at most one hop.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 
+use super::auth::ServerAuth;
 use super::{
     APPEND_PATH, ELECT_PATH, FORWARD_PATH, ForwardRequest, INITIALIZED_PATH, READ_INDEX_PATH, ReadIndexRequest,
     SNAPSHOT_PATH, VOTE_PATH,
@@ -37,15 +39,17 @@ struct ServerState {
     forward_timeout: Duration,
 }
 
-/// The raft listener's routes.
+/// The raft listener's routes; with `auth`, every request must carry the cluster's tag
+/// (`auth.rs`) and every answer gets one.
 pub(crate) fn router(
     raft: Raft,
     handing_off: Arc<AtomicBool>,
     forward_timeout: Duration,
     body_bytes_max: usize,
+    auth: Option<Arc<ServerAuth>>,
 ) -> Router {
     let state = ServerState { raft, handing_off, forward_timeout };
-    Router::new()
+    let router = Router::new()
         .route(APPEND_PATH, post(append))
         .route(VOTE_PATH, post(vote))
         .route(SNAPSHOT_PATH, post(snapshot))
@@ -54,12 +58,17 @@ pub(crate) fn router(
         .route(INITIALIZED_PATH, post(initialized))
         .route(ELECT_PATH, post(elect))
         .layer(DefaultBodyLimit::max(body_bytes_max))
-        .with_state(state)
+        .with_state(state);
+    match auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, super::auth::authenticate)),
+        None => router,
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.
 pub(crate) async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()> + Send + 'static) {
-    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(shutdown).await {
         tracing::error!(error = %e, "raft listener stopped");
     }
 }
