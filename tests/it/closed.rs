@@ -18,19 +18,29 @@ const SECRET_A: &str = "cluster secret A: 32 bytes or more, for the test";
 const SECRET_B: &str = "cluster secret B: another one, 32 bytes or more";
 const SECRET_C: &str = "cluster secret C: the rotated one, 32 bytes or more";
 
-/// A raft RPC as a node would send it, tagged with `secret` (None: no tag). Status, or None
-/// when the listener did not answer.
-fn raft_post(addr: &str, path: &str, body: &[u8], secret: Option<&str>) -> Option<u16> {
+/// The `X-SuperX-Cluster-Auth` value a node holding `secret` would put on this request.
+fn tag_header(secret: &str, path: &str, body: &[u8]) -> String {
+    let keyring = Keyring::new(secret.as_bytes()).unwrap();
+    let (stamp, nonce) = (superx_keyring::now_ms(), 1u64);
+    let parts: [&[u8]; 5] = [&stamp.to_be_bytes(), &nonce.to_be_bytes(), b"POST", path.as_bytes(), body];
+    let hex: String = keyring.tag(Purpose::RaftRequest, &parts).iter().map(|b| format!("{b:02x}")).collect();
+    format!("v1 {stamp} {nonce} {hex}")
+}
+
+/// POSTs to a raft listener with this auth header (None: none). Status, or None when the
+/// listener did not answer.
+fn post_with(addr: &str, path: &str, body: &[u8], header: Option<&str>) -> Option<u16> {
     let client = reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
     let mut request = client.post(format!("http://{addr}{path}")).body(body.to_vec());
-    if let Some(secret) = secret {
-        let keyring = Keyring::new(secret.as_bytes()).unwrap();
-        let stamp = superx_keyring::now_ms();
-        let tag = keyring.tag(Purpose::RaftRequest, &[&stamp.to_be_bytes(), b"POST", path.as_bytes(), body]);
-        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-        request = request.header("x-superx-cluster-auth", format!("v1 {stamp} {hex}"));
+    if let Some(header) = header {
+        request = request.header("x-superx-cluster-auth", header);
     }
     request.send().ok().map(|r| r.status().as_u16())
+}
+
+/// A raft RPC as a node holding `secret` would send it (None: untagged).
+fn raft_post(addr: &str, path: &str, body: &[u8], secret: Option<&str>) -> Option<u16> {
+    post_with(addr, path, body, secret.map(|s| tag_header(s, path, body)).as_deref())
 }
 
 /// `superx_cluster_auth_refused_total{kind}` on slot `n`'s `/metrics`.
@@ -86,8 +96,9 @@ async fn a_closed_cluster_hears_only_nodes_with_its_secret() {
     .unwrap();
 }
 
-/// A vote, an elect and an append without a tag, with another secret's tag, or a stale
-/// one: 401, and the term and leader stay. The same request tagged with the secret passes.
+/// A vote, an elect, an append and a forwarded write without a tag, with another secret's
+/// tag, a forged one, a stale one or a replayed one: 401, and the term and leader stay. The
+/// same requests tagged with the secret get past the check.
 fn raw_raft_rpcs_are_refused(c: &GossipCluster, leader: u64) {
     let before: Vec<Value> = (1..=3).map(|n| c.status(n).unwrap()).collect();
     let follower = (1..=3).find(|n| *n != leader).unwrap();
@@ -97,21 +108,28 @@ fn raw_raft_rpcs_are_refused(c: &GossipCluster, leader: u64) {
         assert_eq!(raft_post(&addr, path, &[], Some(SECRET_B)), Some(401), "{path} with another secret");
     }
     // A forged header of the right shape but no valid tag.
-    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
-    let forged = format!("v1 {} {}", superx_keyring::now_ms(), "ab".repeat(32));
-    let status = client.post(format!("http://{addr}/raft/elect")).header("x-superx-cluster-auth", forged).send();
-    assert_eq!(status.unwrap().status().as_u16(), 401);
-    // With the secret, the listener answers (initialized takes an empty body: bincode of ()).
-    assert_eq!(
-        raft_post(&addr, "/raft/initialized", &[], Some(SECRET_A)),
-        Some(200),
-        "the tag the test makes is right"
-    );
+    let forged = format!("v1 {} 1 {}", superx_keyring::now_ms(), "ab".repeat(32));
+    assert_eq!(post_with(&addr, "/raft/elect", &[], Some(&forged)), Some(401));
+    // A captured vote replayed: the first copy gets past the check (its empty body is then no
+    // valid vote: 400), the second is refused.
+    let captured = tag_header(SECRET_A, "/raft/vote", &[]);
+    assert_eq!(post_with(&addr, "/raft/vote", &[], Some(&captured)), Some(400));
+    assert_eq!(post_with(&addr, "/raft/vote", &[], Some(&captured)), Some(401), "a replayed vote");
+    // Stale: stamped 31 s ago.
+    let keyring = Keyring::new(SECRET_A.as_bytes()).unwrap();
+    let stale = superx_keyring::now_ms() - 31_000;
+    let parts: [&[u8]; 5] = [&stale.to_be_bytes(), &1u64.to_be_bytes(), b"POST", b"/raft/initialized", b""];
+    let hex: String = keyring.tag(Purpose::RaftRequest, &parts).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(post_with(&addr, "/raft/initialized", &[], Some(&format!("v1 {stale} 1 {hex}"))), Some(401));
+    // With the secret the request gets past the check (the empty body is then not a valid
+    // encoding: 400, not 401), so the tags the test makes are the real thing.
+    let passed = raft_post(&addr, "/raft/initialized", &[], Some(SECRET_A));
+    assert_eq!(passed, Some(400), "the tag the test makes is right");
     let after: Vec<Value> = (1..=3).map(|n| c.status(n).unwrap()).collect();
     for (b, a) in before.iter().zip(&after) {
         assert_eq!((&b["term"], &b["leader"], &b["voters"]), (&a["term"], &a["leader"], &a["voters"]));
     }
-    assert!(refused(c, follower, "raft") >= 9, "refusals counted: {}", refused(c, follower, "raft"));
+    assert!(refused(c, follower, "raft") >= 11, "refusals counted: {}", refused(c, follower, "raft"));
 }
 
 /// Node 4 (secret B) and node 5 (no secret at all) gossip with node 1 every round but never
@@ -160,7 +178,7 @@ fn rotation_keeps_the_cluster_writing(c: &mut GossipCluster, shared: &Path, own:
         }
         assert!(rotated.elapsed() < DEADLINE, "secret A still accepted after the grace");
     }
-    assert_eq!(raft_post(&addr, "/raft/initialized", &[], Some(SECRET_C)), Some(200));
+    assert_eq!(raft_post(&addr, "/raft/initialized", &[], Some(SECRET_C)), Some(400), "C gets past the check");
     eprintln!("A refused {:?} after the files changed ({round} write rounds)", rotated.elapsed());
     c.wait_membership(&[1, 2, 3], &[4]);
     c.write_everywhere("closed-rotated");

@@ -1,7 +1,10 @@
 //! [`AuthTransport`]: chitchat over UDP with every datagram tagged with the cluster secret.
 //!
-//! On the wire a datagram is `SXG1 | stamp (u64 BE, unix ms) | chitchat bytes | tag`, the tag
-//! an HMAC-SHA256 (`Purpose::Gossip`) over the stamp and the chitchat bytes. A datagram with a
+//! On the wire a datagram is `SXG1 | stamp (u64 BE, unix ms) | nonce (u64 BE) | chitchat
+//! bytes | tag`, the tag an HMAC-SHA256 (`Purpose::Gossip`) over the stamp, the nonce and the
+//! chitchat bytes. The nonce (a counter of the sending socket) makes two sends of the same
+//! message in one millisecond (chitchat greets a seed and gossips to it at once) two datagrams,
+//! so the replay check never takes a legitimate repeat for a replay. A datagram with a
 //! bad tag, a stamp further than `CLOCK_SKEW_MAX` from this node's clock, or a tag seen before
 //! (`ReplayGuard`) is dropped before chitchat sees it, and counted: a process without the
 //! secret is never heard, so it never shows in the member list and cannot change what other
@@ -31,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 const MAGIC: &[u8; 4] = b"SXG1";
-const HEADER_BYTES: usize = MAGIC.len() + 8;
+const HEADER_BYTES: usize = MAGIC.len() + 8 + 8;
 
 /// Largest UDP payload (IPv4). chitchat fills a datagram up to this, so a message that large
 /// cannot take the header and tag; superx's gossip state is a few KiB per node, far below.
@@ -74,7 +77,7 @@ impl Transport for AuthTransport {
             received,
         };
         let task = tokio::spawn(receiver.run());
-        Ok(Box::new(AuthSocket { wire, encoder, keyring: self.keyring.clone(), queue, task }))
+        Ok(Box::new(AuthSocket { wire, encoder, keyring: self.keyring.clone(), queue, task, sent: 0 }))
     }
 }
 
@@ -84,6 +87,8 @@ struct AuthSocket {
     keyring: Keyring,
     queue: mpsc::Receiver<RecvOutcome>,
     task: JoinHandle<()>,
+    /// Datagrams sent: the next one's nonce.
+    sent: u64,
 }
 
 impl Drop for AuthSocket {
@@ -102,7 +107,8 @@ impl Socket for AuthSocket {
         let Some(bytes) = self.encoder.encode(envelope).await? else {
             return Ok(SendOutcome { num_bytes_sent: 0 });
         };
-        let datagram = seal(&self.keyring, superx_keyring::now_ms(), &bytes);
+        self.sent += 1;
+        let datagram = seal(&self.keyring, superx_keyring::now_ms(), self.sent, &bytes);
         if datagram.len() > DATAGRAM_BYTES_MAX {
             static LAST_WARN: AtomicU64 = AtomicU64::new(0);
             if due(&LAST_WARN) {
@@ -177,13 +183,13 @@ impl Receiver {
             }
             None
         };
-        let Some((stamp, bytes, tag)) = split(datagram) else {
+        let Some((stamp, nonce, bytes, tag)) = split(datagram) else {
             return refused("not a tagged datagram");
         };
         if !superx_keyring::is_fresh(stamp, superx_keyring::now_ms()) {
             return refused("stale stamp (clock skew?)");
         }
-        if !self.keyring.verify(Purpose::Gossip, &[&stamp.to_be_bytes(), bytes], tag) {
+        if !self.keyring.verify(Purpose::Gossip, &[&stamp.to_be_bytes(), &nonce.to_be_bytes(), bytes], tag) {
             return refused("bad tag");
         }
         if !self.replay.first_time(tag) {
@@ -193,26 +199,29 @@ impl Receiver {
     }
 }
 
-/// `MAGIC | stamp | bytes | tag`.
-fn seal(keyring: &Keyring, stamp_ms: u64, bytes: &[u8]) -> Vec<u8> {
-    let stamp = stamp_ms.to_be_bytes();
-    let tag = keyring.tag(Purpose::Gossip, &[&stamp, bytes]);
+/// `MAGIC | stamp | nonce | bytes | tag`.
+fn seal(keyring: &Keyring, stamp_ms: u64, nonce: u64, bytes: &[u8]) -> Vec<u8> {
+    let (stamp, nonce) = (stamp_ms.to_be_bytes(), nonce.to_be_bytes());
+    let tag = keyring.tag(Purpose::Gossip, &[&stamp, &nonce, bytes]);
     let mut datagram = Vec::with_capacity(HEADER_BYTES + bytes.len() + TAG_BYTES);
     datagram.extend_from_slice(MAGIC);
     datagram.extend_from_slice(&stamp);
+    datagram.extend_from_slice(&nonce);
     datagram.extend_from_slice(bytes);
     datagram.extend_from_slice(&tag);
     datagram
 }
 
-/// The stamp, the chitchat bytes and the tag of a datagram shaped like [`seal`]'s.
-fn split(datagram: &[u8]) -> Option<(u64, &[u8], &[u8])> {
+/// The stamp, the nonce, the chitchat bytes and the tag of a datagram shaped like [`seal`]'s.
+fn split(datagram: &[u8]) -> Option<(u64, u64, &[u8], &[u8])> {
     if datagram.len() < HEADER_BYTES + TAG_BYTES || !datagram.starts_with(MAGIC) {
         return None;
     }
-    let stamp = u64::from_be_bytes(datagram[MAGIC.len()..HEADER_BYTES].try_into().ok()?);
+    let at = MAGIC.len();
+    let stamp = u64::from_be_bytes(datagram[at..at + 8].try_into().ok()?);
+    let nonce = u64::from_be_bytes(datagram[at + 8..HEADER_BYTES].try_into().ok()?);
     let (bytes, tag) = datagram[HEADER_BYTES..].split_at(datagram.len() - HEADER_BYTES - TAG_BYTES);
-    Some((stamp, bytes, tag))
+    Some((stamp, nonce, bytes, tag))
 }
 
 fn is_transient(err: &std::io::Error) -> bool {
@@ -292,10 +301,11 @@ mod tests {
     #[test]
     fn a_sealed_datagram_splits_back() {
         let keyring = Keyring::new(SECRET).unwrap();
-        let datagram = seal(&keyring, 7, b"chitchat");
-        let (stamp, bytes, tag) = split(&datagram).unwrap();
-        assert_eq!((stamp, bytes), (7, &b"chitchat"[..]));
-        assert!(keyring.verify(Purpose::Gossip, &[&7u64.to_be_bytes(), b"chitchat"], tag));
+        let datagram = seal(&keyring, 7, 9, b"chitchat");
+        let (stamp, nonce, bytes, tag) = split(&datagram).unwrap();
+        assert_eq!((stamp, nonce, bytes), (7, 9, &b"chitchat"[..]));
+        assert!(keyring.verify(Purpose::Gossip, &[&7u64.to_be_bytes(), &9u64.to_be_bytes(), b"chitchat"], tag));
+        assert_ne!(seal(&keyring, 7, 10, b"chitchat"), datagram, "the same message twice: two datagrams");
         assert!(split(b"SXG1short").is_none());
         assert!(split(&[0u8; 64]).is_none());
     }

@@ -1,7 +1,8 @@
 //! Authentication of the raft listener with the cluster secret (`RaftConfig::keyring`).
 //!
-//! Every request carries `X-SuperX-Cluster-Auth: v1 <unix ms> <tag>`, the tag an HMAC-SHA256
-//! over the stamp, the method, the path and the whole body; every answer carries one over the
+//! Every request carries `X-SuperX-Cluster-Auth: v1 <unix ms> <nonce> <tag>`, the tag an
+//! HMAC-SHA256 over the stamp, the nonce (a counter of the sending process, so the same request
+//! sent twice in one millisecond is two requests), the method, the path and the whole body; every answer carries one over the
 //! request's tag, the status and the body. What that stops, from an attacker on the network
 //! path who lacks the secret:
 //! - sending any RPC (a vote, an append, a forwarded write): refused with 401 before the body
@@ -39,13 +40,27 @@ const REPLAY_TAGS_MAX: usize = 16_384;
 /// At most one warning about refused requests (or refused answers) per this many ms.
 const WARN_EVERY_MS: u64 = 10_000;
 
-/// The tag of a request.
-pub(crate) fn request_tag(keyring: &Keyring, stamp_ms: u64, path: &str, body: &[u8]) -> Tag {
-    keyring.tag(Purpose::RaftRequest, &request_parts(&stamp_ms.to_be_bytes(), path, body))
+/// The stamp and nonce of a request this process sends now.
+pub(crate) fn next_stamp() -> Stamp {
+    static SENT: AtomicU64 = AtomicU64::new(0);
+    Stamp { ms: superx_keyring::now_ms(), nonce: SENT.fetch_add(1, Ordering::Relaxed) }
 }
 
-fn request_parts<'a>(stamp: &'a [u8; 8], path: &'a str, body: &'a [u8]) -> [&'a [u8]; 4] {
-    [stamp, b"POST", path.as_bytes(), body]
+/// When a request was made, and which of this process's requests it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub ms: u64,
+    pub nonce: u64,
+}
+
+/// The tag of a request.
+pub(crate) fn request_tag(keyring: &Keyring, stamp: Stamp, path: &str, body: &[u8]) -> Tag {
+    let (ms, nonce) = (stamp.ms.to_be_bytes(), stamp.nonce.to_be_bytes());
+    keyring.tag(Purpose::RaftRequest, &request_parts(&ms, &nonce, path, body))
+}
+
+fn request_parts<'a>(ms: &'a [u8; 8], nonce: &'a [u8; 8], path: &'a str, body: &'a [u8]) -> [&'a [u8]; 5] {
+    [ms, nonce, b"POST", path.as_bytes(), body]
 }
 
 /// The tag of an answer to the request tagged `request`.
@@ -61,13 +76,13 @@ pub(crate) fn verify_response(keyring: &Keyring, request: &Tag, status: u16, hea
     keyring.verify(Purpose::RaftResponse, &[request, &status.to_be_bytes(), body], &tag)
 }
 
-pub(crate) fn header_value(stamp_ms: u64, tag: &Tag) -> String {
-    format!("v1 {stamp_ms} {}", hex(tag))
+pub(crate) fn header_value(stamp: Stamp, tag: &Tag) -> String {
+    format!("v1 {} {} {}", stamp.ms, stamp.nonce, hex(tag))
 }
 
-fn parse(value: &str) -> Option<(u64, Tag)> {
+fn parse(value: &str) -> Option<(Stamp, Tag)> {
     let mut fields = value.split(' ');
-    let (version, stamp, tag) = (fields.next()?, fields.next()?, fields.next()?);
+    let (version, ms, nonce, tag) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
     if version != "v1" || fields.next().is_some() || tag.len() != TAG_BYTES * 2 {
         return None;
     }
@@ -75,7 +90,7 @@ fn parse(value: &str) -> Option<(u64, Tag)> {
     for (i, byte) in out.iter_mut().enumerate() {
         *byte = u8::from_str_radix(tag.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
-    Some((stamp.parse().ok()?, out))
+    Some((Stamp { ms: ms.parse().ok()?, nonce: nonce.parse().ok()? }, out))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -112,7 +127,7 @@ pub(crate) async fn authenticate(State(auth): State<Arc<ServerAuth>>, request: R
     let Some((stamp, tag)) = header else {
         return refuse(&auth.keyring, peer, parts.uri.path(), Refused::NoTag);
     };
-    if !superx_keyring::is_fresh(stamp, superx_keyring::now_ms()) {
+    if !superx_keyring::is_fresh(stamp.ms, superx_keyring::now_ms()) {
         return refuse(&auth.keyring, peer, parts.uri.path(), Refused::Stale);
     }
     let body = match axum::body::to_bytes(body, auth.body_bytes_max).await {
@@ -120,8 +135,8 @@ pub(crate) async fn authenticate(State(auth): State<Arc<ServerAuth>>, request: R
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
     };
     let path = parts.uri.path();
-    let stamp_bytes = stamp.to_be_bytes();
-    if !auth.keyring.verify(Purpose::RaftRequest, &request_parts(&stamp_bytes, path, &body), &tag) {
+    let (ms, nonce) = (stamp.ms.to_be_bytes(), stamp.nonce.to_be_bytes());
+    if !auth.keyring.verify(Purpose::RaftRequest, &request_parts(&ms, &nonce, path, &body), &tag) {
         return refuse(&auth.keyring, peer, path, Refused::BadTag);
     }
     if (path == VOTE_PATH || path == ELECT_PATH) && !auth.replay.first_time(&tag) {
@@ -139,7 +154,7 @@ async fn sign_response(keyring: &Keyring, request: &Tag, response: Response) -> 
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
     let tag = response_tag(keyring, request, parts.status.as_u16(), &body);
-    let value = header_value(superx_keyring::now_ms(), &tag);
+    let value = header_value(next_stamp(), &tag);
     parts.headers.insert(AUTH_HEADER, HeaderValue::from_str(&value).expect("ascii header"));
     Response::from_parts(parts, Body::from(body))
 }
@@ -176,11 +191,14 @@ mod tests {
     #[test]
     fn headers_round_trip_and_garbage_is_refused() {
         let tag = [7u8; TAG_BYTES];
-        assert_eq!(parse(&header_value(42, &tag)), Some((42, tag)));
-        for bad in ["", "v1", "v1 42", "v2 42 00", "v1 x 00", "v1 42 zz", &format!("v1 42 {} extra", hex(&tag))] {
+        let stamp = Stamp { ms: 42, nonce: 3 };
+        assert_eq!(parse(&header_value(stamp, &tag)), Some((stamp, tag)));
+        let t = hex(&tag);
+        for bad in ["", "v1", "v1 42 3", &format!("v2 42 3 {t}"), &format!("v1 x 3 {t}"), &format!("v1 42 {t}")] {
             assert_eq!(parse(bad), None, "{bad}");
         }
-        let short = format!("v1 42 {}", &hex(&tag)[2..]);
+        assert_eq!(parse(&format!("v1 42 3 {t} extra")), None);
+        let short = format!("v1 42 3 {}", &t[2..]);
         assert_eq!(parse(&short), None);
     }
 }

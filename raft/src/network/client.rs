@@ -95,7 +95,7 @@ impl PeerClient {
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
         let mut tag = None;
         if let Some(keyring) = &self.keyring {
-            let stamp = superx_keyring::now_ms();
+            let stamp = auth::next_stamp();
             let signed = auth::request_tag(keyring, stamp, path, &body);
             request = request.header(auth::AUTH_HEADER, auth::header_value(stamp, &signed));
             tag = Some(signed);
