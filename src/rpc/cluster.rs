@@ -6,13 +6,16 @@ use serde_json::{Value, json};
 
 use crate::gateway::Gateway;
 
-/// The raft view (role, term, leader, voters, learners, indexes) and the gossip view (every
-/// member: id, addresses, liveness, readiness, version).
+/// The raft view (role, term, leader, voters, learners, indexes), the gossip view (every
+/// member: id, addresses, liveness, readiness, version) and the cluster secret's fingerprint.
 pub fn status(gw: &Gateway) -> Value {
     let mut status = serde_json::to_value(gw.replica.status()).expect("status serializes");
     status["strategy"] = json!(gw.config.cluster.strategy);
     status["discoveryError"] = json!(gw.cluster.as_ref().and_then(|c| c.discovery_error()));
     status["gossip"] = Value::Array(gossip_members(gw));
+    // Which cluster secret this node holds (a keyed hash's first bytes, nothing of the secret
+    // itself): nodes that show different ones cannot hear each other. Null: an open cluster.
+    status["clusterSecret"] = json!(gw.keyring.as_ref().map(|k| k.fingerprint()));
     status
 }
 

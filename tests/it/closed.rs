@@ -91,6 +91,12 @@ async fn a_closed_cluster_hears_only_nodes_with_its_secret() {
         c.write_everywhere("closed-joined");
         rotation_keeps_the_cluster_writing(&mut c, &shared, &wrong);
         c.check_acked_everywhere();
+        for n in 1..=5 {
+            let log = std::fs::read_to_string(c.slot(n).dir.with_extension("log")).unwrap();
+            for secret in [SECRET_A, SECRET_B, SECRET_C] {
+                assert!(!log.contains(secret), "node {n}'s log shows a cluster secret");
+            }
+        }
     })
     .await
     .unwrap();
@@ -182,4 +188,7 @@ fn rotation_keeps_the_cluster_writing(c: &mut GossipCluster, shared: &Path, own:
     eprintln!("A refused {:?} after the files changed ({round} write rounds)", rotated.elapsed());
     c.wait_membership(&[1, 2, 3], &[4]);
     c.write_everywhere("closed-rotated");
+    let fingerprints: Vec<Value> = (1..=4).map(|n| c.status(n).unwrap()["clusterSecret"].clone()).collect();
+    let c_print = Keyring::new(SECRET_C.as_bytes()).unwrap().fingerprint();
+    assert!(fingerprints.iter().all(|f| *f == c_print.as_str()), "every node shows C's fingerprint: {fingerprints:?}");
 }

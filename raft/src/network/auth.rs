@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use superx_keyring::{Keyring, Purpose, ReplayGuard, TAG_BYTES, Tag};
@@ -68,9 +68,16 @@ fn response_tag(keyring: &Keyring, request: &[u8], status: u16, body: &[u8]) -> 
     keyring.tag(Purpose::RaftResponse, &[request, &status.to_be_bytes(), body])
 }
 
-/// True when `headers` carry a valid tag of this answer to the request tagged `request`.
-pub(crate) fn verify_response(keyring: &Keyring, request: &Tag, status: u16, headers: &HeaderMap, body: &[u8]) -> bool {
-    let Some((_, tag)) = headers.get(AUTH_HEADER).and_then(|v| v.to_str().ok()).and_then(parse) else {
+/// True when `header` (the answer's `AUTH_HEADER`) is a valid tag of this answer to the
+/// request tagged `request`.
+pub(crate) fn verify_response(
+    keyring: &Keyring,
+    request: &Tag,
+    status: u16,
+    header: Option<&HeaderValue>,
+    body: &[u8],
+) -> bool {
+    let Some((_, tag)) = header.and_then(|v| v.to_str().ok()).and_then(parse) else {
         return false;
     };
     keyring.verify(Purpose::RaftResponse, &[request, &status.to_be_bytes(), body], &tag)

@@ -109,10 +109,10 @@ impl PeerClient {
         if !status.is_success() {
             return Err(CallError::Failed(format!("http status {status}")));
         }
-        let headers = response.headers().clone();
+        let answer_tag = response.headers().get(auth::AUTH_HEADER).cloned();
         let bytes = response.bytes().await.map_err(classify)?;
         if let (Some(keyring), Some(tag)) = (&self.keyring, &tag)
-            && !auth::verify_response(keyring, tag, status.as_u16(), &headers, &bytes)
+            && !auth::verify_response(keyring, tag, status.as_u16(), answer_tag.as_ref(), &bytes)
         {
             keyring.refused(superx_keyring::Purpose::RaftResponse);
             warn_refused(addr, "an answer without a valid tag of this cluster's secret was dropped");

@@ -29,9 +29,23 @@ async fn write_concurrently(cluster: &Cluster, via: &[u64], ids: std::ops::Range
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_forward_failover_and_catch_up() {
+    forward_failover_and_catch_up(None).await;
+}
+
+/// The same with every RPC tagged with a cluster secret: appends, votes, forwarded writes,
+/// read-index and snapshot chunks all pass the listener's check and their answers the
+/// client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_forward_failover_and_catch_up_with_a_cluster_secret() {
+    let keyring = superx_keyring::Keyring::new(b"a raft test's cluster secret, 32+ bytes").unwrap();
+    forward_failover_and_catch_up(Some(keyring)).await;
+}
+
+async fn forward_failover_and_catch_up(keyring: Option<superx_keyring::Keyring>) {
     let mut cluster = Cluster::start(3, |c| {
         c.snapshot_logs_since_last = 20;
         c.snapshot_logs_keep = 0;
+        c.keyring = keyring.clone();
     })
     .await;
     for id in 1..=3 {

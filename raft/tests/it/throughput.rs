@@ -67,7 +67,18 @@ async fn throughput_single_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark"]
 async fn throughput_three_nodes() {
-    let cluster = Cluster::start(3, |_| {}).await;
+    three_nodes(None).await;
+}
+
+/// The same with every raft RPC and answer tagged with a cluster secret, to compare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn throughput_three_nodes_with_a_cluster_secret() {
+    three_nodes(Some(superx_keyring::Keyring::new(b"a raft benchmark's secret, 32+ bytes").unwrap())).await;
+}
+
+async fn three_nodes(keyring: Option<superx_keyring::Keyring>) {
+    let cluster = Cluster::start(3, |c| c.keyring = keyring.clone()).await;
     cluster.wait(1, "three voters", |s| s.voters == [1, 2, 3]).await;
     let leader = cluster.leader().await;
     let before = cluster.node(leader).status().committed_index;
