@@ -26,6 +26,7 @@ import os
 import select
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -206,8 +207,13 @@ def _gateway_bin() -> Path:
 
 
 def _start_gateway(
-    agent_ports: dict[str, int], work: Path, pinned: dict[str, str] = PINNED_VERSIONS
+    agent_ports: dict[str, int],
+    work: Path,
+    pinned: dict[str, str] = PINNED_VERSIONS,
+    tls: tuple[Path, Path, Path] | None = None,
 ) -> tuple[Proc, str]:
+    """A gateway in front of `agent_ports`; with `tls` (certificate, key, CA that signed it)
+    it serves HTTPS and the returned base is https."""
     binary = _gateway_bin()
     if not binary.exists():
         _abort(f'gateway binary {binary} not found (build it, or set SUPERX_BIN)')
@@ -223,6 +229,8 @@ def _start_gateway(
     port = _free_port()
     log_path = work / 'gateway.log'
     env = dict(os.environ, LOG_LEVEL='info')
+    if tls:
+        env.update(SUPERX_SERVER__TLS_CERT_FILE=str(tls[0]), SUPERX_SERVER__TLS_KEY_FILE=str(tls[1]))
     popen = subprocess.Popen(
         [
             str(binary), 'serve',
@@ -238,18 +246,19 @@ def _start_gateway(
         env=env,
     )
     proc = Proc('gateway', popen, log_path)
-    base = f'http://127.0.0.1:{port}'
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    verify = ssl.create_default_context(cafile=str(tls[2])) if tls else True
     try:
-        _wait_ready(proc, f'{base}/ready', time.monotonic() + GATEWAY_READY_SECONDS_MAX)
+        _wait_ready(proc, f'{base}/ready', time.monotonic() + GATEWAY_READY_SECONDS_MAX, verify)
     except BaseException:
         proc.stop()
         raise
     return proc, base
 
 
-def _wait_ready(proc: Proc, url: str, deadline: float) -> None:
+def _wait_ready(proc: Proc, url: str, deadline: float, verify: ssl.SSLContext | bool = True) -> None:
     last = 'no answer'
-    with httpx.Client(timeout=2.0) as http:
+    with httpx.Client(timeout=2.0, verify=verify) as http:
         while time.monotonic() < deadline:
             if proc.popen.poll() is not None:
                 _abort(
