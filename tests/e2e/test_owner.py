@@ -109,8 +109,10 @@ def test_sdk_clients_see_only_their_own_tasks(owners, version, client_binding):
             bobs = await send_for_task(bob, user_message('mine'))
             for theirs, caller in ((running.id, bob), (done.id, bob), (bobs.id, alice)):
                 for name, call in _every_call(caller).items():
-                    hidden = await _outcome(call, theirs)
                     missing = await _outcome(call, MISSING)
+                    if missing[0] == 'NotImplementedError':
+                        continue  # SDK 1.3.0's 0.3 REST client has no push config list
+                    hidden = await _outcome(call, theirs)
                     assert hidden == missing, f'{name}: {hidden} != {missing}'
                     assert hidden[0] != 'no error', name
             # Listing: each its own, counted alone.
@@ -122,9 +124,10 @@ def test_sdk_clients_see_only_their_own_tasks(owners, version, client_binding):
             # Nothing Bob did touched Alice's running task; she can cancel it.
             still = await alice.get_task(GetTaskRequest(id=running.id))
             assert still.status.state in (TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING), still
-            configs = await alice.list_task_push_notification_configs(
-                ListTaskPushNotificationConfigsRequest(task_id=running.id))
-            assert list(configs.configs) == []
+            with pytest.raises(Exception) as no_config:
+                await alice.get_task_push_notification_config(
+                    GetTaskPushNotificationConfigRequest(task_id=running.id, id='hook'))
+            assert 'not found' in str(no_config.value).lower(), no_config.value
             canceled = await alice.cancel_task(CancelTaskRequest(id=running.id))
             assert canceled.status.state == TaskState.TASK_STATE_CANCELED
 
