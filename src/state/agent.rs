@@ -175,6 +175,27 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn debug_shows_no_credential() {
+        let mut r = record();
+        r.bearer = Some("b3arer-secret".into());
+        let auth = AgentAuth {
+            forward_credentials: false,
+            oauth2: Some(OAuth2Client {
+                token_url: "http://idp/token".into(),
+                client_id: "gw".into(),
+                client_secret: SecretSource::Value("client-s3cret".into()),
+                scopes: vec![],
+                audience: None,
+                client_auth: ClientAuth::Basic,
+            }),
+        };
+        let shown = format!("{r:?} {auth:?}");
+        assert!(!shown.contains("b3arer-secret") && !shown.contains("client-s3cret"), "{shown}");
+        assert!(shown.contains("<redacted>") && shown.contains("gw"), "{shown}");
+        assert_eq!(format!("{:?}", SecretSource::Env("X".into())), "Env(X)");
+    }
+
     fn record() -> AgentRecord {
         AgentRecord {
             id: "a".into(),
