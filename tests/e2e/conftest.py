@@ -206,8 +206,12 @@ def _gateway_bin() -> Path:
 
 
 def _start_gateway(
-    agent_ports: dict[str, int], work: Path, pinned: dict[str, str] = PINNED_VERSIONS
+    agent_ports: dict[str, int],
+    work: Path,
+    pinned: dict[str, str] = PINNED_VERSIONS,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Proc, str]:
+    """A gateway in front of these agents; `extra_env` adds to its environment (settings)."""
     binary = _gateway_bin()
     if not binary.exists():
         _abort(f'gateway binary {binary} not found (build it, or set SUPERX_BIN)')
@@ -222,7 +226,7 @@ def _start_gateway(
     data_dir.mkdir()
     port = _free_port()
     log_path = work / 'gateway.log'
-    env = dict(os.environ, LOG_LEVEL='info')
+    env = dict(os.environ, LOG_LEVEL='info', **(extra_env or {}))
     popen = subprocess.Popen(
         [
             str(binary), 'serve',
