@@ -263,7 +263,7 @@ impl Gateway {
     /// its calls are refused); either problem is returned for the caller to show.
     pub async fn register(&self, spec: AgentSpec) -> Result<Option<String>, ProposeError> {
         let (record, auth) = spec.into_parts();
-        let id = record.id.clone();
+        let (id, url) = (record.id.clone(), record.url.clone());
         let card = self.client.fetch_card(&record, &auth).await;
         let now = self.now_ms();
         // Without auth toward the agent the command is the one older nodes know.
@@ -280,7 +280,13 @@ impl Gateway {
                 Ok(unusable)
             }
             Err(error) => {
-                tracing::warn!(agent_id = %id, %error, "agent registered without a card");
+                tracing::warn!(
+                    agent_id = %id,
+                    %url,
+                    %error,
+                    "agent registered without a card: is it running at this URL? Calls to it try the card again \
+                     (or run `superx agents add` / agents/refreshCard once it is up)"
+                );
                 Ok(Some(error))
             }
         }

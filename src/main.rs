@@ -165,6 +165,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "superx stopped");
+            if let Some(hint) = hint_for(&e) {
+                eprintln!("superx: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -261,6 +264,20 @@ async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     served
+}
+
+/// What to do next about a startup failure a newcomer is likely to meet.
+fn hint_for(e: &anyhow::Error) -> Option<String> {
+    let in_use = e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse));
+    let text = format!("{e:#}");
+    if in_use || text.contains("Address already in use") {
+        return Some(
+            "an address this node needs is in use: another superx (or another program) listens there. Stop it, or give this \
+             node its own --listen, --raft-listen and --gossip-listen ports (README, Configuration)"
+                .into(),
+        );
+    }
+    None
 }
 
 /// A port in use or not ours, said so that a newcomer knows what to do.
