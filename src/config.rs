@@ -110,6 +110,11 @@ pub struct AgentsConfig {
     pub response_bytes_max: usize,
     /// Largest agent card accepted.
     pub card_bytes_max: usize,
+    /// An agent's OAuth2 token (`oauth2` in its spec) is fetched again this long before it
+    /// expires (at most half its lifetime), so the agent never gets one about to expire.
+    pub oauth_refresh_margin_ms: u64,
+    /// Deadline of one token request to an agent's token endpoint.
+    pub oauth_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -546,6 +551,8 @@ impl Default for AgentsConfig {
             pool_idle_per_host: 64,
             response_bytes_max: 8 << 20,
             card_bytes_max: 1 << 20,
+            oauth_refresh_margin_ms: 30_000,
+            oauth_timeout_ms: 5_000,
         }
     }
 }
@@ -800,7 +807,7 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
         }
-        let positive: [(&str, u64); 39] = [
+        let positive: [(&str, u64); 40] = [
             ("push.jwt_ttl_seconds", self.push.jwt_ttl_seconds),
             ("push.max_attempts", self.push.max_attempts.into()),
             ("push.retry_base_ms", self.push.retry_base_ms),
@@ -828,6 +835,7 @@ impl Config {
             ("agents.failure_threshold", self.agents.failure_threshold.into()),
             ("agents.call_timeout_ms", self.agents.call_timeout_ms),
             ("agents.card_timeout_ms", self.agents.card_timeout_ms),
+            ("agents.oauth_timeout_ms", self.agents.oauth_timeout_ms),
             ("agents.connect_timeout_ms", self.agents.connect_timeout_ms),
             ("agents.response_bytes_max", self.agents.response_bytes_max as u64),
             ("agents.card_bytes_max", self.agents.card_bytes_max as u64),

@@ -17,7 +17,7 @@ use crate::agents::{AgentClient, AgentStats, CallTarget, Outcome, Permit, Upstre
 use crate::codec::Json;
 use crate::config::Config;
 use crate::jsonrpc::RpcError;
-use crate::state::{CachedCard, Command, ProposeError, Replica, TableLimits, raft_config};
+use crate::state::{AgentAuth, CachedCard, Command, ProposeError, Replica, TableLimits, raft_config};
 use crate::tasks::{HistoryLimits, Subscriptions};
 
 /// Pause between attempts to register a startup agent while the cluster has no leader.
@@ -267,11 +267,16 @@ impl Gateway {
     /// even when its card cannot be fetched or offers no binding the gateway calls (gRPC only:
     /// its calls are refused); either problem is returned for the caller to show.
     pub async fn register(&self, spec: AgentSpec) -> Result<Option<String>, ProposeError> {
-        let record = spec.into_record();
-        let id = record.id.clone();
-        let card = self.client.fetch_card(&record).await;
+        let (record, auth) = spec.into_parts();
+        let (id, url) = (record.id.clone(), record.url.clone());
+        let card = self.client.fetch_card(&record, &auth).await;
         let now = self.now_ms();
-        self.replica.propose(Command::UpsertAgent { agent: record, at_ms: now }).await?;
+        // Without auth toward the agent the command is the one older nodes know.
+        let command = match auth == AgentAuth::default() {
+            true => Command::UpsertAgent { agent: record, at_ms: now },
+            false => Command::UpsertAgentWithAuth { agent: record, auth, at_ms: now },
+        };
+        self.replica.propose(command).await?;
         match card {
             Ok((card, source_url)) => {
                 let unusable = unusable_card(&id, &card);
@@ -280,7 +285,13 @@ impl Gateway {
                 Ok(unusable)
             }
             Err(error) => {
-                tracing::warn!(agent_id = %id, %error, "agent registered without a card");
+                tracing::warn!(
+                    agent_id = %id,
+                    %url,
+                    %error,
+                    "agent registered without a card: is it running at this URL? Calls to it try the card again \
+                     (or run `superx agents add` / agents/refreshCard once it is up)"
+                );
                 Ok(Some(error))
             }
         }
@@ -288,13 +299,13 @@ impl Gateway {
 
     /// Fetches an agent's card again and caches it.
     pub async fn refresh_card(&self, id: &str) -> Result<(), RpcError> {
-        let record = self
+        let (record, auth) = self
             .replica
-            .read(|t| t.agent(id).map(|e| e.record.clone()))
+            .read(|t| t.agent(id).map(|e| (e.record.clone(), e.auth.clone())))
             .ok_or_else(|| RpcError::AgentNotFound(id.to_owned()))?;
         let (card, source_url) = self
             .client
-            .fetch_card(&record)
+            .fetch_card(&record, &auth)
             .await
             .map_err(|e| RpcError::AgentUnavailable(format!("agent {id}: card fetch failed: {e}")))?;
         let card = CachedCard { card: Json(card), source_url, fetched_at_ms: self.now_ms() };

@@ -64,6 +64,10 @@ struct ServeArgs {
     /// Found a new cluster once this many nodes see each other (first boot only).
     #[arg(long)]
     bootstrap_expect: Option<u64>,
+    /// Also start the built-in demo echo agent on loopback and register it as `echo`
+    /// (a demo: for trying superx out, not for production).
+    #[arg(long)]
+    demo: bool,
 }
 
 #[derive(Subcommand)]
@@ -77,6 +81,10 @@ enum Command {
         #[arg(long, env = "SUPERX_URL", default_value = "http://127.0.0.1:4000")]
         url: String,
     },
+    #[command(flatten)]
+    Client(superx::cli::ClientCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Check this node's health (exit 0 on HTTP 200): the container image's HEALTHCHECK.
     Probe {
         /// The node's API (default http://127.0.0.1:$PORT, PORT defaulting to 4000).
@@ -91,9 +99,18 @@ enum Command {
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
+    let demo;
     let overrides = match cli.command {
         Command::Leave { url } => return leave(&url),
         Command::Probe { url, path } => return probe(url, &path),
+        Command::Client(command) => return superx::cli::run(command),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "superx", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            return ExitCode::SUCCESS;
+        }
         Command::Serve(args) => {
             let ServeArgs {
                 listen,
@@ -107,7 +124,9 @@ fn main() -> ExitCode {
                 strategy,
                 seeds,
                 bootstrap_expect,
+                demo: with_demo,
             } = *args;
+            demo = with_demo;
             Overrides {
                 config_file: config,
                 listen,
@@ -139,13 +158,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(serve(config));
+    let result = runtime.block_on(serve(config, demo));
     // Never hang on exit: whatever still runs (an agent call past the drain) is dropped.
     runtime.shutdown_timeout(RUNTIME_STOP_TIMEOUT);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "superx stopped");
+            if let Some(hint) = hint_for(&e) {
+                eprintln!("superx: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -167,13 +189,18 @@ fn log_auth(auth: &superx::config::AuthSection, listen: &str) {
     }
 }
 
-async fn serve(mut config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     use anyhow::Context;
     std::fs::create_dir_all(&config.server.data_dir)
         .with_context(|| format!("creating data dir {}", config.server.data_dir))?;
     let env: HashMap<String, String> = std::env::vars().collect();
     config.server.node_id = superx::membership::identity::resolve(&config, &env)?;
     let listen = config.server.listen.clone();
+    if demo {
+        let agent = superx::demo::start().await.context("starting the demo agent")?;
+        config.initial_agents.retain(|a| a.id != superx::demo::AGENT_ID);
+        config.initial_agents.push(agent.spec());
+    }
     let gw = Gateway::start(config).await?;
     let tls = match gw.config.server.tls_enabled() {
         true => {
@@ -185,7 +212,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
         false => None,
     };
-    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| port_error(&listen, e))?;
     tracing::info!(%listen, tls = tls.is_some(), "superx listening");
     log_auth(&gw.config.auth, &listen);
     if gw.keyring.is_none() {
@@ -193,6 +220,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         let gossip = (c.cluster.strategy != "static").then_some(c.cluster.gossip_listen.as_str());
         superx::membership::secret::warn_open(&c.raft.listen, gossip, c.cluster.allow_open);
     }
+    print_banner(&gw, &listen, demo);
     let startup = gw.clone();
     tokio::spawn(async move { startup.register_initial_agents().await });
     superx::membership::spawn(&gw);
@@ -261,6 +289,68 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     served
+}
+
+/// What to do next about a startup failure a newcomer is likely to meet.
+fn hint_for(e: &anyhow::Error) -> Option<String> {
+    let in_use = e
+        .chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse));
+    let text = format!("{e:#}");
+    if in_use || text.contains("Address already in use") {
+        return Some(
+            "an address this node needs is in use: another superx (or another program) listens there. Stop it, or give this \
+             node its own --listen, --raft-listen and --gossip-listen ports (README, Configuration)"
+                .into(),
+        );
+    }
+    None
+}
+
+/// A port in use or not ours, said so that a newcomer knows what to do.
+fn port_error(listen: &str, e: std::io::Error) -> anyhow::Error {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "cannot listen on {listen}: the address is in use (another superx?). Stop it, or pick another port with --listen or PORT"
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            anyhow::anyhow!(
+                "cannot listen on {listen}: permission denied (ports below 1024 need privileges); use --listen"
+            )
+        }
+        _ => anyhow::anyhow!("cannot listen on {listen}: {e}"),
+    }
+}
+
+/// Where to look, on stderr beside the logs: the API, the dashboard, a first command.
+fn print_banner(gw: &Gateway, listen: &str, demo: bool) {
+    let base = match gw.config.server.public_url.trim_end_matches('/') {
+        "" => {
+            let scheme = if gw.config.server.tls_enabled() { "https" } else { "http" };
+            format!("{scheme}://{}", listen.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]"))
+        }
+        public => public.to_string(),
+    };
+    let mut lines = vec![
+        String::new(),
+        format!("  superx {} is up (node {})", env!("CARGO_PKG_VERSION"), gw.config.server.node_id),
+    ];
+    if demo {
+        lines.push("  DEMO: the built-in echo agent is registered as `echo` (for trying superx out only)".into());
+        lines.push(format!("  Agent API   {base}/agents/echo   (JSON-RPC and HTTP+JSON, A2A 1.0 and 0.3)"));
+    } else {
+        lines.push(format!("  Agents      {base}/agents/<id>"));
+    }
+    lines.push(format!("  Dashboard   {base}/ui"));
+    lines.push(format!("  Health      {base}/health   Metrics {base}/metrics"));
+    let url = if base == "http://127.0.0.1:4000" { String::new() } else { format!("SUPERX_URL={base} ") };
+    if demo {
+        lines.push(format!("  Try         {url}superx send echo hello superx --stream"));
+    } else {
+        lines.push(format!("  Try         {url}superx agents list"));
+    }
+    lines.push(String::new());
+    eprintln!("{}", lines.join("\n"));
 }
 
 /// `superx leave`: asks the node to leave and waits for its answer.

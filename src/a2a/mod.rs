@@ -7,6 +7,8 @@
 //! JSON in [`task`]. Agent cards are rewritten for clients in [`card`].
 
 pub mod card;
+pub mod client;
+pub mod echo;
 pub mod interface;
 mod proto03;
 pub mod push;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 
+use super::oauth::Token;
 use super::spec::{CardSource, card_source};
 use super::stream::UpstreamStream;
 use crate::a2a::interface::Binding;
@@ -24,7 +25,7 @@ use crate::a2a::v03;
 use crate::a2a::{A2A_EXTENSIONS, A2A_VERSION, ProtocolVersion, X_A2A_EXTENSIONS};
 use crate::config::{AgentsConfig, StreamsConfig};
 use crate::jsonrpc::RpcError;
-use crate::state::{AgentRecord, Task, Upstream};
+use crate::state::{AgentAuth, AgentRecord, OAuth2Client, Task, Upstream};
 use crate::telemetry::trace::{TRACEPARENT, TRACESTATE, TraceContext};
 
 /// The media type of JSON bodies sent to agents. A2A 1.0.1 prefers `application/a2a+json`
@@ -80,10 +81,38 @@ pub struct CallTarget<'a> {
     pub extensions: Option<&'a HeaderValue>,
     /// The client's `Authorization`, sent instead of the bearer (GetExtendedAgentCard only).
     pub authorization: Option<&'a HeaderValue>,
+    /// The client's own credentials, for an agent configured to get them
+    /// (`forwardCredentials`): sent instead of any bearer, and a 401/403 is the caller's.
+    pub forwarded: Option<&'a ClientCredentials>,
+    /// The agent's OAuth2 client: its token is the bearer.
+    pub oauth2: Option<&'a OAuth2Client>,
     /// The client request's trace: each call sends a child span's `traceparent`.
     pub trace: Option<&'a TraceContext>,
     /// The agent's breaker and in-flight knobs, from its record at resolution.
     pub limits: super::Limits,
+}
+
+/// The credentials a client sent the gateway, kept for an agent that gets them forwarded.
+/// The values are marked sensitive: `Debug` shows none.
+#[derive(Clone, Debug, Default)]
+pub struct ClientCredentials {
+    pub authorization: Option<HeaderValue>,
+    pub api_key: Option<HeaderValue>,
+}
+
+impl ClientCredentials {
+    pub fn of(headers: &reqwest::header::HeaderMap) -> ClientCredentials {
+        let sensitive = |name: &str| {
+            headers.get(name).cloned().map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+        };
+        ClientCredentials {
+            authorization: sensitive(reqwest::header::AUTHORIZATION.as_str()),
+            api_key: sensitive(crate::auth::API_KEY_HEADER),
+        }
+    }
 }
 
 /// What an agent answered, checked and typed.
@@ -109,6 +138,8 @@ pub struct AgentClient {
     http: reqwest::Client,
     limits: AgentsConfig,
     next_id: AtomicU64,
+    /// Agents' OAuth2 tokens on this node.
+    pub tokens: super::oauth::Tokens,
 }
 
 impl AgentClient {
@@ -124,7 +155,12 @@ impl AgentClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("superx/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(AgentClient { http, limits: limits.clone(), next_id: AtomicU64::new(1) })
+        let tokens = super::oauth::Tokens::new(
+            http.clone(),
+            Duration::from_millis(limits.oauth_refresh_margin_ms),
+            Duration::from_millis(limits.oauth_timeout_ms),
+        );
+        Ok(AgentClient { http, limits: limits.clone(), next_id: AtomicU64::new(1), tokens })
     }
 
     /// The agent's binding, or the error that says the card offers none superx calls.
@@ -141,6 +177,7 @@ impl AgentClient {
     fn request(
         &self,
         target: &CallTarget<'_>,
+        token: Option<&Token>,
         method: UpstreamMethod,
         params: Value,
         id: u64,
@@ -149,7 +186,7 @@ impl AgentClient {
             Binding::JsonRpc => self.jsonrpc_request(target, method, params, id),
             Binding::HttpJson => self.rest_request(target, method, params)?,
         };
-        Ok(self.with_headers(request, target))
+        Ok(self.with_headers(request, target, token))
     }
 
     /// A JSON-RPC POST to the agent: its version's method name and params.
@@ -207,12 +244,29 @@ impl AgentClient {
         })
     }
 
-    /// `A2A-Version`, the bearer, the client's extensions and the trace, on either binding.
-    fn with_headers(&self, mut request: reqwest::RequestBuilder, target: &CallTarget<'_>) -> reqwest::RequestBuilder {
+    /// `A2A-Version`, the credentials, the client's extensions and the trace, on either
+    /// binding. Credentials: the client's own for an agent that gets them forwarded (only
+    /// those), else the client's `Authorization` on the extended card, else the agent's OAuth2
+    /// token, else its bearer.
+    fn with_headers(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        target: &CallTarget<'_>,
+        token: Option<&Token>,
+    ) -> reqwest::RequestBuilder {
         let version = target.upstream.version;
         request = request.header(A2A_VERSION, version.header_value());
-        if let Some(authorization) = target.authorization {
+        if let Some(forwarded) = target.forwarded {
+            if let Some(authorization) = &forwarded.authorization {
+                request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
+            }
+            if let Some(key) = &forwarded.api_key {
+                request = request.header(crate::auth::API_KEY_HEADER, key.clone());
+            }
+        } else if let Some(authorization) = target.authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
+        } else if let Some(token) = token {
+            request = request.bearer_auth(token.as_str());
         } else if let Some(bearer) = target.bearer {
             request = request.bearer_auth(bearer);
         }
@@ -241,9 +295,44 @@ impl AgentClient {
         params: Value,
         limits: &StreamsConfig,
     ) -> Result<UpstreamStream, RpcError> {
+        let Some(oauth2) = target.oauth2 else {
+            return self.open_stream_once(target, None, method, params, limits).await;
+        };
+        let token = self.tokens.bearer(target.agent_id, oauth2).await?;
+        match self.open_stream_once(target, Some(&token), method, params.clone(), limits).await {
+            Err(e) if is_token_refused(&e) => {
+                let token = self.retry_token(target, oauth2, &token).await?;
+                self.open_stream_once(target, Some(&token), method, params, limits).await.map_err(token_refused_again)
+            }
+            other => other,
+        }
+    }
+
+    /// A new token after the agent refused `refused` (one the other callers refused alike
+    /// share).
+    async fn retry_token(
+        &self,
+        target: &CallTarget<'_>,
+        oauth2: &OAuth2Client,
+        refused: &Token,
+    ) -> Result<Token, RpcError> {
+        tracing::info!(agent_id = target.agent_id, "agent refused its OAuth2 token (HTTP 401): fetching a new one");
+        self.tokens.invalidate(target.agent_id, refused).await;
+        self.tokens.bearer(target.agent_id, oauth2).await
+    }
+
+    async fn open_stream_once(
+        &self,
+        target: &CallTarget<'_>,
+        token: Option<&Token>,
+        method: UpstreamMethod,
+        params: Value,
+        limits: &StreamsConfig,
+    ) -> Result<UpstreamStream, RpcError> {
         let binding = Self::binding(target)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = self.request(target, method, params, id)?.header(reqwest::header::ACCEPT, "text/event-stream");
+        let request =
+            self.request(target, token, method, params, id)?.header(reqwest::header::ACCEPT, "text/event-stream");
         let open = Duration::from_millis(limits.upstream_open_timeout_ms);
         let response = match tokio::time::timeout(open, request.send()).await {
             Err(_) => {
@@ -254,6 +343,7 @@ impl AgentClient {
             }
             Ok(r) => r.map_err(|e| transport_error(target, e))?,
         };
+        refused_credentials(target, token, method, &response)?;
         if binding == Binding::HttpJson && !response.status().is_success() {
             let status = response.status();
             let bytes = self.read_answer(target, response).await?;
@@ -284,13 +374,31 @@ impl AgentClient {
         method: UpstreamMethod,
         params: Value,
     ) -> Result<UpstreamReply, RpcError> {
+        let Some(oauth2) = target.oauth2 else {
+            return self.call_once(target, None, method, params).await;
+        };
+        let token = self.tokens.bearer(target.agent_id, oauth2).await?;
+        match self.call_once(target, Some(&token), method, params.clone()).await {
+            Err(e) if is_token_refused(&e) => {
+                let token = self.retry_token(target, oauth2, &token).await?;
+                self.call_once(target, Some(&token), method, params).await.map_err(token_refused_again)
+            }
+            other => other,
+        }
+    }
+
+    async fn call_once(
+        &self,
+        target: &CallTarget<'_>,
+        token: Option<&Token>,
+        method: UpstreamMethod,
+        params: Value,
+    ) -> Result<UpstreamReply, RpcError> {
         let binding = Self::binding(target)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = self.request(target, method, params, id)?.timeout(target.timeout);
+        let request = self.request(target, token, method, params, id)?.timeout(target.timeout);
         let response = request.send().await.map_err(|e| transport_error(target, e))?;
-        if method == UpstreamMethod::GetExtendedAgentCard {
-            refused_credentials(target, &response)?;
-        }
+        refused_credentials(target, token, method, &response)?;
         let status = response.status();
         if binding == Binding::JsonRpc {
             check_status(target, &response)?;
@@ -322,7 +430,7 @@ impl AgentClient {
     /// An agent's card and where it came from: the operator's `metadata.agentCard` as it is,
     /// else fetched from the card URL override, else from `/.well-known/agent-card.json`, then
     /// the pre-0.3 `/.well-known/agent.json`. A fetched card must be a JSON object.
-    pub async fn fetch_card(&self, agent: &AgentRecord) -> Result<(Value, String), String> {
+    pub async fn fetch_card(&self, agent: &AgentRecord, auth: &AgentAuth) -> Result<(Value, String), String> {
         let metadata = agent.metadata.as_ref().map(|m| &m.0);
         let urls = match card_source(metadata) {
             CardSource::Inline(card) => return Ok((card, "metadata.agentCard".into())),
@@ -332,9 +440,16 @@ impl AgentClient {
                 vec![format!("{base}/.well-known/agent-card.json"), format!("{base}/.well-known/agent.json")]
             }
         };
+        // The agent's OAuth2 token when it has a client (a card fetched without one, if none
+        // can be had: cards are usually public), else its bearer.
+        let token = match &auth.oauth2 {
+            Some(oauth2) => self.tokens.bearer(&agent.id, oauth2).await.ok(),
+            None => None,
+        };
+        let bearer = token.as_ref().map(Token::as_str).or(agent.bearer.as_deref());
         let mut last_error = String::new();
         for url in urls {
-            match self.fetch_card_at(&url, agent.bearer.as_deref()).await? {
+            match self.fetch_card_at(&url, bearer).await? {
                 Some(card) => return Ok((card, url)),
                 None => last_error = format!("{url} answered HTTP 404"),
             }
@@ -369,12 +484,38 @@ impl AgentClient {
     }
 }
 
-/// A 401/403 to a call made with the caller's credentials: the caller is refused, the agent
-/// did not fail.
-fn refused_credentials(target: &CallTarget<'_>, response: &reqwest::Response) -> Result<(), RpcError> {
+/// A 401/403 to a call made with the caller's credentials (the extended card, an agent that
+/// gets them forwarded): the caller is refused, the agent did not fail. A 401 to the
+/// gateway's OAuth2 token: the token is refused ([`is_token_refused`]; a new one is fetched).
+fn refused_credentials(
+    target: &CallTarget<'_>,
+    token: Option<&Token>,
+    method: UpstreamMethod,
+    response: &reqwest::Response,
+) -> Result<(), RpcError> {
+    let callers = method == UpstreamMethod::GetExtendedAgentCard || target.forwarded.is_some();
     match response.status().as_u16() {
-        status @ (401 | 403) => Err(RpcError::AgentAuthRefused { agent: target.agent_id.to_owned(), status }),
+        status @ (401 | 403) if callers => {
+            Err(RpcError::AgentAuthRefused { agent: target.agent_id.to_owned(), status })
+        }
+        401 if token.is_some() => Err(RpcError::AgentAuthRefused { agent: target.agent_id.to_owned(), status: 401 }),
         _ => Ok(()),
+    }
+}
+
+/// The agent refused the gateway's OAuth2 token.
+fn is_token_refused(e: &RpcError) -> bool {
+    matches!(e, RpcError::AgentAuthRefused { status: 401, .. })
+}
+
+/// The agent refused a new token too: the gateway cannot call it (its client or the agent is
+/// misconfigured), which is the agent being unavailable, not the caller's fault.
+fn token_refused_again(e: RpcError) -> RpcError {
+    match e {
+        RpcError::AgentAuthRefused { agent, status } => {
+            RpcError::AgentUnavailable(format!("agent {agent} refused the gateway's OAuth2 token (HTTP {status})"))
+        }
+        other => other,
     }
 }
 
@@ -561,6 +702,8 @@ mod tests {
             trace: None,
             limits: super::super::Limits::of(&AgentsConfig::default(), &Default::default()),
             authorization: None,
+            forwarded: None,
+            oauth2: None,
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod card_misses;
 pub mod client;
+pub mod oauth;
 pub mod protect;
 pub mod spec;
 pub mod stream;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use client::{AgentClient, Answer, CallTarget, UpstreamMethod};
+pub use client::{AgentClient, Answer, CallTarget, ClientCredentials, UpstreamMethod};
 pub use protect::{BreakerState, Limits, Outcome, Permit, Rejection};
 pub use stream::{StreamFault, StreamItem, UpstreamStream, classify};
 

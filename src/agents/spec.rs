@@ -7,10 +7,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::codec::Json;
-use crate::state::{AgentRecord, AgentSettings};
+use crate::state::{AgentAuth, AgentRecord, AgentSettings, ClientAuth, OAuth2Client, SecretSource};
 
-/// One agent as an operator writes it (camelCase keys, as in SuperX).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+/// One agent as an operator writes it (camelCase keys, as in SuperX). Its `Debug` shows no
+/// credential.
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentSpec {
     #[serde(default)]
@@ -18,6 +19,13 @@ pub struct AgentSpec {
     pub url: String,
     #[serde(default)]
     pub bearer: Option<String>,
+    /// Send the client's own `Authorization` and `X-API-Key` to this agent (and no other)
+    /// in place of a bearer.
+    #[serde(default)]
+    pub forward_credentials: bool,
+    /// Get the agent's bearer tokens with the OAuth2 client credentials grant.
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Spec>,
     /// Only `a2a` is served.
     #[serde(default)]
     pub protocol: Option<String>,
@@ -39,12 +47,95 @@ pub struct AgentSpec {
     pub source: String,
 }
 
+/// `oauth2:` of an agent: the token endpoint and the client the gateway is there. The secret
+/// is given as a value, or (better: it stays out of the log) as the name of an environment
+/// variable or the path of a file on every node.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuth2Spec {
+    pub token_url: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// `basic` (HTTP Basic, the default) or `post` (in the form body).
+    #[serde(default)]
+    pub client_auth: Option<String>,
+}
+
+impl std::fmt::Debug for AgentSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSpec")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .field("forward_credentials", &self.forward_credentials)
+            .field("oauth2", &self.oauth2.as_ref().map(|o| (&o.token_url, &o.client_id, "<secret redacted>")))
+            .field("metadata", &self.metadata)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuth2Spec {
+    fn validate(&self, id: &str) -> Result<(), String> {
+        if !is_http_url(&self.token_url) {
+            return Err(format!("agent {id}: oauth2.tokenUrl must be an http(s) URL"));
+        }
+        if self.client_id.is_empty() {
+            return Err(format!("agent {id}: oauth2.clientId is required"));
+        }
+        let sources = [&self.client_secret, &self.client_secret_env, &self.client_secret_file]
+            .iter()
+            .filter(|s| s.is_some())
+            .count();
+        if sources != 1 {
+            return Err(format!(
+                "agent {id}: oauth2 needs exactly one of clientSecret, clientSecretEnv, clientSecretFile"
+            ));
+        }
+        if !matches!(self.client_auth.as_deref(), None | Some("basic" | "post")) {
+            return Err(format!("agent {id}: oauth2.clientAuth must be basic or post"));
+        }
+        Ok(())
+    }
+
+    fn into_client(self) -> OAuth2Client {
+        let client_secret = match (self.client_secret, self.client_secret_env, self.client_secret_file) {
+            (Some(v), _, _) => SecretSource::Value(v),
+            (_, Some(name), _) => SecretSource::Env(name),
+            (_, _, Some(path)) => SecretSource::File(path),
+            (None, None, None) => SecretSource::Value(String::new()),
+        };
+        OAuth2Client {
+            token_url: self.token_url,
+            client_id: self.client_id,
+            client_secret,
+            scopes: self.scopes,
+            audience: self.audience.filter(|a| !a.is_empty()),
+            client_auth: match self.client_auth.as_deref() {
+                Some("post") => ClientAuth::Post,
+                _ => ClientAuth::Basic,
+            },
+        }
+    }
+}
+
 impl AgentSpec {
     pub fn from_env(url: &str, bearer: Option<String>) -> Self {
         AgentSpec {
             id: "default".into(),
             url: url.into(),
             bearer: bearer.filter(|b| !b.is_empty()),
+            forward_credentials: false,
+            oauth2: None,
             protocol: None,
             protocol_version: None,
             metadata: Some(serde_json::json!({"source": "environment"})),
@@ -69,6 +160,7 @@ impl AgentSpec {
             return Err(format!("agent {}: url {:?} must be an http(s) URL", self.id, self.url));
         }
         self.validate_card_metadata()?;
+        self.validate_credentials()?;
         if let Some(p) = self.protocol.as_deref().filter(|p| *p != "a2a") {
             return Err(format!("agent {}: protocol {p:?} is not supported (only a2a)", self.id));
         }
@@ -78,6 +170,15 @@ impl AgentSpec {
             return Err(format!("agent {}: maxInFlight, failureThreshold and callTimeoutMs must be > 0", self.id));
         }
         Ok(())
+    }
+
+    /// At most one way to authenticate to the agent.
+    fn validate_credentials(&self) -> Result<(), String> {
+        let bearer = self.bearer.as_ref().is_some_and(|b| !b.is_empty());
+        if [bearer, self.forward_credentials, self.oauth2.is_some()].iter().filter(|m| **m).count() > 1 {
+            return Err(format!("agent {}: give at most one of bearer, forwardCredentials, oauth2", self.id));
+        }
+        self.oauth2.as_ref().map_or(Ok(()), |o| o.validate(&self.id))
     }
 
     /// Checks the card members of `metadata` (see [`card_source`]).
@@ -92,6 +193,15 @@ impl AgentSpec {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The agent as stored: its record, and how the gateway authenticates to it.
+    pub fn into_parts(mut self) -> (AgentRecord, AgentAuth) {
+        let auth = AgentAuth {
+            forward_credentials: self.forward_credentials,
+            oauth2: self.oauth2.take().map(OAuth2Spec::into_client),
+        };
+        (self.into_record(), auth)
     }
 
     pub fn into_record(self) -> AgentRecord {
@@ -242,6 +352,28 @@ mod tests {
             "agents:\n  a:\n    url: http://x/\n    metadata: {agentCard: {url: ftp://c}}\n  b:\n    url: http://x/\n    metadata: {agentCard: 5}\n",
         );
         assert_eq!(bad.unwrap_err().len(), 2);
+    }
+
+    #[test]
+    fn credentials_toward_agents() {
+        let specs = load(
+            "agents:\n  f:\n    url: http://f/\n    forwardCredentials: true\n  o:\n    url: http://o/\n    oauth2:\n      tokenUrl: http://idp/token\n      clientId: gw\n      clientSecretEnv: O_SECRET\n      scopes: [a, b]\n      audience: https://o\n      clientAuth: post\n",
+        )
+        .unwrap();
+        let (_, f) = specs[0].clone().into_parts();
+        assert!(f.forward_credentials && f.oauth2.is_none());
+        let (record, o) = specs[1].clone().into_parts();
+        assert_eq!(record.bearer, None);
+        let client = o.oauth2.unwrap();
+        assert_eq!(client.client_secret, SecretSource::Env("O_SECRET".into()));
+        assert_eq!((client.scopes.len(), client.client_auth), (2, ClientAuth::Post));
+        let errors = load(
+            "agents:\n  two:\n    url: http://x/\n    bearer: b\n    forwardCredentials: true\n  nosecret:\n    url: http://x/\n    oauth2: {tokenUrl: http://idp/t, clientId: c}\n  twosecrets:\n    url: http://x/\n    oauth2: {tokenUrl: http://idp/t, clientId: c, clientSecret: s, clientSecretFile: /f}\n  badurl:\n    url: http://x/\n    oauth2: {tokenUrl: ftp://idp/t, clientId: c, clientSecret: s}\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        let shown = format!("{:?}", load("agents:\n  s:\n    url: http://x/\n    bearer: b3arer-value\n").unwrap());
+        assert!(!shown.contains("b3arer-value"), "{shown}");
     }
 
     #[test]

@@ -108,6 +108,8 @@ pub struct ArchiveRow {
     pub state: &'static str,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Who created the task (`state::TaskEntry::owner`).
+    pub owner: Option<String>,
     /// The A2A 1.0 Task JSON, whole.
     pub task_json: String,
 }
@@ -122,6 +124,7 @@ impl ArchiveRow {
             state: entry.task.status.state.v10_name(),
             created_at_ms: entry.created_at_ms as i64,
             updated_at_ms: entry.updated_at_ms as i64,
+            owner: entry.owner.clone(),
             task_json: serde_json::to_string(&WireTask { task: &entry.task, view: TaskView::FULL })
                 .expect("a task of JSON values serializes"),
         }
@@ -132,6 +135,7 @@ impl ArchiveRow {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ArchivedTask {
     pub agent_id: String,
+    pub owner: Option<String>,
     pub seq: u64,
     pub task: Task,
 }
@@ -171,7 +175,10 @@ pub struct Archive {
     pub stats: ArchiveStats,
 }
 
-type Row = (String, i64, String, i16, String);
+type Row = (String, i64, String, Option<String>, i16, String);
+
+/// The columns a [`Row`] is read from.
+const ROW_COLUMNS: &str = "SELECT task_id, seq, agent_id, owner, row_version, task::text FROM archived_tasks";
 
 impl Archive {
     /// Connects and brings the schema up to date. An unreachable database is retried until
@@ -220,7 +227,9 @@ impl Archive {
         let mut created = Vec::with_capacity(rows.len());
         let mut updated = Vec::with_capacity(rows.len());
         let mut tasks = Vec::with_capacity(rows.len());
+        let mut owners = Vec::with_capacity(rows.len());
         for r in rows {
+            owners.push(r.owner.as_deref());
             ids.push(r.task_id.as_str());
             seqs.push(r.seq);
             agents.push(r.agent_id.as_str());
@@ -235,15 +244,17 @@ impl Archive {
         let (new,): (i64,) = sqlx::query_as(
             "WITH written AS ( \
                INSERT INTO archived_tasks \
-                 (task_id, seq, agent_id, context_id, state, created_at, updated_at, row_version, task) \
+                 (task_id, seq, agent_id, context_id, state, created_at, updated_at, row_version, task, owner) \
                SELECT t.id, t.seq, t.agent, t.ctx, t.state, \
-                      to_timestamp(t.created / 1000.0), to_timestamp(t.updated / 1000.0), $9, t.task::jsonb \
-               FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[]) \
-                 AS t(id, seq, agent, ctx, state, created, updated, task) \
+                      to_timestamp(t.created / 1000.0), to_timestamp(t.updated / 1000.0), $9, t.task::jsonb, t.owner \
+               FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[], \
+                           $11::text[]) \
+                 AS t(id, seq, agent, ctx, state, created, updated, task, owner) \
                ON CONFLICT (task_id) DO UPDATE SET \
                  seq = EXCLUDED.seq, context_id = EXCLUDED.context_id, \
                  created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
-                 archived_at = now(), row_version = EXCLUDED.row_version, task = EXCLUDED.task \
+                 archived_at = now(), row_version = EXCLUDED.row_version, task = EXCLUDED.task, \
+                 owner = EXCLUDED.owner \
                WHERE archived_tasks.seq < EXCLUDED.seq \
                RETURNING agent_id, state, xmax = 0 AS inserted), \
              counted AS ( \
@@ -262,6 +273,7 @@ impl Archive {
         .bind(&tasks)
         .bind(ROW_VERSION)
         .bind(slot)
+        .bind(&owners)
         .fetch_one(&self.pool)
         .await?;
         Ok(new as u64)
@@ -269,21 +281,17 @@ impl Archive {
 
     /// One archived task by id.
     pub async fn get(&self, id: &str) -> Result<Option<ArchivedTask>, ArchiveError> {
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT task_id, seq, agent_id, row_version, task::text FROM archived_tasks WHERE task_id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| self.read_failed(e))?;
+        let row: Option<Row> = sqlx::query_as(&format!("{ROW_COLUMNS} WHERE task_id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.read_failed(e))?;
         row.map(decode_row).transpose()
     }
 
     /// Archived tasks matching the query after its cursor, newest first: up to `limit`.
     pub async fn list(&self, q: &ListQuery<'_>, limit: usize) -> Result<Vec<ArchivedTask>, ArchiveError> {
-        let mut sql = QueryBuilder::<Postgres>::new(
-            "SELECT task_id, seq, agent_id, row_version, task::text FROM archived_tasks WHERE true",
-        );
+        let mut sql = QueryBuilder::<Postgres>::new(format!("{ROW_COLUMNS} WHERE true"));
         push_filters(&mut sql, q);
         if let Some((seq, id)) = q.before {
             sql.push(" AND (seq, task_id) < (").push_bind(seq as i64).push(", ").push_bind(id).push(")");
@@ -295,12 +303,13 @@ impl Archive {
 
     /// How many archived tasks match the query (the cursor does not count), and how many of
     /// `ids` the archive holds, in one statement (one snapshot of the table, so a batch
-    /// written meanwhile is in both counts or in neither). Without a context or time filter
-    /// the count comes from `archived_task_counts` (a few rows, whatever the archive's size);
-    /// with one, from the rows (a context's are few; a time filter scans).
+    /// written meanwhile is in both counts or in neither). Without a context, owner or time
+    /// filter the count comes from `archived_task_counts` (a few rows, whatever the archive's
+    /// size); with one, from the rows (a context's are few; an owner's through its index, as
+    /// many as it archived; a time filter scans).
     pub async fn count(&self, q: &ListQuery<'_>, ids: &[&str]) -> Result<(u64, u64), ArchiveError> {
         let mut sql = QueryBuilder::<Postgres>::new("SELECT (");
-        if q.context_id.is_none() && q.updated_after_ms.is_none() {
+        if q.context_id.is_none() && q.updated_after_ms.is_none() && q.owner.is_none() {
             sql.push("SELECT greatest(coalesce(sum(n), 0), 0)::int8 FROM archived_task_counts WHERE true");
             if let Some(agent) = q.agent_id {
                 sql.push(" AND agent_id = ").push_bind(agent.to_owned());
@@ -354,6 +363,9 @@ fn push_filters(sql: &mut QueryBuilder<'_, Postgres>, q: &ListQuery<'_>) {
     if let Some(context) = q.context_id {
         sql.push(" AND context_id = ").push_bind(context.to_owned());
     }
+    if let Some(owner) = q.owner {
+        sql.push(" AND owner = ").push_bind(owner.to_owned());
+    }
     if let Some(state) = q.state {
         // A literal (a closed set of names), so the planner sees whether the partial state
         // index applies; a bound parameter would hide it from a cached generic plan.
@@ -364,14 +376,14 @@ fn push_filters(sql: &mut QueryBuilder<'_, Postgres>, q: &ListQuery<'_>) {
     }
 }
 
-fn decode_row((id, seq, agent_id, version, task): Row) -> Result<ArchivedTask, ArchiveError> {
+fn decode_row((id, seq, agent_id, owner, version, task): Row) -> Result<ArchivedTask, ArchiveError> {
     let bad = |why: String| ArchiveError::BadRow { id: id.clone(), why };
     if version != ROW_VERSION {
         return Err(bad(format!("row version {version}; this superx reads version {ROW_VERSION}")));
     }
     let json: serde_json::Value = serde_json::from_str(&task).map_err(|e| bad(e.to_string()))?;
     let task = task_from_wire(json).map_err(|e| bad(e.to_string()))?;
-    Ok(ArchivedTask { agent_id, seq: seq as u64, task })
+    Ok(ArchivedTask { agent_id, owner, seq: seq as u64, task })
 }
 
 fn migrate_error(e: sqlx::migrate::MigrateError) -> ArchiveError {

@@ -7,8 +7,9 @@
 //! path against a scoped key ([`Principal::may_call`]) and answers 403 alike for an agent
 //! that does not exist. The principal rides in the request's extensions into `rpc::Call`
 //! (`Call::principal`), where `http::prepare` refuses the control plane to non-admins
-//! ([`authorize_method`]). Later parts (tasks bound to their caller, rate limits per
-//! credential) read `Call::principal`.
+//! ([`authorize_method`]). Tasks are bound to their caller: the command that creates a task
+//! carries [`Principal::owner`], and every task read filters by [`Principal::task_scope`]
+//! (`rpc::find_task`, ListTasks, the archive's queries).
 //!
 //! Credentials: `X-API-Key: <key>` or `Authorization: Bearer <key>`, where the key is an API
 //! key (`sx_...`, [`keys`], stored hashed in the replicated state so revocation holds on every
@@ -92,6 +93,31 @@ impl Principal {
         Principal { who: Who::Open, admin: true, agents: None }
     }
 
+    /// The owner recorded with the tasks it creates (`state::TaskEntry::owner`): stable for
+    /// as long as the credential lives, and never the credential itself: `key:<id>`,
+    /// `jwt:<issuer>|<subject>`, `admin` for the admin token. `None` with auth off (tasks are
+    /// recorded without an owner, as before tasks had one).
+    pub fn owner(&self) -> Option<String> {
+        match &self.who {
+            Who::Open => None,
+            Who::AdminToken => Some("admin".into()),
+            Who::Key(id) => Some(format!("key:{id}")),
+            Who::Jwt { issuer, subject } => Some(format!("jwt:{issuer}|{subject}")),
+        }
+    }
+
+    /// Which tasks it may see: an admin (and everyone with auth off) all of them, anyone else
+    /// only those recorded with its owner. A task without an owner (created with auth off, or
+    /// before tasks had owners) is an admin's only: nobody can show it was theirs.
+    pub fn task_scope(&self) -> TaskScope {
+        match self.owner() {
+            _ if self.admin => TaskScope::All,
+            Some(owner) => TaskScope::Owner(owner),
+            // Only `Who::Open` has no owner, and it is an admin: never reached.
+            None => TaskScope::Owner(String::new()),
+        }
+    }
+
     /// Whether it may call this agent. Decided on the id alone, before the agent is looked
     /// up, so an agent that does not exist and one that is not allowed answer alike.
     pub fn may_call(&self, agent_id: &str) -> bool {
@@ -103,6 +129,33 @@ impl Principal {
             who: Who::Key(key.id.clone()),
             admin: key.role == KeyRole::Admin,
             agents: (!key.agents.is_empty()).then(|| key.agents.clone().into()),
+        }
+    }
+}
+
+/// The tasks a principal sees ([`Principal::task_scope`]). Another caller's task answers
+/// exactly like a missing one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskScope {
+    All,
+    /// Only tasks recorded with this owner.
+    Owner(String),
+}
+
+impl TaskScope {
+    /// Whether a task recorded with `owner` is visible.
+    pub fn sees(&self, owner: Option<&str>) -> bool {
+        match self {
+            TaskScope::All => true,
+            TaskScope::Owner(mine) => owner == Some(mine.as_str()),
+        }
+    }
+
+    /// The owner to filter by, `None` for every task.
+    pub fn owner(&self) -> Option<&str> {
+        match self {
+            TaskScope::All => None,
+            TaskScope::Owner(o) => Some(o),
         }
     }
 }

@@ -342,6 +342,7 @@ fn new_call(
         trace: trace.unwrap_or_else(TraceContext::new_root),
         last_event_id,
         authorization: None,
+        credentials: crate::agents::ClientCredentials::of(headers),
         principal,
     }
 }

@@ -1,7 +1,9 @@
 //! The control plane on `/rpc`: `agents/list`, `agents/get`, `agents/upsert`,
 //! `agents/delete`, `agents/health`, `agents/refreshCard` (and SuperX's dotted names).
 //!
-//! Agents are shown without their bearer (only whether one is set).
+//! Agents are shown without their credentials: whether a bearer is set, whether the client's
+//! credentials are forwarded, and an OAuth2 client without its secret (only where the secret
+//! is read from when it is a reference).
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -11,7 +13,7 @@ use super::{Call, RpcError};
 use crate::agents::spec::AgentSpec;
 use crate::agents::{AgentCounters, Limits};
 use crate::gateway::Gateway;
-use crate::state::{AgentEntry, Command};
+use crate::state::{AgentEntry, ClientAuth, Command, OAuth2Client, SecretSource};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -53,6 +55,8 @@ pub(crate) fn agent_view(gw: &Gateway, call_base: &str, e: &AgentEntry) -> Value
         "id": r.id,
         "url": r.url,
         "hasBearer": r.bearer.is_some(),
+        "forwardCredentials": e.auth.forward_credentials,
+        "oauth2": e.auth.oauth2.as_ref().map(oauth2_view),
         "protocolVersion": r.protocol_version,
         "metadata": r.metadata.as_ref().map(|m| m.0.clone()),
         "source": r.source,
@@ -75,6 +79,26 @@ pub(crate) fn agent_view(gw: &Gateway, call_base: &str, e: &AgentEntry) -> Value
         })),
         "cardUrl": format!("{call_base}/agents/{}/.well-known/agent-card.json", r.id),
         "a2aUrl": format!("{call_base}/agents/{}", r.id),
+    })
+}
+
+/// An agent's OAuth2 client as shown: never its secret.
+fn oauth2_view(c: &OAuth2Client) -> Value {
+    let secret = match &c.client_secret {
+        SecretSource::Value(_) => json!({"from": "value"}),
+        SecretSource::Env(name) => json!({"from": "env", "name": name}),
+        SecretSource::File(path) => json!({"from": "file", "path": path}),
+    };
+    json!({
+        "tokenUrl": c.token_url,
+        "clientId": c.client_id,
+        "clientSecret": secret,
+        "scopes": c.scopes,
+        "audience": c.audience,
+        "clientAuth": match c.client_auth {
+            ClientAuth::Basic => "basic",
+            ClientAuth::Post => "post",
+        },
     })
 }
 
@@ -102,6 +126,7 @@ pub async fn delete(gw: &Gateway, p: IdParams) -> Result<Value, RpcError> {
     gw.replica.propose(Command::DeleteAgent { id: p.id.clone() }).await?;
     // Its breaker and counters go with it (other nodes drop theirs when they next add one).
     gw.stats.forget(&p.id);
+    gw.client.tokens.forget(&p.id);
     gw.card_misses.forget(&p.id);
     Ok(json!(true))
 }

@@ -6,7 +6,8 @@
 //!
 //! Scope: the path's agent on `/agents/{id}`; on `/rpc`, `params.agentId` if given, else
 //! every agent. `nextPageToken` is always present ("" on the last page); `totalSize` counts
-//! the whole result set.
+//! the whole result set. A caller that is not an admin lists (and counts) only the tasks it
+//! created: in memory through the owner index, in the archive by the `owner` column.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -123,8 +124,11 @@ pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError
         Scope::Agent(id) => Some(id.as_str()),
         Scope::Gateway => p.agent_id.as_deref(),
     };
+    // Another caller's tasks are not listed, nor counted in totalSize.
+    let scope = call.principal.task_scope();
     let query = ListQuery {
         agent_id,
+        owner: scope.owner(),
         context_id: p.context_id.as_deref(),
         state: p.state,
         updated_after_ms: p.updated_after_ms,

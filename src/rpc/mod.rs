@@ -72,6 +72,9 @@ pub struct Call {
     /// The client's `Authorization`, kept only for a method that forwards it
     /// ([`Method::forwards_credentials`]); marked sensitive so it never shows in logs.
     pub authorization: Option<HeaderValue>,
+    /// The client's credentials (`Authorization`, `X-API-Key`), sent only to an agent
+    /// configured with `forwardCredentials` (`Target::call_target`); marked sensitive.
+    pub credentials: crate::agents::ClientCredentials,
     /// Who makes the call (`auth::Principal`, authenticated by `http::authenticate`).
     pub principal: Arc<crate::auth::Principal>,
 }
@@ -226,6 +229,10 @@ impl From<ProposeError> for RpcError {
             }
             ProposeError::Refused(crate::state::Refusal::AgentNotFound(id)) => RpcError::AgentNotFound(id),
             ProposeError::Refused(crate::state::Refusal::TaskNotFound(id)) => RpcError::TaskNotFound(id),
+            // The agent's answer, not the caller's doing; neither the task nor its owner shown.
+            ProposeError::Refused(crate::state::Refusal::OtherOwner(_)) => {
+                RpcError::InvalidAgentResponse("the agent answered with a task this caller did not create".into())
+            }
             ProposeError::Refused(r @ crate::state::Refusal::PushConfigsPerTaskFull(_)) => {
                 RpcError::InvalidParams(r.to_string())
             }
@@ -492,6 +499,7 @@ struct Target {
     agent_id: String,
     upstream: Upstream,
     bearer: Option<String>,
+    auth: crate::state::AgentAuth,
     timeout: Duration,
     limits: crate::agents::Limits,
 }
@@ -505,6 +513,9 @@ impl Target {
             timeout: self.timeout,
             extensions: call.extensions.as_ref(),
             authorization: None,
+            // The client's own credentials go to this agent only if it is configured to get them.
+            forwarded: self.auth.forward_credentials.then_some(&call.credentials),
+            oauth2: self.auth.oauth2.as_ref(),
             trace: Some(&call.trace),
             limits: self.limits,
         }
@@ -546,6 +557,7 @@ fn lookup_agent(gw: &Gateway, call: &Call, agent_id: Option<&str>) -> Result<(Ta
             agent_id: id.to_owned(),
             upstream: entry.upstream.clone(),
             bearer: entry.record.bearer.clone(),
+            auth: entry.auth.clone(),
             timeout: Duration::from_millis(timeout_ms),
             limits: crate::agents::Limits::of(&gw.config.agents, &entry.record.settings),
         };
@@ -570,6 +582,8 @@ fn expect_task(agent_id: &str, task_id: &str, answer: Answer) -> Result<Task, Rp
 /// What a call needs to know of a stored task before acting on it.
 struct TaskRef {
     agent_id: String,
+    /// Who created it (`state::TaskEntry::owner`).
+    owner: Option<String>,
     context_id: String,
     state: crate::a2a::TaskState,
     /// The whole task, when it was read from the archive (it is no longer in memory).
@@ -582,12 +596,16 @@ fn archive_unavailable(e: crate::archive::ArchiveError) -> RpcError {
     RpcError::Unavailable(format!("the task archive is unavailable ({e}); retry"))
 }
 
-/// Looks a task up, as the caller may see it: a task of another agent than the path's is
-/// "not found" (its existence is not revealed).
+/// Looks a task up, as the caller may see it: a task of another agent than the path's, or
+/// one another caller created (`auth::Principal::task_scope`), is "not found", the very
+/// answer of a task that does not exist (A2A's security note: its existence is not revealed).
+/// Every method about one task starts here: GetTask, CancelTask, SubscribeToTask (and so a
+/// resumed stream), a follow-up message, the push config methods.
 async fn find_task(gw: &Gateway, call: &Call, task_id: &str) -> Result<TaskRef, RpcError> {
     let in_memory = gw.replica.read(|t| {
         t.task(task_id).map(|e| TaskRef {
             agent_id: e.agent_id.clone(),
+            owner: e.owner.clone(),
             context_id: e.task.context_id.clone(),
             state: e.task.status.state,
             archived: None,
@@ -598,6 +616,7 @@ async fn find_task(gw: &Gateway, call: &Call, task_id: &str) -> Result<TaskRef, 
         (None, None) => None,
         (None, Some(archive)) => archive.get(task_id).await.map_err(archive_unavailable)?.map(|a| TaskRef {
             agent_id: a.agent_id,
+            owner: a.owner,
             context_id: a.task.context_id.clone(),
             state: a.task.status.state,
             archived: Some(a.task),
@@ -605,6 +624,9 @@ async fn find_task(gw: &Gateway, call: &Call, task_id: &str) -> Result<TaskRef, 
     };
     match (found, &call.scope) {
         (Some(task), Scope::Agent(agent)) if task.agent_id != *agent => Err(RpcError::TaskNotFound(task_id.to_owned())),
+        (Some(task), _) if !call.principal.task_scope().sees(task.owner.as_deref()) => {
+            Err(RpcError::TaskNotFound(task_id.to_owned()))
+        }
         (Some(task), _) => Ok(task),
         (None, _) => Err(RpcError::TaskNotFound(task_id.to_owned())),
     }
@@ -627,6 +649,7 @@ mod tests {
             trace: TraceContext::new_root(),
             last_event_id: None,
             authorization: None,
+            credentials: Default::default(),
             principal: Arc::new(crate::auth::Principal::open()),
         }
     }

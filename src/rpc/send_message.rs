@@ -126,7 +126,7 @@ pub async fn run(gw: &std::sync::Arc<Gateway>, call: &Call, mut p: Params) -> Re
         Answer::Task(task) => {
             let view = TaskView { history_length: p.history_length, include_artifacts: true };
             let (task_id, state) = (task.id.clone(), task.status.state);
-            let recorded = record_with_push(gw, &target.agent_id, task, view, push).await?.0;
+            let recorded = record_with_push(gw, call, &target.agent_id, task, view, push).await?.0;
             if !(state.is_terminal() || state.is_interrupted()) {
                 // Still running at the agent, and no stream follows it: this node does.
                 super::follow::start(gw, call, target, task_id, super::follow::Via::Stream);
@@ -199,11 +199,32 @@ pub(super) async fn push_configs(gw: &Gateway, call: &Call, p: &Params) -> Resul
     Ok(vec![])
 }
 
-/// The command recording a task snapshot, with the webhooks its message set, if any.
-pub(super) fn record_command(agent_id: String, task: Task, at_ms: u64, push: Vec<PushConfig>) -> Command {
-    match push.is_empty() {
-        true => Command::RecordTask { agent_id, task, at_ms },
-        false => Command::RecordTaskWithPush { agent_id, task, at_ms, push },
+/// Who records a task snapshot: the caller it is recorded for (whose owner a new task
+/// gets), or the gateway itself refreshing a task it holds (a poll, a cancel's answer, an
+/// agent's webhook), which never creates one for anybody.
+#[derive(Clone, Copy)]
+pub(super) enum RecordedBy<'a> {
+    Caller(&'a crate::auth::Principal),
+    Gateway,
+}
+
+/// The command recording a task snapshot, with the webhooks its message set, if any, and
+/// the caller's owner when auth is on.
+pub(super) fn record_command(
+    agent_id: String,
+    task: Task,
+    at_ms: u64,
+    push: Vec<PushConfig>,
+    by: RecordedBy<'_>,
+) -> Command {
+    let owner = match by {
+        RecordedBy::Caller(p) => p.owner().map(|owner| (owner, p.admin)),
+        RecordedBy::Gateway => None,
+    };
+    match (owner, push.is_empty()) {
+        (Some((owner, sees_all)), _) => Command::RecordOwnedTask { agent_id, task, at_ms, push, owner, sees_all },
+        (None, true) => Command::RecordTask { agent_id, task, at_ms },
+        (None, false) => Command::RecordTaskWithPush { agent_id, task, at_ms, push },
     }
 }
 
@@ -214,12 +235,24 @@ pub(super) async fn record(
     task: Task,
     view: TaskView,
 ) -> Result<(Value, Option<u64>), RpcError> {
-    record_with_push(gw, agent_id, task, view, vec![]).await
+    record_as(gw, RecordedBy::Gateway, agent_id, task, view, vec![]).await
 }
 
-/// [`record`], with the webhooks the client's message set for the task.
+/// [`record`] for a caller, with the webhooks its message set for the task.
 pub(super) async fn record_with_push(
     gw: &Gateway,
+    call: &Call,
+    agent_id: &str,
+    task: Task,
+    view: TaskView,
+    push: Vec<PushConfig>,
+) -> Result<(Value, Option<u64>), RpcError> {
+    record_as(gw, RecordedBy::Caller(&call.principal), agent_id, task, view, push).await
+}
+
+async fn record_as(
+    gw: &Gateway,
+    by: RecordedBy<'_>,
     agent_id: &str,
     task: Task,
     view: TaskView,
@@ -228,7 +261,7 @@ pub(super) async fn record_with_push(
     // Rendered before the task moves into the command: the client sees exactly what is stored.
     let rendered = task_to_wire(&task, view);
     let task_id = task.id.clone();
-    let command = record_command(agent_id.to_owned(), task, gw.now_ms(), push);
+    let command = record_command(agent_id.to_owned(), task, gw.now_ms(), push, by);
     match gw.replica.propose(command).await {
         Ok(events) => Ok((rendered, events)),
         // The stored task is terminal and stays as it is: answer with it.
@@ -260,6 +293,7 @@ mod tests {
             trace: crate::telemetry::trace::TraceContext::new_root(),
             last_event_id: None,
             authorization: None,
+            credentials: Default::default(),
             principal: std::sync::Arc::new(crate::auth::Principal::open()),
         }
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::send_message::{Params, record, record_with_push};
+use super::send_message::{Params, RecordedBy, record, record_with_push};
 use super::{Call, Outcome, RpcError, StreamFrame, StreamReply, Target, resolve_agent};
 use crate::a2a::task::{
     TaskView, artifact_update_to_wire, change_to_wire, current_status_to_wire, message_result, status_update_to_wire,
@@ -309,7 +309,8 @@ impl Pump {
                     frames.push(task_result(task_to_wire(&task, view)));
                     state = Some(task.status.state);
                     let push = std::mem::take(&mut self.push);
-                    commands.push(super::send_message::record_command(agent_id.clone(), task, at_ms, push));
+                    let by = RecordedBy::Caller(&self.call.principal);
+                    commands.push(super::send_message::record_command(agent_id.clone(), task, at_ms, push, by));
                 }
                 StreamItem::Status(update) => {
                     self.check_task(&update.task_id)?;
@@ -359,7 +360,7 @@ impl Pump {
                 let state = task.status.state;
                 let view = TaskView { history_length: self.history_length, include_artifacts: true };
                 let push = std::mem::take(&mut self.push);
-                let (task, id) = record_with_push(&self.gw, &agent_id, task, view, push).await?;
+                let (task, id) = record_with_push(&self.gw, &self.call, &agent_id, task, view, push).await?;
                 (task_result(task), state, id)
             }
             StreamItem::Status(update) => self.commit_status(update).await?,

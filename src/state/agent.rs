@@ -5,8 +5,9 @@ use crate::a2a::ProtocolVersion;
 use crate::a2a::interface::{self, Binding, Offer};
 use crate::codec::Json;
 
-/// A registered remote A2A agent, as stored in the log and the tables.
-#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+/// A registered remote A2A agent, as stored in the log and the tables. Its `Debug` never
+/// shows the bearer.
+#[derive(Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct AgentRecord {
     /// `[A-Za-z0-9._-]{1,64}`: it appears in URLs (`/agents/{id}`).
     pub id: String,
@@ -22,6 +23,92 @@ pub struct AgentRecord {
     pub settings: AgentSettings,
     /// Where the registration came from: `file`, `env` or `api`.
     pub source: String,
+}
+
+/// How the gateway authenticates to an agent besides its bearer, as stored in the log
+/// (`Command::UpsertAgentWithAuth`) and the tables. Its `Debug` never shows a secret.
+#[derive(Clone, Debug, Default, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct AgentAuth {
+    /// The client's own `Authorization` and `X-API-Key` go to this agent, and to no other, on
+    /// the calls the gateway makes for that client (in place of a bearer).
+    pub forward_credentials: bool,
+    /// Tokens from the OAuth2 client credentials grant, sent as the bearer.
+    pub oauth2: Option<OAuth2Client>,
+}
+
+/// An OAuth2 client (RFC 6749 section 4.4, client credentials) the gateway gets the agent's
+/// bearer tokens as. Stored type.
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct OAuth2Client {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: SecretSource,
+    pub scopes: Vec<String>,
+    /// The `audience` parameter some servers need (Auth0, Okta custom servers).
+    pub audience: Option<String>,
+    pub client_auth: ClientAuth,
+}
+
+/// Where a secret comes from. A reference (`Env`, `File`) is read on the node that uses it,
+/// at use time, so the secret itself is never in the log or a snapshot. Stored type.
+#[derive(Clone, PartialEq, bincode::Encode, bincode::Decode)]
+pub enum SecretSource {
+    Value(String),
+    /// An environment variable of the node's process.
+    Env(String),
+    /// A file on the node (a mounted Kubernetes Secret); trailing whitespace is dropped.
+    File(String),
+}
+
+/// How the client authenticates to the token endpoint (RFC 6749 section 2.3.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret (every server must support it).
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Post,
+}
+
+impl std::fmt::Debug for SecretSource {
+    /// The reference, never a value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Value(_) => f.write_str("Value(<redacted>)"),
+            SecretSource::Env(name) => write!(f, "Env({name})"),
+            SecretSource::File(path) => write!(f, "File({path})"),
+        }
+    }
+}
+
+impl SecretSource {
+    /// The secret, read now. The error names the reference, never a value.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretSource::Value(v) => Ok(v.clone()),
+            SecretSource::Env(name) => std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("environment variable {name} is not set on this node")),
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|v| v.trim_end().to_owned())
+                .map_err(|e| format!("secret file {path}: {}", e.kind())),
+        }
+    }
+}
+
+impl std::fmt::Debug for AgentRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentRecord")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .field("protocol_version", &self.protocol_version)
+            .field("metadata", &self.metadata)
+            .field("settings", &self.settings)
+            .field("source", &self.source)
+            .finish()
+    }
 }
 
 /// Per-agent overrides of the `[agents]` defaults in the config. `None` means the default.
@@ -87,6 +174,27 @@ impl Upstream {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn debug_shows_no_credential() {
+        let mut r = record();
+        r.bearer = Some("b3arer-secret".into());
+        let auth = AgentAuth {
+            forward_credentials: false,
+            oauth2: Some(OAuth2Client {
+                token_url: "http://idp/token".into(),
+                client_id: "gw".into(),
+                client_secret: SecretSource::Value("client-s3cret".into()),
+                scopes: vec![],
+                audience: None,
+                client_auth: ClientAuth::Basic,
+            }),
+        };
+        let shown = format!("{r:?} {auth:?}");
+        assert!(!shown.contains("b3arer-secret") && !shown.contains("client-s3cret"), "{shown}");
+        assert!(shown.contains("<redacted>") && shown.contains("gw"), "{shown}");
+        assert_eq!(format!("{:?}", SecretSource::Env("X".into())), "Env(X)");
+    }
 
     fn record() -> AgentRecord {
         AgentRecord {

@@ -14,7 +14,7 @@ mod replica;
 mod tables;
 pub mod task;
 
-pub use agent::{AgentRecord, AgentSettings, CachedCard, Upstream};
+pub use agent::{AgentAuth, AgentRecord, AgentSettings, CachedCard, ClientAuth, OAuth2Client, SecretSource, Upstream};
 pub use keys::{ApiKey, KeyCommand, KeyRole};
 pub use push::{PushAuth, PushCommand, PushConfig, PushFormat, PushStatus, StoredPushConfig};
 pub use replica::{ProposeError, ReadMode, Replica, ReplicaStatus, raft_config};
@@ -50,6 +50,15 @@ pub enum Command {
     /// [`Command::RecordTask`] with the push configs the client's message set: they get
     /// this command's events (a new task's creation included).
     RecordTaskWithPush { agent_id: String, task: Task, at_ms: u64, push: Vec<PushConfig> },
+    /// [`Command::RecordTaskWithPush`] by an authenticated caller: a task it creates is
+    /// recorded with its `owner` (`auth::Principal::owner`); an existing task keeps its own,
+    /// and one of another owner is refused ([`Refusal::OtherOwner`]) unless the caller is an
+    /// admin (`sees_all`): an agent answering with a task another caller created never shows
+    /// it. With auth off the proposer sends the commands above, so the log is what it was.
+    RecordOwnedTask { agent_id: String, task: Task, at_ms: u64, push: Vec<PushConfig>, owner: String, sees_all: bool },
+    /// [`Command::UpsertAgent`] with how the gateway authenticates to the agent
+    /// ([`AgentAuth`]); a plain `UpsertAgent` registers the agent with none.
+    UpsertAgentWithAuth { agent: AgentRecord, auth: AgentAuth, at_ms: u64 },
 }
 
 /// What a committed command did to one task: the subscribers of that task get it, on every
@@ -160,6 +169,9 @@ pub enum Refusal {
     KeysFull(usize),
     #[error("API key {0} exists")]
     KeyExists(String),
+    /// A caller's record of a task another caller created (`Command::RecordOwnedTask`).
+    #[error("task {0} was created by another caller")]
+    OtherOwner(String),
 }
 
 impl Tables {
@@ -177,7 +189,11 @@ impl Tables {
     fn apply_command(&mut self, command: Command) -> Result<Option<TaskEvent>, Refusal> {
         match command {
             Command::UpsertAgent { agent, at_ms } => {
-                self.upsert_agent(agent, at_ms);
+                self.upsert_agent(agent, AgentAuth::default(), at_ms);
+                Ok(None)
+            }
+            Command::UpsertAgentWithAuth { agent, auth, at_ms } => {
+                self.upsert_agent(agent, auth, at_ms);
                 Ok(None)
             }
             Command::DeleteAgent { id } => {
@@ -185,7 +201,7 @@ impl Tables {
                 Ok(None)
             }
             Command::SetAgentCard { id, card } => self.set_card(&id, card).map(|()| None),
-            Command::RecordTask { agent_id, task, at_ms } => self.record_task(agent_id, task, at_ms).map(Some),
+            Command::RecordTask { agent_id, task, at_ms } => self.record_task(agent_id, task, at_ms, None).map(Some),
             Command::UpdateStatus { agent_id, update, at_ms } => {
                 let id = update.task_id.clone();
                 self.update_task(&agent_id, &id, at_ms, |t| task::apply_status(t, update)).map(Some)
@@ -203,7 +219,14 @@ impl Tables {
                 Ok(None)
             }
             Command::RecordTaskWithPush { agent_id, task, at_ms, push } => {
-                self.record_task_with_push(agent_id, task, at_ms, push).map(Some)
+                self.record_task_with_push(agent_id, task, at_ms, push, None).map(Some)
+            }
+            Command::RecordOwnedTask { agent_id, task, at_ms, push, owner, sees_all } => {
+                let theirs = self.task(&task.id).is_some_and(|e| e.owner.as_deref() != Some(owner.as_str()));
+                if theirs && !sees_all {
+                    return Err(Refusal::OtherOwner(task.id));
+                }
+                self.record_task_with_push(agent_id, task, at_ms, push, Some(owner)).map(Some)
             }
         }
     }

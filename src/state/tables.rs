@@ -7,7 +7,7 @@ use imbl::{HashMap, OrdMap as BTreeMap};
 
 use super::Refusal;
 use super::TaskEvent;
-use super::agent::{AgentRecord, CachedCard, Upstream};
+use super::agent::{AgentAuth, AgentRecord, CachedCard, Upstream};
 use super::push::{OutboxChange, OutboxEvent, PushConfig, PushSnapshot, PushSnapshotRef, PushTables};
 use super::task::{self, Task, TaskChange, TransitionError};
 use crate::a2a::TaskState;
@@ -42,6 +42,37 @@ pub struct TaskEntry {
     /// it (a status, an artifact chunk) is the next. The same on every node (apply counts),
     /// so it is the `id:` of the task's SSE events and a stream resumes from it anywhere.
     pub events: u64,
+    /// Who created the task (`auth::Principal::owner`), set by the command that created it
+    /// and never changed; `None` for a task created with auth off or before tasks had owners
+    /// (an admin's only when auth is on).
+    pub owner: Option<String>,
+}
+
+/// A task as snapshots V4 to V6 stored it (no owner). Stored type.
+#[derive(bincode::Encode, bincode::Decode)]
+struct StoredTaskV4 {
+    task: Task,
+    agent_id: String,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    seq: u64,
+    terminal_seq: Option<u64>,
+    events: u64,
+}
+
+impl From<StoredTaskV4> for TaskEntry {
+    fn from(t: StoredTaskV4) -> Self {
+        TaskEntry {
+            task: t.task,
+            agent_id: t.agent_id,
+            created_at_ms: t.created_at_ms,
+            updated_at_ms: t.updated_at_ms,
+            seq: t.seq,
+            terminal_seq: t.terminal_seq,
+            events: t.events,
+            owner: None,
+        }
+    }
 }
 
 /// A task as the snapshots before [`SnapshotV4`] stored it (no event count). Stored type.
@@ -67,6 +98,7 @@ impl From<StoredTaskV1> for TaskEntry {
             seq: t.seq,
             terminal_seq: t.terminal_seq,
             events: 1,
+            owner: None,
         }
     }
 }
@@ -74,6 +106,9 @@ impl From<StoredTaskV1> for TaskEntry {
 #[derive(Clone, Debug)]
 pub struct AgentEntry {
     pub record: AgentRecord,
+    /// How the gateway authenticates to the agent besides its bearer (forwarded client
+    /// credentials, OAuth2 client credentials); the default for an `UpsertAgent` without it.
+    pub auth: AgentAuth,
     pub card: Option<CachedCard>,
     /// Derived from the record and card on every change.
     pub upstream: Upstream,
@@ -94,6 +129,9 @@ pub struct Tables {
     tasks: HashMap<String, Arc<TaskEntry>>,
     /// Update sequence → task id, newest last: ListTasks order.
     recency: BTreeMap<u64, String>,
+    /// The same order per task owner (derived: kept by apply, rebuilt on restore, never in a
+    /// snapshot), so a caller's ListTasks walks only its own tasks.
+    owned: HashMap<String, BTreeMap<u64, String>>,
     /// Terminal tasks not archived yet, by the sequence at which they became terminal: the
     /// archiver's work, oldest first. With the archive on, they may not leave memory.
     unarchived: BTreeMap<u64, String>,
@@ -118,6 +156,15 @@ enum VersionedSnapshot {
     V4(SnapshotV4),
     V5(SnapshotV5),
     V6(SnapshotV6),
+    V7(SnapshotV7),
+}
+
+/// V6 with every task's owner and every agent's auth.
+#[derive(bincode::Encode, bincode::Decode)]
+struct SnapshotV7 {
+    tables: SnapshotTables<TaskEntry, StoredAgentV7>,
+    push: PushSnapshot,
+    keys: Vec<super::ApiKey>,
 }
 
 /// V5 and the API keys.
@@ -136,15 +183,32 @@ struct SnapshotV5 {
 }
 
 /// The tables with every task's event count, the settings and what the archive holds.
+type SnapshotV4 = SnapshotTables<StoredTaskV4, StoredAgent>;
+
+/// The tables as snapshots from V4 on store them, over their task and agent shapes.
 #[derive(bincode::Encode, bincode::Decode)]
-struct SnapshotV4 {
-    tasks: Vec<TaskEntry>,
-    agents: Vec<StoredAgent>,
+struct SnapshotTables<T, A> {
+    tasks: Vec<T>,
+    agents: Vec<A>,
     seq: u64,
     tasks_evicted_total: u64,
     applied_commands: u64,
     settings: Option<super::SettingsV2>,
     archived: Vec<u64>,
+}
+
+impl SnapshotV4 {
+    fn upgrade(self) -> SnapshotTables<TaskEntry, StoredAgentV7> {
+        SnapshotTables {
+            tasks: self.tasks.into_iter().map(TaskEntry::from).collect(),
+            agents: self.agents.into_iter().map(StoredAgentV7::from).collect(),
+            seq: self.seq,
+            tasks_evicted_total: self.tasks_evicted_total,
+            applied_commands: self.applied_commands,
+            settings: self.settings,
+            archived: self.archived,
+        }
+    }
 }
 
 /// V1, the archive-aware settings, and which terminal tasks the archive holds (by the
@@ -173,10 +237,14 @@ struct SnapshotV1 {
 }
 
 impl SnapshotV1 {
-    fn upgrade(self, settings: Option<super::SettingsV2>, archived: Vec<u64>) -> SnapshotV4 {
-        SnapshotV4 {
+    fn upgrade(
+        self,
+        settings: Option<super::SettingsV2>,
+        archived: Vec<u64>,
+    ) -> SnapshotTables<TaskEntry, StoredAgentV7> {
+        SnapshotTables {
             tasks: self.tasks.into_iter().map(TaskEntry::from).collect(),
-            agents: self.agents,
+            agents: self.agents.into_iter().map(StoredAgentV7::from).collect(),
             seq: self.seq,
             tasks_evicted_total: self.tasks_evicted_total,
             applied_commands: self.applied_commands,
@@ -193,6 +261,26 @@ struct StoredAgent {
     registered_at_ms: u64,
 }
 
+/// An agent with its auth (snapshots from V7 on).
+#[derive(bincode::Encode, bincode::Decode)]
+struct StoredAgentV7 {
+    record: AgentRecord,
+    auth: AgentAuth,
+    card: Option<CachedCard>,
+    registered_at_ms: u64,
+}
+
+impl From<StoredAgent> for StoredAgentV7 {
+    fn from(a: StoredAgent) -> Self {
+        StoredAgentV7 {
+            record: a.record,
+            auth: AgentAuth::default(),
+            card: a.card,
+            registered_at_ms: a.registered_at_ms,
+        }
+    }
+}
+
 /// [`VersionedSnapshot`] made of references, for encoding: the same variants and fields in
 /// the same order, so the bytes are the same (a round-trip test holds them together).
 #[derive(bincode::Encode)]
@@ -207,11 +295,13 @@ enum VersionedSnapshotRef<'a> {
     V4,
     #[allow(dead_code)]
     V5,
-    V6(SnapshotV4Ref<'a>, PushSnapshotRef<'a>, Vec<&'a super::ApiKey>),
+    #[allow(dead_code)]
+    V6,
+    V7(SnapshotTablesRef<'a>, PushSnapshotRef<'a>, Vec<&'a super::ApiKey>),
 }
 
 #[derive(bincode::Encode)]
-struct SnapshotV4Ref<'a> {
+struct SnapshotTablesRef<'a> {
     tasks: Vec<&'a TaskEntry>,
     agents: Vec<StoredAgentRef<'a>>,
     seq: u64,
@@ -224,6 +314,7 @@ struct SnapshotV4Ref<'a> {
 #[derive(bincode::Encode)]
 struct StoredAgentRef<'a> {
     record: &'a AgentRecord,
+    auth: &'a AgentAuth,
     card: Option<&'a CachedCard>,
     registered_at_ms: u64,
 }
@@ -234,6 +325,8 @@ pub struct ListQuery<'a> {
     pub agent_id: Option<&'a str>,
     pub context_id: Option<&'a str>,
     pub state: Option<TaskState>,
+    /// Only the tasks of this owner (a caller that is not an admin); `None`: every task.
+    pub owner: Option<&'a str>,
     /// Only tasks updated at or after this time (Unix ms).
     pub updated_after_ms: Option<u64>,
     /// Continue below this position in the list order (update sequence, then task id), from
@@ -248,6 +341,7 @@ impl ListQuery<'_> {
             && self.context_id.is_none_or(|c| e.task.context_id == c)
             && self.state.is_none_or(|s| e.task.status.state == s)
             && self.updated_after_ms.is_none_or(|t| e.updated_at_ms >= t)
+            && self.owner.is_none_or(|o| e.owner.as_deref() == Some(o))
     }
 
     /// Whether a task at this list position comes after the cursor.
@@ -278,6 +372,7 @@ impl Tables {
             settings: None,
             tasks: HashMap::new(),
             recency: BTreeMap::new(),
+            owned: HashMap::new(),
             unarchived: BTreeMap::new(),
             archived: BTreeMap::new(),
             agents: BTreeMap::new(),
@@ -336,7 +431,13 @@ impl Tables {
             archived_matching: 0,
             waiting_for_archive: vec![],
         };
-        for entry in self.recency.values().rev().filter_map(|id| self.task(id)).filter(|e| q.matches(e)) {
+        // A caller's own tasks through the owner index: the walk costs its tasks, not all.
+        let order = match q.owner {
+            Some(owner) => self.owned.get(owner),
+            None => Some(&self.recency),
+        };
+        let ids = order.into_iter().flat_map(|o| o.values().rev());
+        for entry in ids.filter_map(|id| self.task(id)).filter(|e| q.matches(e)) {
             page.total_size += 1;
             match entry.terminal_seq {
                 Some(ts) if self.archived.contains_key(&ts) => page.archived_matching += 1,
@@ -355,14 +456,14 @@ impl Tables {
         page
     }
 
-    pub(super) fn upsert_agent(&mut self, record: AgentRecord, at_ms: u64) {
+    pub(super) fn upsert_agent(&mut self, record: AgentRecord, auth: AgentAuth, at_ms: u64) {
         let (card, registered_at_ms) = match self.agents.remove(&record.id) {
             Some(old) => (old.card, old.registered_at_ms),
             None => (None, at_ms),
         };
         let upstream = Upstream::choose(&record, card.as_ref());
         let id = record.id.clone();
-        self.agents.insert(id, AgentEntry { record, card, upstream, registered_at_ms });
+        self.agents.insert(id, AgentEntry { record, auth, card, upstream, registered_at_ms });
     }
 
     pub(super) fn delete_agent(&mut self, id: &str) {
@@ -376,7 +477,15 @@ impl Tables {
         Ok(())
     }
 
-    pub(super) fn record_task(&mut self, agent_id: String, snapshot: Task, at_ms: u64) -> Result<TaskEvent, Refusal> {
+    /// Records a task snapshot. A new task is recorded with `owner`; an existing one keeps
+    /// its own (the proposer checked that the caller may see it).
+    pub(super) fn record_task(
+        &mut self,
+        agent_id: String,
+        snapshot: Task,
+        at_ms: u64,
+        owner: Option<String>,
+    ) -> Result<TaskEvent, Refusal> {
         let snapshot = task::bounded(snapshot)?;
         let id = snapshot.id.clone();
         match self.tasks.get(&id) {
@@ -401,6 +510,9 @@ impl Tables {
             self.unarchived.insert(ts, id.clone());
         }
         self.recency.insert(seq, id.clone());
+        if let Some(owner) = &owner {
+            self.owned.entry(owner.clone()).or_default().insert(seq, id.clone());
+        }
         let event = TaskEvent {
             task_id: id.clone(),
             context_id: snapshot.context_id.clone(),
@@ -417,6 +529,7 @@ impl Tables {
             seq,
             terminal_seq,
             events: 1,
+            owner,
         };
         self.tasks.insert(id, Arc::new(entry));
         Ok(event)
@@ -439,6 +552,10 @@ impl Tables {
         entry.events += changes.len() as u64;
         self.seq += 1;
         self.recency.remove(&entry.seq);
+        if let Some(order) = entry.owner.as_ref().and_then(|o| self.owned.get_mut(o)) {
+            order.remove(&entry.seq);
+            order.insert(self.seq, id.to_owned());
+        }
         entry.seq = self.seq;
         self.recency.insert(self.seq, id.to_owned());
         entry.updated_at_ms = at_ms;
@@ -510,8 +627,20 @@ impl Tables {
         let id = self.archived.remove(&ts).or_else(|| self.unarchived.remove(&ts));
         if let Some(entry) = id.and_then(|id| self.tasks.remove(&id)) {
             self.recency.remove(&entry.seq);
+            self.unown(&entry);
             self.tasks_evicted_total += 1;
             self.push.task_left(&entry.task.id);
+        }
+    }
+
+    /// Takes a task that leaves memory out of its owner's order (and the owner with its last task).
+    fn unown(&mut self, entry: &TaskEntry) {
+        let Some(owner) = &entry.owner else { return };
+        if let Some(order) = self.owned.get_mut(owner) {
+            order.remove(&entry.seq);
+            if order.is_empty() {
+                self.owned.remove(owner);
+            }
         }
     }
 
@@ -592,6 +721,7 @@ impl Tables {
         snapshot: Task,
         at_ms: u64,
         mut configs: Vec<PushConfig>,
+        owner: Option<String>,
     ) -> Result<TaskEvent, Refusal> {
         // The proposer did not know the task's id: it is the configs' task, and the id of a
         // config that has none (as the SDK does).
@@ -602,7 +732,7 @@ impl Tables {
             }
         }
         self.push.check_room(&snapshot.id, &configs)?;
-        let event = self.record_task(agent_id, snapshot, at_ms)?;
+        let event = self.record_task(agent_id, snapshot, at_ms, owner)?;
         let from = event.events - event.changes.len() as u64;
         for config in configs {
             self.push.set(config, from, at_ms).expect("room was checked");
@@ -654,9 +784,14 @@ impl Tables {
         let agents = self
             .agents
             .values()
-            .map(|e| StoredAgentRef { record: &e.record, card: e.card.as_ref(), registered_at_ms: e.registered_at_ms })
+            .map(|e| StoredAgentRef {
+                record: &e.record,
+                auth: &e.auth,
+                card: e.card.as_ref(),
+                registered_at_ms: e.registered_at_ms,
+            })
             .collect();
-        let snapshot = SnapshotV4Ref {
+        let snapshot = SnapshotTablesRef {
             tasks,
             agents,
             seq: self.seq,
@@ -666,7 +801,7 @@ impl Tables {
             archived: self.archived.keys().copied().collect(),
         };
         let keys = self.keys.snapshot_ref();
-        crate::codec::encode(&VersionedSnapshotRef::V6(snapshot, self.push.snapshot_ref(), keys))
+        crate::codec::encode(&VersionedSnapshotRef::V7(snapshot, self.push.snapshot_ref(), keys))
     }
 
     /// Rebuilds tables from a snapshot; the derived indexes are recomputed.
@@ -679,9 +814,10 @@ impl Tables {
             VersionedSnapshot::V3(SnapshotV3 { v1, settings, archived }) => {
                 (v1.upgrade(settings, archived), PushTables::empty_snapshot(), vec![])
             }
-            VersionedSnapshot::V4(s) => (s, PushTables::empty_snapshot(), vec![]),
-            VersionedSnapshot::V5(SnapshotV5 { v4, push }) => (v4, push, vec![]),
-            VersionedSnapshot::V6(SnapshotV6 { v4, push, keys }) => (v4, push, keys),
+            VersionedSnapshot::V4(s) => (s.upgrade(), PushTables::empty_snapshot(), vec![]),
+            VersionedSnapshot::V5(SnapshotV5 { v4, push }) => (v4.upgrade(), push, vec![]),
+            VersionedSnapshot::V6(SnapshotV6 { v4, push, keys }) => (v4.upgrade(), push, keys),
+            VersionedSnapshot::V7(SnapshotV7 { tables, push, keys }) => (tables, push, keys),
         };
         let (settings, archived) = (s.settings, s.archived);
         let archived: std::collections::HashSet<u64> = archived.into_iter().collect();
@@ -691,6 +827,9 @@ impl Tables {
         }
         for entry in s.tasks {
             tables.recency.insert(entry.seq, entry.task.id.clone());
+            if let Some(owner) = &entry.owner {
+                tables.owned.entry(owner.clone()).or_default().insert(entry.seq, entry.task.id.clone());
+            }
             if let Some(ts) = entry.terminal_seq {
                 let index = if archived.contains(&ts) { &mut tables.archived } else { &mut tables.unarchived };
                 index.insert(ts, entry.task.id.clone());
@@ -699,7 +838,13 @@ impl Tables {
         }
         for a in s.agents {
             let upstream = Upstream::choose(&a.record, a.card.as_ref());
-            let entry = AgentEntry { record: a.record, card: a.card, upstream, registered_at_ms: a.registered_at_ms };
+            let entry = AgentEntry {
+                record: a.record,
+                auth: a.auth,
+                card: a.card,
+                upstream,
+                registered_at_ms: a.registered_at_ms,
+            };
             tables.agents.insert(entry.record.id.clone(), entry);
         }
         tables.push = PushTables::restore(push);
@@ -716,9 +861,12 @@ impl Tables {
         let mut ids: Vec<_> = self.tasks.keys().collect();
         ids.sort();
         let tasks: Vec<_> = ids.iter().map(|id| format!("{:?}", self.tasks[*id])).collect();
+        let agents: Vec<_> = self.agents.values().map(|a| format!("{:?} {:?}", a.record, a.auth)).collect();
+        let owned: std::collections::BTreeMap<_, _> = self.owned.iter().collect();
         format!(
-            "{tasks:?} {:?} {:?} {:?} {} {} {:?} {} {}",
+            "{tasks:?} {agents:?} {:?} {:?} {:?} {:?} {} {} {:?} {} {}",
             self.recency,
+            owned,
             self.unarchived,
             self.archived,
             self.seq,
@@ -832,6 +980,137 @@ mod tests {
         let q = ListQuery { before: Some((t5.seq, "t5")), page_size: 50, ..Default::default() };
         let ids: Vec<_> = t.list_tasks(&q).tasks.iter().map(|e| e.task.id.as_str()).collect();
         assert_eq!(ids, ["t4", "t3", "t2", "t1", "t0"]);
+    }
+
+    fn owned(id: &str, owner: &str, state: TaskState, at_ms: u64) -> Command {
+        Command::RecordOwnedTask {
+            agent_id: "a".into(),
+            task: task(id, state),
+            at_ms,
+            push: vec![],
+            owner: owner.into(),
+            sees_all: false,
+        }
+    }
+
+    fn listed(t: &Tables, owner: Option<&str>) -> (Vec<String>, usize) {
+        let page = t.list_tasks(&ListQuery { owner, page_size: 50, ..Default::default() });
+        (page.tasks.iter().map(|e| e.task.id.clone()).collect(), page.total_size)
+    }
+
+    #[test]
+    fn owners_list_their_own_tasks_through_the_index() {
+        let mut t = Tables::new(TableLimits { tasks_max: 4 });
+        t.apply(owned("a1", "key:a", TaskState::Completed, 1)).unwrap();
+        t.apply(owned("b1", "key:b", TaskState::Working, 2)).unwrap();
+        t.apply(owned("a2", "key:a", TaskState::Working, 3)).unwrap();
+        t.apply(Command::RecordTask { agent_id: "a".into(), task: task("open", TaskState::Working), at_ms: 4 })
+            .unwrap();
+        assert_eq!(listed(&t, Some("key:a")), (vec!["a2".into(), "a1".into()], 2));
+        assert_eq!(listed(&t, Some("key:b")).1, 1);
+        assert_eq!(listed(&t, Some("nobody")), (vec![], 0));
+        assert_eq!(listed(&t, None).1, 4, "no owner filter: every task");
+        // An update moves the task to the front of its owner's order too.
+        t.apply(Command::UpdateStatus {
+            agent_id: "a".into(),
+            update: crate::state::task::tests::status("a1", TaskState::Completed, None),
+            at_ms: 5,
+        })
+        .unwrap_err();
+        let update = crate::state::task::tests::status("a2", TaskState::Completed, Some("done"));
+        t.apply(Command::UpdateStatus { agent_id: "a".into(), update, at_ms: 6 }).unwrap();
+        assert_eq!(listed(&t, Some("key:a")).0, ["a2", "a1"]);
+        // Evicting a1 (the oldest terminal one) takes it out of the index.
+        t.apply(owned("b2", "key:b", TaskState::Working, 7)).unwrap();
+        assert!(t.task("a1").is_none());
+        assert_eq!(listed(&t, Some("key:a")), (vec!["a2".into()], 1));
+        // The index is rebuilt from a snapshot alike.
+        let restored = Tables::restore(TableLimits { tasks_max: 4 }, &t.snapshot()).unwrap();
+        assert_eq!(restored.debug_fingerprint(), t.debug_fingerprint());
+        assert_eq!(restored.task("b2").unwrap().owner.as_deref(), Some("key:b"));
+    }
+
+    #[test]
+    fn a_task_keeps_its_owner_and_another_callers_record_is_refused() {
+        let mut t = Tables::new(TableLimits { tasks_max: 10 });
+        t.apply(owned("x", "key:a", TaskState::Working, 1)).unwrap();
+        let before = t.debug_fingerprint();
+        assert_eq!(
+            t.apply(owned("x", "key:b", TaskState::Completed, 2)),
+            Err(crate::state::Refusal::OtherOwner("x".into()))
+        );
+        assert_eq!(t.debug_fingerprint(), before, "a refusal changes nothing");
+        // An admin's record updates it; the owner stays.
+        let admin = Command::RecordOwnedTask {
+            agent_id: "a".into(),
+            task: task("x", TaskState::Completed),
+            at_ms: 3,
+            push: vec![],
+            owner: "admin".into(),
+            sees_all: true,
+        };
+        t.apply(admin).unwrap();
+        let e = t.task("x").unwrap();
+        assert_eq!((e.owner.as_deref(), e.task.status.state), (Some("key:a"), TaskState::Completed));
+        // The owner's own record, and the gateway's (no owner), are fine.
+        t.apply(owned("y", "key:b", TaskState::Working, 4)).unwrap();
+        t.apply(owned("y", "key:b", TaskState::Working, 5)).unwrap();
+        t.apply(Command::RecordTask { agent_id: "a".into(), task: task("y", TaskState::Completed), at_ms: 6 }).unwrap();
+        assert_eq!(t.task("y").unwrap().owner.as_deref(), Some("key:b"));
+    }
+
+    #[test]
+    fn a_v6_snapshot_reads_as_tasks_without_owners_and_agents_without_auth() {
+        let mut a = filled();
+        let agent = crate::state::AgentRecord {
+            id: "x".into(),
+            url: "http://x/".into(),
+            bearer: None,
+            protocol_version: None,
+            metadata: None,
+            settings: Default::default(),
+            source: "api".into(),
+        };
+        a.apply(Command::UpsertAgent { agent: agent.clone(), at_ms: 9 }).unwrap();
+        let tasks = a
+            .recency
+            .values()
+            .map(|id| {
+                let e = &a.tasks[id];
+                StoredTaskV4 {
+                    task: e.task.clone(),
+                    agent_id: e.agent_id.clone(),
+                    created_at_ms: e.created_at_ms,
+                    updated_at_ms: e.updated_at_ms,
+                    seq: e.seq,
+                    terminal_seq: e.terminal_seq,
+                    events: e.events,
+                }
+            })
+            .collect();
+        let agents = vec![StoredAgent { record: agent, card: None, registered_at_ms: 9 }];
+        let v4 = SnapshotV4 {
+            tasks,
+            agents,
+            seq: a.seq,
+            tasks_evicted_total: 0,
+            applied_commands: a.applied_commands,
+            settings: None,
+            archived: vec![],
+        };
+        let old = VersionedSnapshot::V6(SnapshotV6 { v4, push: PushTables::empty_snapshot(), keys: vec![] });
+        let b = Tables::restore(TableLimits::default(), &crate::codec::encode(&old)).unwrap();
+        assert_eq!(b.debug_fingerprint(), a.debug_fingerprint());
+        assert!(b.task("t3").unwrap().owner.is_none());
+        assert_eq!(b.agent("x").unwrap().auth, AgentAuth::default());
+        // And V7 keeps an agent's auth.
+        let auth = AgentAuth { forward_credentials: true, oauth2: None };
+        let mut c = b.clone();
+        let record = c.agent("x").unwrap().record.clone();
+        c.apply(Command::UpsertAgentWithAuth { agent: record, auth: auth.clone(), at_ms: 10 }).unwrap();
+        let d = Tables::restore(TableLimits::default(), &c.snapshot()).unwrap();
+        assert_eq!(d.agent("x").unwrap().auth, auth);
+        assert_eq!(d.snapshot(), c.snapshot());
     }
 
     #[test]

@@ -210,10 +210,12 @@ def _start_gateway(
     agent_ports: dict[str, int],
     work: Path,
     pinned: dict[str, str] = PINNED_VERSIONS,
+    extra_env: dict[str, str] | None = None,
     tls: tuple[Path, Path, Path] | None = None,
 ) -> tuple[Proc, str]:
-    """A gateway in front of `agent_ports`; with `tls` (certificate, key, CA that signed it)
-    it serves HTTPS and the returned base is https."""
+    """A gateway in front of these agents; `extra_env` adds to its environment (settings);
+    with `tls` (certificate, key, the CA that signed it) it serves HTTPS and the returned base
+    is https."""
     binary = _gateway_bin()
     if not binary.exists():
         _abort(f'gateway binary {binary} not found (build it, or set SUPERX_BIN)')
@@ -228,7 +230,7 @@ def _start_gateway(
     data_dir.mkdir()
     port = _free_port()
     log_path = work / 'gateway.log'
-    env = dict(os.environ, LOG_LEVEL='info')
+    env = dict(os.environ, LOG_LEVEL='info', **(extra_env or {}))
     if tls:
         env.update(SUPERX_SERVER__TLS_CERT_FILE=str(tls[0]), SUPERX_SERVER__TLS_KEY_FILE=str(tls[1]))
     popen = subprocess.Popen(

@@ -1,7 +1,8 @@
 //! The Postgres archive with real processes and a real Postgres: the leader killed while its
 //! archiver is busy (nothing missing, nothing twice), Postgres stopped under load (writes go
 //! on until memory is full of unarchived tasks, then a retryable refusal; the backlog drains
-//! once it is back, nothing lost), and bad databases refused at startup with a clear message.
+//! once it is back, nothing lost), bad databases refused at startup with a clear message, and
+//! archived tasks read back only by the caller that created them (or an admin).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -238,12 +239,12 @@ fn bad_databases_are_refused_at_startup_with_a_clear_message() {
     let tmp = tempfile::tempdir().unwrap();
     let node = start(&tmp.path().join("n"), &[], &[("DATABASE_URL", db.url.as_str())]);
     drop(node);
-    assert_eq!(db.query("SELECT max(version) FROM _sqlx_migrations"), "2");
+    assert_eq!(db.query("SELECT max(version) FROM _sqlx_migrations"), "3");
     db.query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (9999, 'from the future', true, '\\x00', 0)",
     );
-    refused_at_start(&db.url, &[], 1, &["schema version 9999", "newer than this superx knows (up to 2)"]);
+    refused_at_start(&db.url, &[], 1, &["schema version 9999", "newer than this superx knows (up to 3)"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,6 +281,62 @@ async fn retention_deletes_only_rows_older_than_retention_days() {
         assert_eq!(archived_ids(&db), fresh.iter().cloned().collect::<HashSet<_>>());
         // The deletes took their rows out of the counts: what ListTasks' totalSize reads.
         assert_eq!(db.query("SELECT sum(n) FROM archived_task_counts"), "5");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_tasks_are_read_only_by_their_owner() {
+    use crate::owner::{ADMIN, assert_hidden, create_key, list, rpc_raw, send_as};
+    let agent = fake_agent::start(0, 0).await;
+    tokio::task::spawn_blocking(move || {
+        let db = TestDb::create();
+        let env = [
+            ("DATABASE_URL", db.url.as_str()),
+            ("SUPERX_AUTH__MODE", "required"),
+            ("SUPERX_AUTH__ADMIN_TOKEN", ADMIN),
+            // Archived tasks leave memory at once: every read below comes from Postgres.
+            ("SUPERX_ARCHIVE__MEMORY_RETENTION_COUNT", "0"),
+        ];
+        let cluster = Cluster::new(1, &agent.url, &env);
+        let base = cluster.base(1);
+        let (alice, bob) = (create_key(&base, "alice"), create_key(&base, "bob"));
+        let alices: Vec<String> = (0..3).map(|i| send_as(&base, &alice, &format!("a{i}"))).collect();
+        let bobs: Vec<String> = (0..2).map(|i| send_as(&base, &bob, &format!("b{i}"))).collect();
+        wait_until(DEADLINE, || {
+            let h = archive_health(&base);
+            h["backlog"] == json!(0) && h["tasksInMemory"] == json!(0)
+        });
+        let owners = db.query("SELECT DISTINCT owner FROM archived_tasks ORDER BY owner");
+        assert_eq!(owners.lines().count(), 2, "one owner per key: {owners}");
+        assert!(owners.lines().all(|o| o.starts_with("key:")), "{owners}");
+        // A row archived before tasks had owners: an admin's only.
+        db.query(
+            "INSERT INTO archived_tasks (task_id, seq, agent_id, context_id, state, created_at, updated_at, \
+               row_version, task) \
+             VALUES ('unowned-1', 0, 'echo', 'ctx', 'TASK_STATE_COMPLETED', now(), now(), 1, \
+               jsonb_build_object('id', 'unowned-1', 'contextId', 'ctx', 'status', \
+                 jsonb_build_object('state', 'TASK_STATE_COMPLETED')))",
+        );
+        db.query(
+            "INSERT INTO archived_task_counts (agent_id, state, slot, n) VALUES ('echo', 'TASK_STATE_COMPLETED', 0, 1) \
+             ON CONFLICT (agent_id, state, slot) DO UPDATE SET n = archived_task_counts.n + 1",
+        );
+
+        assert_hidden(&base, &bob, &alices[0]);
+        assert_hidden(&base, &alice, &bobs[1]);
+        assert_hidden(&base, &alice, "unowned-1");
+        let got = rpc_raw(&base, "GetTask", json!({"id": alices[2]}), &alice, &[]);
+        assert!(got.status == 200 && got.body.contains(&alices[2]), "{got:?}");
+        let (ids, total) = list(&base, &alice);
+        assert_eq!(total, 3);
+        assert_eq!(ids.iter().cloned().collect::<HashSet<_>>(), alices.iter().cloned().collect::<HashSet<_>>());
+        assert_eq!(list(&base, &bob).1, 2);
+        let (ids, total) = list(&base, ADMIN);
+        assert_eq!((ids.len(), total), (6, 6), "the admin lists every task, unowned ones too: {ids:?}");
+        let unowned = rpc_raw(&base, "GetTask", json!({"id": "unowned-1"}), ADMIN, &[]);
+        assert_eq!(unowned.status, 200, "{unowned:?}");
     })
     .await
     .unwrap();

@@ -3,6 +3,7 @@
 //! One test binary with modules (fast to link); each test starts its own node on a free port
 //! and waits on conditions with deadlines, never on guessed sleeps.
 
+mod agent_auth;
 mod archive;
 mod auth;
 mod bad_config;
@@ -16,6 +17,7 @@ mod formation;
 mod gossip_cluster;
 mod inbound;
 mod kubernetes;
+mod owner;
 mod partition;
 mod postgres;
 mod protect;
