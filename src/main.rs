@@ -268,7 +268,9 @@ async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
 
 /// What to do next about a startup failure a newcomer is likely to meet.
 fn hint_for(e: &anyhow::Error) -> Option<String> {
-    let in_use = e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse));
+    let in_use = e
+        .chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse));
     let text = format!("{e:#}");
     if in_use || text.contains("Address already in use") {
         return Some(
