@@ -226,7 +226,7 @@ def _start_gateway(
     data_dir.mkdir()
     port = _free_port()
     log_path = work / 'gateway.log'
-    env = dict(os.environ, LOG_LEVEL='info', **(extra_env or {}))
+    env = {**os.environ, 'LOG_LEVEL': 'info', **(extra_env or {})}
     popen = subprocess.Popen(
         [
             str(binary), 'serve',
