@@ -12,13 +12,12 @@
 //! first (401 and nothing changes without the right token), read as the agent's answers and
 //! stream events are (`a2a::push::agent_push_to_v10`, `agents::classify`), checked against
 //! the URL (the body's task is the URL's, and that task belongs to that agent), and
-//! committed through the commands the stream and the poll use (on a follower the write goes
-//! to the leader like every write): a task snapshot with `RecordTask`, which makes no event
-//! when the task already is that snapshot; a status or artifact update with `UpdateStatus` /
-//! `UpdateArtifact`, which always make an event, so an update the task already has
-//! (`state::task::has_status`, `has_artifact`: seen first by the safety-net poll) is
-//! answered without committing it again. That read is not atomic with the commit: a poll and
-//! a webhook bringing the same update at the same instant can still both commit it.
+//! committed: a task snapshot with `RecordTask` (as the poll does), which makes no event when
+//! the task already is that snapshot; a status or artifact update with `UpdateStatusOnce` /
+//! `UpdateArtifactOnce` (on a follower the write goes to the leader like every write), which
+//! apply judges against the task (`state::task::has_status`, `has_artifact`): an update the
+//! task already has (seen first by the safety-net poll, or delivered twice, even to two nodes
+//! at once) makes no event and is answered as a duplicate.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -221,32 +220,21 @@ async fn owner(gw: &Gateway, task_id: &str) -> Result<Option<String>, ProposeErr
     Ok(look())
 }
 
-/// Commits an event through the commands the stream and the poll use; an update the task
-/// already has is not committed again.
+/// Commits an event as the stream's commands would, unless the task already has it: the
+/// `...Once` commands judge that in apply, so two nodes receiving the same delivery at once
+/// commit it once (the second applies as nothing: `Ok(None)`).
 async fn commit(gw: &Gateway, agent_id: &str, item: StreamItem) -> Inbound {
     let agent_id = agent_id.to_owned();
     let at_ms = gw.now_ms();
-    let has = |task_id: &str, check: &dyn Fn(&crate::state::Task) -> bool| {
-        gw.replica.read(|t| t.task(task_id).is_some_and(|e| check(&e.task)))
-    };
     let command = match item {
         StreamItem::Task(task) => return commit_snapshot(gw, &agent_id, task).await,
-        StreamItem::Status(update) => {
-            if has(&update.task_id, &|task| crate::state::task::has_status(task, &update)) {
-                return Inbound::Duplicate;
-            }
-            Command::UpdateStatus { agent_id, update, at_ms }
-        }
-        StreamItem::Artifact(update) => {
-            if has(&update.task_id, &|task| crate::state::task::has_artifact(task, &update)) {
-                return Inbound::Duplicate;
-            }
-            Command::UpdateArtifact { agent_id, update, at_ms }
-        }
+        StreamItem::Status(update) => Command::UpdateStatusOnce { agent_id, update, at_ms },
+        StreamItem::Artifact(update) => Command::UpdateArtifactOnce { agent_id, update, at_ms },
         StreamItem::Message(_) => return Inbound::Invalid("a message is not a task update".into()),
     };
     match gw.replica.propose(command).await {
-        Ok(_) => Inbound::Committed,
+        Ok(Some(_)) => Inbound::Committed,
+        Ok(None) => Inbound::Duplicate,
         Err(ProposeError::Refused(r)) => Inbound::Refused(r.to_string()),
         Err(e) => Inbound::Unavailable(e.to_string()),
     }

@@ -59,6 +59,14 @@ pub enum Command {
     /// [`Command::UpsertAgent`] with how the gateway authenticates to the agent
     /// ([`AgentAuth`]); a plain `UpsertAgent` registers the agent with none.
     UpsertAgentWithAuth { agent: AgentRecord, auth: AgentAuth, at_ms: u64 },
+    /// [`Command::UpdateStatus`] unless the agent's task already has it
+    /// ([`task::has_status`]), then nothing (no event). An agent's webhook may bring an update
+    /// twice, to two nodes at once, or after the safety-net poll saw it; judged in apply, so
+    /// concurrent deliveries commit it once.
+    UpdateStatusOnce { agent_id: String, update: StatusUpdate, at_ms: u64 },
+    /// [`Command::UpdateArtifact`] unless the agent's task already has the chunk
+    /// ([`task::has_artifact`]), as [`Command::UpdateStatusOnce`].
+    UpdateArtifactOnce { agent_id: String, update: ArtifactUpdate, at_ms: u64 },
 }
 
 /// What a committed command did to one task: the subscribers of that task get it, on every
@@ -210,6 +218,18 @@ impl Tables {
                 let id = update.task_id.clone();
                 self.update_task(&agent_id, &id, at_ms, |t| task::apply_artifact(t, update)).map(Some)
             }
+            Command::UpdateStatusOnce { agent_id, update, at_ms } => {
+                if self.agent_task_has(&agent_id, &update.task_id, |t| task::has_status(t, &update)) {
+                    return Ok(None);
+                }
+                self.apply_command(Command::UpdateStatus { agent_id, update, at_ms })
+            }
+            Command::UpdateArtifactOnce { agent_id, update, at_ms } => {
+                if self.agent_task_has(&agent_id, &update.task_id, |t| task::has_artifact(t, &update)) {
+                    return Ok(None);
+                }
+                self.apply_command(Command::UpdateArtifact { agent_id, update, at_ms })
+            }
             Command::AppendMessage { agent_id, task_id, message, at_ms } => {
                 self.update_task(&agent_id, &task_id, at_ms, |t| task::append_message(t, message)).map(Some)
             }
@@ -229,6 +249,13 @@ impl Tables {
                 self.record_task_with_push(agent_id, task, at_ms, push, Some(owner)).map(Some)
             }
         }
+    }
+}
+
+impl Tables {
+    /// Whether `agent_id`'s task `task_id` is in memory and passes `check`.
+    fn agent_task_has(&self, agent_id: &str, task_id: &str, check: impl FnOnce(&Task) -> bool) -> bool {
+        self.task(task_id).is_some_and(|e| e.agent_id == agent_id && check(&e.task))
     }
 }
 
@@ -434,6 +461,48 @@ mod tests {
         // Snapshots keep the count.
         let restored = Tables::restore(limits(10), &t.snapshot()).unwrap();
         assert_eq!(restored.task("t1").unwrap().events, 4);
+    }
+
+    #[test]
+    fn once_updates_apply_only_what_the_task_lacks() {
+        let mut t = Tables::new(limits(10));
+        t.apply(record("a", task("t1", TaskState::Working), 1)).unwrap();
+        let update = task::tests::status("t1", TaskState::Working, Some("step 1"));
+        let once = |agent: &str, update: &StatusUpdate| Command::UpdateStatusOnce {
+            agent_id: agent.into(),
+            update: update.clone(),
+            at_ms: 2,
+        };
+        let first = t.apply(once("a", &update)).unwrap().unwrap();
+        assert_eq!(first.events, 2);
+        // The same update again (a second delivery, or one another node received): no event.
+        let before = t.debug_fingerprint();
+        assert_eq!(t.apply(once("a", &update)), Ok(None));
+        assert_eq!(t.debug_fingerprint(), before);
+        // Another agent's claim on the task is judged as UpdateStatus judges it: refused.
+        assert!(matches!(t.apply(once("b", &update)), Err(Refusal::OwnedByOtherAgent { .. })));
+        // An artifact chunk: once, then nothing; appending new parts is an event.
+        let chunk = |text: &str, append: bool| Command::UpdateArtifactOnce {
+            agent_id: "a".into(),
+            update: ArtifactUpdate {
+                task_id: "t1".into(),
+                context_id: task("t1", TaskState::Working).context_id,
+                artifact: Artifact {
+                    artifact_id: "out".into(),
+                    parts: vec![crate::codec::Json(serde_json::json!({"text": text}))],
+                    rest: crate::codec::Json(serde_json::json!({})),
+                },
+                append,
+                last_chunk: false,
+            },
+            at_ms: 3,
+        };
+        assert_eq!(t.apply(chunk("x", false)).unwrap().unwrap().events, 3);
+        assert_eq!(t.apply(chunk("x", false)), Ok(None));
+        assert_eq!(t.apply(chunk("y", true)).unwrap().unwrap().events, 4);
+        assert_eq!(t.apply(chunk("y", true)), Ok(None));
+        // A task that is not there: the refusal UpdateStatus gives.
+        assert!(t.apply(once("a", &task::tests::status("nope", TaskState::Working, None))).is_err());
     }
 
     fn hook(task: &str, id: &str) -> PushConfig {

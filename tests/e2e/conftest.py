@@ -230,7 +230,7 @@ def _start_gateway(
     data_dir.mkdir()
     port = _free_port()
     log_path = work / 'gateway.log'
-    env = dict(os.environ, LOG_LEVEL='info', **(extra_env or {}))
+    env = {**os.environ, 'LOG_LEVEL': 'info', **(extra_env or {})}
     if tls:
         env.update(SUPERX_SERVER__TLS_CERT_FILE=str(tls[0]), SUPERX_SERVER__TLS_KEY_FILE=str(tls[1]))
     popen = subprocess.Popen(
