@@ -17,7 +17,7 @@ use crate::agents::{AgentClient, AgentStats, CallTarget, Outcome, Permit, Upstre
 use crate::codec::Json;
 use crate::config::Config;
 use crate::jsonrpc::RpcError;
-use crate::state::{CachedCard, Command, ProposeError, Replica, TableLimits, raft_config};
+use crate::state::{CachedCard, Command, LimitCommand, ProposeError, Replica, TableLimits, raft_config};
 use crate::tasks::{HistoryLimits, Subscriptions};
 
 /// Pause between attempts to register a startup agent while the cluster has no leader.
@@ -47,6 +47,8 @@ pub struct Gateway {
     pub push: Arc<crate::push::Push>,
     /// Who may call (`auth`): credential checks, the JWT key set.
     pub auth: crate::auth::Auth,
+    /// Rate limits per credential and per agent: this node's buckets and shares.
+    pub limiter: crate::limits::Limiter,
     ready: AtomicBool,
     /// Set when the node should stop by itself (after leaving the cluster).
     stop: tokio::sync::watch::Sender<bool>,
@@ -149,6 +151,12 @@ impl Gateway {
         let admission = crate::admission::Admission::new(&config.server);
         let followed = crate::tasks::Followed::new(config.streams.follow_tasks_max);
         let card_misses = CardMisses::new(Duration::from_millis(config.cards.miss_ttl_ms), config.cards.misses_max);
+        // Without gossip, nodes cannot share demand: each takes its fraction of every rate.
+        let static_nodes = match cluster {
+            Some(_) => 1,
+            None => crate::config::parse_peers(&config.raft.peers).map_or(1, |p| p.len().max(1)),
+        };
+        let limiter = crate::limits::Limiter::new(&config.limits, static_nodes);
         let gw = Arc::new(Gateway {
             config,
             replica,
@@ -162,10 +170,12 @@ impl Gateway {
             followed,
             push,
             auth,
+            limiter,
             ready: AtomicBool::new(false),
             stop: tokio::sync::watch::channel(false).0,
         });
         crate::telemetry::metrics::spawn_raft_watch(&gw);
+        crate::limits::spawn_sharing(&gw);
         gw.auth.start();
         Ok(gw)
     }
@@ -262,11 +272,16 @@ impl Gateway {
     /// even when its card cannot be fetched or offers no binding the gateway calls (gRPC only:
     /// its calls are refused); either problem is returned for the caller to show.
     pub async fn register(&self, spec: AgentSpec) -> Result<Option<String>, ProposeError> {
+        // Validated with the spec (a bad rate never gets here).
+        let rate = spec.rate().ok().flatten();
         let record = spec.into_record();
         let id = record.id.clone();
         let card = self.client.fetch_card(&record).await;
         let now = self.now_ms();
         self.replica.propose(Command::UpsertAgent { agent: record, at_ms: now }).await?;
+        if self.replica.read(|t| t.agent_rate(&id)) != rate {
+            self.replica.propose_limits(LimitCommand::AgentRate { id: id.clone(), rate }).await?;
+        }
         match card {
             Ok((card, source_url)) => {
                 let unusable = unusable_card(&id, &card);

@@ -104,6 +104,8 @@ pub struct Tables {
     push: PushTables,
     /// API keys (hashed).
     keys: super::keys::KeyTables,
+    /// Agents' configured rate limits (`state::limits`), dropped with the agent.
+    agent_rates: BTreeMap<String, super::RateLimit>,
     seq: u64,
     tasks_evicted_total: u64,
     pub(super) applied_commands: u64,
@@ -118,6 +120,17 @@ enum VersionedSnapshot {
     V4(SnapshotV4),
     V5(SnapshotV5),
     V6(SnapshotV6),
+    V7(SnapshotV7),
+}
+
+/// V6 and the configured rate limits: the keys' own and the agents'.
+#[derive(bincode::Encode, bincode::Decode)]
+struct SnapshotV7 {
+    v4: SnapshotV4,
+    push: PushSnapshot,
+    keys: Vec<super::ApiKey>,
+    key_rates: Vec<(String, super::RateLimit)>,
+    agent_rates: Vec<(String, super::RateLimit)>,
 }
 
 /// V5 and the API keys.
@@ -207,7 +220,16 @@ enum VersionedSnapshotRef<'a> {
     V4,
     #[allow(dead_code)]
     V5,
-    V6(SnapshotV4Ref<'a>, PushSnapshotRef<'a>, Vec<&'a super::ApiKey>),
+    #[allow(dead_code)]
+    V6,
+    V7(SnapshotV4Ref<'a>, PushSnapshotRef<'a>, Vec<&'a super::ApiKey>, RatesRef),
+}
+
+/// The last fields of [`SnapshotV7`] (owned: a few per agent and key).
+#[derive(bincode::Encode)]
+struct RatesRef {
+    key_rates: Vec<(String, super::RateLimit)>,
+    agent_rates: Vec<(String, super::RateLimit)>,
 }
 
 #[derive(bincode::Encode)]
@@ -283,6 +305,7 @@ impl Tables {
             agents: BTreeMap::new(),
             push: PushTables::default(),
             keys: Default::default(),
+            agent_rates: BTreeMap::new(),
             seq: 0,
             tasks_evicted_total: 0,
             applied_commands: 0,
@@ -367,6 +390,24 @@ impl Tables {
 
     pub(super) fn delete_agent(&mut self, id: &str) {
         self.agents.remove(id);
+        self.agent_rates.remove(id);
+    }
+
+    /// Sets or clears a registered agent's rate limit.
+    pub(super) fn set_agent_rate(&mut self, id: &str, rate: Option<super::RateLimit>) -> Result<(), Refusal> {
+        if !self.agents.contains_key(id) {
+            return Err(Refusal::AgentNotFound(id.into()));
+        }
+        match rate {
+            Some(rate) => self.agent_rates.insert(id.to_owned(), rate),
+            None => self.agent_rates.remove(id),
+        };
+        Ok(())
+    }
+
+    /// An agent's configured rate limit, if it has one.
+    pub fn agent_rate(&self, id: &str) -> Option<super::RateLimit> {
+        self.agent_rates.get(id).copied()
     }
 
     pub(super) fn set_card(&mut self, id: &str, card: CachedCard) -> Result<(), Refusal> {
@@ -666,22 +707,31 @@ impl Tables {
             archived: self.archived.keys().copied().collect(),
         };
         let keys = self.keys.snapshot_ref();
-        crate::codec::encode(&VersionedSnapshotRef::V6(snapshot, self.push.snapshot_ref(), keys))
+        let rates = RatesRef {
+            key_rates: self.keys.rates_snapshot(),
+            agent_rates: self.agent_rates.iter().map(|(id, rate)| (id.clone(), *rate)).collect(),
+        };
+        crate::codec::encode(&VersionedSnapshotRef::V7(snapshot, self.push.snapshot_ref(), keys, rates))
     }
 
     /// Rebuilds tables from a snapshot; the derived indexes are recomputed.
     pub fn restore(limits: TableLimits, bytes: &[u8]) -> Result<Tables, bincode::error::DecodeError> {
-        let (s, push, keys) = match crate::codec::decode(bytes)? {
-            VersionedSnapshot::V1(v1) => (v1.upgrade(None, vec![]), PushTables::empty_snapshot(), vec![]),
+        let no_rates = || (vec![], vec![]);
+        let (s, push, keys, (key_rates, agent_rates)) = match crate::codec::decode(bytes)? {
+            VersionedSnapshot::V1(v1) => (v1.upgrade(None, vec![]), PushTables::empty_snapshot(), vec![], no_rates()),
             VersionedSnapshot::V2(SnapshotV2 { v1, settings }) => {
-                (v1.upgrade(settings.map(super::SettingsV2::from), vec![]), PushTables::empty_snapshot(), vec![])
+                let v4 = v1.upgrade(settings.map(super::SettingsV2::from), vec![]);
+                (v4, PushTables::empty_snapshot(), vec![], no_rates())
             }
             VersionedSnapshot::V3(SnapshotV3 { v1, settings, archived }) => {
-                (v1.upgrade(settings, archived), PushTables::empty_snapshot(), vec![])
+                (v1.upgrade(settings, archived), PushTables::empty_snapshot(), vec![], no_rates())
             }
-            VersionedSnapshot::V4(s) => (s, PushTables::empty_snapshot(), vec![]),
-            VersionedSnapshot::V5(SnapshotV5 { v4, push }) => (v4, push, vec![]),
-            VersionedSnapshot::V6(SnapshotV6 { v4, push, keys }) => (v4, push, keys),
+            VersionedSnapshot::V4(s) => (s, PushTables::empty_snapshot(), vec![], no_rates()),
+            VersionedSnapshot::V5(SnapshotV5 { v4, push }) => (v4, push, vec![], no_rates()),
+            VersionedSnapshot::V6(SnapshotV6 { v4, push, keys }) => (v4, push, keys, no_rates()),
+            VersionedSnapshot::V7(SnapshotV7 { v4, push, keys, key_rates, agent_rates }) => {
+                (v4, push, keys, (key_rates, agent_rates))
+            }
         };
         let (settings, archived) = (s.settings, s.archived);
         let archived: std::collections::HashSet<u64> = archived.into_iter().collect();
@@ -703,7 +753,8 @@ impl Tables {
             tables.agents.insert(entry.record.id.clone(), entry);
         }
         tables.push = PushTables::restore(push);
-        tables.keys = super::keys::KeyTables::restore(keys);
+        tables.keys = super::keys::KeyTables::restore(keys, key_rates);
+        tables.agent_rates = agent_rates.into_iter().collect();
         tables.seq = s.seq;
         tables.tasks_evicted_total = s.tasks_evicted_total;
         tables.applied_commands = s.applied_commands;
@@ -717,7 +768,7 @@ impl Tables {
         ids.sort();
         let tasks: Vec<_> = ids.iter().map(|id| format!("{:?}", self.tasks[*id])).collect();
         format!(
-            "{tasks:?} {:?} {:?} {:?} {} {} {:?} {} {}",
+            "{tasks:?} {:?} {:?} {:?} {} {} {:?} {} {} {:?}",
             self.recency,
             self.unarchived,
             self.archived,
@@ -725,7 +776,8 @@ impl Tables {
             self.tasks_evicted_total,
             self.settings,
             self.push.debug_fingerprint(),
-            self.keys.debug_fingerprint()
+            self.keys.debug_fingerprint(),
+            self.agent_rates
         )
     }
 }

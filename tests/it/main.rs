@@ -15,6 +15,7 @@ mod formation;
 mod gossip_cluster;
 mod inbound;
 mod kubernetes;
+mod limits;
 mod partition;
 mod postgres;
 mod protect;
