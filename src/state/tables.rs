@@ -209,6 +209,8 @@ struct StoredAgent {
 /// [`VersionedSnapshot`] made of references, for encoding: the same variants and fields in
 /// the same order, so the bytes are the same (a round-trip test holds them together).
 #[derive(bincode::Encode)]
+// Built once per snapshot on the stack and encoded at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum VersionedSnapshotRef<'a> {
     #[allow(dead_code)]
     V1,

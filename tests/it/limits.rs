@@ -29,6 +29,9 @@ const OVERLOAD: f64 = 3.0;
 const WARM_UP: Duration = Duration::from_secs(2);
 const MEASURED: Duration = Duration::from_secs(10);
 
+/// Fractions of the load each node gets.
+type Spread = [f64; 3];
+
 /// What one phase of load saw.
 #[derive(Default)]
 struct Counts {
@@ -88,8 +91,8 @@ async fn load(
     path: &str,
     credential: &str,
     rate: f64,
-    spread: [f64; 3],
-    then: Option<[f64; 3]>,
+    spread: Spread,
+    then: Option<Spread>,
 ) -> (f64, Vec<u64>, u64) {
     let http = client();
     let counts = Arc::new(Counts {
@@ -206,7 +209,7 @@ async fn rate_limits_hold_cluster_wide_however_the_load_is_spread() {
     }
 
     let mut report = Vec::new();
-    let phases: [(&str, [f64; 3], Option<[f64; 3]>); 3] = [
+    let phases: [(&str, Spread, Option<Spread>); 3] = [
         ("even", [1.0 / 3.0; 3], None),
         ("80/10/10", [0.8, 0.1, 0.1], None),
         ("shift 80/10/10 -> 10/10/80", [0.8, 0.1, 0.1], Some([0.1, 0.1, 0.8])),
