@@ -50,6 +50,12 @@ const DEMAND_SMOOTHING: f64 = 0.5;
 /// Demand (requests per second) below which a key is not published.
 const DEMAND_PUBLISHED_MIN: f64 = 0.05;
 
+/// The least a node's bucket holds for a key, in tokens: with a small share of a small burst
+/// (a burst of 10 at a share of 0.1 is one token), a bucket of one token would waste what
+/// refills between its filling up and the next request, several percent of the node's rate.
+/// Two cost the cluster at most one extra request per node in a burst.
+const CAPACITY_MIN: f64 = 2.0;
+
 /// The longest `Retry-After` a refusal gives.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(60);
 
@@ -142,7 +148,7 @@ impl Entry {
     }
 
     fn capacity(&self) -> f64 {
-        (self.rate.burst * self.share).max(1.0)
+        (self.rate.burst * self.share).max(CAPACITY_MIN.min(self.rate.burst))
     }
 
     fn refill_rate(&self) -> f64 {
@@ -281,8 +287,13 @@ impl Limiter {
         }
         let mut published: Vec<(&u64, &Entry)> =
             state.entries.iter().filter(|(_, e)| e.demand >= DEMAND_PUBLISHED_MIN).collect();
-        published.sort_by(|a, b| b.1.pressure().total_cmp(&a.1.pressure()).then(a.0.cmp(b.0)));
+        let busiest_first =
+            |a: &(&u64, &Entry), b: &(&u64, &Entry)| b.1.pressure().total_cmp(&a.1.pressure()).then(a.0.cmp(b.0));
+        if published.len() > self.published_max && self.published_max > 0 {
+            published.select_nth_unstable_by(self.published_max - 1, busiest_first);
+        }
         published.truncate(self.published_max);
+        published.sort_by(busiest_first);
         RateDigest { demands: published.into_iter().map(|(k, e)| (*k, e.demand)).collect() }
     }
 
