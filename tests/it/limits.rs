@@ -266,28 +266,36 @@ async fn rate_limits_hold_cluster_wide_however_the_load_is_spread() {
     drop(c);
 }
 
-/// A server answering every request with a redirect to `location`.
-async fn redirector(location: &'static str) -> String {
+/// A server answering every request with a redirect to `location(its own URL)`, counting
+/// the requests it gets.
+async fn redirector(location: impl Fn(&str) -> String) -> (String, Arc<AtomicU64>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let location: &'static str = Box::leak(location(&url).into_boxed_str());
+    let hits = Arc::new(AtomicU64::new(0));
+    let counted = hits.clone();
     tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else { return };
+            counted.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = socket.read(&mut buf).await;
-                let answer = format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+                let answer = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
                 let _ = socket.write_all(answer.as_bytes()).await;
             });
         }
     });
-    url
+    (url, hits)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_at_metadata_addresses_are_refused() {
-    let redirect = redirector("http://169.254.169.254/latest/meta-data/").await;
+    let (redirect, _) = redirector(|_| "http://169.254.169.254/latest/meta-data/".into()).await;
+    let (looping, hits) = redirector(|own| format!("{own}/again")).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("n");
     let node = tokio::task::spawn_blocking(move || start(&dir, &[], &[])).await.unwrap();
@@ -326,5 +334,11 @@ async fn agents_at_metadata_addresses_are_refused() {
     let error = redirected["result"]["cardError"].as_str().unwrap_or_default();
     assert!(error.contains("169.254.169.254 is a link-local (cloud metadata) address"), "{redirected}");
     assert_eq!(redirected["result"]["card"], Value::Null, "{redirected}");
+
+    // A redirect loop on an allowed address stops after agents.redirects_max (3) hops.
+    let looped = call("agents/upsert", json!({"agent": {"id": "looping", "url": format!("{looping}/")}})).await;
+    let error = looped["result"]["cardError"].as_str().unwrap_or_default();
+    assert!(error.contains("more than 3 redirects"), "{looped}");
+    assert_eq!(hits.load(Ordering::Relaxed), 4, "the first request and 3 redirects, then no more");
     drop(node);
 }
