@@ -29,6 +29,7 @@ pub struct Config {
     pub raft: RaftSection,
     pub cluster: ClusterSection,
     pub auth: AuthSection,
+    pub limits: LimitsSection,
     pub log: LogConfig,
     /// The agents registered at startup (from the agents file and `A2A_REMOTE_URL`); not a
     /// config key.
@@ -115,6 +116,15 @@ pub struct AgentsConfig {
     pub oauth_refresh_margin_ms: u64,
     /// Deadline of one token request to an agent's token endpoint.
     pub oauth_timeout_ms: u64,
+    /// CIDRs agent and card URLs may reach although they are link-local (cloud metadata),
+    /// multicast or reserved addresses, refused by default on the address actually connected
+    /// to. Loopback and private addresses are allowed without it: agents on a laptop, a LAN or
+    /// a Kubernetes cluster are the normal case for a gateway. In the environment,
+    /// comma-separated.
+    pub allow_cidrs: Vec<String>,
+    /// Redirects followed on an agent call or card fetch, each hop checked like the first
+    /// address; one more is an error.
+    pub redirects_max: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -509,6 +519,50 @@ impl fmt::Debug for AuthSection {
     }
 }
 
+/// Rate limits per credential and per agent, held cluster-wide (`crate::limits`). A rate of 0
+/// is no limit; a burst of 0 is one second's worth.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Requests per second one credential (an API key, a JWT subject) may make, cluster-wide,
+    /// unless its key sets its own (`keys/create` `rateLimit`). The admin token and open
+    /// gateways have none.
+    pub credential_rate: f64,
+    /// Requests a credential may make at once above its rate.
+    pub credential_burst: u64,
+    /// Requests per second one agent may be sent, cluster-wide, unless its spec sets its own
+    /// (`rateLimit` in the agents file or `agents/upsert`).
+    pub agent_rate: f64,
+    /// Requests an agent may be sent at once above its rate.
+    pub agent_burst: u64,
+    /// Limited keys (credentials and agents) one node tracks at most; past it the least
+    /// recently seen are forgotten (they start again with a full bucket).
+    pub keys_max: usize,
+    /// A key without requests for this long is forgotten.
+    pub idle_ms: u64,
+    /// How often each node measures its demand per key, publishes it in gossip and
+    /// recomputes its share of every rate.
+    pub share_interval_ms: u64,
+    /// Keys one node publishes at most (those nearest their limit first); a key a node does
+    /// not publish counts as no demand there.
+    pub gossip_keys_max: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            credential_rate: 0.0,
+            credential_burst: 0,
+            agent_rate: 0.0,
+            agent_burst: 0,
+            keys_max: 10_000,
+            idle_ms: 60_000,
+            share_interval_ms: 100,
+            gossip_keys_max: 128,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -553,6 +607,8 @@ impl Default for AgentsConfig {
             card_bytes_max: 1 << 20,
             oauth_refresh_margin_ms: 30_000,
             oauth_timeout_ms: 5_000,
+            allow_cidrs: vec![],
+            redirects_max: 3,
         }
     }
 }
@@ -857,11 +913,19 @@ impl Config {
         if self.push.retry_max_ms < self.push.retry_base_ms {
             errors.push("push.retry_max_ms must be at least push.retry_base_ms".into());
         }
-        for cidr in &self.push.allow_cidrs {
-            if let Err(e) = crate::push::guard::Cidr::parse(cidr) {
-                errors.push(format!("push.allow_cidrs: {e}"));
+        for (key, cidrs) in
+            [("push.allow_cidrs", &self.push.allow_cidrs), ("agents.allow_cidrs", &self.agents.allow_cidrs)]
+        {
+            for cidr in cidrs {
+                if let Err(e) = crate::guard::Cidr::parse(cidr) {
+                    errors.push(format!("{key}: {e}"));
+                }
             }
         }
+        if self.agents.redirects_max > 10 {
+            errors.push(format!("agents.redirects_max: {} is more than 10", self.agents.redirects_max));
+        }
+        self.validate_limits(errors);
         if self.archive.writers > 16 {
             errors.push(format!("archive.writers: {} is more than 16", self.archive.writers));
         }
@@ -1032,6 +1096,32 @@ impl Config {
         }
     }
 
+    fn validate_limits(&self, errors: &mut Vec<String>) {
+        let l = &self.limits;
+        for (key, rate) in [("limits.credential_rate", l.credential_rate), ("limits.agent_rate", l.agent_rate)] {
+            if !(rate >= 0.0 && rate.is_finite()) {
+                errors.push(format!("{key}: {rate} must be a number of requests per second, 0 or more"));
+            }
+        }
+        for (key, value) in [
+            ("limits.keys_max", l.keys_max as u64),
+            ("limits.idle_ms", l.idle_ms),
+            ("limits.share_interval_ms", l.share_interval_ms),
+            ("limits.gossip_keys_max", l.gossip_keys_max as u64),
+        ] {
+            if value == 0 {
+                errors.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        if l.gossip_keys_max > superx_cluster::keys::RATE_DIGEST_KEYS_MAX {
+            errors.push(format!(
+                "limits.gossip_keys_max: {} is more than {}",
+                l.gossip_keys_max,
+                superx_cluster::keys::RATE_DIGEST_KEYS_MAX
+            ));
+        }
+    }
+
     fn validate_cluster(&self, errors: &mut Vec<String>) {
         let c = &self.cluster;
         if !STRATEGIES.contains(&c.strategy.as_str()) {
@@ -1097,6 +1187,15 @@ impl Config {
             match spec.validate() {
                 Ok(()) => agents.push(spec),
                 Err(e) => errors.push(format!("A2A_REMOTE_URL: {e}")),
+            }
+        }
+        let guard = crate::guard::Guard::new(crate::guard::Policy::Agents, &self.agents.allow_cidrs);
+        for a in &agents {
+            for url in a.urls() {
+                let refused = reqwest::Url::parse(&url).ok().and_then(|u| guard.check_literal(&u).err());
+                if let Some(why) = refused {
+                    errors.push(format!("agent {}: url {url:?}: {why}", a.id));
+                }
             }
         }
         let mut seen = std::collections::HashSet::new();

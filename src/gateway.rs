@@ -17,7 +17,7 @@ use crate::agents::{AgentClient, AgentStats, CallTarget, Outcome, Permit, Upstre
 use crate::codec::Json;
 use crate::config::Config;
 use crate::jsonrpc::RpcError;
-use crate::state::{AgentAuth, CachedCard, Command, ProposeError, Replica, TableLimits, raft_config};
+use crate::state::{AgentAuth, CachedCard, Command, LimitCommand, ProposeError, Replica, TableLimits, raft_config};
 use crate::tasks::{HistoryLimits, Subscriptions};
 
 /// Pause between attempts to register a startup agent while the cluster has no leader.
@@ -49,6 +49,8 @@ pub struct Gateway {
     pub auth: crate::auth::Auth,
     /// The cluster secret raft and gossip are closed with; `None` in an open cluster.
     pub keyring: Option<superx_keyring::Keyring>,
+    /// Rate limits per credential and per agent: this node's buckets and shares.
+    pub limiter: crate::limits::Limiter,
     ready: AtomicBool,
     /// Set when the node should stop by itself (after leaving the cluster).
     stop: tokio::sync::watch::Sender<bool>,
@@ -153,6 +155,12 @@ impl Gateway {
         let admission = crate::admission::Admission::new(&config.server);
         let followed = crate::tasks::Followed::new(config.streams.follow_tasks_max);
         let card_misses = CardMisses::new(Duration::from_millis(config.cards.miss_ttl_ms), config.cards.misses_max);
+        // Without gossip, nodes cannot share demand: each takes its fraction of every rate.
+        let static_nodes = match cluster {
+            Some(_) => 1,
+            None => crate::config::parse_peers(&config.raft.peers).map_or(1, |p| p.len().max(1)),
+        };
+        let limiter = crate::limits::Limiter::new(&config.limits, static_nodes);
         let gw = Arc::new(Gateway {
             config,
             replica,
@@ -167,10 +175,12 @@ impl Gateway {
             push,
             auth,
             keyring,
+            limiter,
             ready: AtomicBool::new(false),
             stop: tokio::sync::watch::channel(false).0,
         });
         crate::telemetry::metrics::spawn_raft_watch(&gw);
+        crate::limits::spawn_sharing(&gw);
         gw.auth.start();
         Ok(gw)
     }
@@ -267,6 +277,8 @@ impl Gateway {
     /// even when its card cannot be fetched or offers no binding the gateway calls (gRPC only:
     /// its calls are refused); either problem is returned for the caller to show.
     pub async fn register(&self, spec: AgentSpec) -> Result<Option<String>, ProposeError> {
+        // Validated with the spec (a bad rate never gets here).
+        let rate = spec.rate().ok().flatten();
         let (record, auth) = spec.into_parts();
         let (id, url) = (record.id.clone(), record.url.clone());
         let card = self.client.fetch_card(&record, &auth).await;
@@ -277,6 +289,9 @@ impl Gateway {
             false => Command::UpsertAgentWithAuth { agent: record, auth, at_ms: now },
         };
         self.replica.propose(command).await?;
+        if self.replica.read(|t| t.agent_rate(&id)) != rate {
+            self.replica.propose_limits(LimitCommand::AgentRate { id: id.clone(), rate }).await?;
+        }
         match card {
             Ok((card, source_url)) => {
                 let unusable = unusable_card(&id, &card);

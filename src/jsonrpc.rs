@@ -18,6 +18,7 @@
 //! | -32030 | UNAUTHENTICATED | no | no valid credential for the gateway (HTTP 401 on both bindings, `WWW-Authenticate`) |
 //! | -32031 | PERMISSION_DENIED | no | a valid credential not allowed this call: the control plane, another agent (HTTP 403) |
 //! | -32020 | OVERLOADED | yes | the gateway is at a limit (memory table full, slow stream reader) |
+//! | -32022 | RATE_LIMITED | yes, after Retry-After | the credential's or agent's rate limit (HTTP 429 on both bindings) |
 //! | -32021 | UNAVAILABLE | yes | no raft leader or majority, archive unreachable |
 //! | -32099 | AGENT_UNAVAILABLE | yes | the agent failed: unreachable, timed out, HTTP error (SuperX's -32099) |
 
@@ -126,6 +127,10 @@ pub enum RpcError {
     /// too slow to keep up). Retryable later.
     #[error("{0}")]
     Overloaded(String),
+    /// Over a rate limit (`crate::limits`): the credential's or the agent's. Retryable after
+    /// `retry_after_secs`, when the bucket has a token again.
+    #[error("rate limit of this {scope} exceeded; retry in {retry_after_secs} s")]
+    RateLimited { scope: &'static str, retry_after_secs: u64 },
     /// The cluster cannot take the request right now (no leader during an election, no
     /// majority). Retryable.
     #[error("{0}")]
@@ -166,6 +171,7 @@ impl RpcError {
             Self::PermissionDenied(_) => -32031,
             Self::Overloaded(_) => -32020,
             Self::Unavailable(_) => -32021,
+            Self::RateLimited { .. } => -32022,
             Self::AgentUnavailable(_) => -32099,
             Self::Upstream { code, .. } => *code,
         }
@@ -180,6 +186,7 @@ impl RpcError {
                 | Self::AgentOverloaded { .. }
                 | Self::Overloaded(_)
                 | Self::Unavailable(_)
+                | Self::RateLimited { .. }
                 | Self::AgentUnavailable(_)
         )
     }
@@ -222,7 +229,7 @@ impl RpcError {
             Self::Internal(_) => INTERNAL,
             Self::InvalidAgentResponse(_) => (502, "INTERNAL"),
             Self::AgentUnavailable(_) => (502, "UNAVAILABLE"),
-            Self::AgentOverloaded { .. } => (429, "RESOURCE_EXHAUSTED"),
+            Self::AgentOverloaded { .. } | Self::RateLimited { .. } => (429, "RESOURCE_EXHAUSTED"),
             Self::AgentAuthRefused { status: 401, .. } => (401, "UNAUTHENTICATED"),
             Self::AgentAuthRefused { status, .. } => (*status, "PERMISSION_DENIED"),
             Self::Unauthenticated(_) => (401, "UNAUTHENTICATED"),
@@ -242,7 +249,9 @@ impl RpcError {
     /// breaker's cooldown, or a second for the other retryable limits.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::AgentCircuitOpen { retry_after_secs, .. } => Some(*retry_after_secs),
+            Self::AgentCircuitOpen { retry_after_secs, .. } | Self::RateLimited { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
+            }
             Self::AgentOverloaded { .. } | Self::Overloaded(_) | Self::Unavailable(_) => Some(1),
             _ => None,
         }
@@ -281,6 +290,7 @@ impl RpcError {
             -32031 => "PERMISSION_DENIED",
             -32020 => "OVERLOADED",
             -32021 => "UNAVAILABLE",
+            -32022 => "RATE_LIMITED",
             -32099 => "AGENT_UNAVAILABLE",
             _ => return None,
         })
@@ -408,6 +418,7 @@ mod tests {
             (busy, -32013, "AGENT_OVERLOADED", 429, Some(1)),
             (RpcError::Overloaded("full".into()), -32020, "OVERLOADED", 503, Some(1)),
             (RpcError::Unavailable("no leader".into()), -32021, "UNAVAILABLE", 503, Some(1)),
+            (RpcError::RateLimited { scope: "agent", retry_after_secs: 3 }, -32022, "RATE_LIMITED", 429, Some(3)),
             (RpcError::AgentUnavailable("down".into()), -32099, "AGENT_UNAVAILABLE", 502, None),
             (RpcError::Internal("bug".into()), -32603, "INTERNAL_ERROR", 500, None),
         ];
@@ -463,6 +474,12 @@ mod tests {
                 Some("AGENT_AUTH_REFUSED"),
             ),
             (RpcError::Unavailable("x".into()), 503, "UNAVAILABLE", Some("UNAVAILABLE")),
+            (
+                RpcError::RateLimited { scope: "credential", retry_after_secs: 1 },
+                429,
+                "RESOURCE_EXHAUSTED",
+                Some("RATE_LIMITED"),
+            ),
             (RpcError::Internal("secret".into()), 500, "INTERNAL", Some("INTERNAL_ERROR")),
             (
                 RpcError::Upstream { code: -32001, message: "m".into(), data: None },

@@ -13,7 +13,9 @@
 //! - [`membership`]: cluster formation: node identity, bootstrap, the autopilot, leave.
 //! - [`state`]: `Command`, the deterministic `apply`, the in-memory tables, the replica.
 //! - [`archive`]: terminal tasks into Postgres (the archiver on the leader) and back.
-//! - [`push`]: webhook delivery of committed task updates (the deliverer on the leader), SSRF guard.
+//! - [`push`]: webhook delivery of committed task updates (the deliverer on the leader).
+//! - [`guard`]: the SSRF guard of outbound URLs (webhooks, agents, cards).
+//! - [`limits`]: rate limits per credential and per agent, shared cluster-wide through gossip.
 //! - [`codec`]: the one bincode codec for stored bytes.
 //! - [`config`]: the config tree, loaded once at startup.
 //! - [`telemetry`]: logs, `/metrics`, request ids and trace context.
@@ -30,8 +32,10 @@ pub mod codec;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod guard;
 pub mod http;
 pub mod jsonrpc;
+pub mod limits;
 pub mod membership;
 pub mod probe;
 pub mod push;

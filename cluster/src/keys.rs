@@ -33,6 +33,8 @@ pub const RAFT_STATE: &str = "raft_state";
 pub const LEFT: &str = "left";
 /// [`HealthDigest`] as compact JSON.
 pub const HEALTH: &str = "health";
+/// [`RateDigest`]: the node's recent demand per rate-limited key (the root crate's `limits`).
+pub const RATES: &str = "rates";
 /// The pristine node ids a node sees while it waits to bootstrap: sorted, comma-separated
 /// decimal ids. Absent (deleted) when withdrawn; an empty value is an empty view.
 pub const BOOTSTRAP_VIEW: &str = "bootstrap_view";
@@ -81,6 +83,51 @@ pub struct HealthDigest {
     /// nodes' digests: zero).
     #[serde(default)]
     pub breakers_open: u64,
+}
+
+/// Entries of a [`RateDigest`] read at most (a peer's longer digest is cut), so no peer can make
+/// a node hold more.
+pub const RATE_DIGEST_KEYS_MAX: usize = 1024;
+
+/// A node's recent demand per rate-limited key: `(key, requests per second)`, the key being a
+/// hash the root crate makes of what it limits (never a credential). Published every
+/// `limits.share_interval_ms`; every node divides each key's rate by the demands it reads.
+/// Text: `<key hex>:<demand>` pairs, comma-separated, demand with one decimal.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RateDigest {
+    pub demands: Vec<(u64, f64)>,
+}
+
+impl RateDigest {
+    fn encode(&self) -> String {
+        let pairs = self.demands.iter().map(|(key, demand)| format!("{key:x}:{demand:.1}"));
+        pairs.collect::<Vec<_>>().join(",")
+    }
+
+    /// A malformed entry is skipped; at most [`RATE_DIGEST_KEYS_MAX`] are read.
+    fn decode(text: &str) -> RateDigest {
+        let entry = |pair: &str| {
+            let (key, demand) = pair.split_once(':')?;
+            let demand: f64 = demand.parse().ok()?;
+            Some((u64::from_str_radix(key, 16).ok()?, demand)).filter(|_| demand.is_finite() && demand >= 0.0)
+        };
+        let demands = text.split(',').filter(|p| !p.is_empty()).filter_map(entry).take(RATE_DIGEST_KEYS_MAX);
+        RateDigest { demands: demands.collect() }
+    }
+}
+
+pub(crate) fn rates(state: &NodeState) -> Option<RateDigest> {
+    state.get(RATES).map(RateDigest::decode)
+}
+
+/// Returns whether the published value changed (an unchanged digest costs no gossip).
+pub(crate) fn set_rates(state: &mut NodeState, digest: &RateDigest) -> bool {
+    let value = digest.encode();
+    if state.get(RATES) == Some(value.as_str()) {
+        return false;
+    }
+    state.set(RATES, value);
+    true
 }
 
 /// The keys a node publishes once at start, before its first gossip round.
@@ -281,6 +328,22 @@ mod tests {
         // A digest from a node without the field reads as zero breakers open.
         state.set(HEALTH, r#"{"inFlight":3,"tasks":10,"appliedIndex":99,"agentsFailing":1}"#);
         assert_eq!(health(&state).map(|h| h.breakers_open), Some(0));
+    }
+
+    #[test]
+    fn rate_digests_round_trip_and_bad_entries_are_skipped() {
+        let (_, mut state) = state_with_initial_keys();
+        assert_eq!(rates(&state), None);
+        let digest = RateDigest { demands: vec![(0xdead_beef, 12.34), (u64::MAX, 0.0)] };
+        assert!(set_rates(&mut state, &digest));
+        assert!(!set_rates(&mut state, &digest), "an identical digest is not republished");
+        assert_eq!(state.get(RATES), Some("deadbeef:12.3,ffffffffffffffff:0.0"));
+        assert_eq!(rates(&state).unwrap().demands, vec![(0xdead_beef, 12.3), (u64::MAX, 0.0)]);
+        state.set(RATES, "zz:1,1:x,2:-1,3:NaN,4:5.5,");
+        assert_eq!(rates(&state).unwrap().demands, vec![(4, 5.5)]);
+        let long = (0..2 * RATE_DIGEST_KEYS_MAX).map(|k| format!("{k:x}:1.0")).collect::<Vec<_>>().join(",");
+        state.set(RATES, long);
+        assert_eq!(rates(&state).unwrap().demands.len(), RATE_DIGEST_KEYS_MAX);
     }
 
     #[test]

@@ -28,5 +28,5 @@ mod node;
 pub mod testsuite;
 
 pub use discovery::{DiscoveryError, Strategy};
-pub use keys::{HealthDigest, RaftState};
+pub use keys::{HealthDigest, RaftState, RateDigest};
 pub use node::{Cluster, ClusterConfig, ClusterError, ClusterEvent, Member, NodeMeta};

@@ -51,7 +51,7 @@ use tokio::sync::{Mutex, Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::discovery::{Discoverer, Strategy};
-use crate::keys::{self, HealthDigest, RaftState};
+use crate::keys::{self, HealthDigest, RaftState, RateDigest};
 use members::Tracker;
 use superx_keyring::Keyring;
 use transport::AuthTransport;
@@ -281,6 +281,27 @@ impl Cluster {
     /// no `Updated` event while nothing moves.
     pub async fn set_health(&self, health: &HealthDigest) {
         self.with_self_state(|state| keys::set_health(state, health)).await;
+    }
+
+    /// Publishes this node's rate-limit demand digest (only when it changed). It is not part
+    /// of [`Member`] and makes no event: it changes every interval under load.
+    pub async fn set_rates(&self, digest: &RateDigest) {
+        keys::set_rates(self.inner.chitchat.lock().await.self_node_state(), digest);
+    }
+
+    /// The rate-limit digests of the other live nodes (the newest generation of each).
+    pub async fn peer_rates(&self) -> Vec<RateDigest> {
+        let chitchat = self.inner.chitchat.lock().await;
+        let self_id = chitchat.self_chitchat_id().clone();
+        let mut newest: std::collections::BTreeMap<&str, (&ChitchatId, &NodeState)> = Default::default();
+        for id in chitchat.live_nodes().filter(|id| **id != self_id && id.node_id != self_id.node_id) {
+            let Some(state) = chitchat.node_state(id) else { continue };
+            let entry = newest.entry(&*id.node_id).or_insert((id, state));
+            if id.generation_id > entry.0.generation_id {
+                *entry = (id, state);
+            }
+        }
+        newest.values().filter_map(|(_, state)| keys::rates(state)).collect()
     }
 
     /// Publishes (or withdraws, with `None`) the pristine ids this node sees while it waits to

@@ -9,6 +9,7 @@
 //! a failure), or a failure (`AgentUnavailable`, `InvalidAgentResponse`) for transport
 //! errors, timeouts, HTTP errors the agent gives no A2A reason for, 5xx and malformed answers.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use crate::a2a::task::task_from_wire;
 use crate::a2a::v03;
 use crate::a2a::{A2A_EXTENSIONS, A2A_VERSION, ProtocolVersion, X_A2A_EXTENSIONS};
 use crate::config::{AgentsConfig, StreamsConfig};
+use crate::guard::{Guard, GuardedResolver, Policy};
 use crate::jsonrpc::RpcError;
 use crate::state::{AgentAuth, AgentRecord, OAuth2Client, Task, Upstream};
 use crate::telemetry::trace::{TRACEPARENT, TRACESTATE, TraceContext};
@@ -136,6 +138,9 @@ pub struct UpstreamReply {
 
 pub struct AgentClient {
     http: reqwest::Client,
+    /// What agent and card URLs may reach (`agents.allow_cidrs`): the client's resolver and
+    /// redirect policy enforce it, literal addresses are checked before each request.
+    guard: Arc<Guard>,
     limits: AgentsConfig,
     next_id: AtomicU64,
     /// Agents' OAuth2 tokens on this node.
@@ -147,12 +152,16 @@ impl AgentClient {
         // reqwest is built without a default TLS crypto provider; ring is ours. Installing
         // twice is harmless (the second call reports the first provider and changes nothing).
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let guard = Arc::new(Guard::new(Policy::Agents, &limits.allow_cidrs));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(limits.connect_timeout_ms))
             .pool_max_idle_per_host(limits.pool_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver { guard: guard.clone() }))
+            // A proxy would resolve the names itself, past the guard.
+            .no_proxy()
+            .redirect(guard.redirect_policy(limits.redirects_max))
             .user_agent(concat!("superx/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let tokens = super::oauth::Tokens::new(
@@ -160,7 +169,21 @@ impl AgentClient {
             Duration::from_millis(limits.oauth_refresh_margin_ms),
             Duration::from_millis(limits.oauth_timeout_ms),
         );
-        Ok(AgentClient { http, limits: limits.clone(), next_id: AtomicU64::new(1), tokens })
+        Ok(AgentClient { http, guard, limits: limits.clone(), next_id: AtomicU64::new(1), tokens })
+    }
+
+    /// The guard agent and card URLs pass (`agents/upsert` screens with it).
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// Refuses a call whose interface URL is a literal address the guard refuses (names are
+    /// checked by the resolver as they connect).
+    fn check_address(&self, target: &CallTarget<'_>) -> Result<(), RpcError> {
+        let Ok(url) = reqwest::Url::parse(&target.upstream.url) else { return Ok(()) };
+        self.guard
+            .check_literal(&url)
+            .map_err(|why| RpcError::AgentUnavailable(format!("agent {}: {why}", target.agent_id)))
     }
 
     /// The agent's binding, or the error that says the card offers none superx calls.
@@ -182,6 +205,7 @@ impl AgentClient {
         params: Value,
         id: u64,
     ) -> Result<reqwest::RequestBuilder, RpcError> {
+        self.check_address(target)?;
         let request = match Self::binding(target)? {
             Binding::JsonRpc => self.jsonrpc_request(target, method, params, id),
             Binding::HttpJson => self.rest_request(target, method, params)?,
@@ -459,6 +483,8 @@ impl AgentClient {
 
     /// One card GET: the card, `None` for a 404 (try the next location), or the error.
     async fn fetch_card_at(&self, url: &str, bearer: Option<&str>) -> Result<Option<Value>, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("card URL {url:?}: {e}"))?;
+        self.guard.check_literal(&parsed).map_err(|why| format!("fetching {url}: {why}"))?;
         let mut request = self.http.get(url).timeout(Duration::from_millis(self.limits.card_timeout_ms));
         if let Some(bearer) = bearer {
             request = request.bearer_auth(bearer);
@@ -572,19 +598,38 @@ pub(super) fn invalid(target: &CallTarget<'_>, detail: String) -> RpcError {
     RpcError::InvalidAgentResponse(format!("agent {}: {detail}", target.agent_id))
 }
 
-fn describe(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timed out"
+fn describe(e: &reqwest::Error) -> String {
+    if let Some(why) = guard_refusal(e) {
+        why
+    } else if e.is_timeout() {
+        "timed out".into()
     } else if e.is_connect() {
-        "connection failed"
+        "connection failed".into()
     } else {
-        "transport error"
+        "transport error".into()
     }
+}
+
+/// The guard's reason, when the guard refused the request (an address the resolver dropped,
+/// a redirect to a refused address, too many redirects): the innermost cause, which names an
+/// address and a config key but no credential.
+fn guard_refusal(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    let mut innermost = None;
+    while let Some(s) = source {
+        innermost = Some(s.to_string());
+        source = s.source();
+    }
+    let why = innermost?;
+    let refused = why.contains("may not reach it") || (e.is_redirect() && why.contains("redirects"));
+    refused.then_some(why)
 }
 
 fn transport_error(target: &CallTarget<'_>, e: reqwest::Error) -> RpcError {
     let id = target.agent_id;
-    if e.is_timeout() {
+    if let Some(why) = guard_refusal(&e) {
+        RpcError::AgentUnavailable(format!("agent {id}: {why}"))
+    } else if e.is_timeout() {
         RpcError::AgentUnavailable(format!("agent {id} did not answer within {} ms", target.timeout.as_millis()))
     } else if e.is_connect() {
         RpcError::AgentUnavailable(format!("agent {id} is unreachable"))

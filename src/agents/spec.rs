@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::codec::Json;
-use crate::state::{AgentAuth, AgentRecord, AgentSettings, ClientAuth, OAuth2Client, SecretSource};
+use crate::state::limits::RateLimitSpec;
+use crate::state::{AgentAuth, AgentRecord, AgentSettings, ClientAuth, OAuth2Client, RateLimit, SecretSource};
 
 /// One agent as an operator writes it (camelCase keys, as in SuperX). Its `Debug` shows no
 /// credential.
@@ -43,6 +44,10 @@ pub struct AgentSpec {
     pub cooldown_ms: Option<u64>,
     #[serde(default, alias = "timeoutMs")]
     pub call_timeout_ms: Option<u64>,
+    /// Requests per second the agent may be sent, cluster-wide (`{requestsPerSecond,
+    /// burst}`); none: `limits.agent_rate`.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSpec>,
     #[serde(skip)]
     pub source: String,
 }
@@ -144,6 +149,7 @@ impl AgentSpec {
             failure_window_ms: None,
             cooldown_ms: None,
             call_timeout_ms: None,
+            rate_limit: None,
             source: "env".into(),
         }
     }
@@ -169,6 +175,7 @@ impl AgentSpec {
         if zero {
             return Err(format!("agent {}: maxInFlight, failureThreshold and callTimeoutMs must be > 0", self.id));
         }
+        self.rate()?;
         Ok(())
     }
 
@@ -202,6 +209,22 @@ impl AgentSpec {
             oauth2: self.oauth2.take().map(OAuth2Spec::into_client),
         };
         (self.into_record(), auth)
+    }
+
+    /// The URLs the gateway will connect to for this agent before it has a card: its URL and
+    /// the card URL override (the interfaces a card names are checked when called).
+    pub fn urls(&self) -> Vec<String> {
+        let card = match card_source(self.metadata.as_ref()) {
+            CardSource::Url(url) => Some(url),
+            _ => None,
+        };
+        std::iter::once(self.url.clone()).chain(card).collect()
+    }
+
+    /// The agent's own rate limit, stored apart from its record (`state::LimitCommand`).
+    pub fn rate(&self) -> Result<Option<RateLimit>, String> {
+        let rate = self.rate_limit.map(RateLimitSpec::to_stored).transpose();
+        rate.map_err(|e| format!("agent {}: rateLimit: {e}", self.id))
     }
 
     pub fn into_record(self) -> AgentRecord {
@@ -332,6 +355,19 @@ mod tests {
                 .unwrap();
         assert_eq!(specs.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(specs[0].cooldown_ms, Some(5));
+    }
+
+    #[test]
+    fn rate_limits() {
+        let specs =
+            load("agents:\n  a:\n    url: http://a/\n    rateLimit: {requestsPerSecond: 2.5, burst: 5}\n").unwrap();
+        assert_eq!(specs[0].rate().unwrap(), Some(RateLimit { milli_per_second: 2500, burst: 5 }));
+        let bad = load(
+            "agents:\n  a:\n    url: http://a/\n    rateLimit: {requestsPerSecond: 0}\n  b:\n    url: http://b/\n    rateLimit: {rps: 1}\n",
+        );
+        let errors = bad.unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("rateLimit: requestsPerSecond must be above 0"), "{errors:?}");
     }
 
     #[test]

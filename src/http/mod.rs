@@ -360,8 +360,9 @@ fn authorize_scope(call: &Call) -> Result<(), RpcError> {
 }
 
 /// Readies the call for its parsed method: the client's `Authorization` for the one method
-/// that forwards it, a stream slot for a streaming method. An error is the node refusing the
-/// stream (at its limit, or draining).
+/// that forwards it, the rate limits of an A2A call (its credential's and its agent's), a
+/// stream slot for a streaming method. An error is the node refusing the call: over a rate
+/// limit (429), at its stream limit or draining (503).
 fn prepare(gw: &Gateway, headers: &HeaderMap, method: &Method, call: &mut Call) -> Result<(), RpcError> {
     // With auth on, `Authorization` is the caller's credential for the gateway: it never goes
     // to an agent (the agent gets its own bearer).
@@ -370,6 +371,9 @@ fn prepare(gw: &Gateway, headers: &HeaderMap, method: &Method, call: &mut Call) 
             v.set_sensitive(true);
             v
         });
+    }
+    if !method.is_control_plane() {
+        crate::limits::check(gw, &call.principal, method.named_agent(call))?;
     }
     if method.streams() {
         call.stream_slot = Some(Arc::new(gw.admission.stream()?));
@@ -384,11 +388,15 @@ fn stream_open(gw: &Gateway, call: &mut Call) -> sse::Open {
     sse::Open { slot: call.stream_slot.take(), drain: gw.admission.watch(), keepalive }
 }
 
-/// A request the node did not admit (at its limit, or draining): HTTP 503 with Retry-After,
-/// so load balancers and HTTP clients back off, and the JSON-RPC error saying why.
+/// A request the node did not admit: HTTP 503 (at its limit, or draining) or 429 (over a rate
+/// limit) with Retry-After, so load balancers and HTTP clients back off, and the JSON-RPC
+/// error saying why.
 fn refused(id: &serde_json::Value, e: &RpcError, version: ProtocolVersion) -> Response {
     let mut response = rpc_response(jsonrpc::failure_bytes(id, e, version), None);
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    *response.status_mut() = match e {
+        RpcError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
     let retry_after = e.retry_after_secs().unwrap_or(1);
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     response

@@ -8,11 +8,10 @@
 //! jitter, and commits what became of each event (delivered or given up) in batched
 //! `PushCommand::Progress` entries. A new leader resumes from the committed cursors, so an
 //! event is delivered at least once; receivers de-duplicate on the `SuperX-Event-Id` header
-//! (`<task id>:<event number>`, the same number as the task's SSE ids). [`guard`] keeps
+//! (`<task id>:<event number>`, the same number as the task's SSE ids). `crate::guard` keeps
 //! webhooks off private addresses.
 
 pub mod deliverer;
-pub mod guard;
 pub mod sign;
 
 use std::sync::Arc;
@@ -20,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::config::PushSection;
+use crate::guard;
 use crate::state::push::{Lane, SigningKey};
 use crate::state::{PushAuth, PushFormat};
 
@@ -63,7 +63,7 @@ pub enum Attempt {
 
 impl Push {
     pub fn new(config: &PushSection, issuer: &str) -> anyhow::Result<Push> {
-        let guard = Arc::new(guard::Guard::new(&config.allow_cidrs));
+        let guard = Arc::new(guard::Guard::new(guard::Policy::Webhooks, &config.allow_cidrs));
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(guard::GuardedResolver { guard: guard.clone() }))
             .no_proxy()

@@ -13,7 +13,7 @@ use super::{Call, RpcError};
 use crate::agents::spec::AgentSpec;
 use crate::agents::{AgentCounters, Limits};
 use crate::gateway::Gateway;
-use crate::state::{AgentEntry, ClientAuth, Command, OAuth2Client, SecretSource};
+use crate::state::{AgentEntry, ClientAuth, Command, OAuth2Client, RateLimit, SecretSource};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -47,7 +47,7 @@ impl UpsertParams {
 }
 
 /// An agent as the control plane shows it.
-pub(crate) fn agent_view(gw: &Gateway, call_base: &str, e: &AgentEntry) -> Value {
+pub(crate) fn agent_view(gw: &Gateway, call_base: &str, e: &AgentEntry, rate: Option<RateLimit>) -> Value {
     let r = &e.record;
     let s = &r.settings;
     let d = &gw.config.agents;
@@ -72,6 +72,7 @@ pub(crate) fn agent_view(gw: &Gateway, call_base: &str, e: &AgentEntry) -> Value
             "protocolVersion": e.upstream.version.header_value(),
             "protocolBinding": e.upstream.binding.map(|b| b.card_value()),
         },
+        "rateLimit": rate.as_ref().map(crate::state::limits::view),
         "card": e.card.as_ref().map(|c| json!({
             "name": c.card.0["name"],
             "sourceUrl": c.source_url,
@@ -103,14 +104,27 @@ fn oauth2_view(c: &OAuth2Client) -> Value {
 }
 
 pub fn list(gw: &Gateway, call: &Call) -> Value {
-    gw.replica.read(|t| t.agents().map(|e| agent_view(gw, &call.base_url, e)).collect())
+    gw.replica.read(|t| t.agents().map(|e| agent_view(gw, &call.base_url, e, t.agent_rate(&e.record.id))).collect())
 }
 
 pub fn get(gw: &Gateway, call: &Call, p: IdParams) -> Result<Value, RpcError> {
-    gw.replica.read(|t| t.agent(&p.id).map(|e| agent_view(gw, &call.base_url, e))).ok_or(RpcError::AgentNotFound(p.id))
+    gw.replica
+        .read(|t| t.agent(&p.id).map(|e| agent_view(gw, &call.base_url, e, t.agent_rate(&p.id))))
+        .ok_or(RpcError::AgentNotFound(p.id))
+}
+
+/// The agent's URLs through the SSRF guard (`agents.allow_cidrs`), before anything is
+/// stored: a literal refused address, or a name resolving only to refused ones, is invalid.
+async fn screen(gw: &Gateway, spec: &AgentSpec) -> Result<(), RpcError> {
+    for url in spec.urls() {
+        let screened = gw.client.guard().screen(&url).await;
+        screened.map_err(|why| RpcError::InvalidParams(format!("agent {}: url {url:?}: {why}", spec.id)))?;
+    }
+    Ok(())
 }
 
 pub async fn upsert(gw: &Gateway, call: &Call, p: UpsertParams) -> Result<Value, RpcError> {
+    screen(gw, &p.0).await?;
     let id = p.0.id.clone();
     // A new registration (maybe a new URL or card source) deserves a fresh card fetch.
     gw.card_misses.forget(&id);

@@ -24,7 +24,7 @@ use crate::gateway::Gateway;
 pub struct Params {
     /// The agent, on `/rpc`.
     #[serde(default)]
-    agent_id: Option<String>,
+    pub(super) agent_id: Option<String>,
 }
 
 pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError> {

@@ -13,7 +13,8 @@ use super::{Call, RpcError};
 use crate::auth::keys as wire;
 use crate::gateway::Gateway;
 use crate::state::keys::KEY_AGENTS_MAX;
-use crate::state::{ApiKey, KeyCommand, KeyRole};
+use crate::state::limits::RateLimitSpec;
+use crate::state::{ApiKey, KeyCommand, KeyRole, RateLimit};
 
 /// Longest key name (a label for operators).
 const NAME_CHARS_MAX: usize = 128;
@@ -27,16 +28,21 @@ struct CreateWire {
     role: Option<String>,
     #[serde(default)]
     agents: Vec<String>,
+    #[serde(default)]
+    rate_limit: Option<RateLimitSpec>,
 }
 
 pub struct CreateParams {
     name: String,
     role: KeyRole,
     agents: Vec<String>,
+    /// The key's own rate limit (else `limits.credential_rate`).
+    rate: Option<RateLimit>,
 }
 
 impl CreateParams {
-    /// `{name?, role?: "client" | "admin", agents?: [agent ids]}`; no agents: every agent.
+    /// `{name?, role?: "client" | "admin", agents?: [agent ids], rateLimit?:
+    /// {requestsPerSecond, burst?}}`; no agents: every agent.
     pub fn parse(params: Value) -> Result<Self, RpcError> {
         let w: CreateWire = super::typed(params)?;
         let role = match w.role.as_deref() {
@@ -56,7 +62,9 @@ impl CreateParams {
         if role == KeyRole::Admin && !w.agents.is_empty() {
             return Err(RpcError::InvalidParams("an admin key may call every agent; give no agents".into()));
         }
-        Ok(CreateParams { name: w.name, role, agents: w.agents })
+        let rate = w.rate_limit.map(RateLimitSpec::to_stored).transpose();
+        let rate = rate.map_err(|e| RpcError::InvalidParams(format!("rateLimit: {e}")))?;
+        Ok(CreateParams { name: w.name, role, agents: w.agents, rate })
     }
 }
 
@@ -75,14 +83,18 @@ fn role_name(role: KeyRole) -> &'static str {
 }
 
 /// A key as the control plane shows it: never its secret or hash.
-fn view(k: &ApiKey) -> Value {
-    json!({
+fn view(k: &ApiKey, rate: Option<RateLimit>) -> Value {
+    let mut view = json!({
         "id": k.id,
         "name": k.name,
         "role": role_name(k.role),
         "agents": k.agents,
         "createdAtMs": k.created_at_ms,
-    })
+    });
+    if let Some(rate) = rate {
+        view["rateLimit"] = crate::state::limits::view(&rate);
+    }
+    view
 }
 
 pub async fn create(gw: &Gateway, call: &Call, p: CreateParams) -> Result<Value, RpcError> {
@@ -95,15 +107,19 @@ pub async fn create(gw: &Gateway, call: &Call, p: CreateParams) -> Result<Value,
         agents: p.agents,
         created_at_ms: gw.now_ms(),
     };
-    gw.replica.propose_keys(KeyCommand::Create(key.clone())).await?;
+    let command = match p.rate {
+        Some(rate) => KeyCommand::CreateWithRate { key: key.clone(), rate },
+        None => KeyCommand::Create(key.clone()),
+    };
+    gw.replica.propose_keys(command).await?;
     tracing::info!(key_id = %key.id, role = role_name(key.role), by = %call.principal, "API key created");
-    let mut answer = view(&key);
+    let mut answer = view(&key, p.rate);
     answer["key"] = json!(new.key);
     Ok(answer)
 }
 
 pub fn list(gw: &Gateway) -> Value {
-    gw.replica.read(|t| t.keys().iter().map(view).collect())
+    gw.replica.read(|t| t.keys().iter().map(|k| view(k, t.keys().rate(&k.id))).collect())
 }
 
 pub async fn revoke(gw: &Gateway, call: &Call, p: RevokeParams) -> Result<Value, RpcError> {

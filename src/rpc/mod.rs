@@ -398,6 +398,19 @@ impl Method {
         )
     }
 
+    /// The agent a call names before anything is looked up: the path's, else `agentId` in
+    /// the params on `/rpc`. A call on `/rpc` that finds its agent through a task names none.
+    pub fn named_agent<'a>(&'a self, call: &'a Call) -> Option<&'a str> {
+        if let Scope::Agent(id) = &call.scope {
+            return Some(id);
+        }
+        match self {
+            Method::SendMessage(p) | Method::SendStreamingMessage(p) => p.agent_id.as_deref(),
+            Method::GetExtendedAgentCard(p) => p.agent_id.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Whether the method sends the client's `Authorization` to the agent (in place of the
     /// agent's bearer): only the extended card, which is about the caller.
     pub fn forwards_credentials(&self) -> bool {

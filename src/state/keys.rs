@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::Refusal;
+use super::limits::RateLimit;
 
 /// API keys the cluster holds at most. Every node keeps all of them in memory and every
 /// request looks one up by id, so the bound is on memory (a few hundred bytes each), not
@@ -64,12 +65,17 @@ pub enum KeyCommand {
     /// Removes a key: from the moment a node applies this, the key is refused there.
     /// Nothing, when it does not exist (revoking is idempotent).
     Revoke { id: String },
+    /// [`KeyCommand::Create`] with the key's own rate limit (instead of
+    /// `limits.credential_rate`), in one entry so a key never exists without it.
+    CreateWithRate { key: ApiKey, rate: RateLimit },
 }
 
 /// The keys, by id. Persistent map: the tables' O(1) clone shares it.
 #[derive(Clone, Debug, Default)]
 pub struct KeyTables {
     keys: imbl::OrdMap<String, Arc<ApiKey>>,
+    /// The keys that have their own rate limit; a revoked key's goes with it.
+    rates: imbl::OrdMap<String, RateLimit>,
 }
 
 impl KeyTables {
@@ -86,25 +92,38 @@ impl KeyTables {
         self.keys.len()
     }
 
+    /// A key's own rate limit, if it has one.
+    pub fn rate(&self, id: &str) -> Option<RateLimit> {
+        self.rates.get(id).copied()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
     pub(super) fn apply(&mut self, command: &KeyCommand) -> Result<(), Refusal> {
         match command {
-            KeyCommand::Create(key) => {
-                if self.keys.contains_key(&key.id) {
-                    return Err(Refusal::KeyExists(key.id.clone()));
-                }
-                if self.keys.len() >= KEYS_MAX {
-                    return Err(Refusal::KeysFull(KEYS_MAX));
-                }
-                self.keys.insert(key.id.clone(), Arc::new(key.clone()));
+            KeyCommand::Create(key) => self.create(key)?,
+            KeyCommand::CreateWithRate { key, rate } => {
+                self.create(key)?;
+                self.rates.insert(key.id.clone(), *rate);
             }
             KeyCommand::Revoke { id } => {
                 self.keys.remove(id);
+                self.rates.remove(id);
             }
         }
+        Ok(())
+    }
+
+    fn create(&mut self, key: &ApiKey) -> Result<(), Refusal> {
+        if self.keys.contains_key(&key.id) {
+            return Err(Refusal::KeyExists(key.id.clone()));
+        }
+        if self.keys.len() >= KEYS_MAX {
+            return Err(Refusal::KeysFull(KEYS_MAX));
+        }
+        self.keys.insert(key.id.clone(), Arc::new(key.clone()));
         Ok(())
     }
 
@@ -113,13 +132,22 @@ impl KeyTables {
         self.iter().collect()
     }
 
-    pub(super) fn restore(keys: Vec<ApiKey>) -> KeyTables {
-        KeyTables { keys: keys.into_iter().map(|k| (k.id.clone(), Arc::new(k))).collect() }
+    /// The keys' own rates for a snapshot, in id order.
+    pub(super) fn rates_snapshot(&self) -> Vec<(String, RateLimit)> {
+        self.rates.iter().map(|(id, rate)| (id.clone(), *rate)).collect()
+    }
+
+    pub(super) fn restore(keys: Vec<ApiKey>, rates: Vec<(String, RateLimit)>) -> KeyTables {
+        KeyTables {
+            keys: keys.into_iter().map(|k| (k.id.clone(), Arc::new(k))).collect(),
+            rates: rates.into_iter().collect(),
+        }
     }
 
     #[cfg(test)]
     pub(super) fn debug_fingerprint(&self) -> String {
-        format!("{:?}", self.iter().map(|k| (&k.id, k.hash, &k.agents)).collect::<Vec<_>>())
+        let keys: Vec<_> = self.iter().map(|k| (&k.id, k.hash, &k.agents)).collect();
+        format!("{keys:?} {:?}", self.rates_snapshot())
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod keys;
+pub mod limits;
 pub mod push;
 mod replica;
 mod tables;
@@ -16,6 +17,7 @@ pub mod task;
 
 pub use agent::{AgentAuth, AgentRecord, AgentSettings, CachedCard, ClientAuth, OAuth2Client, SecretSource, Upstream};
 pub use keys::{ApiKey, KeyCommand, KeyRole};
+pub use limits::{LimitCommand, RateLimit};
 pub use push::{PushAuth, PushCommand, PushConfig, PushFormat, PushStatus, StoredPushConfig};
 pub use replica::{ProposeError, ReadMode, Replica, ReplicaStatus, raft_config};
 pub use tables::{AgentEntry, ListPage, ListQuery, TableLimits, Tables, TaskEntry};
@@ -116,6 +118,8 @@ pub enum VersionedCommand {
     V1Push(PushCommand),
     /// An API key created or revoked (`keys/*`).
     V1Keys(KeyCommand),
+    /// A configured rate limit set or cleared (an agent's spec).
+    V1Limits(LimitCommand),
 }
 
 /// The apply-affecting settings carried in the log (first version). Stored type.
@@ -298,6 +302,18 @@ mod tests {
 
     fn limits(tasks_max: usize) -> TableLimits {
         TableLimits { tasks_max }
+    }
+
+    fn agent(id: &str) -> AgentRecord {
+        AgentRecord {
+            id: id.into(),
+            url: "http://agent:1/".into(),
+            bearer: None,
+            protocol_version: None,
+            metadata: None,
+            settings: AgentSettings::default(),
+            source: "api".into(),
+        }
     }
 
     fn record(agent: &str, t: Task, at_ms: u64) -> Command {
@@ -726,6 +742,49 @@ mod tests {
         assert_eq!(restored.keys().get("a"), Some(&key("a")));
         assert!(restored.keys().get("b").is_none(), "a revoked key stays revoked after a snapshot");
         let cmd = VersionedCommand::V1Keys(KeyCommand::Create(key("c")));
+        assert_eq!(codec::decode::<VersionedCommand>(&codec::encode(&cmd)).unwrap(), cmd);
+    }
+
+    #[test]
+    fn rate_limits_apply_alike_go_with_their_owner_and_survive_snapshots() {
+        let key = |id: &str| keys::ApiKey {
+            id: id.into(),
+            hash: [3; 32],
+            name: "n".into(),
+            role: keys::KeyRole::Client,
+            agents: vec![],
+            created_at_ms: 5,
+        };
+        let rate = |r: f64| RateLimit::new(r, 4).unwrap();
+        let run = || {
+            let mut t = Tables::new(limits(10));
+            t.apply_keys(&KeyCommand::CreateWithRate { key: key("k1"), rate: rate(2.5) }).unwrap();
+            t.apply_keys(&KeyCommand::CreateWithRate { key: key("k2"), rate: rate(1.0) }).unwrap();
+            let again = t.apply_keys(&KeyCommand::CreateWithRate { key: key("k1"), rate: rate(9.0) });
+            assert_eq!(again, Err(Refusal::KeyExists("k1".into())));
+            t.apply_keys(&KeyCommand::Revoke { id: "k2".into() }).unwrap();
+            let unknown = t.apply_limits(&LimitCommand::AgentRate { id: "nobody".into(), rate: Some(rate(1.0)) });
+            assert_eq!(unknown, Err(Refusal::AgentNotFound("nobody".into())));
+            for id in ["a", "b"] {
+                t.apply(Command::UpsertAgent { agent: agent(id), at_ms: 1 }).unwrap();
+                t.apply_limits(&LimitCommand::AgentRate { id: id.into(), rate: Some(rate(50.0)) }).unwrap();
+            }
+            t.apply(Command::DeleteAgent { id: "b".into() }).unwrap();
+            t
+        };
+        let (a, b) = (run(), run());
+        assert_eq!(a.debug_fingerprint(), b.debug_fingerprint());
+        assert_eq!(a.keys().rate("k1"), Some(rate(2.5)));
+        assert_eq!(a.keys().rate("k2"), None, "a revoked key's rate goes with it");
+        assert_eq!(a.agent_rate("a"), Some(rate(50.0)));
+        assert_eq!(a.agent_rate("b"), None, "a deleted agent's rate goes with it");
+        let restored = Tables::restore(limits(10), &a.snapshot()).unwrap();
+        assert_eq!(restored.debug_fingerprint(), a.debug_fingerprint());
+        assert_eq!(restored.snapshot(), a.snapshot());
+        let mut cleared = restored.clone();
+        cleared.apply_limits(&LimitCommand::AgentRate { id: "a".into(), rate: None }).unwrap();
+        assert_eq!(cleared.agent_rate("a"), None);
+        let cmd = VersionedCommand::V1Limits(LimitCommand::AgentRate { id: "a".into(), rate: Some(rate(0.5)) });
         assert_eq!(codec::decode::<VersionedCommand>(&codec::encode(&cmd)).unwrap(), cmd);
     }
 }

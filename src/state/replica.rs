@@ -106,6 +106,7 @@ impl StateMachine for AppState {
                 ApplyOutcome::V1(Ok(()))
             }
             Ok(VersionedCommand::V1Keys(command)) => ApplyOutcome::V1(self.tables.apply_keys(&command)),
+            Ok(VersionedCommand::V1Limits(command)) => ApplyOutcome::V1(self.tables.apply_limits(&command)),
             Ok(VersionedCommand::V1Sequence(commands)) => {
                 let mut events = Vec::with_capacity(commands.len());
                 let mut refused = None;
@@ -253,6 +254,11 @@ impl Replica {
     /// Commits an API key's creation or revocation.
     pub async fn propose_keys(&self, command: super::KeyCommand) -> Result<(), ProposeError> {
         self.propose_plain(VersionedCommand::V1Keys(command)).await
+    }
+
+    /// Commits a configured rate limit.
+    pub async fn propose_limits(&self, command: super::LimitCommand) -> Result<(), ProposeError> {
+        self.propose_plain(VersionedCommand::V1Limits(command)).await
     }
 
     /// Commits a command whose outcome is a single result.

@@ -142,6 +142,8 @@ pub struct Tables {
     push: PushTables,
     /// API keys (hashed).
     keys: super::keys::KeyTables,
+    /// Agents' configured rate limits (`state::limits`), dropped with the agent.
+    agent_rates: BTreeMap<String, super::RateLimit>,
     seq: u64,
     tasks_evicted_total: u64,
     pub(super) applied_commands: u64,
@@ -157,6 +159,7 @@ enum VersionedSnapshot {
     V5(SnapshotV5),
     V6(SnapshotV6),
     V7(SnapshotV7),
+    V8(SnapshotV8),
 }
 
 /// V6 with every task's owner and every agent's auth.
@@ -165,6 +168,16 @@ struct SnapshotV7 {
     tables: SnapshotTables<TaskEntry, StoredAgentV7>,
     push: PushSnapshot,
     keys: Vec<super::ApiKey>,
+}
+
+/// V7 and the configured rate limits: the keys' own and the agents'.
+#[derive(bincode::Encode, bincode::Decode)]
+struct SnapshotV8 {
+    tables: SnapshotTables<TaskEntry, StoredAgentV7>,
+    push: PushSnapshot,
+    keys: Vec<super::ApiKey>,
+    key_rates: Vec<(String, super::RateLimit)>,
+    agent_rates: Vec<(String, super::RateLimit)>,
 }
 
 /// V5 and the API keys.
@@ -284,6 +297,8 @@ impl From<StoredAgent> for StoredAgentV7 {
 /// [`VersionedSnapshot`] made of references, for encoding: the same variants and fields in
 /// the same order, so the bytes are the same (a round-trip test holds them together).
 #[derive(bincode::Encode)]
+// Built once per snapshot on the stack and encoded at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum VersionedSnapshotRef<'a> {
     #[allow(dead_code)]
     V1,
@@ -297,7 +312,16 @@ enum VersionedSnapshotRef<'a> {
     V5,
     #[allow(dead_code)]
     V6,
-    V7(SnapshotTablesRef<'a>, PushSnapshotRef<'a>, Vec<&'a super::ApiKey>),
+    #[allow(dead_code)]
+    V7,
+    V8(SnapshotTablesRef<'a>, PushSnapshotRef<'a>, Vec<&'a super::ApiKey>, RatesRef),
+}
+
+/// The last fields of [`SnapshotV8`] (owned: a few per agent and key).
+#[derive(bincode::Encode)]
+struct RatesRef {
+    key_rates: Vec<(String, super::RateLimit)>,
+    agent_rates: Vec<(String, super::RateLimit)>,
 }
 
 #[derive(bincode::Encode)]
@@ -378,6 +402,7 @@ impl Tables {
             agents: BTreeMap::new(),
             push: PushTables::default(),
             keys: Default::default(),
+            agent_rates: BTreeMap::new(),
             seq: 0,
             tasks_evicted_total: 0,
             applied_commands: 0,
@@ -468,6 +493,24 @@ impl Tables {
 
     pub(super) fn delete_agent(&mut self, id: &str) {
         self.agents.remove(id);
+        self.agent_rates.remove(id);
+    }
+
+    /// Sets or clears a registered agent's rate limit.
+    pub(super) fn set_agent_rate(&mut self, id: &str, rate: Option<super::RateLimit>) -> Result<(), Refusal> {
+        if !self.agents.contains_key(id) {
+            return Err(Refusal::AgentNotFound(id.into()));
+        }
+        match rate {
+            Some(rate) => self.agent_rates.insert(id.to_owned(), rate),
+            None => self.agent_rates.remove(id),
+        };
+        Ok(())
+    }
+
+    /// An agent's configured rate limit, if it has one.
+    pub fn agent_rate(&self, id: &str) -> Option<super::RateLimit> {
+        self.agent_rates.get(id).copied()
     }
 
     pub(super) fn set_card(&mut self, id: &str, card: CachedCard) -> Result<(), Refusal> {
@@ -801,23 +844,32 @@ impl Tables {
             archived: self.archived.keys().copied().collect(),
         };
         let keys = self.keys.snapshot_ref();
-        crate::codec::encode(&VersionedSnapshotRef::V7(snapshot, self.push.snapshot_ref(), keys))
+        let rates = RatesRef {
+            key_rates: self.keys.rates_snapshot(),
+            agent_rates: self.agent_rates.iter().map(|(id, rate)| (id.clone(), *rate)).collect(),
+        };
+        crate::codec::encode(&VersionedSnapshotRef::V8(snapshot, self.push.snapshot_ref(), keys, rates))
     }
 
     /// Rebuilds tables from a snapshot; the derived indexes are recomputed.
     pub fn restore(limits: TableLimits, bytes: &[u8]) -> Result<Tables, bincode::error::DecodeError> {
-        let (s, push, keys) = match crate::codec::decode(bytes)? {
-            VersionedSnapshot::V1(v1) => (v1.upgrade(None, vec![]), PushTables::empty_snapshot(), vec![]),
+        let no_rates = || (vec![], vec![]);
+        let (s, push, keys, (key_rates, agent_rates)) = match crate::codec::decode(bytes)? {
+            VersionedSnapshot::V1(v1) => (v1.upgrade(None, vec![]), PushTables::empty_snapshot(), vec![], no_rates()),
             VersionedSnapshot::V2(SnapshotV2 { v1, settings }) => {
-                (v1.upgrade(settings.map(super::SettingsV2::from), vec![]), PushTables::empty_snapshot(), vec![])
+                let v4 = v1.upgrade(settings.map(super::SettingsV2::from), vec![]);
+                (v4, PushTables::empty_snapshot(), vec![], no_rates())
             }
             VersionedSnapshot::V3(SnapshotV3 { v1, settings, archived }) => {
-                (v1.upgrade(settings, archived), PushTables::empty_snapshot(), vec![])
+                (v1.upgrade(settings, archived), PushTables::empty_snapshot(), vec![], no_rates())
             }
-            VersionedSnapshot::V4(s) => (s.upgrade(), PushTables::empty_snapshot(), vec![]),
-            VersionedSnapshot::V5(SnapshotV5 { v4, push }) => (v4.upgrade(), push, vec![]),
-            VersionedSnapshot::V6(SnapshotV6 { v4, push, keys }) => (v4.upgrade(), push, keys),
-            VersionedSnapshot::V7(SnapshotV7 { tables, push, keys }) => (tables, push, keys),
+            VersionedSnapshot::V4(s) => (s.upgrade(), PushTables::empty_snapshot(), vec![], no_rates()),
+            VersionedSnapshot::V5(SnapshotV5 { v4, push }) => (v4.upgrade(), push, vec![], no_rates()),
+            VersionedSnapshot::V6(SnapshotV6 { v4, push, keys }) => (v4.upgrade(), push, keys, no_rates()),
+            VersionedSnapshot::V7(SnapshotV7 { tables, push, keys }) => (tables, push, keys, no_rates()),
+            VersionedSnapshot::V8(SnapshotV8 { tables, push, keys, key_rates, agent_rates }) => {
+                (tables, push, keys, (key_rates, agent_rates))
+            }
         };
         let (settings, archived) = (s.settings, s.archived);
         let archived: std::collections::HashSet<u64> = archived.into_iter().collect();
@@ -848,7 +900,8 @@ impl Tables {
             tables.agents.insert(entry.record.id.clone(), entry);
         }
         tables.push = PushTables::restore(push);
-        tables.keys = super::keys::KeyTables::restore(keys);
+        tables.keys = super::keys::KeyTables::restore(keys, key_rates);
+        tables.agent_rates = agent_rates.into_iter().collect();
         tables.seq = s.seq;
         tables.tasks_evicted_total = s.tasks_evicted_total;
         tables.applied_commands = s.applied_commands;
@@ -864,7 +917,7 @@ impl Tables {
         let agents: Vec<_> = self.agents.values().map(|a| format!("{:?} {:?}", a.record, a.auth)).collect();
         let owned: std::collections::BTreeMap<_, _> = self.owned.iter().collect();
         format!(
-            "{tasks:?} {agents:?} {:?} {:?} {:?} {:?} {} {} {:?} {} {}",
+            "{tasks:?} {agents:?} {:?} {:?} {:?} {:?} {} {} {:?} {} {} {:?}",
             self.recency,
             owned,
             self.unarchived,
@@ -873,7 +926,8 @@ impl Tables {
             self.tasks_evicted_total,
             self.settings,
             self.push.debug_fingerprint(),
-            self.keys.debug_fingerprint()
+            self.keys.debug_fingerprint(),
+            self.agent_rates
         )
     }
 }

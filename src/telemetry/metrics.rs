@@ -120,6 +120,10 @@ fn describe() {
         "superx_push_inbound_total",
         "Deliveries of push-capable agents to the gateway's own webhook on this node, by outcome"
     );
+    describe_counter!(
+        "superx_rate_limited_total",
+        "Requests refused over a rate limit on this node, by scope (credential, agent)"
+    );
     describe_gauge!("superx_raft_term", "Current raft term");
     describe_gauge!("superx_raft_apply_lag_entries", "Last log index minus applied index on this node");
     describe_gauge!("superx_raft_log_bytes", "Size of the raft log file on disk");
@@ -139,6 +143,11 @@ pub fn rpc_request(method: &'static str, code: Option<i64>) {
 /// draining). Counted apart from the HTTP series: a refusal skips the request middleware.
 pub fn request_refused() {
     counter!(REQUESTS_REFUSED).increment(1);
+}
+
+/// A request refused over a rate limit; `scope` is `credential` or `agent` (never a name).
+pub fn rate_limited(scope: &'static str) {
+    counter!("superx_rate_limited_total", "scope" => scope).increment(1);
 }
 
 /// A write committed and applied on this node, `seconds` after it was proposed.

@@ -17,6 +17,7 @@ mod formation;
 mod gossip_cluster;
 mod inbound;
 mod kubernetes;
+mod limits;
 mod owner;
 mod partition;
 mod postgres;
