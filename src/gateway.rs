@@ -135,7 +135,8 @@ impl Gateway {
                 events_max: streams.resume_history_events_max,
                 bytes_max: streams.resume_history_bytes_max,
             },
-        ));
+        )
+        .with_feed(crate::tasks::Feed::new(config.ui.feed_buffer_events, config.ui.feed_clients_max)));
         let raft = raft_config(&config).map_err(anyhow::Error::msg)?;
         let advertise = raft.advertise.clone();
         let replica = Replica::start(raft, limits, subscriptions, config.cluster.bootstrap_expect as usize).await?;

@@ -81,6 +81,14 @@ pub struct HealthDigest {
     /// nodes' digests: zero).
     #[serde(default)]
     pub breakers_open: u64,
+    /// The node's raft role ("leader", "follower", "learner", ...), term and committed index,
+    /// for dashboards (absent from older nodes' digests: empty and zero).
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub term: u64,
+    #[serde(default)]
+    pub committed_index: u64,
 }
 
 /// The keys a node publishes once at start, before its first gossip round.
