@@ -827,7 +827,10 @@ impl Config {
             }
         }
         if self.ui.feed_snapshot_tasks > UI_SNAPSHOT_TASKS_MAX {
-            errors.push(format!("ui.feed_snapshot_tasks: {} is more than {UI_SNAPSHOT_TASKS_MAX}", self.ui.feed_snapshot_tasks));
+            errors.push(format!(
+                "ui.feed_snapshot_tasks: {} is more than {UI_SNAPSHOT_TASKS_MAX}",
+                self.ui.feed_snapshot_tasks
+            ));
         }
         if self.push.retry_max_ms < self.push.retry_base_ms {
             errors.push("push.retry_max_ms must be at least push.retry_base_ms".into());

@@ -57,8 +57,8 @@ const PUBLIC_ROUTES: [&str; 11] = [
 pub const PUBLIC_PREFIXES: [&str; 1] = ["/push/inbound/"];
 
 /// Routes for operators only (the admin credential when auth is on): the dashboard's feed
-/// shows every task.
-const ADMIN_ROUTES: [&str; 2] = ["/cluster", "/ui/events"];
+/// and task view show every task.
+const ADMIN_ROUTES: [&str; 3] = ["/cluster", "/ui/events", "/ui/tasks/{id}"];
 
 /// Who a call is made by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -370,6 +370,7 @@ mod tests {
         assert!(!is_public(&c, "/rpc", "/rpc"));
         assert!(is_admin_route("/cluster"));
         assert!(is_admin_route("/ui/events") && !is_public(&c, "/ui/events", "/ui/events"));
+        assert!(is_admin_route("/ui/tasks/{id}") && !is_public(&c, "/ui/tasks/{id}", "/ui/tasks/t"));
         assert!(is_public(&c, "/ui/{file}", "/ui/app.js") && is_public(&c, "/ui", "/ui"));
     }
 }

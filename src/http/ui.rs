@@ -2,11 +2,12 @@
 //! JavaScript under `ui/`, no build step, nothing from elsewhere), its settings
 //! (`/ui/config.json`) and its live feed of task changes (`/ui/events`).
 //!
-//! The page reads what every operator reads: the control plane on `/rpc` (`agents/list`,
-//! `agents/health`, `cluster/status`) and GetTask, with the credential the operator typed
-//! (kept in the tab's `sessionStorage`, sent as `Authorization: Bearer`). The files and the
-//! settings are public (they hold no data); the feed is an operator route (`auth` requires an
-//! admin, as for `/cluster`). Browsers' `EventSource` cannot send a header, so the page reads
+//! The page reads what every operator reads, the control plane on `/rpc` (`agents/list`,
+//! `agents/health`, `cluster/status`), plus the feed and `/ui/tasks/{id}` (a task as this node
+//! holds it: unlike GetTask it never asks the agent, so looking changes nothing), with the
+//! credential the operator typed (kept in the tab's `sessionStorage`, sent as
+//! `Authorization: Bearer`). The files and the settings are public (they hold no data); the
+//! feed and the task are operator routes (`auth` requires an admin, as for `/cluster`). Browsers' `EventSource` cannot send a header, so the page reads
 //! the feed with `fetch()` and parses the SSE itself: no credential ever goes in a URL.
 //!
 //! The feed: `event: snapshot` first (the `ui.feed_snapshot_tasks` most recently updated tasks
@@ -33,7 +34,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::a2a::task::{TaskLine, task_line_to_wire};
+use crate::a2a::task::{TaskLine, TaskView, task_line_to_wire, task_to_wire};
 use crate::gateway::Gateway;
 use crate::state::{TaskEntry, TaskEvent};
 use crate::tasks::feed::FeedReceiver;
@@ -60,9 +61,8 @@ const ASSETS: [Asset; 4] = [
 ];
 
 /// Each asset's `ETag`: a hash of its bytes (and so of the build).
-static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    ASSETS.iter().map(|a| format!("\"{}\"", hex(&Sha256::digest(a.body)[..12]))).collect()
-});
+static ETAGS: LazyLock<Vec<String>> =
+    LazyLock::new(|| ASSETS.iter().map(|a| format!("\"{}\"", hex(&Sha256::digest(a.body)[..12]))).collect());
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -75,6 +75,7 @@ pub(super) fn routes(router: Router<Arc<Gateway>>) -> Router<Arc<Gateway>> {
         .route("/ui/", get(index))
         .route("/ui/config.json", get(config))
         .route("/ui/events", get(events))
+        .route("/ui/tasks/{id}", get(task))
         .route("/ui/{file}", get(asset))
 }
 
@@ -155,6 +156,38 @@ async fn events(State(gw): State<Arc<Gateway>>) -> Response {
     secured((StatusCode::OK, headers, Body::from_stream(stream)).into_response())
 }
 
+/// A task as this node holds it (memory, else the archive), with its agent: what the
+/// dashboard shows when a task is opened. Unlike GetTask it never asks the agent, so looking
+/// at a task changes nothing.
+async fn task(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    let tables = gw.replica.read(|t| t.clone());
+    let body = match tables.task(&id) {
+        Some(e) => json!({
+            "task": task_to_wire(&e.task, TaskView::FULL),
+            "agentId": e.agent_id,
+            "events": e.events,
+            "archived": false,
+        }),
+        None => match &gw.archive {
+            None => return not_found(&id),
+            Some(archive) => match archive.get(&id).await {
+                Ok(Some(a)) => {
+                    json!({"task": task_to_wire(&a.task, TaskView::FULL), "agentId": a.agent_id, "archived": true})
+                }
+                Ok(None) => return not_found(&id),
+                Err(e) => return unavailable(&format!("the archive cannot be read: {e}"), 1),
+            },
+        },
+    };
+    let headers = [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")];
+    secured((StatusCode::OK, headers, body.to_string()).into_response())
+}
+
+fn not_found(id: &str) -> Response {
+    let body = json!({"error": format!("task {id} is not on this node")});
+    secured((StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response())
+}
+
 fn unavailable(message: &str, retry_after: u64) -> Response {
     let headers = [(header::RETRY_AFTER, retry_after.to_string())];
     secured((StatusCode::SERVICE_UNAVAILABLE, headers, message.to_owned()).into_response())
@@ -176,7 +209,11 @@ struct FeedState {
 impl FeedState {
     /// The next body chunk: the snapshot that is due, the changes that arrived (as many as
     /// are waiting, up to a chunk), a keep-alive comment, or the end (the node drains).
-    async fn next_chunk(&mut self, drain: &mut tokio::sync::watch::Receiver<bool>, keepalive: Duration) -> Option<Bytes> {
+    async fn next_chunk(
+        &mut self,
+        drain: &mut tokio::sync::watch::Receiver<bool>,
+        keepalive: Duration,
+    ) -> Option<Bytes> {
         if self.ended {
             return None;
         }
@@ -293,7 +330,11 @@ mod tests {
         assert!(!html.contains("<script>") && !has_handler_attribute(html), "no inline script or handlers: {html}");
         for asset in &ASSETS {
             let text = String::from_utf8_lossy(asset.body).replace("http://www.w3.org/2000/svg", "");
-            assert!(!text.contains("http://") && !text.contains("https://"), "{} loads nothing from elsewhere", asset.name);
+            assert!(
+                !text.contains("http://") && !text.contains("https://"),
+                "{} loads nothing from elsewhere",
+                asset.name
+            );
         }
         assert!(!std::str::from_utf8(ASSETS[1].body).unwrap().contains("innerHTML"), "data is set as text");
     }

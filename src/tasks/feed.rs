@@ -45,7 +45,8 @@ impl Feed {
 
     /// A receiver of every change applied from now on, or [`FeedFull`].
     pub fn subscribe(&self) -> Result<FeedReceiver, FeedFull> {
-        let taken = self.clients.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.clients_max).then_some(n + 1));
+        let taken =
+            self.clients.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.clients_max).then_some(n + 1));
         if taken.is_err() {
             return Err(FeedFull(self.clients_max));
         }

@@ -1,8 +1,8 @@
 // The superx dashboard: plain JavaScript, no dependencies, served by the gateway at /ui.
 //
 // Reads the control plane on /rpc (cluster/status, agents/list, agents/health) every few
-// seconds, follows /ui/events (the node's feed of task changes) for the task list, and
-// fetches a task with GetTask when it is opened. Everything shown is set as text (never as
+// seconds, follows /ui/events (the node's feed of task changes) for the task list, and reads
+// a task from /ui/tasks/{id} when it is opened (and again when the feed says it changed). Everything shown is set as text (never as
 // markup): agents' answers are not trusted. With auth on, the operator's credential is kept
 // in this tab's sessionStorage and sent as `Authorization: Bearer`; the feed is read with
 // fetch() for that reason (EventSource cannot send a header), so no credential goes in a URL.
@@ -385,23 +385,35 @@
 
   // ---- task detail -----------------------------------------------------------------------
 
+  // Parts as text; consecutive text parts (a streamed artifact's chunks) read as one.
   function partNodes(parts) {
-    return (parts || []).map((p) => {
-      if (typeof p.text === 'string') return el('pre', { text: p.text });
-      if (p.data !== undefined) return el('pre', { class: 'mono', text: JSON.stringify(p.data, null, 2) });
+    const nodes = [];
+    let text = null;
+    const flush = () => {
+      if (text !== null) nodes.push(el('pre', { text }));
+      text = null;
+    };
+    for (const p of parts || []) {
+      if (typeof p.text === 'string') {
+        text = (text || '') + p.text;
+        continue;
+      }
+      flush();
       const what = [p.filename, p.mediaType].filter(Boolean).join(', ');
-      if (p.url) return el('div', { class: 'mono', text: `file ${what}: ${p.url}` });
-      if (p.raw) return el('div', { class: 'mono', text: `file ${what}: ${p.raw.length} base64 characters` });
-      return el('pre', { class: 'mono', text: JSON.stringify(p) });
-    });
+      if (p.data !== undefined) nodes.push(el('pre', { class: 'mono', text: JSON.stringify(p.data, null, 2) }));
+      else if (p.url) nodes.push(el('div', { class: 'mono', text: `file ${what}: ${p.url}` }));
+      else if (p.raw) nodes.push(el('div', { class: 'mono', text: `file ${what}: ${p.raw.length} base64 characters` }));
+      else nodes.push(el('pre', { class: 'mono', text: JSON.stringify(p) }));
+    }
+    flush();
+    return nodes;
   }
 
-  function renderDetail(task) {
+  function renderDetail(task, agentId, archived) {
     const state = stateName(task.status && task.status.state);
-    const line = tasks.get(task.id);
     const meta = [
       ['State', el('span', { class: 'state ' + state, text: state, data: { state } })],
-      ['Agent', line ? line.agentId : ''],
+      ['Agent', agentId + (archived ? ' (from the archive)' : '')],
       ['Context', task.contextId],
       ['Updated', (task.status && task.status.timestamp) || ''],
     ];
@@ -419,12 +431,26 @@
     $('detail-cancel').hidden = !(settings.adminActions && !isTerminal(state));
   }
 
+  // The task as this node holds it (/ui/tasks/{id}): unlike GetTask, never asks the agent.
+  async function fetchTask(id) {
+    const res = await fetch('/ui/tasks/' + encodeURIComponent(id), {
+      headers: authHeaders(),
+      cache: 'no-store',
+      credentials: 'omit',
+    });
+    if (res.status === 401) throw new AuthError('the credential was refused');
+    if (res.status === 403) throw new AuthError('this credential is not an admin credential');
+    const body = await res.json();
+    if (!res.ok) throw new Error(body.error || 'HTTP ' + res.status);
+    return body;
+  }
+
   async function loadDetail() {
     const id = selected;
     if (!id) return;
     try {
-      const task = await rpc('GetTask', { id });
-      if (id === selected) renderDetail(task);
+      const found = await fetchTask(id);
+      if (id === selected) renderDetail(found.task, found.agentId, found.archived);
     } catch (e) {
       if (e instanceof AuthError) onFailure(e);
       else if (id === selected) $('detail-meta').replaceChildren(el('dt', { text: 'Error' }), el('dd', { class: 'bad', text: e.message }));
