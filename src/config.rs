@@ -30,6 +30,7 @@ pub struct Config {
     pub cluster: ClusterSection,
     pub auth: AuthSection,
     pub limits: LimitsSection,
+    pub ui: UiSection,
     pub log: LogConfig,
     /// The agents registered at startup (from the agents file and `A2A_REMOTE_URL`); not a
     /// config key.
@@ -563,6 +564,27 @@ impl Default for LimitsSection {
     }
 }
 
+/// Most tasks a dashboard's feed may start with (`ui.feed_snapshot_tasks`).
+const UI_SNAPSHOT_TASKS_MAX: usize = 1_000;
+
+/// The dashboard at `/ui` (`crate::http::ui`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSection {
+    /// Serve the dashboard (its pages, and the task feed it reads).
+    pub enabled: bool,
+    /// Show the buttons that change something (cancel a task, remove an agent). Off: the
+    /// dashboard only reads.
+    pub admin_actions: bool,
+    /// Task changes buffered for one dashboard's feed; a dashboard further behind is told to
+    /// reload its list (`event: resync`) and goes on from the newest.
+    pub feed_buffer_events: usize,
+    /// Dashboards following this node's feed at once; one more is refused (503).
+    pub feed_clients_max: usize,
+    /// Most recent tasks a feed starts with.
+    pub feed_snapshot_tasks: usize,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -757,6 +779,18 @@ pub fn parse_peers(text: &str) -> Result<Vec<Peer>, String> {
     Ok(peers)
 }
 
+impl Default for UiSection {
+    fn default() -> Self {
+        UiSection {
+            enabled: true,
+            admin_actions: false,
+            feed_buffer_events: 1024,
+            feed_clients_max: 64,
+            feed_snapshot_tasks: 100,
+        }
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { level: "info".into(), format: "text".into() }
@@ -863,7 +897,7 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!("server.public_url: {url:?} must start with http:// or https://"));
         }
-        let positive: [(&str, u64); 40] = [
+        let positive: [(&str, u64); 43] = [
             ("push.jwt_ttl_seconds", self.push.jwt_ttl_seconds),
             ("push.max_attempts", self.push.max_attempts.into()),
             ("push.retry_base_ms", self.push.retry_base_ms),
@@ -904,11 +938,20 @@ impl Config {
             ("archive.retry_backoff_max_ms", self.archive.retry_backoff_max_ms),
             ("archive.retention_batch", self.archive.retention_batch as u64),
             ("archive.retention_interval_ms", self.archive.retention_interval_ms),
+            ("ui.feed_buffer_events", self.ui.feed_buffer_events as u64),
+            ("ui.feed_clients_max", self.ui.feed_clients_max as u64),
+            ("ui.feed_snapshot_tasks", self.ui.feed_snapshot_tasks as u64),
         ];
         for (key, value) in positive {
             if value == 0 {
                 errors.push(format!("{key}: must be greater than 0"));
             }
+        }
+        if self.ui.feed_snapshot_tasks > UI_SNAPSHOT_TASKS_MAX {
+            errors.push(format!(
+                "ui.feed_snapshot_tasks: {} is more than {UI_SNAPSHOT_TASKS_MAX}",
+                self.ui.feed_snapshot_tasks
+            ));
         }
         if self.push.retry_max_ms < self.push.retry_base_ms {
             errors.push("push.retry_max_ms must be at least push.retry_base_ms".into());

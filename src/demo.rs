@@ -158,10 +158,14 @@ fn stream(tasks: Shared, id: Value, ask: Ask) -> Response {
         if tx.send(frame(json!({"task": working}))).await.is_err() {
             return;
         }
+        let canceled = echo::status_update(&task_id, &ask, TaskState::Canceled);
         for (i, word) in words.iter().enumerate() {
             tokio::time::sleep(WORD_PAUSE).await;
-            if canceled(&tasks, &task_id) {
-                let _ = tx.send(frame(echo::status_update(&task_id, &ask, TaskState::Canceled))).await;
+            // GetTask meanwhile (the gateway refreshes an active task from its agent) sees
+            // the words sent so far.
+            let so_far: Vec<&str> = words[..=i].iter().map(String::as_str).collect();
+            if !advance(&tasks, &task_id, echo::task(&task_id, &ask, TaskState::Working, &so_far)) {
+                let _ = tx.send(frame(canceled)).await;
                 return;
             }
             let update = echo::artifact_update(&task_id, &ask, word, i == 0, i + 1 == words.len());
@@ -170,7 +174,10 @@ fn stream(tasks: Shared, id: Value, ask: Ask) -> Response {
             }
         }
         let refs: Vec<&str> = words.iter().map(String::as_str).collect();
-        tasks.lock().expect("demo tasks").put(&task_id, echo::task(&task_id, &ask, TaskState::Completed, &refs));
+        if !advance(&tasks, &task_id, echo::task(&task_id, &ask, TaskState::Completed, &refs)) {
+            let _ = tx.send(frame(canceled)).await;
+            return;
+        }
         let _ = tx.send(frame(echo::status_update(&task_id, &ask, TaskState::Completed))).await;
     });
     let body =
@@ -181,9 +188,15 @@ fn stream(tasks: Shared, id: Value, ask: Ask) -> Response {
     response
 }
 
-fn canceled(tasks: &Shared, task_id: &str) -> bool {
-    let tasks = tasks.lock().expect("demo tasks");
-    tasks.by_id.get(task_id).is_some_and(|t| t["status"]["state"] == TaskState::Canceled.v10_name())
+/// Stores the task's next state, unless a CancelTask came meanwhile (then false, and the task
+/// stays canceled): the check and the write under one lock.
+fn advance(tasks: &Shared, task_id: &str, next: Value) -> bool {
+    let mut tasks = tasks.lock().expect("demo tasks");
+    let canceled = tasks.by_id.get(task_id).is_some_and(|t| t["status"]["state"] == TaskState::Canceled.v10_name());
+    if !canceled {
+        tasks.put(task_id, next);
+    }
+    !canceled
 }
 
 fn json_value(value: Value) -> Response {

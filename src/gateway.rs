@@ -131,15 +131,18 @@ impl Gateway {
         // (`membership::keep_settings`), so apply stays the same everywhere.
         let limits = TableLimits::default();
         let streams = &config.streams;
-        let subscriptions = Arc::new(Subscriptions::new(
-            streams.subscriber_buffer_events,
-            streams.task_subscribers_max,
-            HistoryLimits {
-                tasks_max: streams.resume_history_tasks_max,
-                events_max: streams.resume_history_events_max,
-                bytes_max: streams.resume_history_bytes_max,
-            },
-        ));
+        let subscriptions = Arc::new(
+            Subscriptions::new(
+                streams.subscriber_buffer_events,
+                streams.task_subscribers_max,
+                HistoryLimits {
+                    tasks_max: streams.resume_history_tasks_max,
+                    events_max: streams.resume_history_events_max,
+                    bytes_max: streams.resume_history_bytes_max,
+                },
+            )
+            .with_feed(crate::tasks::Feed::new(config.ui.feed_buffer_events, config.ui.feed_clients_max)),
+        );
         let keyring = crate::membership::secret::load(&config.cluster)?;
         let mut raft = raft_config(&config).map_err(anyhow::Error::msg)?;
         raft.keyring = keyring.clone();

@@ -341,7 +341,9 @@ fn print_banner(gw: &Gateway, listen: &str, demo: bool) {
     } else {
         lines.push(format!("  Agents      {base}/agents/<id>"));
     }
-    lines.push(format!("  Dashboard   {base}/ui"));
+    if gw.config.ui.enabled {
+        lines.push(format!("  Dashboard   {base}/ui"));
+    }
     lines.push(format!("  Health      {base}/health   Metrics {base}/metrics"));
     let url = if base == "http://127.0.0.1:4000" { String::new() } else { format!("SUPERX_URL={base} ") };
     if demo {

@@ -77,11 +77,13 @@ ensure_venv() {
   venv_is_current || { echo "error: $VENV does not have the pinned packages after install" >&2; exit 1; }
 }
 
-# System tools the Rust integration tests start: dnsmasq (a real DNS server for the dns
-# strategy tests) and nft (network partitions on loopback). Installed only when missing.
+# System tools the tests start: dnsmasq (a real DNS server for the dns strategy tests), nft
+# (network partitions on loopback) and chromium (the dashboard test drives it headless over
+# its DevTools pipe). Installed only when missing.
 SYSTEM_PACKAGES=(
   "dnsmasq:dnsmasq-base"
   "nft:nftables"
+  "chromium:chromium"
 )
 
 ensure_system_packages() {
@@ -163,8 +165,13 @@ fi
 
 step "end-to-end tests (tests/e2e)"
 export SUPERX_BIN="${SUPERX_BIN:-${CARGO_TARGET_DIR:-target}/debug/superx}"
+# Files the tests leave for people to look at (the dashboard's screenshot, ui.png).
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+export SUPERX_TEST_ARTIFACTS="${SUPERX_TEST_ARTIFACTS:-$TARGET_DIR/test-artifacts}"
 unset SUPERX_E2E_DIRECT
 "$PY" -m pytest tests/e2e -p no:cacheprovider -q "$@"
+echo "test artifacts: $SUPERX_TEST_ARTIFACTS"
 
 step "container tests (tests/deploy/containers.py)"
 containers_status=0

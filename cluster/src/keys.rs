@@ -83,6 +83,14 @@ pub struct HealthDigest {
     /// nodes' digests: zero).
     #[serde(default)]
     pub breakers_open: u64,
+    /// The node's raft role ("leader", "follower", "learner", ...), term and committed index,
+    /// for dashboards (absent from older nodes' digests: empty and zero).
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub term: u64,
+    #[serde(default)]
+    pub committed_index: u64,
 }
 
 /// Entries of a [`RateDigest`] read at most (a peer's longer digest is cut), so no peer can make
@@ -315,7 +323,16 @@ mod tests {
     #[test]
     fn health_round_trips_and_is_republished_only_on_change() {
         let (_, mut state) = state_with_initial_keys();
-        let digest = HealthDigest { in_flight: 3, tasks: 10, applied_index: 99, agents_failing: 1, breakers_open: 1 };
+        let digest = HealthDigest {
+            in_flight: 3,
+            tasks: 10,
+            applied_index: 99,
+            agents_failing: 1,
+            breakers_open: 1,
+            role: "leader".into(),
+            term: 4,
+            committed_index: 100,
+        };
         assert!(set_health(&mut state, &digest));
         let version = state.max_version();
         assert!(!set_health(&mut state, &digest));
@@ -323,11 +340,14 @@ mod tests {
         assert_eq!(health(&state), Some(digest));
         assert_eq!(
             state.get(HEALTH),
-            Some(r#"{"inFlight":3,"tasks":10,"appliedIndex":99,"agentsFailing":1,"breakersOpen":1}"#)
+            Some(
+                r#"{"inFlight":3,"tasks":10,"appliedIndex":99,"agentsFailing":1,"breakersOpen":1,"role":"leader","term":4,"committedIndex":100}"#
+            )
         );
-        // A digest from a node without the field reads as zero breakers open.
+        // A digest from an older node, without the later fields, reads them as zero.
         state.set(HEALTH, r#"{"inFlight":3,"tasks":10,"appliedIndex":99,"agentsFailing":1}"#);
-        assert_eq!(health(&state).map(|h| h.breakers_open), Some(0));
+        let old = health(&state).unwrap();
+        assert_eq!((old.breakers_open, old.role.as_str(), old.term, old.committed_index), (0, "", 0, 0));
     }
 
     #[test]

@@ -162,6 +162,32 @@ pub fn change_to_wire(task_id: &str, context_id: &str, change: &TaskChange) -> O
     }
 }
 
+/// A task's line in the dashboard's feed (SuperX's shape, not an A2A object): which task and
+/// whose, its 1.0 state, when it last changed, its place in the update order and its event
+/// count. Never its messages or artifacts: the dashboard reads those with GetTask.
+pub struct TaskLine<'a> {
+    pub id: &'a str,
+    pub context_id: &'a str,
+    pub agent_id: &'a str,
+    pub state: TaskState,
+    pub updated_at_ms: u64,
+    pub seq: u64,
+    pub events: u64,
+}
+
+pub fn task_line_to_wire(line: &TaskLine<'_>) -> Value {
+    let updated = std::time::UNIX_EPOCH + std::time::Duration::from_millis(line.updated_at_ms);
+    json!({
+        "id": line.id,
+        "contextId": line.context_id,
+        "agentId": line.agent_id,
+        "state": line.state.v10_name(),
+        "updatedAt": humantime::format_rfc3339_millis(updated).to_string(),
+        "seq": line.seq,
+        "events": line.events,
+    })
+}
+
 /// Renders a stored task as a 1.0 `Task`.
 pub fn task_to_wire(task: &Task, view: TaskView) -> Value {
     let mut t = Map::new();

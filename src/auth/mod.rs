@@ -35,9 +35,10 @@ use crate::state::{ApiKey, KeyRole};
 pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// Routes anyone may call (axum route templates): cards (clients read them to learn how to
-/// authenticate), health, readiness, and the webhook JWKS (receivers verify with it).
+/// authenticate), health, readiness, the webhook JWKS (receivers verify with it), and the
+/// dashboard's static files and settings (no data: the page asks for a credential).
 /// `/metrics` is public unless `auth.metrics_public` is false.
-const PUBLIC_ROUTES: [&str; 7] = [
+const PUBLIC_ROUTES: [&str; 11] = [
     "/health",
     "/ready",
     "/.well-known/jwks.json",
@@ -45,14 +46,19 @@ const PUBLIC_ROUTES: [&str; 7] = [
     "/.well-known/agent.json",
     "/agents/{id}/.well-known/agent-card.json",
     "/agents/{id}/.well-known/agent.json",
+    "/ui",
+    "/ui/",
+    "/ui/config.json",
+    "/ui/{file}",
 ];
 
 /// Path prefixes outside client auth because they authenticate by their own means (inbound
 /// webhooks carry a per-task token). Add a route here only when it checks its caller itself.
 pub const PUBLIC_PREFIXES: [&str; 1] = ["/push/inbound/"];
 
-/// Routes for operators only (the admin credential when auth is on).
-const ADMIN_ROUTES: [&str; 1] = ["/cluster"];
+/// Routes for operators only (the admin credential when auth is on): the dashboard's feed
+/// and task view show every task.
+const ADMIN_ROUTES: [&str; 3] = ["/cluster", "/ui/events", "/ui/tasks/{id}"];
 
 /// Who a call is made by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -363,5 +369,8 @@ mod tests {
         assert!(!is_public(&c, "/agents/{id}/{*rest}", "/agents/a/message:send"));
         assert!(!is_public(&c, "/rpc", "/rpc"));
         assert!(is_admin_route("/cluster"));
+        assert!(is_admin_route("/ui/events") && !is_public(&c, "/ui/events", "/ui/events"));
+        assert!(is_admin_route("/ui/tasks/{id}") && !is_public(&c, "/ui/tasks/{id}", "/ui/tasks/t"));
+        assert!(is_public(&c, "/ui/{file}", "/ui/app.js") && is_public(&c, "/ui", "/ui"));
     }
 }

@@ -11,6 +11,7 @@
 mod cards;
 mod rest;
 mod sse;
+mod ui;
 
 use std::sync::Arc;
 
@@ -36,7 +37,7 @@ use crate::telemetry::trace::TraceContext;
 const INVALID: &str = "invalid";
 
 pub fn router(gw: Arc<Gateway>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/rpc", post(rpc_gateway))
         .route("/agents/{id}", post(rpc_agent))
         .route("/agents/{id}/", post(rpc_agent))
@@ -51,7 +52,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/health", get(health))
         .route("/cluster", get(cluster))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    let router = if gw.config.ui.enabled { ui::routes(router) } else { router };
+    router
         .layer(axum::middleware::from_fn_with_state(gw.clone(), authenticate))
         .layer(axum::middleware::from_fn(crate::telemetry::layer::middleware))
         .layer(axum::middleware::from_fn_with_state(gw.clone(), admit))

@@ -25,7 +25,7 @@ const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 /// Frames that are already waiting go out in one body chunk (one write) of at most this size.
 const CHUNK_BYTES_MAX: usize = 64 << 10;
 
-fn push_event(out: &mut Vec<u8>, event_id: Option<u64>, name: Option<&str>, json: &[u8]) {
+pub(super) fn push_event(out: &mut Vec<u8>, event_id: Option<u64>, name: Option<&str>, json: &[u8]) {
     use std::io::Write;
     if let Some(n) = event_id {
         let _ = writeln!(out, "id: {n}");

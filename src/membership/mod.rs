@@ -133,12 +133,16 @@ async fn publish(gw: Arc<Gateway>, cluster: Cluster) {
 
 fn health_digest(gw: &Gateway) -> HealthDigest {
     let (in_flight, agents_failing) = gw.stats.load();
+    let raft = gw.replica.status();
     HealthDigest {
         in_flight,
         tasks: gw.replica.read(|t| t.task_count() as u64),
-        applied_index: gw.replica.status().applied_index,
+        applied_index: raft.applied_index,
         agents_failing,
         breakers_open: gw.stats.breakers_open(),
+        role: raft.role.as_str().to_owned(),
+        term: raft.term,
+        committed_index: raft.committed_index,
     }
 }
 

@@ -77,6 +77,10 @@ pub enum Command {
 pub struct TaskEvent {
     pub task_id: String,
     pub context_id: String,
+    /// The agent the task belongs to.
+    pub agent_id: String,
+    /// When the change was made (the proposer's clock, as the task's `updated_at_ms`).
+    pub at_ms: u64,
     /// The task's update sequence after this change (subscribers skip events at or below the
     /// sequence of the snapshot they started from).
     pub seq: u64,

@@ -448,6 +448,12 @@ impl Tables {
     }
 
     /// Tasks matching the query, most recently updated first, one page at a time.
+    /// The most recently updated tasks in memory, newest first, at most `n` (walks only
+    /// those).
+    pub fn recent_tasks(&self, n: usize) -> impl Iterator<Item = &TaskEntry> {
+        self.recency.values().rev().filter_map(|id| self.task(id)).take(n)
+    }
+
     pub fn list_tasks(&self, q: &ListQuery<'_>) -> ListPage<'_> {
         let mut page = ListPage {
             tasks: Vec::with_capacity(q.page_size.min(128)),
@@ -559,6 +565,8 @@ impl Tables {
         let event = TaskEvent {
             task_id: id.clone(),
             context_id: snapshot.context_id.clone(),
+            agent_id: agent_id.clone(),
+            at_ms,
             seq,
             events: 1,
             state: snapshot.status.state,
@@ -609,6 +617,8 @@ impl Tables {
         Ok(TaskEvent {
             task_id: id.to_owned(),
             context_id: entry.task.context_id.clone(),
+            agent_id: agent_id.to_owned(),
+            at_ms,
             seq: self.seq,
             events: entry.events,
             state: entry.task.status.state,

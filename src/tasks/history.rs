@@ -147,7 +147,16 @@ mod tests {
         let message = Some(crate::codec::Json(serde_json::json!({"text": text})));
         let status = crate::state::TaskStatus { state, message, timestamp: None };
         let changes = vec![TaskChange::Status { status, metadata: None }];
-        Arc::new(TaskEvent { task_id: task.into(), context_id: "c".into(), seq: n, events: n, state, changes })
+        Arc::new(TaskEvent {
+            task_id: task.into(),
+            context_id: "c".into(),
+            agent_id: "a".into(),
+            at_ms: 0,
+            seq: n,
+            events: n,
+            state,
+            changes,
+        })
     }
 
     const WIDE: HistoryLimits = HistoryLimits { tasks_max: 16, events_max: 16, bytes_max: 1 << 20 };

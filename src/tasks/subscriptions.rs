@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
+use super::feed::Feed;
 use super::history::{History, HistoryLimits};
 use crate::state::TaskEvent;
 
@@ -51,14 +52,30 @@ pub struct Subscriptions {
     /// Counts applied task events, so that work waiting for one (the push deliverer's
     /// supervisor) wakes at once instead of polling.
     applied: tokio::sync::watch::Sender<u64>,
+    /// Every applied event, for the dashboard's feed.
+    feed: Feed,
 }
+
+/// The feed's buffer and clients when [`Subscriptions::with_feed`] is not called (tests).
+const FEED_DEFAULT: (usize, usize) = (64, 4);
 
 impl Subscriptions {
     pub fn new(subscriber_buffer_events: usize, task_subscribers_max: usize, history_limits: HistoryLimits) -> Self {
         let channels =
             Channels { by_task: HashMap::new(), sweep_at: SWEEP_FLOOR, history: History::new(history_limits) };
         let (applied, _) = tokio::sync::watch::channel(0);
-        Subscriptions { channels: Mutex::new(channels), subscriber_buffer_events, task_subscribers_max, applied }
+        let feed = Feed::new(FEED_DEFAULT.0, FEED_DEFAULT.1);
+        Subscriptions { channels: Mutex::new(channels), subscriber_buffer_events, task_subscribers_max, applied, feed }
+    }
+
+    /// The same, with the node-wide feed of applied events sized as configured.
+    pub fn with_feed(self, feed: Feed) -> Self {
+        Subscriptions { feed, ..self }
+    }
+
+    /// The node-wide feed of applied task events (the dashboard's).
+    pub fn feed(&self) -> &Feed {
+        &self.feed
     }
 
     /// A receiver that sees a change after each applied task event on this node (several
@@ -101,6 +118,7 @@ impl Subscriptions {
     pub fn publish(&self, event: TaskEvent) {
         self.applied.send_modify(|n| *n = n.wrapping_add(1));
         let event = Arc::new(event);
+        self.feed.publish(&event);
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         channels.history.remember(&event);
         let map = &mut channels.by_task;
@@ -144,7 +162,16 @@ mod tests {
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
     fn event(task: &str, seq: u64, state: TaskState) -> TaskEvent {
-        TaskEvent { task_id: task.into(), context_id: "c".into(), seq, events: seq, state, changes: vec![] }
+        TaskEvent {
+            task_id: task.into(),
+            context_id: "c".into(),
+            agent_id: "a".into(),
+            at_ms: 0,
+            seq,
+            events: seq,
+            state,
+            changes: vec![],
+        }
     }
 
     const HISTORY: HistoryLimits = HistoryLimits { tasks_max: 16, events_max: 16, bytes_max: 1 << 20 };

@@ -68,8 +68,9 @@ def log(msg: str) -> None:
     print(f'[{time.strftime("%H:%M:%S")}] {msg}', flush=True)
 
 
-def run(*args: str, check: bool = True, quiet: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+def run(*args: str, check: bool = True, quiet: bool = False, timeout: float = 300,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise Failed(f'{" ".join(args)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}')
     if not quiet and proc.returncode != 0:
@@ -501,13 +502,13 @@ def compose_smoke(d: Docker, image: str, pg_image: str) -> None:
                         json={'jsonrpc': '2.0', 'id': 2, 'method': 'GetTask', 'params': {'id': task_id}}).json()
         if got.get('result', {}).get('status', {}).get('state') != 'TASK_STATE_COMPLETED':
             raise Failed(f'compose: GetTask {task_id} on {u}: {got}')
-    pg = run(*base, 'ps', '-q', 'postgres').stdout.strip()
+    pg = run(*base, 'ps', '-q', 'postgres', env=env).stdout.strip()
     wait_for(f'compose: task {task_id} archived in its Postgres', lambda: task_id in run(
         'docker', 'exec', '-e', 'PGPASSWORD=superx', pg, 'psql', '-h', '127.0.0.1', '-U', 'superx', '-d', 'superx',
         '-At', '-c', 'SELECT task_id FROM archived_tasks').stdout.split(), 60, interval=0.5)
     wait_for('compose: every superx container healthy (the image HEALTHCHECK)', lambda: all(
         run('docker', 'inspect', '-f', '{{.State.Health.Status}}', c).stdout.strip() == 'healthy'
-        for c in run(*base, 'ps', '-q', 'superx-0', 'superx-1', 'superx-2').stdout.split()), 60, interval=1)
+        for c in run(*base, 'ps', '-q', 'superx-0', 'superx-1', 'superx-2', env=env).stdout.split()), 60, interval=1)
     subprocess.run(base + ['down', '-v'], env=env, capture_output=True, text=True, timeout=120, check=True)
     log(f'   compose: 3 nodes ready and healthy, task {task_id} read on every node and archived; down -v')
 

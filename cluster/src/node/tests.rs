@@ -148,7 +148,16 @@ async fn three_nodes_see_each_other_with_all_fields() {
 async fn published_changes_are_updated_events_on_the_others() {
     let (nodes, _) = three_nodes(&unique_cluster_id()).await;
     let mut observers = [nodes[1].subscribe(), nodes[2].subscribe()];
-    let digest = HealthDigest { in_flight: 2, tasks: 7, applied_index: 40, agents_failing: 1, breakers_open: 0 };
+    let digest = HealthDigest {
+        in_flight: 2,
+        tasks: 7,
+        applied_index: 40,
+        agents_failing: 1,
+        breakers_open: 0,
+        role: "follower".into(),
+        term: 3,
+        committed_index: 41,
+    };
 
     nodes[0].set_ready(true).await;
     for events in &mut observers {
