@@ -195,6 +195,7 @@ async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", config.server.data_dir))?;
     let env: HashMap<String, String> = std::env::vars().collect();
     config.server.node_id = superx::membership::identity::resolve(&config, &env)?;
+    superx::membership::identity::check_cluster_id(&config)?;
     let listen = config.server.listen.clone();
     if demo {
         let agent = superx::demo::start().await.context("starting the demo agent")?;

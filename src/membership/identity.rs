@@ -14,6 +14,9 @@ use crate::config::Config;
 /// File in the data dir holding the node's id.
 pub const NODE_ID_FILE: &str = "node-id";
 
+/// File in the data dir holding the id of the cluster the node's raft state belongs to.
+pub const CLUSTER_ID_FILE: &str = "cluster-id";
+
 /// Ids generated at random stay below 2^53, so JavaScript clients read them exactly.
 const GENERATED_ID_MAX: u64 = (1 << 53) - 1;
 
@@ -37,6 +40,31 @@ pub fn resolve(config: &Config, env: &HashMap<String, String>) -> anyhow::Result
         std::fs::write(&path, format!("{id}\n")).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(id)
+}
+
+/// Refuses a data dir whose raft state belongs to another cluster (`cluster.cluster_id`), and
+/// records the id in a data dir that has none yet (a new one, or one from before the id was
+/// kept). Such a node would otherwise keep its old membership and never hear the new
+/// cluster: gossip only talks to nodes of the same id.
+pub fn check_cluster_id(config: &Config) -> anyhow::Result<()> {
+    let dir = Path::new(&config.server.data_dir);
+    let path = dir.join(CLUSTER_ID_FILE);
+    let wanted = config.cluster.cluster_id.as_str();
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim() == wanted => Ok(()),
+        Ok(text) => bail!(
+            "the data dir {} holds the state of cluster {:?}, but this node is configured for cluster {wanted:?}; \
+             start it with an empty --data-dir (a new node of {wanted:?}), or set cluster.cluster_id = {:?} \
+             (SUPERX_CLUSTER__CLUSTER_ID) to go on as a node of the old cluster",
+            dir.display(),
+            text.trim(),
+            text.trim()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&path, format!("{wanted}\n")).with_context(|| format!("writing {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 fn read_stored(path: &Path) -> anyhow::Result<Option<u64>> {
@@ -115,6 +143,20 @@ mod tests {
         // A different explicit id is refused: the data dir belongs to the first node.
         let err = resolve(&config(dir.path(), "gossip", first + 1), &env(&[])).unwrap_err();
         assert!(err.to_string().contains("belongs to node"), "{err}");
+    }
+
+    #[test]
+    fn a_data_dir_of_another_cluster_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path(), "gossip", 0);
+        c.cluster.cluster_id = "blue".into();
+        check_cluster_id(&c).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join(CLUSTER_ID_FILE)).unwrap().trim(), "blue");
+        check_cluster_id(&c).unwrap();
+        c.cluster.cluster_id = "green".into();
+        let err = check_cluster_id(&c).unwrap_err().to_string();
+        assert!(err.contains("cluster \"blue\"") && err.contains("empty --data-dir"), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.path().join(CLUSTER_ID_FILE)).unwrap().trim(), "blue", "unchanged");
     }
 
     #[test]
