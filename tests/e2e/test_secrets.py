@@ -9,7 +9,8 @@ credentials, as A2A specifies and the SDK does (another caller's task answers "n
 test_owner.py); those answers are searched for every other secret.
 
 Secrets: the admin token, the HS256 JWT secret, a JWT, an API key (and a forged one), an
-agent's bearer, a push config's token and its `Authorization` credentials, the cluster secret.
+agent's bearer, an agent's OAuth2 client secret and the access token fetched with it, a push
+config's token and its `Authorization` credentials, the cluster secret.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -34,6 +37,8 @@ AGENT_BEARER = 'secret-agent-bearer-3c9e1f7a'
 PUSH_TOKEN = 'secret-push-token-7d2b4e6f'
 PUSH_CREDENTIALS = 'secret-push-credentials-1a8c5e0b'
 CLUSTER_SECRET = 'secret-cluster-secret-of-32-bytes-6f0d2a9c'
+OAUTH_CLIENT_SECRET = 'secret-oauth-client-secret-4e7a1d93'
+OAUTH_ACCESS_TOKEN = 'secret-oauth-access-token-b62f08c5'
 ISSUER = 'https://idp.secrets'
 AUDIENCE = 'superx-secrets'
 A2A = {'A2A-Version': '1.0'}
@@ -67,6 +72,51 @@ class Recorder:
         return self.request('POST', path, shows, json=body, headers={**A2A, **headers}).json()
 
 
+class TokenServer:
+    """An OAuth2 token endpoint (client credentials): answers the access token to a client
+    that authenticates with the client secret (HTTP basic), 401 to anyone else, and counts
+    the tokens it gave."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get('Content-Length') or 0))
+                basic = base64.b64encode(f'superx:{OAUTH_CLIENT_SECRET}'.encode()).decode()
+                if self.headers.get('Authorization') != f'Basic {basic}':
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                server.issued += 1
+                body = json.dumps({'access_token': OAUTH_ACCESS_TOKEN, 'token_type': 'Bearer',
+                                   'expires_in': 3600}).encode()
+                self.send_response(200)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}/token'
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope='module')
+def token_server():
+    server = TokenServer()
+    yield server
+    server.close()
+
+
 @pytest.fixture(scope='module')
 def gateway(e2e, tmp_path_factory):
     work = tmp_path_factory.mktemp('secrets-gw')
@@ -87,7 +137,7 @@ def gateway(e2e, tmp_path_factory):
         proc.stop()
 
 
-def test_no_answer_log_or_metric_contains_a_secret(e2e, gateway, receiver) -> None:
+def test_no_answer_log_or_metric_contains_a_secret(e2e, gateway, receiver, token_server) -> None:
     proc, base = gateway
     r = Recorder(base)
     admin = {'Authorization': f'Bearer {ADMIN}'}
@@ -108,15 +158,26 @@ def test_no_answer_log_or_metric_contains_a_secret(e2e, gateway, receiver) -> No
         'push token': PUSH_TOKEN,
         'push credentials': PUSH_CREDENTIALS,
         'cluster secret': CLUSTER_SECRET,
+        'OAuth2 client secret': OAUTH_CLIENT_SECRET,
+        'OAuth2 access token': OAUTH_ACCESS_TOKEN,
     }
 
     # The control plane, with an agent that has a bearer.
     agent_url = f'http://127.0.0.1:{e2e.agent_ports["tasks"]}/'
     upserted = r.rpc('/rpc', 'agents/upsert', {'id': 'guarded', 'url': agent_url, 'bearer': AGENT_BEARER}, admin)
     assert 'result' in upserted, upserted
-    for method, params in [('agents/list', {}), ('agents/get', {'id': 'guarded'}), ('agents/health', {}),
-                           ('keys/list', {}), ('cluster/status', {})]:
+    oauth2 = {'tokenUrl': token_server.url, 'clientId': 'superx', 'clientSecret': OAUTH_CLIENT_SECRET}
+    upserted = r.rpc('/rpc', 'agents/upsert', {'id': 'oauthed', 'url': agent_url, 'oauth2': oauth2}, admin)
+    assert 'result' in upserted, upserted
+    for method, params in [('agents/list', {}), ('agents/get', {'id': 'guarded'}), ('agents/get', {'id': 'oauthed'}),
+                           ('agents/health', {}), ('keys/list', {}), ('cluster/status', {})]:
         assert 'result' in r.rpc('/rpc', method, params, admin), method
+
+    # A call through the OAuth2 agent: the gateway fetches a token with the client secret.
+    sent = r.rpc('/agents/oauthed', 'SendMessage', {
+        'message': {'role': 'ROLE_USER', 'messageId': 'm-oauth', 'parts': [{'text': 'through oauth'}]}}, admin)
+    assert 'result' in sent, sent
+    assert token_server.issued >= 1, 'the gateway never fetched a token: the OAuth2 secrets were not exercised'
 
     # A task through the agent with the bearer, with a webhook that has credentials.
     hook = {'url': receiver.url, 'token': PUSH_TOKEN,
@@ -152,7 +213,8 @@ def test_no_answer_log_or_metric_contains_a_secret(e2e, gateway, receiver) -> No
 
     # Operator views.
     for path in ['/health', '/ready', '/metrics', '/agents/guarded/.well-known/agent-card.json',
-                 '/.well-known/agent-card.json', '/.well-known/jwks.json']:
+                 '/agents/oauthed/.well-known/agent-card.json', '/.well-known/agent-card.json',
+                 '/.well-known/jwks.json', '/ui', '/ui/config.json', f'/ui/tasks/{task_id}']:
         r.request('GET', path, headers=admin)
     r.request('GET', '/cluster', headers=admin)
 
