@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """bench/auth.py: what client authentication costs (README, Security).
 
-Starts the bench echo agent and two gateways (release binaries from --bin-dir) on the same
-core: one open, one with `auth.mode = "required"` (an admin token and an HS256 JWT secret).
+Starts the bench echo agent and three gateways (release binaries from --bin-dir) on the same
+core: one open, two with `auth.mode = "required"` (an admin token and an HS256 JWT secret).
 An API key is made on the second with `keys/create`, and an HS256 JWT is signed here. Then
---rounds times, in turn: superx-load closed loop of SendMessage (--connections, --duration)
-against the open gateway, the same with `X-API-Key`, and with `Authorization: Bearer <jwt>`.
-The idle gateway costs nothing meaningful while the other is loaded. Prints the median
-requests/s of each and their ratios to the open gateway.
+--rounds times: superx-load closed loop of SendMessage (--connections, --duration) against
+the open gateway, the second with `X-API-Key`, and the third with `Authorization: Bearer
+<jwt>`, in an order that rotates every round. One gateway per mode, so each holds as many
+tasks (and snapshots as often) as the others at the same round; the idle gateways cost
+nothing meaningful while one is loaded. Prints the median requests/s of each, their ratios
+to the open gateway, and each round's ratios (the fairest pairing: same minute, same state).
 
 Placement (2-core machine): both gateways on core 0; the echo agent, superx-load and this
 script on core 1. Every process started here is stopped on exit; only loopback addresses are
@@ -75,7 +77,7 @@ def main():
     bin_dir = Path(args.bin_dir)
     work = Path(tempfile.mkdtemp(prefix="superx-auth-bench-"))
     echo_addr = f"127.0.0.1:{free_port()}"
-    open_api, auth_api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    open_api, key_api, jwt_api = (f"127.0.0.1:{free_port()}" for _ in range(3))
     (work / "agents.yaml").write_text(
         f"agents:\n  echo:\n    url: http://{echo_addr}/\n    maxInFlight: {BENCH_AGENT_MAX_IN_FLIGHT}\n")
     os.environ.setdefault("LOG_LEVEL", "warn")
@@ -85,23 +87,25 @@ def main():
     echo = Proc("echo", pinned(SIDE_CORE, [str(bin_dir / "superx-echo-agent"), "--listen", echo_addr,
                                            "--workers", "1"], pin), work / "echo.log")
     procs = [echo, gateway(bin_dir, work, "open", open_api, pin, {}),
-             gateway(bin_dir, work, "auth", auth_api, pin, auth_env)]
+             gateway(bin_dir, work, "auth-key", key_api, pin, auth_env),
+             gateway(bin_dir, work, "auth-jwt", jwt_api, pin, auth_env)]
     figures = {"none": [], "api_key": [], "jwt_hs256": []}
     try:
         for p in procs:
             p.start()
-        for api in (open_api, auth_api):
+        for api in (open_api, key_api, jwt_api):
             wait_until(f"{api} ready", lambda api=api: http(f"http://{api}/ready")[0] == 200, 60, procs)
         body = {"jsonrpc": "2.0", "id": 1, "method": "keys/create", "params": {"name": "bench"}}
-        status, raw = http(f"http://{auth_api}/rpc", body,
+        status, raw = http(f"http://{key_api}/rpc", body,
                            {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN}"}, timeout=10)
         key = (json.loads(raw).get("result") or {}).get("key") if status == 200 else None
         if not key:
             raise RuntimeError(f"keys/create failed: HTTP {status} {raw[:300]!r}")
-        runs = {"none": (open_api, []), "api_key": (auth_api, ["--header", f"X-API-Key:{key}"]),
-                "jwt_hs256": (auth_api, ["--header", f"Authorization:Bearer {hs256_jwt()}"])}
+        runs = [("none", open_api, []), ("api_key", key_api, ["--header", f"X-API-Key:{key}"]),
+                ("jwt_hs256", jwt_api, ["--header", f"Authorization:Bearer {hs256_jwt()}"])]
         for round_ in range(args.rounds):
-            for name, (api, headers) in runs.items():
+            turn = round_ % len(runs)
+            for name, api, headers in runs[turn:] + runs[:turn]:
                 log(f"round {round_ + 1}/{args.rounds}: {name}")
                 result = superx_load(bin_dir, None, f"http://{api}/agents/echo", ["--method", "send1", *headers],
                                      args.duration, args.warmup, args.connections, pin, work)
@@ -112,8 +116,11 @@ def main():
         for p in procs:
             p.stop()
     medians = {name: round(statistics.median(v)) for name, v in figures.items()}
+    per_round = [{n: round(figures[n][i] / figures["none"][i], 3) for n in ("api_key", "jwt_hs256")}
+                 for i in range(len(figures["none"]))]
     print(json.dumps({"req_per_sec_median": medians, "runs": figures,
-                      "ratio_to_none": {n: round(m / medians["none"], 3) for n, m in medians.items()}}))
+                      "ratio_to_none": {n: round(m / medians["none"], 3) for n, m in medians.items()},
+                      "ratio_per_round": per_round}))
 
 
 if __name__ == "__main__":
