@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """bench/overload.py: one superx node under twice the load it can serve.
 
-1. Capacity: superx-load send1 closed loop (--connections) against the node for --duration
-   s; its SendMessage rate is the node's maximum.
-2. Overload: superx-load open loop at --factor x that rate for --overload-duration s over
+1. Capacity: superx-load send1 closed loop (--connections) against a fresh node for
+   --duration s (as long as the overload run by default); its SendMessage rate is the node's
+   maximum.
+2. Overload: a second fresh node (same settings, empty data dir), superx-load open loop at
+   --factor x that rate for --overload-duration s over
    --overload-connections connections (so far more requests are in flight than the node's
    server.requests_in_flight_max); the node is started with --requests-max as that limit.
    Figures: goodput (ok/s) against the maximum, the p50/p99 of accepted calls, how many were
@@ -14,7 +16,7 @@ Placement (2-core machine): the gateway on core 0; the echo agent, superx-load a
 script on core 1. CPU steal (time the hypervisor gave our vCPUs to other guests) is shown
 per phase: figures taken with high steal are not comparable.
 
-Usage: bench/overload.py [--duration 10] [--overload-duration 30] [--factor 2]
+Usage: bench/overload.py [--duration <overload duration>] [--overload-duration 30] [--factor 2]
                          [--connections 32] [--overload-connections 2048]
                          [--requests-max 256] [--bin-dir target/release] [--no-pin] [--keep]
 Output: a summary and JSON in bench-results/<timestamp>-overload/.
@@ -65,7 +67,9 @@ def load(bin_dir, url, out, work, pin, duration, warmup, connections, rate=None)
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, default=10.0, help="capacity run, s")
+    p.add_argument("--duration", type=float, default=None,
+                   help="capacity run, s (default: as long as the overload run, so the node holds as many "
+                        "tasks at the end of both and their figures compare)")
     p.add_argument("--overload-duration", type=float, default=30.0, help="overload run, s")
     p.add_argument("--factor", type=float, default=2.0, help="offered load as a multiple of capacity")
     p.add_argument("--connections", type=int, default=32, help="capacity run connections")
@@ -76,6 +80,8 @@ def main():
     p.add_argument("--no-pin", dest="pin", action="store_false")
     p.add_argument("--keep", action="store_true")
     a = p.parse_args()
+    if a.duration is None:
+        a.duration = a.overload_duration
     bin_dir = Path(a.bin_dir)
     out_dir = ROOT / "bench-results" / (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-overload")
     out_dir.mkdir(parents=True)
@@ -88,9 +94,15 @@ def main():
                 f"A2A_REMOTE_URL=http://{echo_addr}/", f"SUPERX_SERVER__REQUESTS_IN_FLIGHT_MAX={a.requests_max}",
                 # The node's admission is under test, not the agent's in-flight limit.
                 "AGENT_MAX_IN_FLIGHT=1000000"]
-    node = Proc("superx", pinned(GW_CORE, [*env_node, str(bin_dir / "superx"), "serve", "--listen", api,
-                                          "--raft-listen", raft, "--data-dir", str(work / "data")], a.pin),
-                work / "superx.log")
+
+    def fresh_node(name):
+        return Proc(name, pinned(GW_CORE, [*env_node, str(bin_dir / "superx"), "serve", "--listen", api,
+                                           "--raft-listen", raft, "--data-dir", str(work / name)], a.pin),
+                    work / f"{name}.log")
+
+    # Each phase gets a node of its own, started empty: both end holding as many tasks as they
+    # committed in as long a run, so capacity and goodput are measured on the same footing.
+    node = fresh_node("capacity-node")
     results = {"args": vars(a)}
     try:
         echo.start()
@@ -99,7 +111,7 @@ def main():
         wait_until("node ready", lambda: http(f"http://{api}/ready")[0] == 200, 60, [node])
         pid = node.popen.pid
         url = f"http://{api}/agents/default"
-        cpu_groups = {"gateway": lambda: [pid], "echo": lambda: [echo.popen.pid]}
+        cpu_groups = {"gateway": lambda: [node.popen.pid], "echo": lambda: [echo.popen.pid]}
 
         log(f"capacity: closed loop, {a.connections} connections, {a.duration}s ...")
         cpu = CpuWindow(cpu_groups).start()
@@ -108,6 +120,11 @@ def main():
         max_rps = cap["ok_per_sec"]
         log(f"capacity {max_rps:.0f} ok/s, p99 {cap['latency_us']['p99'] / 1000:.2f} ms; {cpu_note(cap_cpu)}")
         results["capacity"] = {"ok_per_s": max_rps, "latency_us": cap["latency_us"], "cpu": cap_cpu}
+        node.stop()
+        node = fresh_node("overload-node")
+        node.start()
+        wait_until("overload node ready", lambda: http(f"http://{api}/ready")[0] == 200, 60, [node])
+        pid = node.popen.pid
 
         rss_before = rss_kib(pid)
         samples, stop = [], threading.Event()

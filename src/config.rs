@@ -106,7 +106,12 @@ pub struct AgentsConfig {
     pub card_timeout_ms: u64,
     /// TCP connect deadline to an agent: loopback and LAN agents connect in well under this.
     pub connect_timeout_ms: u64,
-    /// Idle keep-alive connections kept per agent host.
+    /// Idle keep-alive connections kept per agent host (each closed after 60 s unused). Keep
+    /// it at least the calls one node makes to one agent host at once (its agents'
+    /// `maxInFlight`, at most `server.requests_in_flight_max`): a call beyond it finds no idle
+    /// connection, opens one and closes it afterwards, so every call pays a TCP handshake.
+    /// The default matches the default `server.requests_in_flight_max`; idle connections never
+    /// outnumber the most calls that were ever in flight at once.
     pub pool_idle_per_host: usize,
     /// Largest response body accepted from an agent.
     pub response_bytes_max: usize,
@@ -624,7 +629,7 @@ impl Default for AgentsConfig {
             call_timeout_ms: 15_000,
             card_timeout_ms: 5_000,
             connect_timeout_ms: 2_000,
-            pool_idle_per_host: 64,
+            pool_idle_per_host: 1024,
             response_bytes_max: 8 << 20,
             card_bytes_max: 1 << 20,
             oauth_refresh_margin_ms: 30_000,
