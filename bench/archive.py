@@ -91,6 +91,16 @@ def pinned(core, argv, pin):
     return ["taskset", "-c", str(core), *argv] if pin else argv
 
 
+def gateway_proc(bin_dir, work, name, api, pin, agents_file, env=None):
+    """One pinned gateway (core GW_CORE) serving `api`, its own raft port and data dir in `work`,
+    the agents of `agents_file`, with `env` added to its environment; not started yet."""
+    argv = [str(bin_dir / "superx"), "serve", "--listen", api, "--raft-listen", f"127.0.0.1:{free_port()}",
+            "--data-dir", str(work / f"data-{name}"), "--agents-file", str(agents_file)]
+    if env:
+        argv = ["env", *[f"{k}={v}" for k, v in env.items()], *argv]
+    return Proc(name, pinned(GW_CORE, argv, pin), work / f"{name}.log")
+
+
 def pct(values, q):
     """Nearest-rank percentile of a list (q in 0..100)."""
     if not values:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from archive import GW_CORE, SIDE_CORE, free_port, pinned, superx_load  # noqa: E402
+from archive import SIDE_CORE, free_port, gateway_proc, pinned, superx_load  # noqa: E402
 from failover import BENCH_AGENT_MAX_IN_FLIGHT, ROOT, Proc, http, wait_until  # noqa: E402
 
 ADMIN = "bench-admin-token-0123456789"
@@ -57,13 +57,6 @@ def hs256_jwt():
     return f"{head}.{body}.{b64(sig)}"
 
 
-def gateway(bin_dir, work, name, api, pin, env):
-    argv = ["env", *[f"{k}={v}" for k, v in env.items()],
-            str(bin_dir / "superx"), "serve", "--listen", api, "--raft-listen", f"127.0.0.1:{free_port()}",
-            "--data-dir", str(work / f"data-{name}"), "--agents-file", str(work / "agents.yaml")]
-    return Proc(name, pinned(GW_CORE, argv, pin), work / f"{name}.log")
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -86,9 +79,9 @@ def main():
                 "SUPERX_AUTH__JWT_AUDIENCES": AUDIENCE}
     echo = Proc("echo", pinned(SIDE_CORE, [str(bin_dir / "superx-echo-agent"), "--listen", echo_addr,
                                            "--workers", "1"], pin), work / "echo.log")
-    procs = [echo, gateway(bin_dir, work, "open", open_api, pin, {}),
-             gateway(bin_dir, work, "auth-key", key_api, pin, auth_env),
-             gateway(bin_dir, work, "auth-jwt", jwt_api, pin, auth_env)]
+    procs = [echo, gateway_proc(bin_dir, work, "open", open_api, pin, work / "agents.yaml"),
+             gateway_proc(bin_dir, work, "auth-key", key_api, pin, work / "agents.yaml", auth_env),
+             gateway_proc(bin_dir, work, "auth-jwt", jwt_api, pin, work / "agents.yaml", auth_env)]
     figures = {"none": [], "api_key": [], "jwt_hs256": []}
     try:
         for p in procs:

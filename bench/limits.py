@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from archive import GW_CORE, SIDE_CORE, free_port, pinned, superx_load  # noqa: E402
+from archive import SIDE_CORE, free_port, gateway_proc, pinned, superx_load  # noqa: E402
 from failover import BENCH_AGENT_MAX_IN_FLIGHT, ROOT, Proc, http, wait_until  # noqa: E402
 
 NEVER_BINDING = 1_000_000
@@ -37,12 +37,6 @@ NEVER_BINDING = 1_000_000
 
 def log(msg):
     print(f"limits.py: {msg}", file=sys.stderr, flush=True)
-
-
-def gateway(bin_dir, work, name, api, pin, agents_file):
-    argv = [str(bin_dir / "superx"), "serve", "--listen", api, "--raft-listen", f"127.0.0.1:{free_port()}",
-            "--data-dir", str(work / f"data-{name}"), "--agents-file", str(agents_file)]
-    return Proc(name, pinned(GW_CORE, argv, pin), work / f"{name}.log")
 
 
 def main():
@@ -68,8 +62,8 @@ def main():
     os.environ.setdefault("LOG_LEVEL", "warn")
     echo = Proc("echo", pinned(SIDE_CORE, [str(bin_dir / "superx-echo-agent"), "--listen", echo_addr,
                                            "--workers", "1"], pin), work / "echo.log")
-    procs = [echo, gateway(bin_dir, work, "plain", plain_api, pin, work / "plain.yaml"),
-             gateway(bin_dir, work, "limited", limited_api, pin, work / "limited.yaml")]
+    procs = [echo, gateway_proc(bin_dir, work, "plain", plain_api, pin, work / "plain.yaml"),
+             gateway_proc(bin_dir, work, "limited", limited_api, pin, work / "limited.yaml")]
     figures = {"no_limit": [], "limit_checked": [], "capped_admitted": []}
     try:
         for p in procs:
