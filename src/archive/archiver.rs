@@ -1,10 +1,10 @@
 //! The archiver: on the raft leader only, moves terminal tasks into Postgres and lets them
 //! leave memory.
 //!
-//! One round: clone the tables (O(1), off the state lock), take the oldest terminal tasks
-//! the archive does not hold yet (up to `archive.writers` x `archive.batch_max`), write them
-//! in idempotent batches of `batch_max` (one statement each, `writers` at once on their own
-//! connections), then commit `Archived` for all of them in one entry. Then commit `Evict`
+//! One round: take the oldest terminal tasks the archive does not hold yet, up to
+//! `archive.writers` x `archive.batch_max` (shared entries collected under the state lock,
+//! rows rendered after it), write them in idempotent batches of `batch_max` (one statement
+//! each, `writers` at once on their own connections), then commit `Archived` for all of them in one entry. Then commit `Evict`
 //! for the archived tasks the retention policy (`archive.memory_retention_*`) lets go. A
 //! failed write is retried with backoff; meanwhile the tasks stay in memory, and when memory
 //! is full of tasks that may not leave it, new tasks are refused (retryable). A leader
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::{Archive, ArchiveError, ArchiveRow};
 use crate::config::ArchiveConfig;
 use crate::gateway::Gateway;
-use crate::state::{ArchiveCommand, ProposeError, Tables};
+use crate::state::{ArchiveCommand, ProposeError, Tables, TaskEntry};
 
 /// Pause between rounds when there is nothing to do, or this node is not the leader.
 const IDLE_PAUSE: Duration = Duration::from_millis(50);
@@ -86,9 +86,11 @@ pub async fn run(gw: Arc<Gateway>, archive: Arc<Archive>) {
 /// full (more work is likely waiting).
 async fn round(gw: &Gateway, archive: &Archive, c: &ArchiveConfig) -> Result<bool, RoundError> {
     let round_max = c.batch_max.saturating_mul(c.writers as usize);
-    let tables = gw.replica.read(|t| t.clone());
-    let rows: Vec<ArchiveRow> = tables.unarchived(round_max).map(ArchiveRow::of).collect();
-    drop(tables);
+    // Under the state lock only the entries' reference counts; rendering the rows happens
+    // after it is released.
+    let entries: Vec<Arc<TaskEntry>> = gw.replica.read(|t| t.unarchived(round_max).cloned().collect());
+    let rows: Vec<ArchiveRow> = entries.iter().map(|e| ArchiveRow::of(e)).collect();
+    drop(entries);
     let written = rows.len();
     if written > 0 {
         store_batches(archive, &rows, c.batch_max).await?;
@@ -96,9 +98,9 @@ async fn round(gw: &Gateway, archive: &Archive, c: &ArchiveConfig) -> Result<boo
         gw.replica.propose_archive(ArchiveCommand::Archived { ids }).await?;
         archive.stats.archived_total.fetch_add(written as u64, Ordering::Relaxed);
     }
-    let tables = gw.replica.read(|t| t.clone());
-    let leaving = evictions(&tables, gw.now_ms(), c.memory_retention_ms, c.memory_retention_count, round_max);
-    drop(tables);
+    let now_ms = gw.now_ms();
+    // Stops at the first task that stays, so the lock is held for at most `round_max` steps.
+    let leaving = gw.replica.read(|t| evictions(t, now_ms, c.memory_retention_ms, c.memory_retention_count, round_max));
     let evicted = leaving.len();
     if evicted > 0 {
         gw.replica.propose_archive(ArchiveCommand::Evict { ids: leaving }).await?;

@@ -721,8 +721,11 @@ impl Tables {
     }
 
     /// Terminal tasks the archive does not hold yet, oldest first, up to `max`.
-    pub fn unarchived(&self, max: usize) -> impl Iterator<Item = &TaskEntry> {
-        self.unarchived.values().filter_map(|id| self.task(id)).take(max)
+    /// Shared, so a caller can collect them under the state lock at the cost of a reference
+    /// count each and let go, instead of cloning the tables (a clone held while the tables
+    /// change makes every write copy the nodes on its path).
+    pub fn unarchived(&self, max: usize) -> impl Iterator<Item = &Arc<TaskEntry>> {
+        self.unarchived.values().filter_map(|id| self.tasks.get(id)).take(max)
     }
 
     /// How many terminal tasks wait for the archive.
