@@ -28,6 +28,19 @@ pub struct Admission {
 /// Held while a request is served (or a stream is open); the slot frees on drop.
 pub type Permit = OwnedSemaphorePermit;
 
+/// Why a request got no slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// `server.requests_in_flight_max` requests are in flight.
+    Full,
+    /// The node is shutting down.
+    Draining,
+}
+
+fn draining() -> RpcError {
+    RpcError::Unavailable("this node is shutting down; retry (another node serves)".into())
+}
+
 impl Admission {
     pub fn new(c: &ServerConfig) -> Admission {
         Admission {
@@ -41,13 +54,28 @@ impl Admission {
 
     /// A slot for one request, or the reason there is none.
     pub fn request(&self) -> Result<Permit, RpcError> {
-        self.refuse_if_draining()?;
-        self.requests.clone().try_acquire_owned().map_err(|_| {
-            RpcError::Overloaded(format!(
+        self.try_request().map_err(|r| self.refusal(r))
+    }
+
+    /// A slot for one request, or which refusal: the caller of the hot path answers a full
+    /// node with bytes it rendered once ([`Admission::refusal`] of [`Refused::Full`] never
+    /// changes for the life of the node).
+    pub fn try_request(&self) -> Result<Permit, Refused> {
+        if self.is_draining() {
+            return Err(Refused::Draining);
+        }
+        self.requests.clone().try_acquire_owned().map_err(|_| Refused::Full)
+    }
+
+    /// The error a refused request is answered with.
+    pub fn refusal(&self, refused: Refused) -> RpcError {
+        match refused {
+            Refused::Draining => draining(),
+            Refused::Full => RpcError::Overloaded(format!(
                 "this node is serving {} requests, its limit (server.requests_in_flight_max); retry later",
                 self.requests_max
-            ))
-        })
+            )),
+        }
     }
 
     /// A slot for one client stream, or the reason there is none.
@@ -63,7 +91,7 @@ impl Admission {
 
     fn refuse_if_draining(&self) -> Result<(), RpcError> {
         match self.is_draining() {
-            true => Err(RpcError::Unavailable("this node is shutting down; retry (another node serves)".into())),
+            true => Err(draining()),
             false => Ok(()),
         }
     }

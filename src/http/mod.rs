@@ -26,6 +26,7 @@ use http_body_util::BodyExt;
 use crate::a2a::ProtocolVersion;
 use crate::a2a::resume::{LAST_EVENT_ID, parse_last_event_id};
 use crate::a2a::{A2A_EXTENSIONS, A2A_VERSION, X_A2A_EXTENSIONS};
+use crate::admission::Refused;
 use crate::auth::Principal;
 use crate::gateway::Gateway;
 use crate::jsonrpc::{self, RpcError};
@@ -57,7 +58,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     router
         .layer(axum::middleware::from_fn_with_state(gw.clone(), authenticate))
         .layer(axum::middleware::from_fn(crate::telemetry::layer::middleware))
-        .layer(axum::middleware::from_fn_with_state(gw.clone(), admit))
+        .layer(axum::middleware::from_fn_with_state(Admit::new(gw.clone()), admit))
         .layer(axum::middleware::map_request(host_from_authority))
         .with_state(gw)
 }
@@ -76,30 +77,60 @@ async fn host_from_authority(mut request: axum::extract::Request) -> axum::extra
     request
 }
 
+/// The admission layer's state: the gateway, and the JSON-RPC answers to a request over the
+/// node's limit in both protocol versions, rendered once. An overloaded node refuses about as
+/// many requests as it serves, so that answer costs a reference count, not a render.
+#[derive(Clone)]
+struct Admit {
+    gw: Arc<Gateway>,
+    /// By [`ProtocolVersion`]: 0.3, then 1.0.
+    full: [Bytes; 2],
+    full_retry_after: HeaderValue,
+}
+
+impl Admit {
+    fn new(gw: Arc<Gateway>) -> Admit {
+        let e = gw.admission.refusal(Refused::Full);
+        let render = |v| Bytes::from(jsonrpc::failure_bytes(&serde_json::Value::Null, &e, v));
+        let full = [render(ProtocolVersion::V03), render(ProtocolVersion::V10)];
+        let full_retry_after = HeaderValue::from(e.retry_after_secs().unwrap_or(1));
+        Admit { gw, full, full_retry_after }
+    }
+}
+
 /// Admission, outermost: a request that does work (a JSON-RPC POST, an HTTP+JSON
 /// operation of any method) takes a slot before anything else is done for it, and keeps it
 /// until its answer is ready (a stream's slot is taken further in). Cards, health and
 /// metrics take none. A refusal costs as little as the node can make it: no body read, no
-/// span, no request id, one counter.
-async fn admit(
-    State(gw): State<Arc<Gateway>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+/// span, no request id, one counter, and a full node's answer rendered once.
+async fn admit(State(admit): State<Admit>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let path = request.uri().path();
     let rest = rest::operation_path(path).is_some();
     if request.method() != axum::http::Method::POST && !rest {
         return next.run(request).await;
     }
-    match gw.admission.request() {
-        Ok(_slot) => next.run(request).await,
-        Err(e) => {
-            crate::telemetry::metrics::request_refused();
-            if rest {
-                return rest::error_response(&e, request.headers(), ProtocolVersion::V10);
-            }
-            let version = ProtocolVersion::from_header(requested_version(request.headers(), request.uri().query()));
-            refused(&serde_json::Value::Null, &e, version.unwrap_or(ProtocolVersion::V03))
+    let refused_as = match admit.gw.admission.try_request() {
+        Ok(_slot) => return next.run(request).await,
+        Err(r) => r,
+    };
+    crate::telemetry::metrics::request_refused();
+    let version = || ProtocolVersion::from_header(requested_version(request.headers(), request.uri().query()));
+    match refused_as {
+        _ if rest => {
+            let e = admit.gw.admission.refusal(refused_as);
+            rest::error_response(&e, request.headers(), ProtocolVersion::V10)
+        }
+        Refused::Full => {
+            let v = version().unwrap_or(ProtocolVersion::V03);
+            let body = admit.full[usize::from(v == ProtocolVersion::V10)].clone();
+            let mut response = rpc_response(body, None);
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response.headers_mut().insert(header::RETRY_AFTER, admit.full_retry_after.clone());
+            response
+        }
+        Refused::Draining => {
+            let e = admit.gw.admission.refusal(refused_as);
+            refused(&serde_json::Value::Null, &e, version().unwrap_or(ProtocolVersion::V03))
         }
     }
 }
@@ -416,7 +447,8 @@ async fn read_body(body: Body, max: usize) -> Result<Bytes, RpcError> {
     }
 }
 
-fn rpc_response(body: Vec<u8>, extensions: Option<HeaderValue>) -> Response {
+fn rpc_response(body: impl Into<Body>, extensions: Option<HeaderValue>) -> Response {
+    let body: Body = body.into();
     let mut response =
         (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
     if let Some(ext) = extensions {

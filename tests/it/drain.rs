@@ -71,6 +71,73 @@ async fn past_the_stream_limit_a_stream_is_refused_at_once_with_503_and_retry_af
     drop(cluster);
 }
 
+/// POSTs `body` to `path` with `headers`; answers the status, Retry-After and JSON body.
+async fn post(base: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Option<String>, Value) {
+    let mut request = reqwest::Client::new().post(format!("{base}{path}")).json(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), retry_after, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_request_limit_a_request_is_refused_at_once_with_503_in_its_callers_version() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let agent = fake_agent::start(1, 10).await;
+    let env = [("SUPERX_SERVER__REQUESTS_IN_FLIGHT_MAX", "1")];
+    let url = agent.url.clone();
+    let cluster = tokio::task::spawn_blocking(move || Cluster::new(1, &url, &env)).await.unwrap();
+    let base = cluster.base(1);
+    let list = json!({"jsonrpc": "2.0", "id": 7, "method": "ListTasks", "params": {}});
+    // A request whose body has not all arrived holds the node's only slot (admission comes
+    // before the body is read).
+    let addr = base.strip_prefix("http://").unwrap().to_owned();
+    let body = serde_json::to_vec(&list).unwrap();
+    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /agents/echo HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\nA2A-Version: 1.0\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    held.write_all(head.as_bytes()).await.unwrap();
+    held.write_all(&body[..5]).await.unwrap();
+    let v10 = [("A2A-Version", "1.0")];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, retry_after, refused) = loop {
+        let answer = post(&base, "/agents/echo", &v10, &list).await;
+        if answer.0 == 503 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((status, retry_after.as_deref()), (503, Some("1")), "{refused}");
+    assert_eq!((&refused["id"], &refused["error"]["code"]), (&Value::Null, &json!(-32020)), "{refused}");
+    assert_eq!(refused["error"]["data"][0]["reason"], "OVERLOADED", "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("requests_in_flight_max"), "{refused}");
+    // A 0.3 caller gets the same refusal in 0.3's error shape.
+    let (status, _, refused_03) = post(&base, "/agents/echo", &[], &list).await;
+    assert_eq!((status, &refused_03["error"]["code"]), (503, &json!(-32020)), "{refused_03}");
+    assert_eq!(refused_03["error"]["message"], refused["error"]["message"]);
+    // Over HTTP+JSON it is a google.rpc.Status.
+    let (status, retry_after, rest) = post(&base, "/agents/echo/message:send", &v10, &message("rest")).await;
+    assert_eq!((status, retry_after.as_deref()), (503, Some("1")), "{rest}");
+    assert_eq!(
+        (&rest["error"]["status"], &rest["error"]["details"][0]["reason"]),
+        (&json!("UNAVAILABLE"), &json!("OVERLOADED"))
+    );
+    // The held request completes once its body does, and its slot serves the next one.
+    held.write_all(&body[5..]).await.unwrap();
+    let mut answer = String::new();
+    held.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (status, _, listed) = post(&base, "/agents/echo", &v10, &list).await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(listed["result"]["tasks"].is_array(), "{listed}");
+    drop(cluster);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_open_streams_with_a_retryable_error_and_exits_within_the_drain_timeout() {
     let agent = fake_agent::start(1, 10).await;
