@@ -26,11 +26,6 @@ use crate::state::{ListQuery, Task};
 const PAGE_SIZE_DEFAULT: usize = 50;
 const PAGE_SIZE_MAX: usize = 100;
 
-/// At most this many in-memory task ids are checked against the archive for the exact
-/// `totalSize` (a larger backlog means the archive was down: the count may then be over by
-/// the tasks written in the last moments).
-const ARCHIVE_CHECK_IDS_MAX: usize = 10_000;
-
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Raw {
@@ -147,10 +142,9 @@ pub async fn run(gw: &Gateway, call: &Call, p: Params) -> Result<Reply, RpcError
         // Tasks in both places count once: those marked archived here, and those the archiver
         // wrote but whose mark this node has not applied yet (few: a batch or two, unless the
         // archive was down, and then this read failed already).
-        let check: &[&str] = match page.waiting_for_archive.len() {
-            n if n <= ARCHIVE_CHECK_IDS_MAX => &page.waiting_for_archive,
-            _ => &[],
-        };
+        // At most `state::WAITING_CHECK_MAX` ids; a longer backlog means the archive was
+        // down, and the count may then be over by the tasks written in the last moments.
+        let check: &[&str] = page.waiting_for_archive.as_deref().unwrap_or_default();
         let (count, written_unmarked) = archive.count(&query, check).await.map_err(archive_unavailable)?;
         total = (total - page.archived_matching - written_unmarked as usize).saturating_add(count as usize);
         more |= archived.len() > p.page_size;

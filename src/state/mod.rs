@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod keys;
 pub mod limits;
+mod list_index;
 pub mod push;
 mod replica;
 mod tables;

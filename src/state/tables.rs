@@ -1,6 +1,7 @@
 //! The per-node in-memory tables that `apply` writes and every read is served from: tasks
 //! with their agent (the task→agent index), and agents with their cached cards.
 
+use std::ops::Bound;
 use std::sync::Arc;
 
 use imbl::{HashMap, OrdMap as BTreeMap};
@@ -8,6 +9,7 @@ use imbl::{HashMap, OrdMap as BTreeMap};
 use super::Refusal;
 use super::TaskEvent;
 use super::agent::{AgentAuth, AgentRecord, CachedCard, Upstream};
+use super::list_index::ListIndex;
 use super::push::{OutboxChange, OutboxEvent, PushConfig, PushSnapshot, PushSnapshotRef, PushTables};
 use super::task::{self, Task, TaskChange, TransitionError};
 use crate::a2a::TaskState;
@@ -132,6 +134,9 @@ pub struct Tables {
     /// The same order per task owner (derived: kept by apply, rebuilt on restore, never in a
     /// snapshot), so a caller's ListTasks walks only its own tasks.
     owned: HashMap<String, BTreeMap<u64, String>>,
+    /// Each agent's and context's tasks in the same order, and task counts (derived, like
+    /// `owned`): what ListTasks reads instead of walking every task.
+    index: ListIndex,
     /// Terminal tasks not archived yet, by the sequence at which they became terminal: the
     /// archiver's work, oldest first. With the archive on, they may not leave memory.
     unarchived: BTreeMap<u64, String>,
@@ -385,9 +390,13 @@ pub struct ListPage<'a> {
     pub archived_matching: usize,
     /// Of those, the terminal ones not marked archived yet: the archiver may have written
     /// them already (its mark not applied here yet), so a count over memory and archive
-    /// checks these ids in the archive.
-    pub waiting_for_archive: Vec<&'a str>,
+    /// checks these ids in the archive. `None`: more than `WAITING_CHECK_MAX`, not checked.
+    pub waiting_for_archive: Option<Vec<&'a str>>,
 }
+
+/// The most ids ListTasks checks in the archive for tasks written but not marked archived
+/// here yet (see [`ListPage::waiting_for_archive`]).
+pub const WAITING_CHECK_MAX: usize = 10_000;
 
 impl Tables {
     pub fn new(limits: TableLimits) -> Self {
@@ -397,6 +406,7 @@ impl Tables {
             tasks: HashMap::new(),
             recency: BTreeMap::new(),
             owned: HashMap::new(),
+            index: ListIndex::default(),
             unarchived: BTreeMap::new(),
             archived: BTreeMap::new(),
             agents: BTreeMap::new(),
@@ -460,19 +470,45 @@ impl Tables {
             more: false,
             total_size: 0,
             archived_matching: 0,
-            waiting_for_archive: vec![],
+            waiting_for_archive: Some(vec![]),
         };
-        // A caller's own tasks through the owner index: the walk costs its tasks, not all.
-        let order = match q.owner {
-            Some(owner) => self.owned.get(owner),
-            None => Some(&self.recency),
+        // The narrowest order that holds every match: a context's tasks (usually a few), a
+        // caller's own, an agent's, or all.
+        let order = match (q.context_id, q.owner, q.agent_id) {
+            (Some(context), _, _) => self.index.context(context),
+            (None, Some(owner), _) => self.owned.get(owner),
+            (None, None, Some(agent)) => self.index.agent(agent),
+            (None, None, None) => Some(&self.recency),
         };
-        let ids = order.into_iter().flat_map(|o| o.values().rev());
-        for entry in ids.filter_map(|id| self.task(id)).filter(|e| q.matches(e)) {
+        let Some(order) = order else { return page };
+        if q.context_id.is_some() || q.updated_after_ms.is_some() {
+            // No count answers these filters: the order is walked whole.
+            self.list_walking(q, order, &mut page);
+            return page;
+        }
+        page.total_size = self.index.in_memory.get(q.owner, q.agent_id, q.state);
+        page.archived_matching = self.index.archived.get(q.owner, q.agent_id, q.state);
+        let upper = q.before.map_or(Bound::Unbounded, |(seq, _)| Bound::Included(seq));
+        let below_cursor = order.range((Bound::Unbounded, upper)).rev().filter_map(|(_, id)| self.task(id));
+        for entry in below_cursor.filter(|e| q.matches(e) && q.is_after_cursor(e.seq, &e.task.id)) {
+            if page.tasks.len() == q.page_size {
+                page.more = true;
+                break;
+            }
+            page.tasks.push(entry);
+        }
+        page.waiting_for_archive = self.waiting_for_archive(q);
+        page
+    }
+
+    /// Counts and pages by walking all of `order`.
+    fn list_walking<'a>(&'a self, q: &ListQuery<'_>, order: &'a BTreeMap<u64, String>, page: &mut ListPage<'a>) {
+        let mut waiting = vec![];
+        for entry in order.values().rev().filter_map(|id| self.task(id)).filter(|e| q.matches(e)) {
             page.total_size += 1;
             match entry.terminal_seq {
                 Some(ts) if self.archived.contains_key(&ts) => page.archived_matching += 1,
-                Some(_) => page.waiting_for_archive.push(&entry.task.id),
+                Some(_) => waiting.push(entry.task.id.as_str()),
                 None => {}
             }
             if !q.is_after_cursor(entry.seq, &entry.task.id) {
@@ -484,7 +520,24 @@ impl Tables {
                 page.more = true;
             }
         }
-        page
+        if !self.archive_on() {
+            waiting.clear();
+        }
+        page.waiting_for_archive = (waiting.len() <= WAITING_CHECK_MAX).then_some(waiting);
+    }
+
+    /// The matching terminal tasks the archive may hold without their mark applied here yet:
+    /// the archiver's backlog (short unless the archive is down), walked up to
+    /// `WAITING_CHECK_MAX`; `None` past it. With the archive off there are none.
+    fn waiting_for_archive(&self, q: &ListQuery<'_>) -> Option<Vec<&str>> {
+        if !self.archive_on() {
+            return Some(vec![]);
+        }
+        if self.unarchived.len() > WAITING_CHECK_MAX {
+            return None;
+        }
+        let backlog = self.unarchived.values().filter_map(|id| self.task(id));
+        Some(backlog.filter(|e| q.matches(e)).map(|e| e.task.id.as_str()).collect())
     }
 
     pub(super) fn upsert_agent(&mut self, record: AgentRecord, auth: AgentAuth, at_ms: u64) {
@@ -582,6 +635,7 @@ impl Tables {
             events: 1,
             owner,
         };
+        self.index.add(&entry, false);
         self.tasks.insert(id, Arc::new(entry));
         Ok(event)
     }
@@ -599,6 +653,7 @@ impl Tables {
         if entry.agent_id != agent_id {
             return Err(Refusal::OwnedByOtherAgent { task: id.into(), owner: entry.agent_id.clone() });
         }
+        let (old_seq, old_state) = (entry.seq, entry.task.status.state);
         let changes = change(&mut entry.task)?;
         entry.events += changes.len() as u64;
         self.seq += 1;
@@ -614,6 +669,7 @@ impl Tables {
             entry.terminal_seq = Some(self.seq);
             self.unarchived.insert(self.seq, id.to_owned());
         }
+        self.index.changed(entry, old_seq, old_state);
         Ok(TaskEvent {
             task_id: id.to_owned(),
             context_id: entry.task.context_id.clone(),
@@ -652,6 +708,9 @@ impl Tables {
         for id in ids {
             let Some(ts) = self.tasks.get(id).and_then(|e| e.terminal_seq) else { continue };
             if let Some(id) = self.unarchived.remove(&ts) {
+                if let Some(entry) = self.tasks.get(&id) {
+                    self.index.archived(entry);
+                }
                 self.archived.insert(ts, id);
                 marked += 1;
             }
@@ -677,8 +736,11 @@ impl Tables {
 
     /// Removes the terminal task that became terminal at `ts` from memory.
     fn remove_terminal(&mut self, ts: u64) {
-        let id = self.archived.remove(&ts).or_else(|| self.unarchived.remove(&ts));
+        let archived = self.archived.remove(&ts);
+        let was_archived = archived.is_some();
+        let id = archived.or_else(|| self.unarchived.remove(&ts));
         if let Some(entry) = id.and_then(|id| self.tasks.remove(&id)) {
+            self.index.remove(&entry, was_archived);
             self.recency.remove(&entry.seq);
             self.unown(&entry);
             self.tasks_evicted_total += 1;
@@ -895,10 +957,12 @@ impl Tables {
             if let Some(owner) = &entry.owner {
                 tables.owned.entry(owner.clone()).or_default().insert(entry.seq, entry.task.id.clone());
             }
+            let is_archived = entry.terminal_seq.is_some_and(|ts| archived.contains(&ts));
             if let Some(ts) = entry.terminal_seq {
-                let index = if archived.contains(&ts) { &mut tables.archived } else { &mut tables.unarchived };
+                let index = if is_archived { &mut tables.archived } else { &mut tables.unarchived };
                 index.insert(ts, entry.task.id.clone());
             }
+            tables.index.add(&entry, is_archived);
             tables.tasks.insert(entry.task.id.clone(), Arc::new(entry));
         }
         for a in s.agents {
@@ -959,6 +1023,112 @@ mod tests {
             t.apply(Command::RecordTask { agent_id: "a".into(), task: tk, at_ms: i }).unwrap();
         }
         t
+    }
+
+    /// The ids of a page, whether more follow, the counts and the ids checked in the archive.
+    type PageSummary = (Vec<String>, bool, usize, usize, Option<Vec<String>>);
+
+    fn summary(page: ListPage<'_>) -> PageSummary {
+        let ids = page.tasks.iter().map(|e| e.task.id.clone()).collect();
+        let mut waiting: Option<Vec<String>> =
+            page.waiting_for_archive.map(|w| w.iter().map(|s| s.to_string()).collect());
+        if let Some(w) = &mut waiting {
+            w.sort();
+        }
+        (ids, page.more, page.total_size, page.archived_matching, waiting)
+    }
+
+    /// Every page of `q`, through the index and by walking every task (what ListTasks did
+    /// before the index), compared.
+    fn assert_pages_match_a_walk_of_everything(t: &Tables, q: &ListQuery<'_>) {
+        let mut cursor: Option<(u64, String)> = None;
+        for _ in 0..1000 {
+            let q = ListQuery { before: cursor.as_ref().map(|(s, i)| (*s, i.as_str())), ..q.clone() };
+            let got = summary(t.list_tasks(&q));
+            let mut walked =
+                ListPage { tasks: vec![], more: false, total_size: 0, archived_matching: 0, waiting_for_archive: None };
+            t.list_walking(&q, &t.recency, &mut walked);
+            let want = summary(walked);
+            assert_eq!(got, want, "{q:?}");
+            if !got.1 {
+                return;
+            }
+            let last = t.task(got.0.last().unwrap()).unwrap();
+            cursor = Some((last.seq, last.task.id.clone()));
+        }
+        panic!("paging did not end");
+    }
+
+    /// Tables after a deterministic mix of creations, changes, archive marks and evictions
+    /// over two agents, three owners (one none), four contexts.
+    fn churned(seed: u64, archive: bool) -> Tables {
+        let mut t = Tables::new(TableLimits { tasks_max: 60 });
+        t.apply_settings(crate::state::SettingsV2 { tasks_max: 60, archive });
+        let mut x = seed;
+        let mut next = move |n: u64| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 33) % n
+        };
+        let states = [
+            TaskState::Submitted,
+            TaskState::Working,
+            TaskState::InputRequired,
+            TaskState::Completed,
+            TaskState::Failed,
+        ];
+        for i in 0..300u64 {
+            let id = format!("t{}", next(90));
+            let state = states[next(states.len() as u64) as usize];
+            match next(10) {
+                0..=6 => {
+                    let mut tk = task(&id, state);
+                    tk.context_id = format!("c{}", next(4));
+                    let agent_id = ["a", "b"][next(2) as usize].to_owned();
+                    let owner = ["", "k1", "k2"][next(3) as usize];
+                    // Refusals (a terminal task changing, another agent's task, a full table) change nothing.
+                    let _ = t.record_task(agent_id, tk, i, (!owner.is_empty()).then(|| owner.to_owned()));
+                }
+                7 | 8 => {
+                    let _ = t.mark_archived(&[id]);
+                }
+                _ => {
+                    let _ = t.evict(&[id]);
+                }
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn pages_and_counts_through_the_index_equal_a_walk_of_every_task() {
+        for (seed, archive) in [(1, true), (2, false), (3, true), (4, false)] {
+            let t = churned(seed, archive);
+            let restored = Tables::restore(TableLimits { tasks_max: 60 }, &t.snapshot()).unwrap();
+            for tables in [&t, &restored] {
+                for owner in [None, Some("k1"), Some("k2")] {
+                    for agent_id in [None, Some("a"), Some("b")] {
+                        for state in [None, Some(TaskState::Working), Some(TaskState::Completed)] {
+                            for context_id in [None, Some("c1")] {
+                                for updated_after_ms in [None, Some(150)] {
+                                    for page_size in [1, 7, 100] {
+                                        let q = ListQuery {
+                                            agent_id,
+                                            context_id,
+                                            state,
+                                            owner,
+                                            updated_after_ms,
+                                            before: None,
+                                            page_size,
+                                        };
+                                        assert_pages_match_a_walk_of_everything(tables, &q);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
