@@ -117,12 +117,13 @@ impl ListIndex {
         }
     }
 
-    /// A task changed: it was at `old_seq` in `old_state` and is now as `e` says. (Its agent,
-    /// context and owner never change; an archived task never changes.)
-    pub fn changed(&mut self, e: &TaskEntry, old_seq: u64, old_state: TaskState) {
+    /// A task changed: it was at `old_seq` in `old_state` and `old_context` (an agent's new
+    /// snapshot of a task may name another context) and is now as `e` says. (Its agent and
+    /// owner never change; an archived task never changes.)
+    pub fn changed(&mut self, e: &TaskEntry, old_seq: u64, old_state: TaskState, old_context: &str) {
         remove(&mut self.by_agent, &e.agent_id, old_seq);
         insert(&mut self.by_agent, &e.agent_id, e.seq, &e.task.id);
-        remove(&mut self.by_context, &e.task.context_id, old_seq);
+        remove(&mut self.by_context, old_context, old_seq);
         insert(&mut self.by_context, &e.task.context_id, e.seq, &e.task.id);
         if old_state != e.task.status.state {
             self.in_memory.add(e, old_state, -1);
@@ -133,6 +134,14 @@ impl ListIndex {
     /// A task in memory is held by the archive now.
     pub fn archived(&mut self, e: &TaskEntry) {
         self.archived.add(e, e.task.status.state, 1);
+    }
+
+    /// Entries in the agents' orders and in the contexts' orders: each the number of tasks
+    /// in memory, or an order kept a task it should have let go.
+    #[cfg(test)]
+    pub fn entries(&self) -> (usize, usize) {
+        let sum = |m: &HashMap<String, Order>| m.values().map(|o| o.len()).sum();
+        (sum(&self.by_agent), sum(&self.by_context))
     }
 
     pub fn agent(&self, agent: &str) -> Option<&Order> {

@@ -653,7 +653,7 @@ impl Tables {
         if entry.agent_id != agent_id {
             return Err(Refusal::OwnedByOtherAgent { task: id.into(), owner: entry.agent_id.clone() });
         }
-        let (old_seq, old_state) = (entry.seq, entry.task.status.state);
+        let (old_seq, old_state, old_context) = (entry.seq, entry.task.status.state, entry.task.context_id.clone());
         let changes = change(&mut entry.task)?;
         entry.events += changes.len() as u64;
         self.seq += 1;
@@ -669,7 +669,7 @@ impl Tables {
             entry.terminal_seq = Some(self.seq);
             self.unarchived.insert(self.seq, id.to_owned());
         }
-        self.index.changed(entry, old_seq, old_state);
+        self.index.changed(entry, old_seq, old_state, &old_context);
         Ok(TaskEvent {
             task_id: id.to_owned(),
             context_id: entry.task.context_id.clone(),
@@ -1105,6 +1105,8 @@ mod tests {
             let t = churned(seed, archive);
             let restored = Tables::restore(TableLimits { tasks_max: 60 }, &t.snapshot()).unwrap();
             for tables in [&t, &restored] {
+                let n = tables.task_count();
+                assert_eq!(tables.index.entries(), (n, n), "every task once in its agent's and its context's order");
                 for owner in [None, Some("k1"), Some("k2")] {
                     for agent_id in [None, Some("a"), Some("b")] {
                         for state in [None, Some(TaskState::Working), Some(TaskState::Completed)] {
