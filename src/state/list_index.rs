@@ -35,6 +35,8 @@ impl StateCounts {
 }
 
 fn slot(state: TaskState) -> usize {
+    // Declaration order is ALL's order, so the discriminant is the index.
+    debug_assert_eq!(TaskState::ALL[state as usize], state);
     state as usize
 }
 
