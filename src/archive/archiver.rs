@@ -4,8 +4,9 @@
 //! One round: take the oldest terminal tasks the archive does not hold yet, up to
 //! `archive.writers` x `archive.batch_max` (shared entries collected under the state lock,
 //! rows rendered after it), write them in idempotent batches of `batch_max` (one statement
-//! each, `writers` at once on their own connections), then commit `Archived` for all of them in one entry. Then commit `Evict`
-//! for the archived tasks the retention policy (`archive.memory_retention_*`) lets go. A
+//! each, `writers` at once on their own connections), then commit `Archived` for all of them
+//! in one entry. Then commit `Evict` for the archived tasks the retention policy
+//! (`archive.memory_retention_*`) lets go. A
 //! failed write is retried with backoff; meanwhile the tasks stay in memory, and when memory
 //! is full of tasks that may not leave it, new tasks are refused (retryable). A leader
 //! change mid-round is harmless: the new leader rewrites what was not committed as archived,
